@@ -1,0 +1,75 @@
+"""Writing files so that a crash never leaves a partial one, and reading checkpoints safely."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import AdvsegError, InputFileError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    The rename is atomic on one file system, so readers see either the old
+    file or the whole new one; on any error the temporary file is removed.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise AdvsegError(f"{path}: exists already (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (identifies the checkpoint behind a sample)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_torch_dict(path: str | os.PathLike, expected_format: str,
+                    required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a project checkpoint with ``weights_only=True`` and check its kind.
+
+    Raises :class:`InputFileError` naming the file for a missing file, a file
+    torch cannot read, or a dict of another format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds here: pickle, zip, unpickling policy
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(path, f"not a readable PyTorch checkpoint ({first[:160]})") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise InputFileError(path, f"not a {expected_format} checkpoint (found {found!r})")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise InputFileError(path, f"checkpoint lacks {', '.join(missing)}")
+    return data

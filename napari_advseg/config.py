@@ -1,0 +1,148 @@
+"""The attack's configuration: one dataclass, saved inside every checkpoint and report.
+
+Defaults follow ``method.md`` (the paper's method written out); choices the
+paper leaves open are options here, each with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AdvsegError
+
+FIELD_MODES = ("both", "phi", "bias")
+BIAS_MODES = ("additive", "multiplicative")
+CRITIC_MODES = ("gp", "clip")
+LABEL_MODES = ("reference", "predicted")
+NORMALISATION_MODES = ("zscore", "window")
+
+
+@dataclass
+class AttackConfig:
+    """Everything that defines a generator and how it was trained.
+
+    Attributes
+    ----------
+    gamma : float
+        Attack strength (Eq. 4): the masked cross-entropy the generator aims for.
+    alpha, beta : float
+        Weights of the smoothness terms of the displacement and the bias field (Eq. 2).
+    lambda_rho : float
+        Weight of the norm term ``mean((x_adv - x)^2)`` that keeps rho small.
+    lambda_atk, lambda_kl, lambda_real : float
+        Weights of the attack loss, the KL term of the two VAE heads and the
+        realism (critic) term in the generator loss (Eq. 6).
+    latent_dim : int
+        Numbers in each latent code z_phi and z_b.
+    phi_max : float
+        Bound on each displacement component, in pixels (``phi_max * tanh``).
+    b_max : float
+        Bound on the bias field, in normalised intensity units.
+    control_spacing : int
+        Pixels between the control points the fields are decoded on (a power
+        of two); the fields are upsampled bicubically, smooth by construction.
+    fields : str
+        ``"both"``, or the ablations ``"phi"`` (b = 0) and ``"bias"`` (phi = 0).
+    bias_mode : str
+        ``"additive"`` (Eq. 1, CT) or ``"multiplicative"`` (``T(x) * exp(b)``, MR-like).
+    organs : list of str or None
+        Organs whose (dilated) masks make the attack mask M of Eq. 5; None = all.
+    mask_dilation : int
+        Pixels by which the organ mask is dilated.
+    label_mode : str
+        ``"reference"`` (use the given labels) or ``"predicted"`` (argmax f(x),
+        the label-free mode; also used when no labels are given).
+    critic : str
+        ``"gp"`` (WGAN-GP, default) or ``"clip"`` (the original WGAN weight clipping).
+    """
+
+    gamma: float = 2.0
+    alpha: float = 0.1
+    beta: float = 0.01
+    lambda_rho: float = 20.0
+    lambda_atk: float = 1.0
+    lambda_kl: float = 0.01
+    lambda_real: float = 0.1
+    latent_dim: int = 8
+    phi_max: float = 6.0
+    b_max: float = 1.0
+    control_spacing: int = 8
+    base_channels: int = 16
+    fields: str = "both"
+    bias_mode: str = "additive"
+    organs: list[str] | None = None
+    mask_dilation: int = 3
+    label_mode: str = "reference"
+    critic: str = "gp"
+    gp_weight: float = 10.0
+    clip_value: float = 0.01
+    critic_steps: int = 5
+    critic_channels: int = 16
+    lr_generator: float = 5e-4
+    lr_critic: float = 1e-4
+    rmsprop_decay: float = 0.9
+    batch_size: int = 8
+    steps: int = 600
+    seed: int = 0
+    normalisation: str = "zscore"
+    window: tuple[float, float] = (-200.0, 300.0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`AdvsegError` for a setting that cannot work."""
+        checks = [
+            (self.fields in FIELD_MODES, f"fields must be one of {FIELD_MODES}, got {self.fields!r}"),
+            (self.bias_mode in BIAS_MODES, f"bias_mode must be one of {BIAS_MODES}, got {self.bias_mode!r}"),
+            (self.critic in CRITIC_MODES, f"critic must be one of {CRITIC_MODES}, got {self.critic!r}"),
+            (self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}"),
+            (self.normalisation in NORMALISATION_MODES,
+             f"normalisation must be one of {NORMALISATION_MODES}, got {self.normalisation!r}"),
+            (self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}"),
+            (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.phi_max > 0 and self.b_max > 0, "phi_max and b_max must be > 0"),
+            (self.control_spacing >= 1 and (self.control_spacing & (self.control_spacing - 1)) == 0,
+             f"control_spacing must be a power of two, got {self.control_spacing}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
+            (self.critic_steps >= 0, f"critic_steps must be >= 0, got {self.critic_steps}"),
+            (self.mask_dilation >= 0, f"mask_dilation must be >= 0, got {self.mask_dilation}"),
+            (self.lr_generator > 0 and self.lr_critic > 0, "learning rates must be > 0"),
+            (self.window[0] < self.window[1], f"window must be (low, high) with low < high, got {self.window}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise AdvsegError(f"invalid attack configuration: {message}")
+
+    @property
+    def use_phi(self) -> bool:
+        return self.fields in ("both", "phi")
+
+    @property
+    def use_bias(self) -> bool:
+        return self.fields in ("both", "bias")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (safe for JSON and ``torch.load(weights_only=True)``)."""
+        data = dataclasses.asdict(self)
+        data["window"] = [float(v) for v in self.window]
+        data["organs"] = None if self.organs is None else list(self.organs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AttackConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AdvsegError(f"unknown attack configuration keys: {', '.join(unknown)}")
+        values = dict(data)
+        if "window" in values:
+            values["window"] = tuple(float(v) for v in values["window"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "AttackConfig":
+        return dataclasses.replace(self, **changes)

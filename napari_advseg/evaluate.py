@@ -1,0 +1,228 @@
+"""Evaluation in the shape of the paper's Table 1: Dice per organ, success, rho, folding.
+
+- Dice per organ per volume, over all of its test slices; averaged over volumes.
+- Clean Dice: ``f(x)`` against ``y``. Adversarial Dice: ``f(x_adv)`` against
+  the warped reference ``y_adv = T_nearest(y; phi)``.
+- An organ absent from a volume's reference is left out of that volume's
+  average (not scored 0 or 1); absent from every volume, it is not reported.
+- An attack on an organ succeeds when ``Dice_adv <= 0.7 * Dice_clean``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import AttackConfig
+from .fields import apply_fields, fold_count, perceptibility_per_slice, warp_labels
+
+SUCCESS_DROP = 0.30
+"""Relative Dice decrease at which an attack on an organ counts as a success."""
+
+
+def dice_from_counts(intersection: float, predicted: float, reference: float) -> float:
+    """``2|A n B| / (|A| + |B|)``; NaN when the organ is absent from the reference."""
+    if reference == 0:
+        return math.nan
+    return 2.0 * intersection / (predicted + reference)
+
+
+class OverlapCounter:
+    """Accumulates per-class voxel counts over the slices of one volume."""
+
+    def __init__(self, n_classes: int):
+        self.n_classes = n_classes
+        self.intersection = np.zeros(n_classes, dtype=np.int64)
+        self.predicted = np.zeros(n_classes, dtype=np.int64)
+        self.reference = np.zeros(n_classes, dtype=np.int64)
+
+    def add(self, prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> None:
+        pred = torch.as_tensor(prediction).flatten().long().cpu()
+        ref = torch.as_tensor(reference).flatten().long().cpu()
+        n = self.n_classes
+        self.predicted += torch.bincount(pred.clamp(0, n - 1), minlength=n).numpy()[:n]
+        self.reference += torch.bincount(ref.clamp(0, n - 1), minlength=n).numpy()[:n]
+        same = pred[pred == ref]
+        self.intersection += torch.bincount(same.clamp(0, n - 1), minlength=n).numpy()[:n]
+
+    def dice(self) -> dict[int, float]:
+        return {c: dice_from_counts(self.intersection[c], self.predicted[c], self.reference[c])
+                for c in range(1, self.n_classes)}
+
+
+def dice_per_organ(prediction, reference, class_names: Sequence[str]) -> dict[str, float]:
+    """Dice of each organ (class > 0) over a whole volume or slice stack; NaN where absent."""
+    counter = OverlapCounter(len(class_names))
+    counter.add(prediction, reference)
+    return {class_names[c]: d for c, d in counter.dice().items()}
+
+
+def organ_row(dice_clean: float, dice_adv: float) -> dict[str, Any]:
+    """One organ's entry of a report: clean and adversarial Dice, relative drop, success."""
+    drop = (dice_clean - dice_adv) / dice_clean if dice_clean > 0 else math.nan
+    return {"dice_clean": float(dice_clean), "dice_adv": float(dice_adv), "drop": float(drop),
+            "success": bool(dice_clean > 0 and dice_adv <= (1.0 - SUCCESS_DROP) * dice_clean)}
+
+
+@dataclass
+class SliceBatchResult:
+    """One batch of adversarial slices with everything the report and the files need."""
+
+    start: int
+    adversarial: torch.Tensor   # (B, 1, H, W) normalised
+    displacement: torch.Tensor  # (B, 2, H, W) pixels
+    bias: torch.Tensor          # (B, 1, H, W) normalised units
+    z_phi: torch.Tensor
+    z_b: torch.Tensor
+    pred_clean: torch.Tensor    # (B, H, W)
+    pred_adv: torch.Tensor      # (B, H, W)
+    warped_reference: torch.Tensor | None  # (B, H, W) or None without labels
+    rho: torch.Tensor           # (B,)
+
+
+@torch.no_grad()
+def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
+                  temperature: float = 1.0, rng: torch.Generator | None = None,
+                  eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
+                  ) -> Iterator[SliceBatchResult]:
+    """Apply G to slices batch by batch (streaming: one batch in memory at a time).
+
+    ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
+    deviates: fixed ``eps_*`` of shape (latent_dim,) when given, else drawn
+    from ``rng`` (standard normal), else the encoder's mean.
+    """
+    device = next(generator.parameters()).device
+    n = len(images)
+    for start in range(0, n, batch_size):
+        x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))[:, None].to(device)
+        b = x.shape[0]
+
+        def deviates(fixed: torch.Tensor | None) -> torch.Tensor | None:
+            if fixed is not None:
+                return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(b, -1).to(device)
+            if rng is not None:
+                return torch.randn(b, config.latent_dim, generator=rng).to(device)
+            return None
+
+        out = generator(x, deviates(eps_phi), deviates(eps_b), temperature)
+        x_adv = apply_fields(x, out.displacement if config.use_phi else None,
+                             out.bias if config.use_bias else None, config.bias_mode)
+        pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
+        pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
+        warped = None
+        if labels is not None:
+            y = torch.as_tensor(np.asarray(labels[start:start + batch_size])).long().to(device)
+            warped = (warp_labels(y, out.displacement) if config.use_phi else y).cpu()
+        yield SliceBatchResult(start, x_adv.cpu(), out.displacement.cpu(), out.bias.cpu(), out.z_phi.cpu(),
+                               out.z_b.cpu(), pred_clean, pred_adv, warped,
+                               perceptibility_per_slice(x_adv, x).cpu())
+
+
+def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[tuple[Any, Any]], *,
+                    samples: int = 1, seed: int = 0, temperature: float = 1.0, batch_size: int = 8,
+                    progress=None) -> dict[str, Any]:
+    """The Table-1 figures of one generator on one or more test volumes.
+
+    Parameters
+    ----------
+    volumes : sequence of (images (N, H, W) normalised, labels (N, H, W))
+        Each entry is one volume's test slices with their reference labels.
+    samples : int
+        Adversarial samples drawn per slice (latent deviates from ``seed``).
+    progress : callable(int) or None
+        Called with the number of slices done after each batch.
+    """
+    class_names = list(target.class_names)
+    n_classes = len(class_names)
+    clean_per_volume: list[dict[int, float]] = []
+    adv_per_volume: list[dict[int, float]] = []
+    rhos: list[float] = []
+    folded = checked = 0
+    rng = torch.Generator().manual_seed(seed)
+    for images, labels in volumes:
+        clean = OverlapCounter(n_classes)
+        adv_runs = []
+        for sample in range(samples):
+            adv = OverlapCounter(n_classes)
+            for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
+                                        temperature=temperature, rng=rng):
+                if sample == 0:
+                    y = torch.as_tensor(np.asarray(labels[result.start:result.start + len(result.rho)]))
+                    clean.add(result.pred_clean, y)
+                adv.add(result.pred_adv, result.warped_reference)
+                rhos.extend(result.rho.tolist())
+                f, c = fold_count(result.displacement)
+                folded, checked = folded + f, checked + c
+                if progress is not None:
+                    progress(len(result.rho))
+            adv_runs.append(adv.dice())
+        clean_per_volume.append(clean.dice())
+        adv_per_volume.append({c: float(np.mean([run[c] for run in adv_runs])) for c in range(1, n_classes)})
+
+    organs: dict[str, Any] = {}
+    absent = []
+    for c in range(1, n_classes):
+        pairs = [(cv[c], av[c]) for cv, av in zip(clean_per_volume, adv_per_volume) if not math.isnan(cv[c])]
+        if not pairs:
+            absent.append(class_names[c])
+            continue
+        row = organ_row(float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs])))
+        row["volumes"] = len(pairs)
+        organs[class_names[c]] = row
+    drops = [row["drop"] for row in organs.values()]
+    return {
+        "organs": organs,
+        "absent_organs": absent,
+        "rho": float(np.mean(rhos)) if rhos else math.nan,
+        "fold_fraction": folded / checked if checked else 0.0,
+        "mean_drop": float(np.mean(drops)) if drops else math.nan,
+        "all_succeed": bool(organs) and all(row["success"] for row in organs.values()),
+        "config": config.to_dict(),
+        "samples": samples,
+        "temperature": temperature,
+        "seed": seed,
+        "volumes": len(volumes),
+        "slices": sum(len(images) for images, _ in volumes),
+    }
+
+
+def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[str] | None = None) -> str:
+    """A Markdown table shaped like the paper's Table 1.
+
+    ``rows`` are (row label, report) pairs; the clean Dice and the 30 % line
+    come from the first report. Dice in %, adversarial cells with the
+    relative drop; a cell passing the 30 % line ends with ``*``.
+    """
+    if not rows:
+        return ""
+    first = rows[0][1]["organs"]
+    names = list(organs) if organs is not None else list(first)
+    header = "| row | " + " | ".join(names) + " | rho | folds | organs >= 30 % |"
+    lines = [header, "|" + " --- |" * (len(names) + 4)]
+
+    def cell(value: float) -> str:
+        return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+    lines.append("| U-Net, clean | " + " | ".join(cell(first[n]["dice_clean"]) if n in first else "n/a"
+                                                   for n in names) + " | | | |")
+    lines.append("| 30 % decrease | " + " | ".join(cell(0.7 * first[n]["dice_clean"]) if n in first else "n/a"
+                                                    for n in names) + " | | | |")
+    for label, report in rows:
+        organ_rows = report["organs"]
+        cells = []
+        for n in names:
+            if n not in organ_rows:
+                cells.append("n/a")
+                continue
+            r = organ_rows[n]
+            drop = "" if math.isnan(r["drop"]) else f" ({-100 * r['drop']:+.0f} %)"
+            cells.append(f"{cell(r['dice_adv'])}{drop}{'*' if r['success'] else ''}")
+        passed = sum(1 for n in names if n in organ_rows and organ_rows[n]["success"])
+        lines.append(f"| {label} | " + " | ".join(cells)
+                     + f" | {report['rho']:.3f} | {100 * report['fold_fraction']:.2f} % | {passed}/{len(names)} |")
+    return "\n".join(lines)

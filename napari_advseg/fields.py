@@ -1,0 +1,129 @@
+"""Deformation and bias fields: warping, smoothness, folding and perceptibility.
+
+Conventions
+-----------
+- Images are tensors ``(N, C, H, W)``; label maps ``(N, H, W)`` integers.
+- A displacement field is ``(N, 2, H, W)`` in **pixels**, channel 0 along rows
+  (dy), channel 1 along columns (dx). ``T(x; phi)(p) = x(p + phi(p))``: the
+  output pixel ``p`` takes the input's value at ``p + phi(p)`` (Eq. 1).
+- A bias field is ``(N, 1, H, W)`` in normalised intensity units.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _sampling_grid(displacement: torch.Tensor) -> torch.Tensor:
+    """Turn a pixel displacement into the normalised grid that ``grid_sample`` wants."""
+    n, _, h, w = displacement.shape
+    dtype, device = displacement.dtype, displacement.device
+    rows = torch.arange(h, dtype=dtype, device=device).view(1, h, 1)
+    cols = torch.arange(w, dtype=dtype, device=device).view(1, 1, w)
+    y = rows + displacement[:, 0]
+    x = cols + displacement[:, 1]
+    # align_corners=True: pixel centre 0 -> -1, pixel centre (size - 1) -> +1.
+    gy = 2.0 * y / max(h - 1, 1) - 1.0
+    gx = 2.0 * x / max(w - 1, 1) - 1.0
+    return torch.stack((gx, gy), dim=-1)
+
+
+def warp_image(image: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling ``T(x; phi)`` with border padding.
+
+    Parameters
+    ----------
+    image : (N, C, H, W) float tensor
+    displacement : (N, 2, H, W) float tensor, pixels (dy, dx)
+    """
+    grid = _sampling_grid(displacement.to(image.dtype))
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def warp_labels(labels: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour warp of an integer label map ``(N, H, W)``; keeps its dtype.
+
+    The labels move with the anatomy: the reference of ``x_adv`` is
+    ``T_nearest(y; phi)`` (method.md, Eq. 1).
+    """
+    grid = _sampling_grid(displacement.float())
+    warped = F.grid_sample(labels.unsqueeze(1).float(), grid, mode="nearest",
+                           padding_mode="border", align_corners=True)
+    return warped.squeeze(1).round().to(labels.dtype)
+
+
+def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
+                 bias: torch.Tensor | None, bias_mode: str = "additive") -> torch.Tensor:
+    """The adversarial image ``g(x; phi, b)``: ``T(x; phi) + b`` or ``T(x; phi) * exp(b)``."""
+    out = image if displacement is None else warp_image(image, displacement)
+    if bias is None:
+        return out
+    if bias_mode == "additive":
+        return out + bias
+    if bias_mode == "multiplicative":
+        return out * torch.exp(bias)
+    raise ValueError(f"unknown bias_mode {bias_mode!r}")
+
+
+def upsample_field(coarse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic upsampling of a control-point field to ``size`` (H, W)."""
+    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=True)
+
+
+def smoothness(field: torch.Tensor) -> torch.Tensor:
+    """``mean(|grad f|^2)`` with forward finite differences (Eq. 2), over all channels."""
+    dy = field[:, :, 1:, :] - field[:, :, :-1, :]
+    dx = field[:, :, :, 1:] - field[:, :, :, :-1]
+    total = field.new_zeros(())
+    if dy.numel():
+        total = total + dy.pow(2).mean()
+    if dx.numel():
+        total = total + dx.pow(2).mean()
+    return total
+
+
+def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
+    """Determinant of the Jacobian of ``p -> p + phi(p)``, ``(N, H-1, W-1)``.
+
+    Forward differences; a value ``<= 0`` means the deformation folds there.
+    """
+    dy, dx = displacement[:, 0], displacement[:, 1]
+    ddy_drow = (dy[:, 1:, :-1] - dy[:, :-1, :-1])
+    ddy_dcol = (dy[:, :-1, 1:] - dy[:, :-1, :-1])
+    ddx_drow = (dx[:, 1:, :-1] - dx[:, :-1, :-1])
+    ddx_dcol = (dx[:, :-1, 1:] - dx[:, :-1, :-1])
+    return (1.0 + ddy_drow) * (1.0 + ddx_dcol) - ddy_dcol * ddx_drow
+
+
+def fold_count(displacement: torch.Tensor) -> tuple[int, int]:
+    """(pixels where the deformation folds, pixels checked)."""
+    det = jacobian_determinant(displacement)
+    return int((det <= 0).sum().item()), int(det.numel())
+
+
+def fold_fraction(displacement: torch.Tensor) -> float:
+    """Fraction of pixels whose Jacobian determinant is ``<= 0``."""
+    folded, total = fold_count(displacement)
+    return folded / total if total else 0.0
+
+
+def perceptibility_per_slice(adversarial: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """``||x_adv_n - x_n||_2 / ||x_n||_2`` for each slice n (Eq. 7), shape (N,)."""
+    n = clean.shape[0]
+    diff = (adversarial - clean).reshape(n, -1).norm(dim=1)
+    base = clean.reshape(n, -1).norm(dim=1).clamp_min(1e-8)
+    return diff / base
+
+
+def perceptibility(adversarial: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """rho of Eq. 7: the mean over slices of the relative L2 change."""
+    return perceptibility_per_slice(adversarial, clean).mean()
+
+
+def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Binary dilation of a ``(N, H, W)`` mask by a square of radius ``pixels``."""
+    if pixels <= 0:
+        return mask
+    k = 2 * pixels + 1
+    return F.max_pool2d(mask.unsqueeze(1).float(), k, stride=1, padding=pixels).squeeze(1) > 0

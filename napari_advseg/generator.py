@@ -1,0 +1,203 @@
+"""The generator G (encoder, two VAE heads, two field decoders) and the WGAN critic D.
+
+Fig. 1 of the paper: an encoder maps the slice ``x`` to features ``h``; two
+VAE heads give ``(mu_k, logvar_k)`` of a latent code ``z_k`` for the
+deformation (k = phi) and the bias field (k = b); two decoders of the same
+architecture but separate weights decode ``h`` and ``z_k`` into the fields.
+The decoders work on a coarse control-point grid (one point every
+``control_spacing`` pixels) and the result is upsampled bicubically, so both
+fields are smooth by construction and the network accepts any slice size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import AttackConfig
+from .fields import upsample_field
+
+
+def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+@dataclass
+class LatentStats:
+    """Mean and log-variance of the two latent codes, each (N, latent_dim)."""
+
+    mu_phi: torch.Tensor
+    logvar_phi: torch.Tensor
+    mu_b: torch.Tensor
+    logvar_b: torch.Tensor
+
+
+@dataclass
+class GeneratorOutput:
+    """What one forward pass of G gives.
+
+    displacement : (N, 2, H, W) pixels (dy, dx); zeros in the bias-only ablation
+    bias : (N, 1, H, W) normalised units; zeros in the phi-only ablation
+    z_phi, z_b : (N, latent_dim) the codes used
+    stats : the encoder's latent distributions
+    """
+
+    displacement: torch.Tensor
+    bias: torch.Tensor
+    z_phi: torch.Tensor
+    z_b: torch.Tensor
+    stats: LatentStats
+
+
+class Encoder(nn.Module):
+    """Strided convolutions down to the control-point grid: ``(N,1,H,W) -> (N,C,H/s,W/s)``."""
+
+    def __init__(self, base: int, levels: int):
+        super().__init__()
+        layers: list[nn.Module] = [_conv_block(1, base)]
+        ch = base
+        for level in range(levels):
+            out = min(base * 2 ** (level + 1), base * 8)
+            layers += [_conv_block(ch, out, stride=2), _conv_block(out, out)]
+            ch = out
+        self.body = nn.Sequential(*layers)
+        self.out_channels = ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class LatentHead(nn.Module):
+    """A VAE head: pooled features -> (mu, logvar) of one latent code."""
+
+    def __init__(self, in_ch: int, latent_dim: int):
+        super().__init__()
+        self.fc = nn.Linear(2 * in_ch, 2 * latent_dim)
+        self.latent_dim = latent_dim
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = torch.cat((h.mean(dim=(2, 3)), h.amax(dim=(2, 3))), dim=1)
+        mu, logvar = self.fc(pooled).chunk(2, dim=1)
+        return mu, logvar.clamp(-10.0, 4.0)
+
+
+class FieldDecoder(nn.Module):
+    """Features ``h`` and a latent code broadcast over space -> a coarse field.
+
+    The last convolution starts at zero, so an untrained generator is the
+    identity (phi = 0, b = 0) and training moves away from it.
+    """
+
+    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_block(in_ch + latent_dim, width),
+            _conv_block(width, width),
+        )
+        self.head = nn.Conv2d(width, out_channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        z_map = z[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        return self.head(self.body(torch.cat((h, z_map), dim=1)))
+
+
+class AttackGenerator(nn.Module):
+    """G of the paper: ``x -> (phi, b)`` with a VAE latent code for each field."""
+
+    def __init__(self, config: AttackConfig):
+        super().__init__()
+        self.config = config
+        self.levels = int(round(math.log2(config.control_spacing)))
+        self.encoder = Encoder(config.base_channels, self.levels)
+        ch = self.encoder.out_channels
+        self.head_phi = LatentHead(ch, config.latent_dim)
+        self.head_b = LatentHead(ch, config.latent_dim)
+        width = max(ch // 2, 32)
+        self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width)
+        self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width)
+
+    # -- pieces, so an interactive view can encode once and decode many codes
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.config.control_spacing
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, LatentStats]:
+        """Features and latent distributions of a batch of slices ``(N, 1, H, W)``."""
+        h = self.encoder(self._pad(x))
+        mu_phi, logvar_phi = self.head_phi(h)
+        mu_b, logvar_b = self.head_b(h)
+        return h, LatentStats(mu_phi, logvar_phi, mu_b, logvar_b)
+
+    def decode(self, h: torch.Tensor, z_phi: torch.Tensor, z_b: torch.Tensor,
+               size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fields at full resolution ``size`` (H, W) from features and codes."""
+        cfg = self.config
+        padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
+        n = h.shape[0]
+        if cfg.use_phi:
+            coarse = self.decoder_phi(h, z_phi)
+            displacement = cfg.phi_max * torch.tanh(upsample_field(coarse, padded))
+            displacement = displacement[:, :, : size[0], : size[1]]
+        else:
+            displacement = h.new_zeros((n, 2) + tuple(size))
+        if cfg.use_bias:
+            coarse = self.decoder_b(h, z_b)
+            bias = cfg.b_max * torch.tanh(upsample_field(coarse, padded))
+            bias = bias[:, :, : size[0], : size[1]]
+        else:
+            bias = h.new_zeros((n, 1) + tuple(size))
+        return displacement, bias
+
+    @staticmethod
+    def latent_codes(stats: LatentStats, eps_phi: torch.Tensor | None, eps_b: torch.Tensor | None,
+                     temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z = mu + T * sigma * eps``; ``eps`` None means the mean (``z = mu``)."""
+        def one(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
+            if eps is None:
+                return mu
+            return mu + temperature * torch.exp(0.5 * logvar) * eps.to(mu)
+        return one(stats.mu_phi, stats.logvar_phi, eps_phi), one(stats.mu_b, stats.logvar_b, eps_b)
+
+    def forward(self, x: torch.Tensor, eps_phi: torch.Tensor | None = None,
+                eps_b: torch.Tensor | None = None, temperature: float = 1.0) -> GeneratorOutput:
+        """One pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
+        (the reparameterisation's noise, or slider positions); None uses the mean."""
+        h, stats = self.encode(x)
+        z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
+        displacement, bias = self.decode(h, z_phi, z_b, tuple(x.shape[-2:]))
+        return GeneratorOutput(displacement, bias, z_phi, z_b, stats)
+
+
+class Critic(nn.Module):
+    """The Wasserstein critic D: a slice ``(N, 1, H, W)`` -> a score ``(N,)``.
+
+    No batch normalisation (the gradient penalty is per sample); any size.
+    """
+
+    def __init__(self, base: int = 16, levels: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = 1
+        for level in range(levels):
+            out = base * 2 ** level
+            layers += [nn.Conv2d(ch, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            ch = out
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x).mean(dim=(2, 3))).squeeze(1)

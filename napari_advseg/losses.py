@@ -1,0 +1,77 @@
+"""The losses of the attack: Eq. 3 (WGAN), Eq. 4 (attack), Eq. 5 (masked CE), KL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .fields import dilate_mask
+
+
+def organ_mask(labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation: int) -> torch.Tensor:
+    """The mask M of Eq. 5: pixels of the chosen organs, dilated by ``dilation`` pixels.
+
+    Parameters
+    ----------
+    labels : (N, H, W) integer tensor (the warped reference ``y_adv``)
+    organ_ids : label values to attack; None means every label > 0
+    """
+    if organ_ids is None:
+        mask = labels > 0
+    else:
+        mask = torch.zeros_like(labels, dtype=torch.bool)
+        for organ in organ_ids:
+            mask |= labels == int(organ)
+    return dilate_mask(mask, dilation).float()
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``L_mce = -sum_i M_i sum_c y[i,c] log p[i,c] / sum_i M_i`` (Eq. 5).
+
+    Parameters
+    ----------
+    logits : (N, C, H, W) the target's output for ``x_adv``
+    labels : (N, H, W) integer ``y_adv``
+    mask : (N, H, W) float, 0/1
+    Returns 0 when the mask is empty (nothing to attack in this batch).
+    """
+    per_pixel = F.cross_entropy(logits, labels.long(), reduction="none")
+    weight = mask.sum()
+    if weight.item() == 0:
+        return per_pixel.sum() * 0.0
+    return (per_pixel * mask).sum() / weight
+
+
+def attack_loss(mce: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``L_atk = |gamma - L_mce|`` (Eq. 4)."""
+    return (gamma - mce).abs()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, sigma^2) || N(0, I))`` summed over latent numbers, averaged over the batch."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+
+
+def critic_loss(score_adversarial: torch.Tensor, score_real: torch.Tensor) -> torch.Tensor:
+    """``L_D = mean D(x_adv) - mean D(x)`` (Eq. 3)."""
+    return score_adversarial.mean() - score_real.mean()
+
+
+def realism_loss(score_adversarial: torch.Tensor) -> torch.Tensor:
+    """``L_real = -mean D(x_adv)`` (Eq. 3)."""
+    return -score_adversarial.mean()
+
+
+def gradient_penalty(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     mix: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: ``mean((||grad D(x_hat)||_2 - 1)^2)`` on ``x_hat = mix * real + (1 - mix) * fake``.
+
+    ``mix`` is (N, 1, 1, 1) in [0, 1], drawn by the caller so that its random
+    stream is the trainer's (exact resume).
+    """
+    x_hat = (mix * real + (1.0 - mix) * fake).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1.0).pow(2).mean()

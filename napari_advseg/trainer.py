@@ -1,0 +1,347 @@
+"""AttackTrainer: alternate critic and generator steps, yield metrics, checkpoint, resume exactly.
+
+The loop of Eq. 6: several WGAN critic steps (Eq. 3, gradient penalty or
+clipping), then one generator step on
+``L_G = lambda_real L_real + lambda_atk |gamma - L_mce| + alpha |grad phi|^2
++ beta |grad b|^2 + lambda_rho mean((x_adv - x)^2) + lambda_kl KL``,
+both with RMSProp. Every random draw (batches, latent noise, penalty mixing)
+comes from the trainer's own :class:`torch.Generator`, whose state is saved
+in the checkpoint, so N steps + save + resume + N steps equals 2N steps.
+
+Under ``torchrun`` (WORLD_SIZE > 1) the generator is wrapped in
+DistributedDataParallel; the critic's gradients are averaged by hand, since
+its gradient penalty needs a double backward that DDP's hooks do not cover.
+Rank 0 alone writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .checkpoint import file_sha256, load_torch_dict, save_torch
+from .config import AttackConfig
+from .device import resolve_device
+from .errors import AdvsegError
+from .fields import apply_fields, perceptibility, smoothness, warp_labels
+from .generator import AttackGenerator, Critic
+from .losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
+                     organ_mask, realism_loss)
+
+GENERATOR_FORMAT = "napari-advseg-generator"
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group when launched by ``torchrun``; return (rank, world size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None) -> list[int] | None:
+    """Label values of the organs to attack (None = every foreground class)."""
+    if organs is None:
+        return None
+    ids = []
+    for name in organs:
+        if name not in class_names:
+            raise AdvsegError(f"unknown organ {name!r}: the target's classes are {', '.join(class_names[1:])}")
+        ids.append(list(class_names).index(name))
+    return ids
+
+
+@torch.no_grad()
+def predict_in_batches(target, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """argmax of the target on ``(N, 1, H, W)`` images, on the CPU as int64 ``(N, H, W)``."""
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size].to(target.device)
+        out.append(target(batch).argmax(dim=1).cpu())
+    return torch.cat(out)
+
+
+class AttackTrainer:
+    """Train a generator G against a frozen target network f.
+
+    Parameters
+    ----------
+    config : AttackConfig
+    target : napari_advseg.target.Target
+        The frozen segmentation network (``target(x)`` gives logits).
+    images : (N, H, W) float array or tensor
+        Training slices, normalised as the target expects.
+    labels : (N, H, W) integer array or tensor, or None
+        Reference labels. None (or ``config.label_mode == "predicted"``) uses
+        ``argmax f(x)`` instead: the label-free mode.
+    device : str or torch.device
+        ``"auto"`` picks cuda, then mps, then cpu.
+    """
+
+    def __init__(self, config: AttackConfig, target, images, labels=None, device: str | torch.device = "auto"):
+        self.config = config
+        self.device = resolve_device(device)
+        self.rank, self.world_size = init_distributed(self.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.target = target
+        if getattr(target, "device", self.device) != self.device:
+            target.model.to(self.device)
+            target.device = self.device
+        self.images = self._as_images(images)
+        self.organ_ids = organ_ids(tuple(target.class_names), config.organs)
+        if labels is None or config.label_mode == "predicted":
+            self.labels = predict_in_batches(target, self.images)
+            self.label_source = "predicted"
+        else:
+            self.labels = torch.as_tensor(np.asarray(labels)).long()
+            self.label_source = "reference"
+            if tuple(self.labels.shape) != tuple(self.images.shape[:1] + self.images.shape[2:]):
+                raise AdvsegError(f"labels of shape {tuple(self.labels.shape)} do not match images of shape "
+                                  f"{tuple(self.images.shape[:1] + self.images.shape[2:])}")
+        attacked = organ_mask(self.labels, self.organ_ids, 0).flatten(1).sum(dim=1) > 0
+        self.slice_pool = torch.nonzero(attacked).flatten()
+        if self.slice_pool.numel() == 0:
+            raise AdvsegError("no training slice contains the organs to attack "
+                              f"({'all organs' if config.organs is None else ', '.join(config.organs)})")
+
+        torch.manual_seed(config.seed)
+        self.generator = AttackGenerator(config).to(self.device)
+        self.critic = Critic(config.critic_channels).to(self.device)
+        self.generator_ddp: torch.nn.Module = self.generator
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            self.generator_ddp = DDP(self.generator, find_unused_parameters=config.fields != "both")
+            for p in self.critic.parameters():  # start every rank's critic from rank 0's
+                dist.broadcast(p.data, 0)
+        self.opt_g = torch.optim.RMSprop(self.generator.parameters(), lr=config.lr_generator,
+                                         alpha=config.rmsprop_decay)
+        self.opt_d = torch.optim.RMSprop(self.critic.parameters(), lr=config.lr_critic,
+                                         alpha=config.rmsprop_decay)
+        self.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
+        self.step_count = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _as_images(images) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise AdvsegError(f"training images must be (N, H, W) slices, got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise AdvsegError("training images contain NaN or infinite values")
+        return x
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = torch.randint(self.slice_pool.numel(), (self.config.batch_size,), generator=self.rng)
+        idx = self.slice_pool[pick]
+        return self.images[idx].to(self.device), self.labels[idx].to(self.device)
+
+    def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.config.latent_dim
+        return (torch.randn(n, d, generator=self.rng).to(self.device),
+                torch.randn(n, d, generator=self.rng).to(self.device))
+
+    def _adversarial(self, model: torch.nn.Module, x: torch.Tensor):
+        cfg = self.config
+        out = model(x, *self._noise(x.shape[0]))
+        x_adv = apply_fields(x, out.displacement if cfg.use_phi else None,
+                             out.bias if cfg.use_bias else None, cfg.bias_mode)
+        return out, x_adv
+
+    # ------------------------------------------------------------------ steps
+    def _critic_step(self) -> dict[str, float]:
+        cfg = self.config
+        x, _ = self._batch()
+        with torch.no_grad():
+            _, x_adv = self._adversarial(self.generator, x)
+        score_real, score_adv = self.critic(x), self.critic(x_adv)
+        loss = critic_loss(score_adv, score_real)
+        penalty = torch.zeros((), device=self.device)
+        if cfg.critic == "gp":
+            mix = torch.rand(x.shape[0], 1, 1, 1, generator=self.rng).to(self.device)
+            penalty = gradient_penalty(self.critic, x, x_adv, mix)
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss + cfg.gp_weight * penalty).backward()
+        if self.world_size > 1:
+            for p in self.critic.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world_size
+        self.opt_d.step()
+        if cfg.critic == "clip":
+            with torch.no_grad():
+                for p in self.critic.parameters():
+                    p.clamp_(-cfg.clip_value, cfg.clip_value)
+        return {"loss_critic": loss.item(), "gradient_penalty": penalty.item(),
+                "wasserstein": (score_real.mean() - score_adv.mean()).item()}
+
+    def _generator_step(self) -> dict[str, float]:
+        cfg = self.config
+        x, y = self._batch()
+        out, x_adv = self._adversarial(self.generator_ddp, x)
+        y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
+        logits = self.target(x_adv)
+        mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
+        mce = masked_cross_entropy(logits, y_adv, mask)
+        atk = attack_loss(mce, cfg.gamma)
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        realism = realism_loss(self.critic(x_adv))
+        for p in self.critic.parameters():
+            p.requires_grad_(True)
+        smooth_phi = smoothness(out.displacement)
+        smooth_b = smoothness(out.bias)
+        norm = (x_adv - x).pow(2).mean()
+        kl = torch.zeros((), device=self.device)
+        if cfg.use_phi:
+            kl = kl + kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
+        if cfg.use_bias:
+            kl = kl + kl_divergence(out.stats.mu_b, out.stats.logvar_b)
+        loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
+                + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        with torch.no_grad():
+            rho = perceptibility(x_adv, x)
+        return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
+                "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
+                "smooth_b": smooth_b.item(), "norm": norm.item(), "kl": kl.item()}
+
+    def step(self) -> dict[str, float]:
+        """One training step (``critic_steps`` critic updates, one generator update); its metrics."""
+        start = time.perf_counter()
+        self.generator.train()
+        self.critic.train()
+        critic_metrics: dict[str, list[float]] = {}
+        for _ in range(self.config.critic_steps):
+            for key, value in self._critic_step().items():
+                critic_metrics.setdefault(key, []).append(value)
+        metrics: dict[str, float] = {k: float(np.mean(v)) for k, v in critic_metrics.items()}
+        metrics.update(self._generator_step())
+        self.step_count += 1
+        metrics["step"] = self.step_count
+        metrics["gamma"] = self.config.gamma
+        metrics["seconds"] = time.perf_counter() - start
+        self.history.append(metrics)
+        return metrics
+
+    def run(self, steps: int | None = None, checkpoint_path: str | os.PathLike | None = None,
+            checkpoint_every: int = 0) -> Iterator[dict[str, float]]:
+        """Train ``steps`` more steps (default: up to ``config.steps``), yielding each step's metrics.
+
+        With ``checkpoint_path`` and ``checkpoint_every > 0`` a checkpoint is
+        written every that many steps and after the last one. A consumer that
+        stops early should call :meth:`save_checkpoint` itself.
+        """
+        end = self.config.steps if steps is None else self.step_count + steps
+        while self.step_count < end:
+            metrics = self.step()
+            if checkpoint_path and checkpoint_every > 0 and self.step_count % checkpoint_every == 0:
+                self.save_checkpoint(checkpoint_path)
+            yield metrics
+        if checkpoint_path:
+            self.save_checkpoint(checkpoint_path)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rng_states(self) -> list[torch.Tensor]:
+        state = self.rng.get_state()
+        if self.world_size == 1:
+            return [state]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimisers, config, step, RNG."""
+        target_path = getattr(self.target, "path", None)
+        return {
+            "format": GENERATOR_FORMAT,
+            "version": 1,
+            "config": self.config.to_dict(),
+            "step": self.step_count,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizer_generator": self.opt_g.state_dict(),
+            "optimizer_critic": self.opt_d.state_dict(),
+            "rng": self._rng_states(),
+            "world_size": self.world_size,
+            "class_names": list(self.target.class_names),
+            "label_source": self.label_source,
+            "target": {"path": str(target_path) if target_path else None,
+                       "sha256": file_sha256(target_path) if target_path and Path(target_path).is_file() else None},
+            "data": {"slices": int(self.images.shape[0]), "height": int(self.images.shape[2]),
+                     "width": int(self.images.shape[3])},
+            "history": [{k: float(v) for k, v in m.items()} for m in self.history],
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike) -> Path | None:
+        """Write the checkpoint atomically (rank 0 only; other ranks take part and return None)."""
+        state = self.state_dict()  # collective under DDP: every rank must call it
+        if self.rank != 0:
+            return None
+        return save_torch(state, path)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["optimizer_generator"])
+        self.opt_d.load_state_dict(state["optimizer_critic"])
+        self.step_count = int(state["step"])
+        rng = state["rng"]
+        if len(rng) == self.world_size:
+            self.rng.set_state(rng[self.rank])
+        else:  # another world size: continue with fresh but reproducible streams
+            self.rng.manual_seed(self.config.seed * 1_000_003 + self.rank + 7919 * self.step_count)
+        self.history = [dict(m) for m in state.get("history", [])]
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, target, images, labels=None, device: str | torch.device = "auto",
+               **config_changes: Any) -> "AttackTrainer":
+        """A trainer continuing from a checkpoint (``config_changes`` may raise ``steps``, say)."""
+        state = load_checkpoint(path)
+        config = AttackConfig.from_dict(state["config"])
+        if config_changes:
+            config = config.replace(**config_changes)
+        if list(state["class_names"]) != list(target.class_names):
+            raise AdvsegError(f"{path}: trained against classes {state['class_names']}, "
+                              f"but the target has {list(target.class_names)}")
+        trainer = cls(config, target, images, labels, device)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a generator checkpoint (``weights_only=True``) and check its kind."""
+    return load_torch_dict(path, GENERATOR_FORMAT, ("config", "generator", "step", "class_names"))
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "auto"
+                   ) -> tuple[AttackGenerator, AttackConfig, dict[str, Any]]:
+    """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata."""
+    state = load_checkpoint(path)
+    try:
+        config = AttackConfig.from_dict(state["config"])
+        generator = AttackGenerator(config)
+        generator.load_state_dict(state["generator"])
+    except (AdvsegError, RuntimeError, TypeError) as exc:
+        raise AdvsegError(f"{path}: generator weights do not fit its config ({str(exc).splitlines()[0]})") from None
+    generator.to(resolve_device(device)).eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    meta = {k: v for k, v in state.items() if k in ("step", "class_names", "target", "data", "label_source")}
+    meta["history"] = state.get("history", [])
+    return generator, config, meta

@@ -1,0 +1,86 @@
+"""Eq. 3, 4, 5 and the KL term, checked by hand."""
+
+import math
+
+import pytest
+import torch
+
+from napari_advseg.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
+                                  organ_mask, realism_loss)
+
+
+def test_masked_cross_entropy_by_hand_3x3():
+    # 2 classes on a 3x3 image; the mask keeps the centre and its right neighbour.
+    logits = torch.zeros(1, 2, 3, 3)
+    logits[0, 1, 1, 1] = math.log(3.0)   # centre: p(class 1) = 3/4
+    logits[0, 0, 1, 2] = math.log(4.0)   # right:  p(class 0) = 4/5
+    labels = torch.zeros(1, 3, 3, dtype=torch.long)
+    labels[0, 1, 1] = 1
+    labels[0, 1, 2] = 1                  # wrongly predicted: -log(1/5)
+    mask = torch.zeros(1, 3, 3)
+    mask[0, 1, 1] = mask[0, 1, 2] = 1.0
+    expected = (-math.log(3 / 4) - math.log(1 / 5)) / 2
+    assert masked_cross_entropy(logits, labels, mask).item() == pytest.approx(expected, rel=1e-6)
+    # pixels outside the mask do not count
+    logits2 = logits.clone()
+    logits2[0, 1, 0, 0] = 50.0
+    assert masked_cross_entropy(logits2, labels, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_masked_cross_entropy_empty_mask_is_zero():
+    logits = torch.randn(1, 3, 4, 4, requires_grad=True)
+    loss = masked_cross_entropy(logits, torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4))
+    assert loss.item() == 0.0
+    loss.backward()  # still differentiable
+
+
+def test_organ_mask_selects_and_dilates():
+    y = torch.zeros(1, 9, 9, dtype=torch.long)
+    y[0, 4, 4] = 2
+    y[0, 0, 0] = 5
+    assert organ_mask(y, [2], 0).sum().item() == 1
+    assert organ_mask(y, [2], 1).sum().item() == 9
+    assert organ_mask(y, None, 0).sum().item() == 2
+
+
+def test_attack_loss_is_distance_to_gamma():
+    assert attack_loss(torch.tensor(0.5), 2.0).item() == pytest.approx(1.5)
+    assert attack_loss(torch.tensor(3.0), 2.0).item() == pytest.approx(1.0)
+    assert attack_loss(torch.tensor(0.0), 0.0).item() == 0.0
+
+
+def test_kl_zero_at_standard_normal_and_by_hand():
+    assert kl_divergence(torch.zeros(4, 8), torch.zeros(4, 8)).item() == 0.0
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)]])
+    expected = 0.5 * (1.0 + 0.0) + 0.5 * (2.0 - 1.0 - math.log(2.0))
+    assert kl_divergence(mu, logvar).item() == pytest.approx(expected)
+
+
+def test_wgan_losses():
+    real, adv = torch.tensor([1.0, 3.0]), torch.tensor([0.0, -2.0])
+    assert critic_loss(adv, real).item() == pytest.approx(-1.0 - 2.0)
+    assert realism_loss(adv).item() == pytest.approx(1.0)
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return self.scale * x.flatten(1).sum(dim=1)
+
+
+def test_gradient_penalty_by_hand():
+    real = torch.randn(3, 1, 2, 2)
+    fake = torch.randn(3, 1, 2, 2)
+    mix = torch.rand(3, 1, 1, 1)
+    # D(x) = s * sum(x): gradient s everywhere, norm s * sqrt(4) = 2s
+    assert gradient_penalty(_Linear(0.5), real, fake, mix).item() == pytest.approx(0.0, abs=1e-6)
+    assert gradient_penalty(_Linear(1.0), real, fake, mix).item() == pytest.approx(1.0, abs=1e-6)
+    # the penalty is differentiable with respect to the critic (double backward)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1))
+    gp = gradient_penalty(critic, real, fake, mix)
+    gp.backward()
+    assert critic[1].weight.grad is not None
