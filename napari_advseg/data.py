@@ -1,0 +1,108 @@
+"""Cases: a CT volume, its reference labels and the normalised slices a target sees.
+
+Also where the shipped sample data lives, so that every command has defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ORGAN_CLASSES
+from .errors import AdvsegError
+from .volume import CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
+
+SAMPLE_FILES = {
+    "ct": "phantom_ct.nii.gz",
+    "labels": "phantom_labels.nii.gz",
+    "target": "unet.pt",
+    "generator": "generator.pt",
+}
+"""File names inside the sample-data folder."""
+
+
+def sample_data_dir() -> Path:
+    """The shipped ``sample_data/`` folder (``$ADVSEG_SAMPLE_DATA`` overrides it)."""
+    env = os.environ.get("ADVSEG_SAMPLE_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def sample_file(kind: str) -> Path:
+    """Path of a shipped sample file; a clear error when it is missing."""
+    path = sample_data_dir() / SAMPLE_FILES[kind]
+    if not path.is_file():
+        raise AdvsegError(f"the shipped sample {kind} is missing ({path}); "
+                          "rebuild the sample data with `advseg make-sample`")
+    return path
+
+
+def scale_for(hu: np.ndarray, normalisation: dict | None) -> IntensityScale:
+    """The intensity scaling a target expects (``{"mode": ..., "window": [lo, hi]}``)."""
+    normalisation = normalisation or {"mode": "zscore"}
+    window = tuple(normalisation.get("window", (-200.0, 300.0)))
+    return fit_intensity_scale(hu, normalisation.get("mode", "zscore"), window)
+
+
+@dataclass
+class Case:
+    """One volume ready for the attack.
+
+    Attributes
+    ----------
+    volume : CTVolume (canonical (Z, Y, X) order, HU)
+    labels : uint8 (Z, Y, X) reference labels, or None
+    scale : IntensityScale that maps HU to the target's input
+    images : float32 (Z, Y, X) normalised slices
+    name : a short name for reports
+    """
+
+    volume: CTVolume
+    labels: np.ndarray | None
+    scale: IntensityScale
+    images: np.ndarray
+    name: str
+
+    def part(self, part: str = "all") -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(images, labels, slice indices) of a split: ``all``, ``train`` or ``test`` (z % 3 == 2)."""
+        index = split_slices(self.volume.n_slices, part)
+        labels = None if self.labels is None else self.labels[index]
+        return self.images[index], labels, index
+
+
+def make_case(volume: CTVolume, labels: np.ndarray | None, normalisation: dict | None,
+              name: str | None = None) -> Case:
+    """Normalise a volume for a target."""
+    scale = scale_for(volume.hu, normalisation)
+    images = scale.apply(volume.hu).astype(np.float32, copy=False)
+    return Case(volume, labels, scale, images, name or (Path(volume.path).name if volume.path else "volume"))
+
+
+def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+              normalisation: dict | None = None, class_names=ORGAN_CLASSES) -> Case:
+    """Load a CT and (optional) labels; with neither given, the shipped sample.
+
+    A CT given without labels is the label-free mode (labels None).
+    """
+    if ct is None:
+        ct = sample_file("ct")
+        if labels is None:
+            labels = sample_file("labels")
+    volume = load_ct(ct)
+    label_array = None if labels is None else load_labels(labels, volume, class_names)
+    return make_case(volume, label_array, normalisation)
+
+
+def phantom_case(seed: int, normalisation: dict | None, shape=(48, 128, 128)) -> Case:
+    """A synthetic subject (``napari_advseg.phantom``) as a case."""
+    from .phantom import make_phantom
+    from .volume import volume_from_array
+
+    phantom = make_phantom(seed, shape)
+    volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
+    labels = check_labels(phantom.labels, volume, phantom.class_names)
+    return make_case(volume, labels, normalisation, name=f"phantom-{seed}")

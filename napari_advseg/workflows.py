@@ -1,0 +1,174 @@
+"""The jobs behind the command line (and the widgets): train a target, train and evaluate attacks.
+
+Each function takes plain arguments, reports progress through an optional
+callback, and returns what it made; none prints or parses arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ORGAN_CLASSES
+from .checkpoint import atomic_write
+from .config import AttackConfig
+from .data import Case, load_case, phantom_case, sample_data_dir, SAMPLE_FILES
+from .errors import AdvsegError
+from .evaluate import dice_per_organ, evaluate_attack, format_table
+from .trainer import AttackTrainer
+
+Progress = Callable[[dict[str, Any]], None] | None
+
+PHANTOM_SHAPE = (48, 128, 128)
+SAMPLE_SEED = 0
+TRAINING_SUBJECTS = tuple(range(1, 9))
+"""Phantom subjects the shipped U-Net and generator learn from; seed 0 is the shipped test volume."""
+
+
+def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                 test_labels: np.ndarray, out: str | os.PathLike, *, normalisation: dict,
+                 class_names: Sequence[str] = ORGAN_CLASSES, steps: int = 1500, batch_size: int = 16,
+                 patch_size: int = 96, lr: float = 1e-3, base_channels: int = 16, seed: int = 0,
+                 device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
+    """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
+    from .target import save_target
+    from .unet import predict_labels, train_unet
+
+    start = time.perf_counter()
+    loop = train_unet(train_images, train_labels, n_classes=len(class_names), steps=steps, batch_size=batch_size,
+                      patch_size=patch_size, lr=lr, seed=seed, device=device, base_channels=base_channels)
+    while True:
+        try:
+            record = next(loop)
+        except StopIteration as stop:
+            model = stop.value
+            break
+        if progress is not None:
+            progress(record)
+    seconds = time.perf_counter() - start
+    prediction = predict_labels(model, test_images)
+    dice = dice_per_organ(prediction, test_labels, list(class_names))
+    metrics = {"test_dice": {k: (None if math.isnan(v) else float(v)) for k, v in dice.items()},
+               "steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr, "seed": seed,
+               "base_channels": base_channels, "train_slices": int(len(train_images)),
+               "test_slices": int(len(test_images)), "train_seconds": seconds, "data": data_note}
+    save_target(out, model, class_names=list(class_names), normalisation=normalisation, metrics=metrics)
+    return metrics
+
+
+def phantom_training_data(normalisation: dict, subjects: Sequence[int] = TRAINING_SUBJECTS,
+                          shape=PHANTOM_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    """Slices and labels of several phantom subjects, each normalised per volume."""
+    cases = [phantom_case(seed, normalisation, shape) for seed in subjects]
+    return (np.concatenate([c.images for c in cases]), np.concatenate([c.labels for c in cases]))
+
+
+def train_attack(config: AttackConfig, target, images: np.ndarray, labels: np.ndarray | None,
+                 out_dir: str | os.PathLike, *, device: str = "auto", resume: str | os.PathLike | None = None,
+                 checkpoint_every: int = 50, progress: Progress = None) -> tuple[AttackTrainer, Path]:
+    """Train (or resume) a generator; checkpoints go to ``out_dir/generator.pt``.
+
+    A checkpoint is written every ``checkpoint_every`` steps, at the end, and
+    when the loop is interrupted (Ctrl-C), so no finished step is lost.
+    """
+    out = Path(out_dir) / "generator.pt"
+    if resume is not None:
+        trainer = AttackTrainer.resume(resume, target, images, labels, device, steps=config.steps)
+    else:
+        trainer = AttackTrainer(config, target, images, labels, device)
+    try:
+        for metrics in trainer.run(checkpoint_path=out, checkpoint_every=checkpoint_every):
+            if progress is not None:
+                progress(metrics)
+    except KeyboardInterrupt:
+        trainer.save_checkpoint(out)
+        raise
+    return trainer, out
+
+
+def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: str = "all",
+                  samples: int = 1, seed: int = 0, temperature: float = 1.0) -> dict[str, Any]:
+    """The Table-1 report of a generator on one case (a split of its slices)."""
+    images, labels, index = case.part(part)
+    if labels is None:
+        raise AdvsegError("evaluation needs reference labels (--labels)")
+    report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
+                             temperature=temperature)
+    report.update({"ct": case.volume.path, "split": part, "target": target.path})
+    return report
+
+
+def write_report(rows: list[tuple[str, dict[str, Any]]], json_path: str | os.PathLike | None,
+                 markdown_path: str | os.PathLike | None = None) -> str:
+    """Format the rows as the Table-1 Markdown; write JSON (one report, or a list) and Markdown."""
+    table = format_table(rows)
+    if json_path is not None:
+        payload: Any = rows[0][1] if len(rows) == 1 else [{"row": label, **report} for label, report in rows]
+        text = json.dumps(payload, indent=2, default=float)
+        atomic_write(json_path, lambda tmp: tmp.write_text(text))
+    if markdown_path is not None:
+        atomic_write(markdown_path, lambda tmp: tmp.write_text(table + "\n"))
+    return table
+
+
+def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, config changes) of the Table-1 rows: one per gamma, then phi-only and b-only."""
+    rows = [(f"gamma {g:g}", {"gamma": float(g), "fields": "both"}) for g in gammas]
+    if ablation_gamma is not None:
+        rows += [(f"phi only (gamma {ablation_gamma:g})", {"gamma": float(ablation_gamma), "fields": "phi"}),
+                 (f"b only (gamma {ablation_gamma:g})", {"gamma": float(ablation_gamma), "fields": "bias"})]
+    return rows
+
+
+def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
+                     attack_steps: int = 600, device: str = "auto", seed: int = 0,
+                     progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Build the shipped sample data from seeds: phantom volume, target U-Net, generator.
+
+    - ``phantom_ct.nii.gz`` / ``phantom_labels.nii.gz``: phantom subject 0, the test volume;
+    - ``unet.pt``: a U-Net trained on phantom subjects 1-8, tested on subject 0;
+    - ``generator.pt``: a generator trained against it on subjects 1-8;
+    - ``sample.json``: the figures of both on subject 0.
+    """
+    from .phantom import make_phantom
+    from .target import load_target
+    from .trainer import load_generator
+    from .volume import save_volume, volume_from_array
+
+    out = Path(out_dir) if out_dir is not None else sample_data_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    normalisation = {"mode": "zscore"}
+    phantom = make_phantom(SAMPLE_SEED, PHANTOM_SHAPE)
+    volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
+    save_volume(phantom.hu, volume, out / SAMPLE_FILES["ct"], dtype=np.int16, overwrite=True)
+    save_volume(phantom.labels, volume, out / SAMPLE_FILES["labels"], dtype=np.uint8, overwrite=True)
+    test = load_case(out / SAMPLE_FILES["ct"], out / SAMPLE_FILES["labels"], normalisation)
+
+    train_images, train_labels = phantom_training_data(normalisation)
+    report_step = (lambda stage: (lambda record: progress(stage, record))) if progress else (lambda stage: None)
+    unet_metrics = train_target(train_images, train_labels, test.images, test.labels, out / SAMPLE_FILES["target"],
+                                normalisation=normalisation, steps=unet_steps, seed=seed, device=device,
+                                progress=report_step("unet"),
+                                data_note=f"trained on phantom subjects {list(TRAINING_SUBJECTS)}, "
+                                          f"tested on subject {SAMPLE_SEED}")
+    target = load_target(out / SAMPLE_FILES["target"], device)
+    config = AttackConfig(steps=attack_steps, seed=seed)
+    start = time.perf_counter()
+    with_progress = report_step("generator")
+    trainer, _ = train_attack(config, target, train_images, train_labels, out, device=device,
+                              checkpoint_every=100, progress=with_progress)
+    attack_seconds = time.perf_counter() - start
+    generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
+    report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)
+    summary = {"unet": unet_metrics, "attack_train_seconds": attack_seconds, "report": report,
+               "table": format_table([(f"gamma {config.gamma:g}", report)])}
+    text = json.dumps(summary, indent=2, default=float)
+    atomic_write(out / "sample.json", lambda tmp: tmp.write_text(text))
+    return summary
