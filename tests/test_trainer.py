@@ -1,0 +1,157 @@
+"""AttackTrainer: metrics, checkpoints, exact resume, the generator's shape contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_advseg import ORGAN_CLASSES
+from napari_advseg.config import AttackConfig
+from napari_advseg.errors import AdvsegError
+from napari_advseg.generator import AttackGenerator, Critic
+from napari_advseg.target import make_target
+from napari_advseg.trainer import AttackTrainer, load_checkpoint, load_generator
+from napari_advseg.unet import UNet2D
+
+TINY = dict(batch_size=2, critic_steps=2, base_channels=4, critic_channels=4, control_spacing=4, latent_dim=3)
+
+
+def tiny_target():
+    torch.manual_seed(123)
+    return make_target(UNet2D(base_channels=4, depth=2), device="cpu")
+
+
+def tiny_data(n=6, size=24):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(n, size, size)).astype(np.float32)
+    labels = np.zeros((n, size, size), np.int64)
+    labels[:, 6:14, 6:14] = 1
+    labels[::2, 16:20, 4:10] = 5
+    return images, labels
+
+
+def test_generator_shapes_any_size_and_identity_at_start():
+    cfg = AttackConfig(**TINY)
+    gen = AttackGenerator(cfg)
+    x = torch.randn(2, 1, 23, 30)
+    out = gen(x, torch.randn(2, 3), torch.randn(2, 3))
+    assert out.displacement.shape == (2, 2, 23, 30)
+    assert out.bias.shape == (2, 1, 23, 30)
+    # decoders start at zero: an untrained generator is the identity
+    assert out.displacement.abs().max().item() == 0.0 and out.bias.abs().max().item() == 0.0
+    assert Critic(4)(x).shape == (2,)
+
+
+def test_fields_are_bounded_and_ablations_zero_the_other_field():
+    cfg = AttackConfig(**TINY, phi_max=2.0, b_max=0.3)
+    gen = AttackGenerator(cfg)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(torch.randn_like(p) * 3)
+    out = gen(torch.randn(2, 1, 16, 16), torch.randn(2, 3), torch.randn(2, 3))
+    assert out.displacement.abs().max().item() <= 2.0 + 1e-5
+    assert out.bias.abs().max().item() <= 0.3 + 1e-5
+    assert out.displacement.abs().max().item() > 0
+    phi_only = AttackGenerator(cfg.replace(fields="phi"))
+    phi_only.load_state_dict(gen.state_dict())
+    assert phi_only(torch.randn(1, 1, 16, 16)).bias.abs().max().item() == 0.0
+    b_only = AttackGenerator(cfg.replace(fields="bias"))
+    b_only.load_state_dict(gen.state_dict())
+    assert b_only(torch.randn(1, 1, 16, 16)).displacement.abs().max().item() == 0.0
+
+
+def test_steps_yield_finite_metrics_and_move_the_fields():
+    images, labels = tiny_data()
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=3), tiny_target(), images, labels, device="cpu")
+    records = list(trainer.run())
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for key in ("loss_generator", "loss_critic", "wasserstein", "attack_ce", "attack_loss", "rho", "kl",
+                "gradient_penalty", "realism", "seconds"):
+        assert all(math.isfinite(r[key]) for r in records), key
+    assert records[-1]["rho"] > 0  # the generator left the identity
+
+
+def test_target_weights_stay_frozen():
+    images, labels = tiny_data()
+    target = tiny_target()
+    before = {k: v.clone() for k, v in target.model.state_dict().items()}
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=2), target, images, labels, device="cpu")
+    list(trainer.run())
+    for key, value in target.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_exact_resume(tmp_path):
+    images, labels = tiny_data()
+    cfg = AttackConfig(**TINY, steps=6, seed=7)
+    straight = AttackTrainer(cfg, tiny_target(), images, labels, device="cpu")
+    list(straight.run())
+
+    first = AttackTrainer(cfg, tiny_target(), images, labels, device="cpu")
+    list(first.run(steps=3))
+    ckpt = first.save_checkpoint(tmp_path / "g.pt")
+    del first
+    resumed = AttackTrainer.resume(ckpt, tiny_target(), images, labels, device="cpu")
+    assert resumed.step_count == 3
+    list(resumed.run())
+    assert resumed.step_count == 6
+    for name, a, b in (("generator", straight.generator, resumed.generator), ("critic", straight.critic, resumed.critic)):
+        wa, wb = _weights(a), _weights(b)
+        for key in wa:
+            assert torch.equal(wa[key], wb[key]), f"{name}.{key} differs after resume"
+    assert [h["attack_ce"] for h in straight.history] == [h["attack_ce"] for h in resumed.history]
+
+
+def test_checkpoint_contents_and_generator_loading(tmp_path):
+    images, labels = tiny_data()
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=1), tiny_target(), images, labels, device="cpu")
+    list(trainer.run(checkpoint_path=tmp_path / "g.pt"))
+    state = torch.load(tmp_path / "g.pt", weights_only=True)
+    for key in ("generator", "critic", "optimizer_generator", "optimizer_critic", "config", "step", "rng", "history"):
+        assert key in state
+    assert state["step"] == 1 and state["config"]["latent_dim"] == 3
+    assert not list(tmp_path.glob(".*partial*"))  # no temporary files left
+    generator, config, meta = load_generator(tmp_path / "g.pt", "cpu")
+    assert not generator.training and config.latent_dim == 3 and meta["step"] == 1
+    assert all(not p.requires_grad for p in generator.parameters())
+
+
+def test_label_free_mode_and_bad_inputs(tmp_path):
+    images, labels = tiny_data()
+    target = tiny_target()
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=1), target, images, None, device="cpu")
+    assert trainer.label_source == "predicted"
+    with pytest.raises(AdvsegError, match="do not match"):
+        AttackTrainer(AttackConfig(**TINY), target, images, labels[:, :10], device="cpu")
+    with pytest.raises(AdvsegError, match="NaN"):
+        bad = images.copy()
+        bad[0, 0, 0] = np.nan
+        AttackTrainer(AttackConfig(**TINY), target, bad, labels, device="cpu")
+    with pytest.raises(AdvsegError, match="unknown organ"):
+        AttackTrainer(AttackConfig(**TINY, organs=["heart"]), target, images, labels, device="cpu")
+    with pytest.raises(AdvsegError, match="no training slice"):
+        AttackTrainer(AttackConfig(**TINY), target, images, np.zeros_like(labels), device="cpu")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(AdvsegError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(AdvsegError, match="no such file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_config_round_trip_and_validation():
+    cfg = AttackConfig(organs=["liver"], window=(-100.0, 200.0))
+    again = AttackConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    for bad in (dict(fields="x"), dict(critic="x"), dict(control_spacing=6), dict(gamma=-1), dict(batch_size=0)):
+        with pytest.raises(AdvsegError):
+            AttackConfig(**bad)
+    with pytest.raises(AdvsegError, match="unknown"):
+        AttackConfig.from_dict({"nonsense": 1})
+    assert ORGAN_CLASSES[0] == "background"
