@@ -232,6 +232,9 @@ class AttackTrainer:
                 critic_metrics.setdefault(key, []).append(value)
         metrics: dict[str, float] = {k: float(np.mean(v)) for k, v in critic_metrics.items()}
         metrics.update(self._generator_step())
+        if self.world_size > 1:  # batch-norm statistics: every rank keeps rank 0's, as DDP does at forward
+            for buffer in self.generator.buffers():
+                dist.broadcast(buffer, 0)
         self.step_count += 1
         metrics["step"] = self.step_count
         metrics["gamma"] = self.config.gamma

@@ -23,3 +23,25 @@ def shared_ct() -> Path:
     if not (SHARED_DATA / "ct.nii.gz").is_file():
         pytest.skip("../shared/data/abdomen_ct is not present on this machine")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory):
+    """A tiny phantom CT + labels as NIfTI and a small untrained target checkpoint.
+
+    Returns a dict of paths: ``ct``, ``labels``, ``target``.
+    """
+    from napari_advseg.phantom import make_phantom
+    from napari_advseg.target import save_target
+    from napari_advseg.unet import UNet2D
+    from napari_advseg.volume import save_volume, volume_from_array
+
+    folder = tmp_path_factory.mktemp("tiny")
+    phantom = make_phantom(3, (9, 64, 64))
+    volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
+    paths = {"ct": folder / "ct.nii.gz", "labels": folder / "labels.nii.gz", "target": folder / "unet.pt"}
+    save_volume(phantom.hu, volume, paths["ct"], dtype=np.int16)
+    save_volume(phantom.labels, volume, paths["labels"], dtype=np.uint8)
+    torch.manual_seed(0)
+    save_target(paths["target"], UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
+    return paths
