@@ -60,7 +60,7 @@ def load_torch_dict(path: str | os.PathLike, expected_format: str,
     """
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(path, "no such file")
+        raise InputFileError(path, "file not found")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds here: pickle, zip, unpickling policy

@@ -137,6 +137,9 @@ def _say(text: str) -> None:
 
 
 def _load_target(args: argparse.Namespace):
+    """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
+    if getattr(args, "ct", None) is None and getattr(args, "labels", None) is not None:
+        raise AdvsegError("--labels was given without --ct")
     from .data import sample_file
     from .target import load_target
 
@@ -155,8 +158,6 @@ def _load_generator(args: argparse.Namespace):
 def _case(args: argparse.Namespace, target):
     from .data import load_case
 
-    if args.ct is None and args.labels is not None:
-        raise AdvsegError("--labels was given without --ct")
     return load_case(args.ct, args.labels, target.normalisation, target.class_names)
 
 

@@ -29,7 +29,7 @@ def shared_ct() -> Path:
 def tiny_files(tmp_path_factory):
     """A tiny phantom CT + labels as NIfTI and a small untrained target checkpoint.
 
-    Returns a dict of paths: ``ct``, ``labels``, ``target``.
+    Returns a dict of paths: ``ct``, ``labels``, ``target``, ``generator`` (one training step).
     """
     from napari_advseg.phantom import make_phantom
     from napari_advseg.target import save_target
@@ -44,4 +44,16 @@ def tiny_files(tmp_path_factory):
     save_volume(phantom.labels, volume, paths["labels"], dtype=np.uint8)
     torch.manual_seed(0)
     save_target(paths["target"], UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
+
+    from napari_advseg.config import AttackConfig
+    from napari_advseg.data import load_case
+    from napari_advseg.target import load_target
+    from napari_advseg.trainer import AttackTrainer
+
+    target = load_target(paths["target"], "cpu")
+    case = load_case(paths["ct"], paths["labels"], target.normalisation)
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1), target, case.images, case.labels,
+                            "cpu")
+    paths["generator"] = folder / "generator.pt"
+    list(trainer.run(checkpoint_path=paths["generator"]))
     return paths

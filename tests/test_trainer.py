@@ -141,7 +141,7 @@ def test_label_free_mode_and_bad_inputs(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(AdvsegError, match="junk.pt"):
         load_checkpoint(tmp_path / "junk.pt")
-    with pytest.raises(AdvsegError, match="no such file"):
+    with pytest.raises(AdvsegError, match="file not found"):
         load_checkpoint(tmp_path / "missing.pt")
 
 

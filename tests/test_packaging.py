@@ -1,0 +1,138 @@
+"""Packaging checks: core modules stay GUI-free, the napari manifest and the
+console script are wired up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG_DIR = REPO / "napari_advseg"
+PKG = "napari_advseg"
+
+# Top-level modules a core module must never pull in.
+GUI_MODULES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui")
+
+# napari-facing modules, allowed to import the GUI stack.
+GUI_SUBPACKAGES = {"widgets"}
+GUI_FILES = {"_reader.py", "_writer.py", "_sample_data.py"}
+GUI_PREFIXES = ("_widget",)
+
+
+def _is_gui_path(rel: Path) -> bool:
+    if rel.parts and rel.parts[0] in GUI_SUBPACKAGES:
+        return True
+    return rel.name in GUI_FILES or rel.name.startswith(GUI_PREFIXES)
+
+
+def core_modules() -> list[str]:
+    """Every importable module under napari_advseg/ except the GUI ones."""
+    names = []
+    for path in sorted(PKG_DIR.rglob("*.py")):
+        rel = path.relative_to(PKG_DIR)
+        if "__pycache__" in rel.parts or _is_gui_path(rel):
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__main__":
+            continue  # running it would execute the command line
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        # only directories that are packages
+        if not all((PKG_DIR.joinpath(*parts[:i]) / "__init__.py").exists() for i in range(len(parts))):
+            continue
+        names.append(".".join([PKG, *parts]))
+    return names
+
+
+_PROBE = r"""
+import importlib, json, sys
+gui = tuple(sys.argv[1].split(","))
+def loaded():
+    return {m.split(".")[0] for m in sys.modules if m.split(".")[0] in gui}
+before = loaded()
+report = {"preloaded": sorted(before), "pulled": {}, "errors": {}}
+for name in sys.argv[2:]:
+    seen = loaded()
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        import traceback
+        report["errors"][name] = "".join(traceback.format_exception(exc))
+    new = loaded() - seen
+    if new:
+        report["pulled"][name] = sorted(new)
+print("@@REPORT@@" + json.dumps(report))
+"""
+
+
+def test_core_modules_found():
+    mods = core_modules()
+    assert PKG in mods
+    assert all(".widgets" not in m for m in mods)
+
+
+def test_core_modules_do_not_import_gui():
+    """Core modules need only numpy/torch/nibabel: importing them (in a fresh
+    interpreter) must not load Qt, napari or magicgui."""
+    mods = core_modules()
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, ",".join(GUI_MODULES), *mods],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("@@REPORT@@"))
+    report = json.loads(line[len("@@REPORT@@"):])
+    assert not report["preloaded"], f"GUI modules loaded before any import: {report['preloaded']}"
+    assert not report["errors"], "core modules failed to import:\n" + "\n".join(
+        f"--- {k}\n{v}" for k, v in report["errors"].items()
+    )
+    assert not report["pulled"], (
+        "core modules import GUI packages (module -> first GUI packages it loaded): "
+        f"{report['pulled']}"
+    )
+
+
+def test_napari_manifest():
+    yaml = pytest.importorskip("yaml")
+    manifest = PKG_DIR / "napari.yaml"
+    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    assert data["name"] == "napari-advseg"
+    assert "contributions" in data
+
+
+def test_napari_manifest_valid_and_installed():
+    """npe2 accepts the manifest and finds it through the entry point."""
+    npe2 = pytest.importorskip("npe2")
+    from importlib import metadata
+
+    import napari_advseg
+
+    manifest = npe2.PluginManifest.from_file(PKG_DIR / "napari.yaml")
+    assert manifest.name == "napari-advseg"
+
+    try:
+        dist_version = metadata.version("napari-advseg")
+    except metadata.PackageNotFoundError:
+        pytest.skip("napari-advseg is not installed (run scripts/setup.sh)")
+    assert dist_version == napari_advseg.__version__
+    eps = metadata.entry_points(group="napari.manifest")
+    assert any(ep.name == "napari-advseg" and ep.value == "napari_advseg:napari.yaml" for ep in eps)
+
+
+def test_cli_help():
+    if not (PKG_DIR / "cli.py").exists():
+        pytest.skip("napari_advseg/cli.py is not written yet")
+    script = Path(sys.executable).with_name("advseg")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-c",
+                                                  "import sys; from napari_advseg.cli import main; sys.exit(main())"]
+    proc = subprocess.run(cmd + ["--help"], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage" in proc.stdout.lower()
