@@ -239,12 +239,19 @@ class _Blob:
         return (du * c + dv * s) / self.ru, (dv * c - du * s) / self.rv
 
     def value(self, grid: _Grid, k: int, box: tuple[slice, slice]) -> np.ndarray:
+        """Implicit function on slice ``k`` over ``box``: below 1 inside."""
+        f, pert = self.parts(grid, k, box)
+        return f + pert
+
+    def parts(self, grid: _Grid, k: int, box: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray | float]:
+        """The plain ellipsoid function and the boundary perturbation (in [-amp * 2, amp * 2])."""
         z = grid.z[k]
         a, b = self.frame(grid, z, box)
         f = a * a + b * b + np.float32(((z - self.cz) / self.rz) ** 2)
+        pert = 0.0
         if self.field is not None and self.amp:
-            f += self.amp * np.clip(self.field(k, *box), -_NOISE_CLIP, _NOISE_CLIP)
-        return f
+            pert = self.amp * np.clip(self.field(k, *box), -_NOISE_CLIP, _NOISE_CLIP)
+        return f, pert
 
 
 @dataclass
@@ -430,7 +437,7 @@ class _Subject:
             blob = _Blob(ku, kv, zc, rr(0.15 * ks), rr(0.11 * ks), rzz(0.21 * U(0.9, 1.1)),
                          angle=side * U(0.35, 0.7), du_dz=-side * U(0.1, 0.3), dv_dz=-U(0.0, 0.2),
                          field=_Field(rng, g, 0.15, 0.15), amp=0.25)
-            self.kidneys.append((side, label, blob, int(rng.integers(4, 7)), U(0, 2 * math.pi), U(0.55, 0.66)))
+            self.kidneys.append((side, label, blob, int(rng.integers(4, 7)), U(0, 2 * math.pi), U(0.68, 0.76)))
 
         # Pancreas: head (patient's right, low) -> body in front of the aorta -> tail (left, high, posterior).
         pz = U(0.55, 0.62)
@@ -642,13 +649,15 @@ class _Subject:
             box = blob.box(g, z)
             if box is None:
                 continue
-            f = blob.value(g, k, box)
-            m = (f < 1) & cavity[box]
+            f, pert = blob.parts(g, k, box)
+            m = (f + pert < 1) & cavity[box]
             if not m.any():
                 continue
+            # Depth below the (perturbed) surface: f / (1 - pert) is 1 on the surface, 0 at the centre.
+            depth = f / (1 - pert)
             a, b = blob.frame(g, z, box)
-            pyramids = np.cos(n_pyr * np.arctan2(b, a) + phase) > -0.4
-            medulla = m & (f < medulla_r ** 2) & pyramids
+            pyramids = np.cos(n_pyr * np.arctan2(b, a) + phase) > -0.6
+            medulla = m & (depth < medulla_r ** 2) & pyramids
             value = np.where(medulla, np.float32(self.hu_medulla), np.float32(self.hu_cortex))
             paint(box, m, value, label)
             # The hilum faces medially: -a in the left kidney's frame, +a in the right one's.

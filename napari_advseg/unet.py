@@ -17,7 +17,7 @@ score a trained network.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -341,7 +341,7 @@ def train_unet(
     depth: int = 4,
     augment: bool = True,
     model: UNet2D | None = None,
-) -> Iterator[dict]:
+) -> Generator[dict, None, UNet2D]:
     """Train a :class:`UNet2D` on 2D slices, one step per yielded record.
 
     Parameters
@@ -379,7 +379,7 @@ def train_unet(
 
     Returns
     -------
-    Iterator[dict]
+    Generator[dict, None, UNet2D]
         A generator. Each step yields ``{"step": int (1-based), "steps": int,
         "loss": float, "ce": float, "dice_loss": float, "lr": float}``.
         When exhausted it returns the trained model (in eval mode) as the
@@ -435,7 +435,7 @@ def _training_loop(
     seed: int,
     device: torch.device,
     augment: bool,
-) -> Iterator[dict]:
+) -> Generator[dict, None, UNet2D]:
     rng = np.random.default_rng(seed)
     sampler = _PatchSampler(images, labels, n_classes, patch_size, rng, augment)
     model.to(device)
