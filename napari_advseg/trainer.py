@@ -33,7 +33,7 @@ from .errors import AdvsegError
 from .fields import apply_fields, perceptibility, smoothness, warp_labels
 from .generator import AttackGenerator, Critic
 from .losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
-                     organ_mask, realism_loss)
+                     organ_mask, per_organ_attack_loss, realism_loss)
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 
@@ -100,6 +100,7 @@ class AttackTrainer:
             target.device = self.device
         self.images = self._as_images(images)
         self.organ_ids = organ_ids(tuple(target.class_names), config.organs)
+        self.attacked_ids = self.organ_ids or list(range(1, len(target.class_names)))
         if labels is None or config.label_mode == "predicted":
             self.labels = predict_in_batches(target, self.images)
             self.label_source = "predicted"
@@ -196,7 +197,10 @@ class AttackTrainer:
         logits = self.target(x_adv)
         mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
         mce = masked_cross_entropy(logits, y_adv, mask)
-        atk = attack_loss(mce, cfg.gamma)
+        if cfg.attack_reduction == "pixels":
+            atk = attack_loss(mce, cfg.gamma)
+        else:
+            atk = per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
         for p in self.critic.parameters():
             p.requires_grad_(False)
         realism = realism_loss(self.critic(x_adv))

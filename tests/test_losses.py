@@ -84,3 +84,19 @@ def test_gradient_penalty_by_hand():
     gp = gradient_penalty(critic, real, fake, mix)
     gp.backward()
     assert critic[1].weight.grad is not None
+
+
+def test_per_organ_attack_loss_by_hand():
+    from napari_advseg.losses import per_organ_attack_loss
+
+    # organ 1 predicted perfectly confident-wrong, organ 2 right: each organ counts once
+    logits = torch.zeros(1, 3, 3, 3)
+    labels = torch.zeros(1, 3, 3, dtype=torch.long)
+    labels[0, 0, 0] = 1
+    labels[0, 2, 2] = 2
+    logits[0, 0, 0, 0] = math.log(4.0)                 # organ 1: p = 1/6 -> CE log 6
+    logits[0, 2, 2, 2] = math.log(4.0)                 # organ 2: p = 4/6 -> CE log 1.5
+    loss = per_organ_attack_loss(logits, labels, [1, 2, 3], gamma=2.0, dilation=0)
+    expected = (abs(2.0 - math.log(6.0)) + abs(2.0 - math.log(1.5))) / 2   # organ 3 absent: skipped
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert per_organ_attack_loss(logits, torch.zeros_like(labels), [1], 2.0, 0).item() == pytest.approx(2.0)
