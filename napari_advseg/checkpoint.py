@@ -28,6 +28,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         write(tmp)
         os.replace(tmp, path)

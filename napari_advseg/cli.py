@@ -318,7 +318,8 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
         bars[stage].step()
 
     summary = make_sample_data(args.out, unet_steps=args.unet_steps, attack_steps=args.steps,
-                               device=args.device, seed=args.seed, progress=progress)
+                               device=args.device, seed=args.seed, reuse_target=args.reuse_target,
+                               progress=progress)
     for bar in bars.values():
         bar.close()
     _say(summary["table"])
@@ -419,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
     p.add_argument("--unet-steps", type=_positive_int, default=1500, help="U-Net training steps (default 1500)")
     p.add_argument("--steps", type=_positive_int, default=600, help="generator training steps (default 600)")
+    p.add_argument("--reuse-target", action="store_true",
+                   help="keep an existing unet.pt in the folder instead of training it again")
     _add_common(p)
     p.set_defaults(func=cmd_make_sample)
     return parser

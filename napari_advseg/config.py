@@ -65,10 +65,10 @@ class AttackConfig:
         ``"gp"`` (WGAN-GP, default) or ``"clip"`` (the original WGAN weight clipping).
     """
 
-    gamma: float = 2.0
+    gamma: float = 3.0
     alpha: float = 0.1
     beta: float = 0.01
-    lambda_rho: float = 20.0
+    lambda_rho: float = 40.0
     lambda_atk: float = 1.0
     lambda_kl: float = 0.01
     lambda_real: float = 0.1

@@ -217,13 +217,15 @@ class _Blob:
     amp: float = 0.0
 
     def margin(self) -> float:
+        """Largest factor by which the perturbation can stretch the radii."""
         return math.sqrt(1.0 + self.amp * _NOISE_CLIP)
 
     def centre(self, z: float) -> tuple[float, float]:
         return self.cu + self.du_dz * (z - self.cz), self.cv + self.dv_dz * (z - self.cz)
 
-    def box(self, grid: _Grid, z: float, extra: float = 1.0) -> tuple[slice, slice] | None:
-        m = self.margin() * extra
+    def box(self, grid: _Grid, z: float) -> tuple[slice, slice] | None:
+        """Rows and columns that hold the whole cross-section at height ``z``, or None if it misses the slice."""
+        m = self.margin()
         if abs(z - self.cz) >= self.rz * m:
             return None
         cu, cv = self.centre(z)
@@ -285,16 +287,21 @@ class _Tube:
         if z <= min(self.z0, self.z1) - rz or z >= max(self.z0, self.z1) + rz:
             return None
         rv = max(self.rv0, self.rv1) * m
-        vs = (self.v0, self.vm, self.v1)
+        vs = self._centre_v(np.linspace(-1.0, 1.0, 65))
+        vlo, vhi = float(vs.min()) - 0.01, float(vs.max()) + 0.01
         hu = (self.u1 - self.u0) / 2 * m
-        return grid.box((self.u0 + self.u1) / 2, (min(vs) + max(vs)) / 2, hu, (max(vs) - min(vs)) / 2 + rv)
+        return grid.box((self.u0 + self.u1) / 2, (vlo + vhi) / 2, hu, (vhi - vlo) / 2 + rv)
+
+    def _centre_v(self, t: np.ndarray) -> np.ndarray:
+        """v of the centre line at positions ``t`` in [-1, 1] along the tube (parabola through v0, vm, v1)."""
+        return self.vm + t * (self.v1 - self.v0) / 2 + t * t * ((self.v0 + self.v1) / 2 - self.vm)
 
     def value(self, grid: _Grid, k: int, box: tuple[slice, slice]) -> np.ndarray:
+        """Implicit function on slice ``k`` over ``box``: below 1 inside."""
         z = grid.z[k]
         t = (grid.u[box[1]] - (self.u0 + self.u1) / 2) / ((self.u1 - self.u0) / 2)
         tc = np.clip(t, -1.0, 1.0)
-        # Parabola through (-1, v0), (0, vm), (1, v1).
-        vc = self.vm + tc * (self.v1 - self.v0) / 2 + tc * tc * ((self.v0 + self.v1) / 2 - self.vm)
+        vc = self._centre_v(tc)
         w = (tc + 1) / 2
         zc = self.z0 + w * (self.z1 - self.z0)
         rv = self.rv0 + w * (self.rv1 - self.rv0)
@@ -427,15 +434,16 @@ class _Subject:
         self.spleen_cut = _Blob(su - off * math.cos(a), sv - off * math.sin(a), self.spleen.cz, off * 0.75,
                                 self.spleen.rv * 0.8, self.spleen.rz * 1.2, angle=a)
 
-        # Kidneys: the right one a little lower than the left; hilum anteromedial; lower poles lateral.
+        # Kidneys: the right one a little lower than the left; hilum anteromedial; upper poles medial and
+        # posterior, lower poles lateral and anterior.
         self.kidneys = []
         z_left = 0.51 + 0.03 * jitter()
-        for side, label, zc in ((+1, KIDNEY_LEFT, z_left), (-1, KIDNEY_RIGHT, z_left - U(0.03, 0.09))):
+        for side, label, zc in ((+1, KIDNEY_LEFT, z_left), (-1, KIDNEY_RIGHT, z_left - U(0.05, 0.1))):
             ks = S()
             ku = self.vb_u + side * (0.34 * bs + 0.04 * jitter())
             kv = self.vb_v + 0.03 * bs + 0.03 * jitter()
             blob = _Blob(ku, kv, zc, rr(0.15 * ks), rr(0.11 * ks), rzz(0.21 * U(0.9, 1.1)),
-                         angle=side * U(0.35, 0.7), du_dz=-side * U(0.1, 0.3), dv_dz=-U(0.0, 0.2),
+                         angle=side * U(0.35, 0.7), du_dz=-side * U(0.1, 0.3), dv_dz=U(0.0, 0.15),
                          field=_Field(rng, g, 0.15, 0.15), amp=0.25)
             self.kidneys.append((side, label, blob, int(rng.integers(4, 7)), U(0, 2 * math.pi), U(0.68, 0.76)))
 

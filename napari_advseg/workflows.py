@@ -128,7 +128,7 @@ def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tu
 
 
 def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
-                     attack_steps: int = 600, device: str = "auto", seed: int = 0,
+                     attack_steps: int = 600, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Build the shipped sample data from seeds: phantom volume, target U-Net, generator.
 
@@ -153,11 +153,15 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
 
     train_images, train_labels = phantom_training_data(normalisation)
     report_step = (lambda stage: (lambda record: progress(stage, record))) if progress else (lambda stage: None)
-    unet_metrics = train_target(train_images, train_labels, test.images, test.labels, out / SAMPLE_FILES["target"],
-                                normalisation=normalisation, steps=unet_steps, seed=seed, device=device,
-                                progress=report_step("unet"),
-                                data_note=f"trained on phantom subjects {list(TRAINING_SUBJECTS)}, "
-                                          f"tested on subject {SAMPLE_SEED}")
+    if reuse_target and (out / SAMPLE_FILES["target"]).is_file():
+        unet_metrics = load_target(out / SAMPLE_FILES["target"], device).metrics
+    else:
+        unet_metrics = train_target(train_images, train_labels, test.images, test.labels,
+                                    out / SAMPLE_FILES["target"], normalisation=normalisation, steps=unet_steps,
+                                    seed=seed, device=device,
+                                    progress=report_step("unet"),
+                                    data_note=f"trained on phantom subjects {list(TRAINING_SUBJECTS)}, "
+                                              f"tested on subject {SAMPLE_SEED}")
     target = load_target(out / SAMPLE_FILES["target"], device)
     config = AttackConfig(steps=attack_steps, seed=seed)
     start = time.perf_counter()
