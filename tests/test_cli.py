@@ -150,3 +150,21 @@ def test_labels_without_ct_and_bad_numbers(tiny_files, capsys):
     assert code == 2 and "--labels was given without --ct" in err
     with pytest.raises(SystemExit):
         main(["sweep", "--gammas", "a,b"])
+
+
+def test_train_target_and_sweep_tiny(tiny_files, tmp_path, capsys):
+    data = ["--ct", tiny_files["ct"], "--labels", tiny_files["labels"]]
+    code, out, err = run(["train-target", *data, "--steps", "2", "--batch-size", "2", "--patch-size", "32",
+                          "--base-channels", "4", "--out", tmp_path / "unet.pt", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert "| organ | test Dice (%) |" in out and "liver" in out
+    code, out, err = run(["sweep", *data, "--target", tmp_path / "unet.pt", "--gammas", "1,2", "--steps", "1",
+                          "--batch-size", "2", "--critic-steps", "1", "--samples", "1", "--out", tmp_path / "sweep",
+                          "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    table = (tmp_path / "sweep" / "table.md").read_text()
+    for row in ("| gamma 1 |", "| gamma 2 |", "| phi only (gamma 2) |", "| b only (gamma 2) |"):
+        assert row in table
+    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [r["row"] for r in rows] == ["gamma 1", "gamma 2", "phi only (gamma 2)", "b only (gamma 2)"]
+    assert rows[2]["config"]["fields"] == "phi" and rows[3]["config"]["fields"] == "bias"

@@ -1,0 +1,155 @@
+"""Interactive exploration of a generator's latent space on one slice (no Qt here).
+
+The encoder runs once per slice (:meth:`SliceExplorer.set_slice`); every
+slider change then only decodes the fields from new latent codes, warps and
+(optionally) re-segments, which is what keeps a slider drag interactive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import AttackConfig
+from .evaluate import dice_per_organ, organ_row
+from .fields import apply_fields, fold_fraction, perceptibility, warp_labels
+
+
+@dataclass
+class SliceView:
+    """Everything the viewer shows for one slice and one latent code.
+
+    adversarial : (H, W) normalised intensities
+    displacement : (2, H, W) pixels (dy, dx)
+    bias : (H, W) normalised units
+    clean_segmentation, adversarial_segmentation : (H, W) uint8, or None when not asked for
+    warped_reference : (H, W) uint8 (reference labels, or the clean prediction without them)
+    organs : per-organ {"dice_clean", "dice_adv", "drop", "success"} of this slice
+    rho : the slice's perceptibility (Eq. 7)
+    """
+
+    adversarial: np.ndarray
+    displacement: np.ndarray
+    bias: np.ndarray
+    clean_segmentation: np.ndarray | None
+    adversarial_segmentation: np.ndarray | None
+    warped_reference: np.ndarray | None
+    organs: dict = field(default_factory=dict)
+    rho: float = math.nan
+    fold_fraction: float = 0.0
+
+
+class SliceExplorer:
+    """Encode a slice once, then decode any latent deviates quickly.
+
+    Parameters
+    ----------
+    generator : AttackGenerator (eval mode)
+    config : its AttackConfig
+    target : napari_advseg.target.Target
+    """
+
+    def __init__(self, generator, config: AttackConfig, target):
+        self.generator = generator.eval()
+        self.config = config
+        self.target = target
+        self.device = next(generator.parameters()).device
+        self._x: torch.Tensor | None = None
+        self._features: torch.Tensor | None = None
+        self._stats = None
+        self._labels: torch.Tensor | None = None
+        self._clean: torch.Tensor | None = None
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @torch.no_grad()
+    def set_slice(self, image: np.ndarray, labels: np.ndarray | None = None) -> None:
+        """Encode a normalised slice ``(H, W)``; labels ``(H, W)`` are its reference (optional)."""
+        x = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None].to(self.device)
+        self._x = x
+        self._features, self._stats = self.generator.encode(x)
+        self._clean = self.target(x.to(self.target.device)).argmax(dim=1).to(self.device)
+        self._labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()[None].to(self.device)
+
+    def latent_mean_and_sigma(self) -> dict[str, np.ndarray]:
+        """The encoder's mean and standard deviation of z_phi and z_b for the current slice."""
+        s = self._stats
+        return {"mu_phi": s.mu_phi[0].cpu().numpy(), "sigma_phi": torch.exp(0.5 * s.logvar_phi[0]).cpu().numpy(),
+                "mu_b": s.mu_b[0].cpu().numpy(), "sigma_b": torch.exp(0.5 * s.logvar_b[0]).cpu().numpy()}
+
+    @torch.no_grad()
+    def render(self, eps_phi=None, eps_b=None, temperature: float = 1.0, use_phi: bool = True,
+               use_bias: bool = True, segment: bool = True) -> SliceView:
+        """Fields, adversarial image and (with ``segment``) segmentations for latent deviates.
+
+        ``eps_*`` are standard deviations around the encoder's mean (length
+        ``latent_dim``); None means the mean. ``use_phi`` / ``use_bias``
+        switch a field off (it is then zero) without retraining.
+        """
+        if self._x is None:
+            raise RuntimeError("set_slice() first")
+        x = self._x
+        d = self.latent_dim
+
+        def deviates(values):
+            if values is None:
+                return None
+            return torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(1, d).to(self.device)
+
+        z_phi, z_b = self.generator.latent_codes(self._stats, deviates(eps_phi), deviates(eps_b), temperature)
+        displacement, bias = self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:]))
+        cfg = self.config
+        use_phi = use_phi and cfg.use_phi
+        use_bias = use_bias and cfg.use_bias
+        if not use_phi:
+            displacement = torch.zeros_like(displacement)
+        if not use_bias:
+            bias = torch.zeros_like(bias)
+        x_adv = apply_fields(x, displacement if use_phi else None, bias if use_bias else None, cfg.bias_mode)
+        reference = self._labels if self._labels is not None else self._clean
+        warped = warp_labels(reference, displacement) if use_phi else reference
+        view = SliceView(
+            adversarial=x_adv[0, 0].cpu().numpy(),
+            displacement=displacement[0].cpu().numpy(),
+            bias=bias[0, 0].cpu().numpy(),
+            clean_segmentation=self._clean[0].to(torch.uint8).cpu().numpy(),
+            adversarial_segmentation=None,
+            warped_reference=warped[0].to(torch.uint8).cpu().numpy(),
+            rho=float(perceptibility(x_adv, x)),
+            fold_fraction=fold_fraction(displacement),
+        )
+        if segment:
+            adv_seg = self.target(x_adv.to(self.target.device)).argmax(dim=1).cpu()
+            view.adversarial_segmentation = adv_seg[0].to(torch.uint8).numpy()
+            names = list(self.target.class_names)
+            clean = dice_per_organ(self._clean.cpu(), reference.cpu(), names)
+            adv = dice_per_organ(adv_seg, warped.cpu(), names)
+            view.organs = {name: organ_row(clean[name], adv[name]) for name in names[1:]
+                           if not math.isnan(clean[name])}
+        return view
+
+
+def displacement_vectors(displacement: np.ndarray, max_arrows: int = 2000, scale: float = 1.0,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """A displacement field ``(2, H, W)`` as napari Vectors on a regular subsampled grid.
+
+    Returns ``(vectors, magnitude)``: vectors ``(N, 2, 2)`` of (start, direction)
+    in (row, column) data order with N <= ``max_arrows``, and each arrow's
+    length in pixels (for colouring). Each arrow points from a pixel ``p`` to
+    where the image content shown there comes from (``p + phi(p)``).
+    """
+    _, h, w = displacement.shape
+    step = max(1, math.ceil(math.sqrt(h * w / max_arrows)))
+    while math.ceil(h / step) * math.ceil(w / step) > max_arrows:
+        step += 1
+    rows, cols = np.meshgrid(np.arange(step // 2, h, step), np.arange(step // 2, w, step), indexing="ij")
+    dy = displacement[0][rows, cols]
+    dx = displacement[1][rows, cols]
+    starts = np.stack((rows.ravel(), cols.ravel()), axis=1).astype(np.float32)
+    directions = scale * np.stack((dy.ravel(), dx.ravel()), axis=1).astype(np.float32)
+    return np.stack((starts, directions), axis=1), np.hypot(dy.ravel(), dx.ravel()).astype(np.float32)
