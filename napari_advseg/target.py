@@ -33,7 +33,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from . import ORGAN_CLASSES
+from .checkpoint import atomic_write
 from .device import resolve_device
 from .errors import AdvsegError, InputFileError
 from .unet import UNet2D
@@ -372,21 +372,8 @@ def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temporary_name)`` in ``path``'s folder, then move the result onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    return path
+    """Call ``write(temporary_name)`` beside ``path``, then move the result onto ``path``."""
+    return atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def save_target(
