@@ -27,6 +27,22 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _slice_list(text: str) -> list[int]:
+    """``"3,10-12"`` -> [3, 10, 11, 12] (axial slice indices of the canonical volume)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                out.extend(range(low, high + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected slice indices like 3,10-12, got {text!r}") from None
+    return out
+
+
 def _window(text: str) -> tuple[float, float]:
     values = _floats(text)
     if len(values) != 2 or values[0] >= values[1]:
@@ -290,10 +306,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         values = getattr(args, name)
         if values is not None and len(values) != config.latent_dim:
             raise AdvsegError(f"--{name.replace('_', '-')} needs {config.latent_dim} numbers, got {len(values)}")
-    bar = _Bar(case.volume.n_slices, "sample", args.quiet)
+    bar = _Bar(len(args.slices) if args.slices else case.volume.n_slices, "sample", args.quiet)
     sidecar = sample_volume(generator, config, target, case, args.out, seed=args.seed,
                             temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
-                            batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
+                            slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
                             progress=lambda n: bar.step(n))
     bar.close()
     for organ, row in sidecar["organs"].items():
@@ -409,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
     p.add_argument("--eps-phi", type=_floats, help="fixed latent deviates for z_phi, comma-separated (default: random)")
     p.add_argument("--eps-b", type=_floats, help="fixed latent deviates for z_b, comma-separated (default: random)")
+    p.add_argument("--slices", type=_slice_list, help="axial slices to attack, e.g. 10-20,25 (0 = most inferior; "
+                                                     "default: all); the others are written unchanged")
     p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_common(p)

@@ -73,8 +73,16 @@ def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
     assert code == 2 and "exists already" in err and "Traceback" not in err
     assert (out_dir / "sample.json").stat().st_mtime_ns == before
     code, out, err = run(["sample", *data, "--generator", ckpt, "--out", out_dir, "--device", "cpu", "--quiet",
-                          "--overwrite", "--eps-phi", "0,0,0,0,0,0,0,0", "--eps-b", "1,0,0,0,0,0,0,0"], capsys)
+                          "--overwrite", "--eps-phi", "0,0,0,0,0,0,0,0", "--eps-b", "1,0,0,0,0,0,0,0",
+                          "--slices", "2,4-5"], capsys)
     assert code == 0, err
+    sidecar = json.loads((out_dir / "sample.json").read_text())
+    assert sidecar["slices"] == [2, 4, 5] and sidecar["fixed_deviates"]["eps_b"][0] == 1.0
+    # slices left out are written unchanged: the canonical z axis is the stored third axis here (RAS)
+    adversarial = np.asarray(nib.load(out_dir / "adversarial_hu.nii.gz").dataobj)
+    original = np.asarray(ct.dataobj).astype(np.float32)
+    assert np.array_equal(adversarial[:, :, 3], original[:, :, 3])
+    assert not np.array_equal(adversarial[:, :, 4], original[:, :, 4])
 
     # resume continues from the checkpoint's step
     code, out, err = run(["train", *data, "--steps", "3", "--device", "cpu", "--quiet", "--out", tmp_path / "run",
