@@ -107,6 +107,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help=f"critic updates per generator update (default {d.critic_steps})")
     g.add_argument("--lr", type=float, default=d.lr_generator, help=f"generator RMSProp learning rate (default {d.lr_generator})")
     g.add_argument("--lr-critic", type=float, default=d.lr_critic, help=f"critic RMSProp learning rate (default {d.lr_critic})")
+    g.add_argument("--attack-reduction", choices=["organs", "pixels"], default=d.attack_reduction,
+                   help="organs: mean over organs of |gamma - masked CE of the organ|; pixels: one masked CE over "
+                        "all organ pixels, Eq. 5 as written (default organs)")
     g.add_argument("--label-mode", choices=["reference", "predicted"], default=d.label_mode,
                    help="attack against the reference labels, or argmax f(x) (label-free; automatic without --labels)")
 
@@ -121,6 +124,7 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         lambda_kl=args.lambda_kl, lambda_real=args.lambda_real, phi_max=args.phi_max, b_max=args.b_max,
         bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
         lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,
+        attack_reduction=args.attack_reduction,
         normalisation=target.normalisation.get("mode", "zscore"),
         window=tuple(target.normalisation.get("window", (-200.0, 300.0))),
     )
