@@ -437,8 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("make-sample", help="rebuild the shipped sample data from seeds",
-                       description="Phantom subject 0 as the test volume, a U-Net and a generator trained on "
-                                   "subjects 1-8, and sample.json with their figures.")
+                       description="Phantom subject 0 as the test volume, a U-Net trained on subjects 1-8, a "
+                                   "generator trained against it on subjects 1-24, and sample.json with their "
+                                   "figures on subject 0.")
     p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
     p.add_argument("--unet-steps", type=_positive_int, default=1500, help="U-Net training steps (default 1500)")
     p.add_argument("--steps", type=_positive_int, default=600, help="generator training steps (default 600)")
