@@ -29,7 +29,7 @@ def test_help_lists_every_command_and_explains_flags():
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "napari_advseg.cli", "train", "--help"], capture_output=True,
                             text=True)
-    assert "--gamma" in result.stdout and "default 2.0" in result.stdout and "--device" in result.stdout
+    assert "--gamma" in result.stdout and "default 3.0" in result.stdout and "--device" in result.stdout
 
 
 def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
