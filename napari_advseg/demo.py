@@ -1,0 +1,65 @@
+"""Open napari with the sample phantom, the attack widget and one explored slice.
+
+    python -m napari_advseg.demo
+
+The sample data (CT, reference labels, the target U-Net and a trained
+generator) come from ``sample_data/`` (``advseg make-sample`` builds them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PLUGIN = "napari-advseg"
+SAMPLE = "abdomen_phantom"
+WIDGET = "Adversarial attack"
+
+
+def organ_slice(labels: np.ndarray) -> int:
+    """The middle one of the slices that show any organ (the middle slice without any)."""
+    from .volume import organ_slices
+
+    slices = organ_slices(labels)
+    if slices.size == 0:
+        return int(labels.shape[0] // 2)
+    return int(slices[slices.size // 2])
+
+
+def build_scene(viewer):
+    """Open the sample and the dock widget in ``viewer``; show the Explore tab on an organ slice.
+
+    Returns
+    -------
+    AttackWidget
+    """
+    viewer.open_sample(PLUGIN, SAMPLE)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    labels = widget.session.labels
+    if labels is None and widget.data.labels_layer() is not None:
+        labels = np.asarray(widget.data.labels_layer().data)
+    if labels is not None:
+        viewer.dims.set_current_step(0, organ_slice(labels))
+    reference = widget.data.labels_layer()
+    if reference is not None:  # outlines only: the overlays of the attack stay readable
+        reference.contour = 1
+        reference.visible = False
+    widget.tabs.setCurrentWidget(widget.explore)
+    widget.explore.render_now()
+    from .widgets._layers import ADVERSARIAL_SEG
+
+    if ADVERSARIAL_SEG in viewer.layers:  # its controls (opacity, contour) are the useful ones here
+        viewer.layers.selection.active = viewer.layers[ADVERSARIAL_SEG]
+    return widget
+
+
+def main() -> None:
+    """Start napari with the demo scene."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-advseg demo")
+    build_scene(viewer)
+    napari.run()
+
+
+if __name__ == "__main__":
+    main()

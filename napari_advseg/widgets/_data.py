@@ -1,0 +1,187 @@
+"""The "Data and model" tab: CT and reference layers, target model, generator, device."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QVBoxLayout, QWidget)
+
+from ._layers import is_output
+
+NO_LABELS = "none (label-free)"
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # as napari_advseg.device (which imports torch)
+MODEL_FILTER = "PyTorch models (*.pt *.pth *.ts *.zip);;All files (*)"
+
+
+def _uid(layer):
+    """A layer's identity that survives napari's proxy objects (each access makes a new proxy)."""
+    return None if layer is None else layer.unique_id
+
+
+def _path_row(placeholder: str) -> tuple[QWidget, QLineEdit, QPushButton]:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    edit = QLineEdit()
+    edit.setReadOnly(True)
+    edit.setPlaceholderText(placeholder)
+    button = QPushButton("Browse…")
+    layout.addWidget(edit, 1)
+    layout.addWidget(button)
+    return row, edit, button
+
+
+class DataPanel(QWidget):
+    """Choice of the input layers and the model files.
+
+    Signals
+    -------
+    inputs_changed : the CT or the labels choice changed.
+    target_chosen(str), generator_chosen(str), device_chosen(str) : a user's choice.
+    """
+
+    inputs_changed = Signal()
+    target_chosen = Signal(str)
+    generator_chosen = Signal(str)
+    device_chosen = Signal(str)
+
+    def __init__(self, viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self._ct_layers: list = []
+        self._label_layers: list = []
+        self._refreshing = False
+        self._labels_chosen = False
+
+        self.ct_combo = QComboBox()
+        self.ct_combo.setToolTip("The CT volume (an Image layer in Hounsfield units) to attack")
+        self.labels_combo = QComboBox()
+        self.labels_combo.setToolTip("Reference organ labels; without them the target's own prediction "
+                                     "on the clean image is the reference (label-free mode)")
+        target_row, self.target_edit, self.target_button = _path_row("target U-Net (.pt or TorchScript)")
+        generator_row, self.generator_edit, self.generator_button = _path_row("optional: a trained generator")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICE_CHOICES))
+        self.normalisation_label = QLabel("(no target loaded)")
+        self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("CT image", self.ct_combo)
+        form.addRow("Reference", self.labels_combo)
+        form.addRow("Target model", target_row)
+        form.addRow("Generator", generator_row)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Normalisation", self.normalisation_label)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.info_label)
+        layout.addStretch(1)
+
+        self.ct_combo.currentIndexChanged.connect(self._combo_changed)
+        self.labels_combo.currentIndexChanged.connect(self._combo_changed)
+        self.target_button.clicked.connect(self._browse_target)
+        self.generator_button.clicked.connect(self._browse_generator)
+        self.device_combo.activated.connect(lambda i: self.device_chosen.emit(self.device_combo.itemText(i)))
+        self.refresh_layers()
+
+    # ------------------------------------------------------------------ layers
+    def refresh_layers(self, *_args) -> None:
+        """Rebuild both combo boxes from the viewer's layers, keeping the current choices."""
+        from napari.layers import Image, Labels
+
+        old_ct, old_labels = self.ct_layer(), self.labels_layer()
+        old_ids = (_uid(old_ct), _uid(old_labels))
+        cts = [layer for layer in self.viewer.layers
+               if isinstance(layer, Image) and not is_output(layer) and not layer.rgb and layer.ndim == 3]
+        labels = [layer for layer in self.viewer.layers if isinstance(layer, Labels) and not is_output(layer)]
+        self._refreshing = True
+        try:
+            self._ct_layers = cts
+            self.ct_combo.clear()
+            self.ct_combo.addItems([layer.name for layer in cts])
+            preferred = [layer for layer in cts if layer.metadata.get("advseg_kind") == "ct"]
+            ct_ids = [_uid(layer) for layer in cts]
+            if old_ids[0] in ct_ids:
+                self.ct_combo.setCurrentIndex(ct_ids.index(old_ids[0]))
+            elif cts:
+                self.ct_combo.setCurrentIndex(ct_ids.index(_uid(preferred[0] if preferred else cts[0])))
+            ct = self.ct_layer()
+            self._label_layers = labels
+            self.labels_combo.clear()
+            self.labels_combo.addItems([NO_LABELS] + [layer.name for layer in labels])
+            label_ids = [_uid(layer) for layer in labels]
+            if old_ids[1] in label_ids:
+                self.labels_combo.setCurrentIndex(1 + label_ids.index(old_ids[1]))
+            elif old_labels is None and ct is not None and not self._labels_chosen:
+                # a reference that matches the CT (e.g. opened with it) is taken by default
+                fitting = [layer for layer in labels if tuple(layer.data.shape) == tuple(ct.data.shape)]
+                if fitting:
+                    self.labels_combo.setCurrentIndex(1 + label_ids.index(_uid(fitting[0])))
+        finally:
+            self._refreshing = False
+        if (_uid(self.ct_layer()), _uid(self.labels_layer())) != old_ids:
+            self.inputs_changed.emit()
+
+    def _combo_changed(self, *_args) -> None:
+        if self._refreshing:
+            return
+        if self.sender() is self.labels_combo:
+            self._labels_chosen = True
+        self.inputs_changed.emit()
+
+    def ct_layer(self):
+        """The chosen CT Image layer, or None."""
+        index = self.ct_combo.currentIndex()
+        return self._ct_layers[index] if 0 <= index < len(self._ct_layers) else None
+
+    def labels_layer(self):
+        """The chosen reference Labels layer, or None (label-free)."""
+        index = self.labels_combo.currentIndex() - 1
+        return self._label_layers[index] if 0 <= index < len(self._label_layers) else None
+
+    def select_labels(self, layer) -> None:
+        """Choose a reference layer (None: label-free)."""
+        self._labels_chosen = True
+        ids = [_uid(item) for item in self._label_layers]
+        self.labels_combo.setCurrentIndex(0 if layer is None else 1 + ids.index(_uid(layer)))
+
+    def show_label_free(self) -> None:
+        """Show "none" as the reference (after a refused labels layer) without a change notice."""
+        self.labels_combo.blockSignals(True)
+        self.labels_combo.setCurrentIndex(0)
+        self.labels_combo.blockSignals(False)
+
+    # ------------------------------------------------------------------ files
+    def _browse_target(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Target segmentation model", "", MODEL_FILTER)
+        if path:
+            self.target_chosen.emit(path)
+
+    def _browse_generator(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Trained generator checkpoint", "", MODEL_FILTER)
+        if path:
+            self.generator_chosen.emit(path)
+
+    def show_session(self, session) -> None:
+        """Show the session's files, device, normalisation and the case's size."""
+        for edit, path in ((self.target_edit, session.target_path), (self.generator_edit, session.generator_path)):
+            edit.setText(path or "")
+            edit.setToolTip(path or "")
+        if session.generator is not None and not session.generator_path:
+            self.generator_edit.setText("(trained in this session)")
+        index = self.device_combo.findText(session.device)
+        if index >= 0:
+            self.device_combo.setCurrentIndex(index)
+        self.normalisation_label.setText(session.normalisation_text())
+        volume = session.volume
+        if volume is None:
+            self.info_label.setText("Open a CT volume (File > Open, or File > Open Sample > napari-advseg).")
+            return
+        z, y, x = volume.shape
+        dz, dy, dx = volume.spacing
+        reference = "reference labels" if session.labels is not None else "label-free (target's prediction)"
+        generator = (f"generator: {session.generator_step} training steps"
+                     if session.generator is not None else "no generator yet: train one (Train tab)")
+        self.info_label.setText(f"{z} slices of {y} x {x} voxels, {dz:g} x {dy:g} x {dx:g} mm; {reference}; "
+                                f"{generator}")

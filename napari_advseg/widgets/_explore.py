@@ -1,0 +1,372 @@
+"""The "Explore" tab: latent sliders on the shown slice, overlays, per-organ Dice, whole volume.
+
+Renders run in a worker, one at a time. A change made while one runs only
+replaces the pending request (latest wins), and requests are debounced by
+30 ms, so the view follows the slider rather than working through a queue.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout,
+                            QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider,
+                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from . import _layers as L
+from ._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
+
+DEBOUNCE_MS = 30
+SLIDER_STEPS = 10  # slider units per standard deviation (steps of 0.1)
+SLIDER_RANGE = 3.0  # standard deviations either side of the encoder's mean
+
+
+class LatentSliders(QWidget):
+    """One slider per latent number, in standard deviations around the encoder's mean."""
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        self.title = title
+        self.sliders: list[QSlider] = []
+        self.values: list[QLabel] = []
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setVerticalSpacing(0)
+        self.on_change = None
+
+    def set_count(self, n: int) -> None:
+        if n == len(self.sliders):
+            return
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.sliders, self.values = [], []
+        heading = QLabel(self.title)
+        heading.setAlignment(Qt.AlignCenter)
+        self.grid.addWidget(heading, 0, 0, 1, 3)
+        bound = int(SLIDER_RANGE * SLIDER_STEPS)
+        for i in range(n):
+            slider = QSlider(Qt.Horizontal)
+            slider.setRange(-bound, bound)
+            slider.setSingleStep(1)
+            slider.setPageStep(SLIDER_STEPS)
+            slider.setMinimumWidth(60)
+            slider.valueChanged.connect(self._changed)
+            value = QLabel("+0.0")
+            value.setMinimumWidth(28)
+            self.grid.addWidget(QLabel(str(i)), i + 1, 0)
+            self.grid.addWidget(slider, i + 1, 1)
+            self.grid.addWidget(value, i + 1, 2)
+            self.sliders.append(slider)
+            self.values.append(value)
+        self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
+
+    def _changed(self, *_args) -> None:
+        for slider, label in zip(self.sliders, self.values):
+            label.setText(f"{slider.value() / SLIDER_STEPS:+.1f}")
+        if self.on_change is not None:
+            self.on_change()
+
+    def eps(self) -> np.ndarray:
+        """The deviates (standard deviations) the sliders show."""
+        return np.array([s.value() / SLIDER_STEPS for s in self.sliders], np.float32)
+
+    def set_eps(self, values) -> None:
+        """Move the sliders without a render per slider (one change notice at the end)."""
+        for slider, value in zip(self.sliders, values):
+            slider.blockSignals(True)
+            slider.setValue(int(round(float(np.clip(value, -SLIDER_RANGE, SLIDER_RANGE)) * SLIDER_STEPS)))
+            slider.blockSignals(False)
+        self._changed()
+
+    def set_latent(self, mu, sigma, temperature: float) -> None:
+        """Tooltips with the latent value each slider gives on this slice."""
+        for i, slider in enumerate(self.sliders):
+            if i < len(mu):
+                z = mu[i] + temperature * slider.value() / SLIDER_STEPS * sigma[i]
+                slider.setToolTip(f"{self.title} [{i}]: mean {mu[i]:+.2f}, sigma {sigma[i]:.2f} -> z = {z:+.2f}")
+
+
+class ExplorePanel(QWidget):
+    """Latent sliders, switches, the per-organ table and 'Apply to whole volume'."""
+
+    def __init__(self, owner, parent=None):
+        super().__init__(parent)
+        self.owner = owner
+        self.renderer: SliceRenderer | None = None
+        self.pending: SliceRequest | None = None
+        self.busy = False
+        self.last_result = None
+        self.volume_job = None
+        self._seq = 0
+        self._row_height = max(QSlider(Qt.Horizontal).sizeHint().height(), self.fontMetrics().height() + 4)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._launch)
+
+        self.slice_label = QLabel("no generator yet")
+        self.slice_label.setWordWrap(True)
+        self.use_phi = QCheckBox("deformation")
+        self.use_bias = QCheckBox("bias")
+        for box in (self.use_phi, self.use_bias):
+            box.setChecked(True)
+            box.toggled.connect(self.request)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(1.0)
+        self.temperature.setToolTip("Scales the deviates: z = mean + temperature * slider * sigma")
+        self.temperature.valueChanged.connect(self.request)
+        self.random_button = QPushButton("Random sample")
+        self.reset_button = QPushButton("Reset")
+        self.random_button.clicked.connect(self.random_sample)
+        self.reset_button.clicked.connect(self.reset)
+        switches = QHBoxLayout()
+        switches.addWidget(self.use_phi)
+        switches.addWidget(self.use_bias)
+        switches.addWidget(QLabel("temperature"))
+        switches.addWidget(self.temperature)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.random_button)
+        buttons.addWidget(self.reset_button)
+
+        self.phi_sliders = LatentSliders("z_phi (deformation)")
+        self.bias_sliders = LatentSliders("z_b (bias)")
+        for group in (self.phi_sliders, self.bias_sliders):
+            group.on_change = self.request
+        slider_box = QWidget()
+        row = QHBoxLayout(slider_box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.phi_sliders)
+        row.addWidget(self.bias_sliders)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(slider_box)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        self.slider_scroll = scroll
+
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["organ", "Dice clean", "Dice adv.", "drop", "success"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.table.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self._fit_table()
+        self.rho_label = QLabel("")
+
+        self.volume_button = QPushButton("Apply to whole volume")
+        self.volume_button.setToolTip("Attack every slice with these slider values (new layers; no files)")
+        self.volume_button.clicked.connect(self.apply_to_volume)
+        self.volume_progress = QProgressBar()
+        self.volume_progress.setFormat("")
+        self.volume_progress.setValue(0)
+        volume_group = QGroupBox()
+        volume_row = QHBoxLayout(volume_group)
+        volume_row.setContentsMargins(4, 4, 4, 4)
+        volume_row.addWidget(self.volume_button)
+        volume_row.addWidget(self.volume_progress, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.slice_label)
+        layout.addLayout(switches)
+        layout.addLayout(buttons)
+        layout.addWidget(scroll)
+        layout.addWidget(self.table)
+        layout.addWidget(self.rho_label)
+        layout.addStretch(1)
+        layout.addWidget(volume_group)
+
+    # ------------------------------------------------------------------ state
+    def model_changed(self) -> None:
+        """The case, target or generator changed: rebuild the sliders and re-render."""
+        session = self.owner.session
+        self.renderer = None
+        dim = session.config.latent_dim if session.config is not None else 0
+        self.phi_sliders.set_count(dim)
+        self.bias_sliders.set_count(dim)
+        row = self._row_height
+        self.slider_scroll.setFixedHeight(min((dim + 1) * row + 8, 340) if dim else 24)  # scrolls beyond ~14
+        if session.config is not None:
+            self.use_phi.setEnabled(session.config.use_phi)
+            self.use_bias.setEnabled(session.config.use_bias)
+        if not session.can_explore():
+            self.slice_label.setText("Load a CT, a target and a generator (or train one) to explore.")
+        self.request()
+
+    def request_from(self) -> SliceRequest:
+        """The current slice, sliders and switches as a request."""
+        self._seq += 1
+        return SliceRequest(self.owner.current_slice(), self.phi_sliders.eps(), self.bias_sliders.eps(),
+                            float(self.temperature.value()), self.use_phi.isChecked(), self.use_bias.isChecked(),
+                            self.owner.session.revision, self._seq)
+
+    def request(self, *_args) -> None:
+        """Ask for a render of the current state (replaces any pending request)."""
+        if self.owner.closing or not self.owner.session.can_explore():
+            return
+        self.pending = self.request_from()
+        self._timer.start()
+
+    def _launch(self) -> None:
+        if self.busy or self.pending is None or self.owner.closing:
+            return
+        session = self.owner.session
+        if not session.can_explore():
+            self.pending = None
+            return
+        request, self.pending = self.pending, None
+        try:
+            if self.renderer is None or self.renderer.revision != session.revision:
+                self.renderer = SliceRenderer(session)
+            self.busy = True
+            self.owner.jobs.function_job("render", self.renderer.render, request, quick=True, connect={
+                "returned": self._show, "errored": self.owner.notify_error, "finished": self._render_done})
+        except Exception as exc:
+            self.busy = False
+            self.owner.notify_error(exc)
+
+    def _render_done(self) -> None:
+        self.busy = False
+        if self.pending is not None and not self.owner.closing:
+            self._launch()
+
+    def render_now(self) -> None:
+        """Render the current state on this thread (used at start-up and by scripts)."""
+        session = self.owner.session
+        if not session.can_explore():
+            return
+        if self.busy:  # the worker owns self.renderer right now
+            renderer = SliceRenderer(session)
+        else:
+            if self.renderer is None or self.renderer.revision != session.revision:
+                self.renderer = SliceRenderer(session)
+            renderer = self.renderer
+        self.pending = None
+        self._show(renderer.render(self.request_from()))
+
+    def random_sample(self) -> None:
+        """Draw every slider from a standard normal (clipped to +-3)."""
+        rng = np.random.default_rng()
+        self.phi_sliders.set_eps(rng.standard_normal(len(self.phi_sliders.sliders)))
+        self.bias_sliders.set_eps(rng.standard_normal(len(self.bias_sliders.sliders)))
+
+    def reset(self) -> None:
+        """All sliders to the encoder's mean, temperature 1."""
+        self.temperature.blockSignals(True)
+        self.temperature.setValue(1.0)
+        self.temperature.blockSignals(False)
+        self.phi_sliders.set_eps(np.zeros(len(self.phi_sliders.sliders)))
+        self.bias_sliders.set_eps(np.zeros(len(self.bias_sliders.sliders)))
+
+    # ------------------------------------------------------------------ showing a result
+    def _show(self, result) -> None:
+        owner = self.owner
+        session = owner.session
+        ct = owner.data.ct_layer()
+        if owner.closing or ct is None or result.request.revision != session.revision:
+            return
+        if self.last_result is not None and result.request.seq < self.last_result.request.seq:
+            return  # a render that started before the one already shown
+        viewer, view, z = owner.viewer, result.view, result.request.z
+        here, whole = L.geometry(ct, z), L.geometry(ct)
+        L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, colormap="gray",
+                     contrast_limits=tuple(ct.contrast_limits))
+        L.show_image(viewer, L.BIAS, result.bias_display[None], here, colormap="PiYG",
+                     contrast_limits=bias_limits(session.config, session.case, result.bias_display),
+                     visible=False, opacity=0.6)
+        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, visible=False, opacity=0.5)
+        L.show_labels(viewer, L.ADVERSARIAL_SEG, view.adversarial_segmentation[None], here, opacity=0.45)
+        # the reference, deformed like the image: outlines over the adversarial prediction's fill
+        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, contour=1, opacity=0.9)
+        L.show_vectors(viewer, L.DEFORMATION, result.vectors, result.magnitude, whole,
+                       max_length=session.config.phi_max, arrow_spacing=ARROW_SPACING, edge_width=0.6,
+                       vector_style="arrow", opacity=0.9)
+        self.last_result = result
+        self._show_table(view)
+        latent = result.latent
+        if latent:
+            t = result.request.temperature
+            self.phi_sliders.set_latent(latent["mu_phi"], latent["sigma_phi"], t)
+            self.bias_sliders.set_latent(latent["mu_b"], latent["sigma_b"], t)
+        reference = "reference labels" if session.case.labels is not None else "clean prediction (label-free)"
+        arrows = viewer.layers[L.DEFORMATION].length if L.DEFORMATION in viewer.layers else 1
+        self.slice_label.setText(f"slice {z} of {session.case.volume.n_slices}; Dice against the warped "
+                                 f"{reference}; displacement arrows drawn x{arrows:g} "
+                                 f"(largest here {float(np.max(result.magnitude, initial=0)):.2f} px)")
+
+    def _fit_table(self) -> None:
+        rows = max(self.table.rowCount(), 1)
+        height = self.table.horizontalHeader().sizeHint().height() + rows * 22 + 4
+        self.table.setFixedHeight(min(height, 260))
+
+    def _show_table(self, view) -> None:
+        organs = view.organs or {}
+        self.table.setRowCount(len(organs))
+        self._fit_table()
+        for row, (name, entry) in enumerate(organs.items()):
+            drop = entry["drop"]
+            cells = [name, f"{entry['dice_clean']:.3f}", f"{entry['dice_adv']:.3f}",
+                     "n/a" if math.isnan(drop) else f"{100 * drop:.0f} %", "yes" if entry["success"] else "no"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(Qt.AlignCenter)
+                self.table.setItem(row, col, item)
+        fold = getattr(view, "fold_fraction", 0.0)
+        self.rho_label.setText(f"rho (perceptibility) = {view.rho:.4f}; folded pixels {100 * fold:.2f} %"
+                               + ("" if organs else "; no organ on this slice"))
+
+    # ------------------------------------------------------------------ whole volume
+    def apply_to_volume(self) -> None:
+        """Attack every slice with the current sliders; results become two whole-volume layers."""
+        owner = self.owner
+        try:
+            owner.session.require("volume", "target", "generator")
+        except Exception as exc:
+            owner.notify_error(exc)
+            return
+        if self.volume_job is not None:
+            return
+        request = self.request_from()
+        n = owner.session.case.volume.n_slices
+        self.volume_progress.setRange(0, n)
+        self.volume_progress.setValue(0)
+        self.volume_progress.setFormat("%v/%m slices")
+        inner = volume_run(owner.session.snapshot(), request.eps_phi, request.eps_b, request.temperature,
+                           request.use_phi, request.use_bias)
+        self._volume_revision = owner.session.revision
+        self.volume_button.setEnabled(False)
+        try:
+            self.volume_job = owner.jobs.generator_job("volume", inner, connect={
+                "yielded": self._volume_progress, "returned": self._volume_done,
+                "errored": owner.notify_error, "finished": self._volume_finished})
+        except Exception as exc:
+            self.volume_button.setEnabled(True)
+            owner.notify_error(exc)
+
+    def _volume_progress(self, progress) -> None:
+        if not self.owner.closing:
+            self.volume_progress.setValue(progress[0])
+
+    def _volume_done(self, arrays) -> None:
+        owner = self.owner
+        ct = owner.data.ct_layer()
+        if owner.closing or ct is None or arrays is None or self._volume_revision != owner.session.revision:
+            return
+        adversarial, segmentation = arrays
+        whole = L.geometry(ct)
+        L.show_image(owner.viewer, L.VOLUME_ADVERSARIAL, adversarial, whole, colormap="gray",
+                     contrast_limits=tuple(ct.contrast_limits))
+        L.show_labels(owner.viewer, L.VOLUME_SEG, segmentation, whole, opacity=0.45)
+
+    def _volume_finished(self) -> None:
+        self.volume_job = None
+        if not self.owner.closing:
+            self.volume_button.setEnabled(True)
+

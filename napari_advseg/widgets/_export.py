@@ -1,0 +1,180 @@
+"""The "Export" tab: write adversarial slices as NIfTI in the input's geometry.
+
+Calls :func:`napari_advseg.sample.sample_volume` in a worker with the
+Explore tab's slider values and temperature. Existing files are replaced only
+after the user agrees (``AttackWidget._confirm_overwrite``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ._tasks import Cancelled, existing_outputs, export_run
+
+CURRENT, RANGE, ALL = "current", "range", "all"
+
+
+class _Progress(QObject):
+    """Carries progress from the export thread to the main thread (a queued signal)."""
+
+    advanced = Signal(int)
+
+
+class ExportPanel(QWidget):
+    """Which slices, where, and the Export button."""
+
+    def __init__(self, owner, parent=None):
+        super().__init__(parent)
+        self.owner = owner
+        self.job = None
+        self.last_sidecar: dict | None = None
+        self._done = 0
+        self._signals = _Progress(self)
+        self._signals.advanced.connect(self._advance)
+
+        self.current_radio = QRadioButton("current slice")
+        self.range_radio = QRadioButton("slices")
+        self.all_radio = QRadioButton("all slices")
+        self.current_radio.setChecked(True)
+        self.mode_group = QButtonGroup(self)
+        for button in (self.current_radio, self.range_radio, self.all_radio):
+            self.mode_group.addButton(button)
+        self.first = QSpinBox()
+        self.last = QSpinBox()
+        for box in (self.first, self.last):
+            box.setRange(0, 0)
+            box.valueChanged.connect(lambda *_: self.range_radio.setChecked(True))
+        range_row = QHBoxLayout()
+        range_row.addWidget(self.range_radio)
+        range_row.addWidget(QLabel("from"))
+        range_row.addWidget(self.first)
+        range_row.addWidget(QLabel("to"))
+        range_row.addWidget(self.last)
+        range_row.addStretch(1)
+
+        self.folder = QLineEdit(str(Path.home() / "napari-advseg" / "export"))
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("output folder", folder_row)
+
+        self.export_button = QPushButton("Export")
+        self.export_button.setToolTip("Adversarial CT, segmentations, fields and a JSON sidecar, in the "
+                                      "geometry of the input file; other slices keep the CT unchanged")
+        self.export_button.clicked.connect(self.export)
+        self.progress = QProgressBar()
+        self.progress.setFormat("")
+        self.progress.setValue(0)
+        self.status = QLabel("Uses the Explore tab's sliders, switches and temperature.")
+        self.status.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.current_radio)
+        layout.addLayout(range_row)
+        layout.addWidget(self.all_radio)
+        layout.addLayout(form)
+        layout.addWidget(self.export_button)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    def model_changed(self) -> None:
+        volume = self.owner.session.volume
+        top = 0 if volume is None else volume.n_slices - 1
+        for box in (self.first, self.last):
+            box.blockSignals(True)
+            box.setRange(0, top)
+            box.blockSignals(False)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+
+    def set_range(self, first: int, last: int) -> None:
+        """Choose the slices ``first..last`` (inclusive)."""
+        self.first.setValue(first)
+        self.last.setValue(last)
+        self.range_radio.setChecked(True)
+
+    def chosen_slices(self) -> list[int] | None:
+        """The slice indices to export (None: all)."""
+        if self.all_radio.isChecked():
+            return None
+        if self.current_radio.isChecked():
+            return [self.owner.current_slice()]
+        low, high = sorted((self.first.value(), self.last.value()))
+        return list(range(low, high + 1))
+
+    def export(self) -> None:
+        """Ask before replacing files, then write them in a worker."""
+        owner = self.owner
+        if self.job is not None:
+            return
+        try:
+            owner.session.require("volume", "target", "generator")
+        except Exception as exc:
+            owner.notify_error(exc)
+            return
+        out_dir = Path(self.folder.text()).expanduser()
+        existing = existing_outputs(out_dir, owner.session.labels is not None)
+        if existing and not owner._confirm_overwrite(existing):
+            self.status.setText("Export cancelled: nothing was written.")
+            return
+        slices = self.chosen_slices()
+        explore = owner.explore
+        eps_phi, eps_b = explore.phi_sliders.eps(), explore.bias_sliders.eps()
+        n = owner.session.volume.n_slices if slices is None else len(slices)
+        self._done = 0
+        self.progress.setRange(0, n)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v/%m slices")
+        self.status.setText(f"Writing {n} adversarial slice(s) to {out_dir} …")
+        self.export_button.setEnabled(False)
+        try:
+            self.job = owner.jobs.function_job(
+                "export", export_run, owner.session.snapshot(), out_dir, slices, eps_phi, eps_b,
+                float(explore.temperature.value()), explore.use_phi.isChecked(), explore.use_bias.isChecked(),
+                progress=self._signals.advanced.emit, cancelled=self._cancelled,
+                connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
+        except Exception as exc:
+            self.export_button.setEnabled(True)
+            owner.notify_error(exc)
+
+    def _cancelled(self) -> bool:
+        job = self.job
+        return self.owner.closing or (job is not None and job.cancel_requested)
+
+    def _advance(self, n: int) -> None:
+        self._done += n
+        self.progress.setValue(self._done)
+
+    def _written(self, sidecar: dict) -> None:
+        self.last_sidecar = sidecar
+        if self.owner.closing:
+            return
+        files = ", ".join(sorted(sidecar.get("files", {}).values()))
+        self.status.setText(f"Wrote {files} to {Path(self.folder.text()).expanduser()}")
+        self.owner.notify_info(f"Exported {len(sidecar.get('slices', []))} adversarial slice(s)")
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, Cancelled):
+            if not self.owner.closing:
+                self.status.setText("Export cancelled: nothing was written.")
+            return
+        if not self.owner.closing:
+            self.status.setText("Export failed.")
+        self.owner.notify_error(exc)
+
+    def _finished(self) -> None:
+        self.job = None
+        if not self.owner.closing:
+            self.export_button.setEnabled(True)

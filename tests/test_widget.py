@@ -1,0 +1,369 @@
+"""The napari dock widget: a user's whole path, rendering, closing while training, errors.
+
+Run under a display (``xvfb-run -a``, as scripts/test.sh does). Tiny data: an
+(8, 64, 64) phantom and a 4-channel U-Net, unless the shipped sample data
+(CT, labels, U-Net and generator) is present, in which case the user's path
+runs on it as a user would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.gui
+
+SPACING = (5.0, 3.0, 3.0)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny phantom (CT + labels arrays) and a tiny target checkpoint."""
+    from napari_advseg.phantom import make_phantom
+    from napari_advseg.target import save_target
+    from napari_advseg.unet import UNet2D
+
+    folder = tmp_path_factory.mktemp("widget")
+    phantom = make_phantom(1, (8, 64, 64), SPACING)
+    torch.manual_seed(0)
+    target = folder / "unet.pt"
+    save_target(target, UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
+    return {"hu": phantom.hu.astype(np.float32), "labels": phantom.labels, "target": target, "folder": folder}
+
+
+def _sample_ready() -> bool:
+    """Whether the shipped sample (files and the manifest's sample-data entry) can be opened.
+
+    Call after ``make_napari_viewer()``, which registers the plugin's manifest.
+    """
+    from napari_advseg.data import SAMPLE_FILES, sample_data_dir
+
+    if not all((sample_data_dir() / name).is_file() for name in SAMPLE_FILES.values()):
+        return False
+    try:
+        from npe2 import PluginManager
+
+        manifest = PluginManager.instance().get_manifest("napari-advseg")
+        return any(s.key == "abdomen_phantom" for s in (manifest.contributions.sample_data or []))
+    except Exception:
+        return False
+
+
+def _manifest_widgets() -> list[str]:
+    """Display names of the widgets in the plugin's manifest (after ``make_napari_viewer()``)."""
+    try:
+        from npe2 import PluginManager
+
+        manifest = PluginManager.instance().get_manifest("napari-advseg")
+        return [w.display_name for w in (manifest.contributions.widgets or [])]
+    except Exception:
+        return []
+
+
+def _widget(viewer, qtbot):
+    """The dock widget as napari makes it from the manifest (viewer behind napari's proxy) if declared."""
+    from napari_advseg.widgets import AttackWidget
+
+    if "Adversarial attack" in _manifest_widgets():
+        _, widget = viewer.window.add_plugin_dock_widget("napari-advseg", "Adversarial attack")
+    else:
+        widget = AttackWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="Adversarial attack")
+    assert isinstance(widget, AttackWidget)
+    return widget
+
+
+def _tiny_scene(make_napari_viewer, qtbot, tiny, labels=True, **viewer_kwargs):
+    viewer = make_napari_viewer(**viewer_kwargs)
+    viewer.add_image(tiny["hu"], name="CT", scale=SPACING, colormap="gray", contrast_limits=(-200, 300))
+    if labels:
+        viewer.add_labels(tiny["labels"], name="reference", scale=SPACING)
+    widget = _widget(viewer, qtbot)
+    assert widget.load_target_file(tiny["target"])
+    return viewer, widget
+
+
+def _tiny_training(widget, folder: Path, steps: int) -> None:
+    train = widget.train
+    train.steps.setValue(steps)
+    train.batch_size.setValue(2)
+    train.folder.setText(str(folder))
+    train.config_overrides = {"critic_steps": 1, "base_channels": 8}
+
+
+def _organ_slice(widget) -> int:
+    labels = widget.session.case.labels
+    if labels is None:
+        return widget.session.volume.n_slices // 2
+    counts = (labels > 0).sum(axis=(1, 2))
+    return int(np.argmax(counts))
+
+
+def test_widget_import_does_not_load_torch():
+    code = "import sys, napari_advseg.widgets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qtbot, tiny, tmp_path,
+                                                         monkeypatch):
+    import nibabel
+
+    from napari_advseg.trainer import GENERATOR_FORMAT
+    from napari_advseg.volume import load_ct, volume_from_array
+    from napari_advseg.widgets import _layers as L
+    from napari_advseg.widgets._train import IDLE, PAUSED
+
+    viewer = make_napari_viewer()  # registers the plugin's manifest
+    if _sample_ready():
+        viewer.open_sample("napari-advseg", "abdomen_phantom")
+        widget = _widget(viewer, qtbot)
+        ct = widget.data.ct_layer()
+        assert widget.session.target is not None and widget.session.generator is not None  # from the metadata
+        ct_path = Path(ct.metadata["advseg_path"])
+        reference = nibabel.load(ct_path)
+        expected_shape, expected_affine = reference.shape, reference.affine
+        expected_hu = load_ct(ct_path).hu
+    else:
+        viewer.add_image(tiny["hu"], name="CT", scale=SPACING, colormap="gray", contrast_limits=(-200, 300))
+        viewer.add_labels(tiny["labels"], name="reference", scale=SPACING)
+        widget = _widget(viewer, qtbot)
+        assert widget.load_target_file(tiny["target"])
+        ct = widget.data.ct_layer()
+        source = volume_from_array(tiny["hu"], SPACING).source
+        expected_shape, expected_affine = source.shape, source.affine
+        expected_hu = tiny["hu"]
+    assert widget.session.labels is not None  # the reference layer was taken by default
+    run = tmp_path / "run"
+    _tiny_training(widget, run, steps=40)
+    train = widget.train
+
+    # Start, pause, resume, stop
+    train.start_button.click()
+    qtbot.waitUntil(lambda: len(train.plot.history) >= 1, timeout=60_000)
+    train.pause_button.click()
+    qtbot.waitUntil(lambda: train.state == PAUSED, timeout=30_000)
+    paused_at = len(train.plot.history)
+    qtbot.wait(400)
+    assert len(train.plot.history) == paused_at  # nothing trains while paused
+    assert "step" in train.progress.text() and "left" in train.progress.text()
+    train.resume_button.click()
+    qtbot.waitUntil(lambda: len(train.plot.history) > paused_at, timeout=30_000)
+    train.stop_button.click()
+    qtbot.waitUntil(lambda: train.state == IDLE and train.job is None, timeout=60_000)
+
+    checkpoint = run / "generator.pt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["format"] == GENERATOR_FORMAT
+    last = int(train.plot.history[-1]["step"])
+    assert state["step"] == last and 2 <= last < 40
+    assert len(state["history"]) == last
+    assert widget.session.generator_path == str(checkpoint)  # the trained generator is now current
+
+    # Resume from the checkpoint for two more steps
+    train.steps.setValue(last + 2)
+    widget.resume_from(checkpoint)
+    qtbot.waitUntil(lambda: train.state == IDLE and train.job is None, timeout=60_000)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state["step"] == last + 2 and len(state["history"]) == last + 2
+    assert [m["step"] for m in train.plot.history] == list(range(1, last + 3))
+
+    # Explore: the slice shown, then a slider move changes the adversarial image
+    z = _organ_slice(widget)
+    viewer.dims.set_current_step(0, z)
+    qtbot.waitUntil(lambda: L.ADVERSARIAL in viewer.layers and widget.explore.last_result is not None
+                    and widget.explore.last_result.request.z == z and not widget.explore.busy, timeout=30_000)
+    adversarial = viewer.layers[L.ADVERSARIAL]
+    assert adversarial.data.shape == (1,) + ct.data.shape[1:]
+    assert np.allclose(adversarial.translate[0], ct.translate[0] + z * ct.scale[0])
+    assert np.allclose(adversarial.scale, ct.scale)
+    before = np.array(adversarial.data)
+    for name in L.SLICE_LAYERS:
+        assert name in viewer.layers
+    assert widget.explore.table.rowCount() >= 1
+    widget.explore.phi_sliders.sliders[0].setValue(25)
+    widget.explore.bias_sliders.sliders[1].setValue(-25)
+    qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[L.ADVERSARIAL].data, before), timeout=30_000)
+    qtbot.waitUntil(lambda: not widget.explore.busy and widget.explore.pending is None, timeout=30_000)
+    vectors = viewer.layers[L.DEFORMATION].data
+    assert vectors.shape[1:] == (2, 3) and len(vectors) <= 2000
+    assert np.all(vectors[:, 0, 0] == z) and np.all(vectors[:, 1, 0] == 0)
+
+    # Apply to the whole volume: the same sliders give the same slice
+    widget.explore.volume_button.click()
+    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and widget.explore.volume_job is None,
+                    timeout=60_000)
+    volume = viewer.layers[L.VOLUME_ADVERSARIAL].data
+    assert volume.shape == ct.data.shape
+    assert np.allclose(volume[z], viewer.layers[L.ADVERSARIAL].data[0], atol=0.5)
+    assert viewer.layers[L.VOLUME_SEG].data.shape == ct.data.shape
+
+    # Export two slices; read them back
+    out = tmp_path / "export"
+    asked = []
+    monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or True)
+    widget.export.set_range(z, z + 1)
+    widget.export.folder.setText(str(out))
+    widget.export.export_button.click()
+    qtbot.waitUntil(lambda: widget.export.job is None and widget.export.last_sidecar is not None, timeout=60_000)
+    assert not asked  # nothing to overwrite yet
+    exported = nibabel.load(out / "adversarial_hu.nii.gz")
+    assert exported.shape == tuple(expected_shape)
+    assert np.allclose(exported.affine, expected_affine)
+    hu = load_ct(out / "adversarial_hu.nii.gz").hu
+    assert hu.shape == expected_hu.shape
+    changed = [k for k in range(hu.shape[0]) if not np.allclose(hu[k], expected_hu[k], atol=1e-3)]
+    assert changed == [z, z + 1]
+    assert widget.export.last_sidecar["slices"] == [z, z + 1]
+    eps = widget.export.last_sidecar["fixed_deviates"]["eps_phi"]
+    assert eps[0] == pytest.approx(2.5)
+    segmentation = nibabel.load(out / "adversarial_seg.nii.gz")
+    assert segmentation.shape == tuple(expected_shape)
+
+    # A second export asks first; "no" leaves the files alone
+    monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or False)
+    stamp = (out / "adversarial_hu.nii.gz").stat().st_mtime_ns
+    widget.export.export_button.click()
+    assert asked and any(p.name == "adversarial_hu.nii.gz" for p in asked[0])
+    assert widget.export.job is None and (out / "adversarial_hu.nii.gz").stat().st_mtime_ns == stamp
+
+
+def _strong_generator(tiny, folder: Path) -> Path:
+    """A generator checkpoint whose decoders give clearly visible fields."""
+    from napari_advseg.checkpoint import save_torch
+    from napari_advseg.config import AttackConfig
+    from napari_advseg.data import make_case
+    from napari_advseg.target import load_target
+    from napari_advseg.trainer import AttackTrainer
+    from napari_advseg.volume import volume_from_array
+
+    target = load_target(tiny["target"], "cpu")
+    volume = volume_from_array(tiny["hu"], SPACING)
+    case = make_case(volume, tiny["labels"], target.normalisation)
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8), target,
+                            case.images, case.labels, "cpu")
+    trainer.step()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in trainer.generator.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    path = folder / "strong_generator.pt"
+    save_torch(trainer.state_dict(), path)
+    return path
+
+
+def test_screenshot_with_overlays_is_not_the_ct_alone(make_napari_viewer, qtbot, tiny, tmp_path):
+    from napari_advseg.widgets import _layers as L
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny, show=True)
+    assert widget.load_generator_file(_strong_generator(tiny, tmp_path))
+    z = _organ_slice(widget)
+    viewer.dims.set_current_step(0, z)
+    widget.explore.render_now()
+
+    # a drag: many slider values while renders run; the view ends at the last value, not a queue
+    renders = []
+    original = type(widget.explore.renderer).render
+
+    def counting(self, request):
+        renders.append(request)
+        return original(self, request)
+
+    import napari_advseg.widgets._tasks as tasks
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(tasks.SliceRenderer, "render", counting)
+    slider = widget.explore.phi_sliders.sliders[0]
+    for value in range(-30, 31, 2):
+        slider.setValue(value)
+        qtbot.wait(2)
+    qtbot.waitUntil(lambda: not widget.explore.busy and widget.explore.pending is None, timeout=30_000)
+    monkeypatch.undo()
+    assert widget.explore.last_result.request.eps_phi[0] == pytest.approx(3.0)
+    assert 1 <= len(renders) < 31
+
+    for name in (L.ADVERSARIAL, L.ADVERSARIAL_SEG, L.DEFORMATION):
+        assert viewer.layers[name].visible
+    overlays = [layer for layer in viewer.layers if L.is_output(layer) or layer.name == "reference"]
+    shown = {layer.name: layer.visible for layer in overlays}
+    for layer in overlays:
+        layer.visible = False
+    viewer.reset_view()
+    qtbot.wait(50)
+    ct_alone = viewer.screenshot(canvas_only=True, flash=False)
+    for layer in overlays:
+        layer.visible = shown[layer.name]
+    qtbot.wait(50)
+    with_overlays = viewer.screenshot(canvas_only=True, flash=False)
+    assert ct_alone.shape == with_overlays.shape
+    assert ct_alone[..., :3].std() > 5  # the CT itself is visible
+    difference = np.abs(with_overlays[..., :3].astype(float) - ct_alone[..., :3].astype(float))
+    assert (difference.sum(axis=-1) > 30).mean() > 0.01  # overlays cover a visible part of the canvas
+    colourful = np.ptp(with_overlays[..., :3].astype(int), axis=-1) > 40
+    assert colourful.mean() > np.ptp(ct_alone[..., :3].astype(int), axis=-1).__gt__(40).mean()
+
+
+def test_closing_the_viewer_while_training_saves_and_joins(make_napari_viewer, qtbot, tiny, tmp_path):
+    from qtpy.QtCore import QThreadPool
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny, labels=False)  # label-free, too
+    assert widget.session.labels is None
+    _tiny_training(widget, tmp_path, steps=100_000)
+    widget.train.start_button.click()
+    qtbot.waitUntil(lambda: len(widget.train.plot.history) >= 1, timeout=60_000)
+    job = widget.train.job
+    viewer.close()
+    assert widget.closing and job.done.is_set() and not job.worker.is_running
+    state = torch.load(tmp_path / "generator.pt", map_location="cpu", weights_only=True)
+    assert state["step"] >= 1 and state["label_source"] == "predicted"
+    deadline = time.monotonic() + 10
+    while QThreadPool.globalInstance().activeThreadCount() and time.monotonic() < deadline:
+        qtbot.wait(20)
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+def test_bad_files_give_notifications_not_exceptions(make_napari_viewer, qtbot, tiny, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    bad = tmp_path / "bad_model.pt"
+    bad.write_bytes(b"this is not a model" * 10)
+    seen = len(notification_manager.records)
+    assert not widget.load_target_file(bad)
+    assert not widget.load_generator_file(bad)
+    messages = [str(n.message) for n in notification_manager.records[seen:]]
+    assert len(messages) == 2 and all("bad_model.pt" in m for m in messages)
+    assert widget.session.target_path == str(tiny["target"])  # the good target stays current
+
+    # a bad checkpoint to resume from fails inside the worker: still a notification
+    _tiny_training(widget, tmp_path / "run", steps=3)
+    seen = len(notification_manager.records)
+    widget.resume_from(bad)
+    qtbot.waitUntil(lambda: widget.train.job is None and len(notification_manager.records) > seen, timeout=30_000)
+    assert any("bad_model.pt" in str(n.message) for n in notification_manager.records[seen:])
+    assert not (tmp_path / "run" / "generator.pt").exists()
+
+    # a reference of the wrong shape is refused with a message; the CT stays usable label-free
+    seen = len(notification_manager.records)
+    wrong = viewer.add_labels(np.zeros((3, 10, 10), np.uint8), name="wrong")
+    widget.data.select_labels(wrong)
+    assert any("shape" in str(n.message) for n in notification_manager.records[seen:])
+    assert widget.session.volume is not None and widget.session.labels is None
+
+
+def test_layer_changes_keep_the_case(make_napari_viewer, qtbot, tiny):
+    """Adding unrelated layers (or the widget's own) neither rebuilds the case nor loses the choices."""
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    revision, case = widget.session.revision, widget.session.case
+    viewer.add_image(np.zeros((4, 4)), name="something 2D")
+    viewer.add_points(np.zeros((1, 3)))
+    assert widget.session.revision == revision and widget.session.case is case
+    assert widget.data.ct_layer().name == "CT" and widget.data.labels_layer().name == "reference"
+    viewer.layers.remove("reference")
+    assert widget.session.labels is None and widget.data.labels_layer() is None
