@@ -164,9 +164,30 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
         clean_per_volume.append(clean.dice())
         adv_per_volume.append({c: float(np.mean([run[c] for run in adv_runs])) for c in range(1, n_classes)})
 
+    return {
+        **summarise_dice(clean_per_volume, adv_per_volume, class_names),
+        "rho": float(np.mean(rhos)) if rhos else math.nan,
+        "fold_fraction": folded / checked if checked else 0.0,
+        "config": config.to_dict(),
+        "samples": samples,
+        "temperature": temperature,
+        "seed": seed,
+        "volumes": len(volumes),
+        "slices": sum(len(images) for images, _ in volumes),
+    }
+
+
+def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume: Sequence[dict[int, float]],
+                   class_names: Sequence[str]) -> dict[str, Any]:
+    """Per-volume Dice (class -> value, NaN where absent) -> the report's organ entries.
+
+    Returns ``organs`` (name -> :func:`organ_row` of the means over the volumes
+    holding the organ, plus ``volumes``), ``absent_organs``, ``mean_drop`` and
+    ``all_succeed``.
+    """
     organs: dict[str, Any] = {}
     absent = []
-    for c in range(1, n_classes):
+    for c in range(1, len(class_names)):
         pairs = [(cv[c], av[c]) for cv, av in zip(clean_per_volume, adv_per_volume) if not math.isnan(cv[c])]
         if not pairs:
             absent.append(class_names[c])
@@ -175,20 +196,9 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
         row["volumes"] = len(pairs)
         organs[class_names[c]] = row
     drops = [row["drop"] for row in organs.values()]
-    return {
-        "organs": organs,
-        "absent_organs": absent,
-        "rho": float(np.mean(rhos)) if rhos else math.nan,
-        "fold_fraction": folded / checked if checked else 0.0,
-        "mean_drop": float(np.mean(drops)) if drops else math.nan,
-        "all_succeed": bool(organs) and all(row["success"] for row in organs.values()),
-        "config": config.to_dict(),
-        "samples": samples,
-        "temperature": temperature,
-        "seed": seed,
-        "volumes": len(volumes),
-        "slices": sum(len(images) for images, _ in volumes),
-    }
+    return {"organs": organs, "absent_organs": absent,
+            "mean_drop": float(np.mean(drops)) if drops else math.nan,
+            "all_succeed": bool(organs) and all(row["success"] for row in organs.values())}
 
 
 def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[str] | None = None) -> str:

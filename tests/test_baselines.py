@@ -1,0 +1,169 @@
+"""Baseline attacks: the rho budget, shapes, smoothness, reproducibility, strength and the report."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from napari_advseg.baselines import (ATTACKS, AttackResult, evaluate_baseline, optimised_smooth_fields, pgd_l2,
+                                     random_smooth_fields, scale_fields_to_rho, segpgd, segpgd_lambda)
+from napari_advseg.fields import perceptibility_per_slice, smoothness, warp_image
+from napari_advseg.losses import masked_cross_entropy, organ_mask
+from napari_advseg.target import make_target
+from napari_advseg.unet import UNet2D
+
+RHO = 0.05
+REPORT_KEYS = {"organs", "absent_organs", "rho", "fold_fraction", "mean_drop", "all_succeed", "config", "samples",
+               "temperature", "seed", "volumes", "slices", "seconds_per_slice"}
+
+
+@pytest.fixture(scope="module")
+def tiny_target():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = UNet2D(base_channels=4, depth=2)
+    return make_target(model, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Three 32x32 slices with a bright square organ (label 1) on a noisy background."""
+    gen = torch.Generator().manual_seed(3)
+    x = 0.3 * torch.randn(3, 1, 32, 32, generator=gen) - 0.5
+    y = torch.zeros(3, 32, 32, dtype=torch.long)
+    for n, offset in enumerate((8, 10, 12)):
+        y[n, offset:offset + 10, offset:offset + 10] = 1
+    x = x + 1.5 * (y[:, None] == 1).float()
+    return x, y
+
+
+def _ce(target, result: AttackResult) -> float:
+    mask = organ_mask(result.warped_labels, None, 3)
+    with torch.no_grad():
+        return float(masked_cross_entropy(target(result.adversarial), result.warped_labels, mask))
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_attack_hits_rho_with_the_right_shapes(name, tiny_target, batch):
+    x, y = batch
+    result = ATTACKS[name](x, y, tiny_target, RHO, torch.Generator().manual_seed(0))
+    rho = perceptibility_per_slice(result.adversarial, x)
+    assert torch.allclose(rho, torch.full_like(rho, RHO), rtol=0.02, atol=0)
+    assert result.adversarial.shape == x.shape
+    assert result.displacement.shape == (3, 2, 32, 32)
+    assert result.bias.shape == x.shape
+    assert result.warped_labels.shape == y.shape and result.warped_labels.dtype == y.dtype
+    assert set(result.warped_labels.unique().tolist()) <= {0, 1}
+    assert result.seconds >= 0
+    if name in ("pgd_l2", "segpgd"):
+        assert torch.all(result.displacement == 0)
+        assert torch.equal(result.warped_labels, y)
+        assert torch.allclose(result.adversarial, x + result.bias)
+
+
+@pytest.mark.parametrize("fields", ["phi", "bias"])
+def test_single_field_ablations_hit_rho(fields, batch):
+    x, y = batch
+    result = random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(1), fields=fields)
+    rho = perceptibility_per_slice(result.adversarial, x)
+    assert torch.allclose(rho, torch.full_like(rho, RHO), rtol=0.02, atol=0)
+    if fields == "phi":
+        assert torch.all(result.bias == 0) and result.displacement.abs().max() > 0
+    else:
+        assert torch.all(result.displacement == 0) and torch.equal(result.warped_labels, y)
+
+
+def test_scale_fields_to_rho_handles_large_and_unreachable_fields(batch):
+    x, _ = batch
+    phi = 50.0 * torch.randn(3, 2, 32, 32, generator=torch.Generator().manual_seed(2))
+    s = scale_fields_to_rho(x, phi, None, RHO)
+    rho = perceptibility_per_slice(warp_image(x, phi * s.view(-1, 1, 1, 1)), x)
+    assert torch.allclose(rho, torch.full_like(rho, RHO), rtol=0.02, atol=0)
+    flat = torch.ones(1, 1, 16, 16)           # warping a constant slice changes nothing
+    s = scale_fields_to_rho(flat, torch.ones(1, 2, 16, 16), None, RHO)
+    assert torch.isfinite(s).all() and s.item() <= 16.0 + 1e-6
+    assert scale_fields_to_rho(x, phi, None, 0.0).abs().sum() == 0
+
+
+def test_random_fields_are_smooth_and_reproducible(batch):
+    x, y = batch
+    a = random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(5))
+    b = random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(5))
+    c = random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(6))
+    assert torch.equal(a.displacement, b.displacement) and torch.equal(a.bias, b.bias)
+    assert not torch.equal(a.displacement, c.displacement)
+    for field in (a.displacement, a.bias):
+        noise = torch.randn(field.shape, generator=torch.Generator().manual_seed(0))
+        noise = noise * field.norm() / noise.norm()
+        assert smoothness(field) < 0.05 * smoothness(noise)
+
+
+def test_more_optimisation_steps_do_not_lower_the_loss(tiny_target, batch):
+    x, y = batch
+    ce = {steps: _ce(tiny_target, optimised_smooth_fields(x, y, tiny_target, RHO, steps,
+                                                          torch.Generator().manual_seed(0)))
+          for steps in (1, 5)}
+    random = _ce(tiny_target, random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(0)))
+    assert ce[5] >= ce[1] - 1e-6
+    assert ce[1] > random
+
+
+def test_pgd_stays_in_the_ball_and_raises_the_loss(tiny_target, batch):
+    x, y = batch
+    clean = float(masked_cross_entropy(tiny_target(x), y, organ_mask(y, None, 3)))
+    for attack in (pgd_l2, segpgd):
+        result = attack(x, y, tiny_target, RHO, steps=5, rng=torch.Generator().manual_seed(0))
+        radius = RHO * x.reshape(3, -1).norm(dim=1)
+        assert torch.all(result.bias.reshape(3, -1).norm(dim=1) <= radius * (1 + 1e-4))
+        assert _ce(tiny_target, result) > clean
+    a = pgd_l2(x, y, tiny_target, RHO, steps=2, rng=torch.Generator().manual_seed(4))
+    b = pgd_l2(x, y, tiny_target, RHO, steps=2, rng=torch.Generator().manual_seed(4))
+    assert torch.equal(a.adversarial, b.adversarial)
+
+
+def test_segpgd_lambda_schedule():
+    steps = 10
+    lambdas = [segpgd_lambda(t, steps) for t in range(1, steps + 1)]
+    assert lambdas[0] == 0.0
+    assert lambdas[-1] == pytest.approx(9 / 20)
+    assert all(b > a for a, b in zip(lambdas, lambdas[1:]))
+    assert all(0 <= value < 0.5 for value in lambdas)
+    with pytest.raises(ValueError):
+        segpgd_lambda(0, steps)
+
+
+def test_bad_arguments_are_refused(tiny_target, batch):
+    x, y = batch
+    with pytest.raises(ValueError):
+        random_smooth_fields(x, y, -0.1, torch.Generator())
+    with pytest.raises(ValueError):
+        random_smooth_fields(x, y, RHO, torch.Generator(), fields="neither")
+    with pytest.raises(ValueError):
+        optimised_smooth_fields(x, y, tiny_target, RHO, 0, torch.Generator())
+    with pytest.raises(ValueError):
+        pgd_l2(x, y.float(), tiny_target, RHO)
+
+
+@pytest.mark.parametrize("name", ["random_fields", "optimised_fields_1", "segpgd"])
+def test_evaluate_baseline_report(name, tiny_target, batch):
+    x, y = batch
+    volumes = [(x[:2, 0].numpy(), y[:2].numpy()), (x[2:, 0].numpy(), y[2:].numpy())]
+    done = []
+    options = {"steps": 2} if name == "segpgd" else None
+    report = evaluate_baseline(name, tiny_target, volumes, RHO, samples=1, seed=0, batch_size=2,
+                               options=options, progress=done.append)
+    assert set(report) == REPORT_KEYS
+    assert sum(done) == 3 and report["slices"] == 3 and report["volumes"] == 2
+    assert report["rho"] == pytest.approx(RHO, rel=0.02)
+    for key in ("rho", "fold_fraction", "seconds_per_slice"):
+        assert math.isfinite(report[key])
+    assert report["config"]["baseline"] == name
+    assert list(report["organs"]) == [tiny_target.class_names[1]]
+    row = report["organs"][tiny_target.class_names[1]]
+    assert math.isfinite(row["dice_clean"]) and math.isfinite(row["dice_adv"])
+    if row["dice_clean"] > 0:
+        assert math.isfinite(report["mean_drop"])
+    with pytest.raises(ValueError):
+        evaluate_baseline("nope", tiny_target, volumes, RHO)
