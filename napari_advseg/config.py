@@ -35,6 +35,10 @@ class AttackConfig:
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
         realism (critic) term in the generator loss (Eq. 6).
+    lambda_diversity, diversity_cap : float
+        Weight and cap of a mode-seeking term that rewards fields changing with
+        the latent code (per unit of deviate change, fields relative to their
+        bounds), so that latent sliders and samples differ; 0 = off.
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -72,6 +76,8 @@ class AttackConfig:
     lambda_atk: float = 1.0
     lambda_kl: float = 0.01
     lambda_real: float = 0.1
+    lambda_diversity: float = 0.0
+    diversity_cap: float = 0.05
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0

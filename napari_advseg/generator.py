@@ -56,6 +56,12 @@ class GeneratorOutput:
     z_b: torch.Tensor
     stats: LatentStats
 
+    def first(self, n: int) -> "GeneratorOutput":
+        """The first ``n`` samples of the batch."""
+        s = self.stats
+        return GeneratorOutput(self.displacement[:n], self.bias[:n], self.z_phi[:n], self.z_b[:n],
+                               LatentStats(s.mu_phi[:n], s.logvar_phi[:n], s.mu_b[:n], s.logvar_b[:n]))
+
 
 class Encoder(nn.Module):
     """Strided convolutions down to the control-point grid: ``(N,1,H,W) -> (N,C,H/s,W/s)``."""

@@ -49,6 +49,24 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def field_diversity(out, eps_phi: torch.Tensor, eps_b: torch.Tensor, config: AttackConfig, n: int) -> torch.Tensor:
+    """How much the fields change per unit change of the latent deviates (mode seeking), capped.
+
+    ``out`` holds 2n samples: slices 0..n-1 and n..2n-1 are the same images with
+    different deviates. Per pair: (mean |phi_1 - phi_2| / phi_max + mean |b_1 - b_2| / b_max)
+    over mean |eps_1 - eps_2|, capped at ``config.diversity_cap`` so that the term
+    only lifts the generator out of ignoring its codes and does not push the
+    fields further once they respond.
+    """
+    change = out.displacement.new_zeros(n)
+    if config.use_phi:
+        change = change + (out.displacement[:n] - out.displacement[n:]).abs().flatten(1).mean(1) / config.phi_max
+    if config.use_bias:
+        change = change + (out.bias[:n] - out.bias[n:]).abs().flatten(1).mean(1) / config.b_max
+    code_change = torch.cat(((eps_phi[:n] - eps_phi[n:]).abs(), (eps_b[:n] - eps_b[n:]).abs()), 1).mean(1)
+    return (change / code_change.clamp_min(1e-3)).clamp(max=config.diversity_cap).mean()
+
+
 def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None) -> list[int] | None:
     """Label values of the organs to attack (None = every foreground class)."""
     if organs is None:
@@ -192,7 +210,19 @@ class AttackTrainer:
     def _generator_step(self) -> dict[str, float]:
         cfg = self.config
         x, y = self._batch()
-        out, x_adv = self._adversarial(self.generator_ddp, x)
+        diversity = torch.zeros((), device=self.device)
+        if cfg.lambda_diversity > 0:
+            # Two latent draws per slice in one forward pass (one DDP call): the second only feeds the
+            # diversity term, which rewards fields that change with the code (sliders that do something).
+            n = x.shape[0]
+            eps_phi, eps_b = self._noise(2 * n)
+            both = self.generator_ddp(torch.cat((x, x)), eps_phi, eps_b)
+            diversity = field_diversity(both, eps_phi, eps_b, cfg, n)
+            out = both.first(n)
+            x_adv = apply_fields(x, out.displacement if cfg.use_phi else None,
+                                 out.bias if cfg.use_bias else None, cfg.bias_mode)
+        else:
+            out, x_adv = self._adversarial(self.generator_ddp, x)
         y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
         logits = self.target(x_adv)
         mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
@@ -215,7 +245,8 @@ class AttackTrainer:
         if cfg.use_bias:
             kl = kl + kl_divergence(out.stats.mu_b, out.stats.logvar_b)
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
-                + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl)
+                + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl
+                - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -223,7 +254,7 @@ class AttackTrainer:
             rho = perceptibility(x_adv, x)
         return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
                 "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
-                "smooth_b": smooth_b.item(), "norm": norm.item(), "kl": kl.item()}
+                "smooth_b": smooth_b.item(), "norm": norm.item(), "kl": kl.item(), "diversity": diversity.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""

@@ -155,3 +155,39 @@ def test_config_round_trip_and_validation():
     with pytest.raises(AdvsegError, match="unknown"):
         AttackConfig.from_dict({"nonsense": 1})
     assert ORGAN_CLASSES[0] == "background"
+
+
+def test_field_diversity_by_hand_and_capped():
+    from napari_advseg.generator import GeneratorOutput, LatentStats
+    from napari_advseg.trainer import field_diversity
+
+    cfg = AttackConfig(phi_max=2.0, b_max=0.5, latent_dim=2, diversity_cap=10.0)
+    n = 1
+    phi = torch.zeros(2, 2, 4, 4)
+    phi[1] = 1.0                       # |phi_1 - phi_2| = 1 everywhere -> 1 / phi_max = 0.5
+    bias = torch.zeros(2, 1, 4, 4)
+    bias[1] = 0.25                     # 0.25 / b_max = 0.5
+    stats = LatentStats(*(torch.zeros(2, 2) for _ in range(4)))
+    out = GeneratorOutput(phi, bias, torch.zeros(2, 2), torch.zeros(2, 2), stats)
+    eps_phi = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+    eps_b = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean |d eps| = 2
+    assert field_diversity(out, eps_phi, eps_b, cfg, n).item() == pytest.approx(1.0 / 2.0)
+    assert field_diversity(out, eps_phi, eps_b, cfg.replace(diversity_cap=0.1), n).item() == pytest.approx(0.1)
+    same = GeneratorOutput(torch.zeros(2, 2, 4, 4), torch.zeros(2, 1, 4, 4), torch.zeros(2, 2), torch.zeros(2, 2),
+                           stats)
+    assert field_diversity(same, eps_phi, eps_b, cfg, n).item() == 0.0
+    assert out.first(1).displacement.shape == (1, 2, 4, 4)
+
+
+def test_training_with_the_diversity_term_is_finite_and_resumable(tmp_path):
+    images, labels = tiny_data()
+    cfg = AttackConfig(**TINY, steps=4, lambda_diversity=1.0)
+    straight = AttackTrainer(cfg, tiny_target(), images, labels, device="cpu")
+    records = list(straight.run())
+    assert all(math.isfinite(r["diversity"]) for r in records)
+    first = AttackTrainer(cfg, tiny_target(), images, labels, device="cpu")
+    list(first.run(steps=2))
+    resumed = AttackTrainer.resume(first.save_checkpoint(tmp_path / "g.pt"), tiny_target(), images, labels, "cpu")
+    list(resumed.run())
+    for key, value in straight.generator.state_dict().items():
+        assert torch.equal(value, resumed.generator.state_dict()[key]), key
