@@ -97,6 +97,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
     g.add_argument("--lambda-real", type=float, default=d.lambda_real,
                    help=f"weight of the critic's realism term (default {d.lambda_real})")
+    g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,
+                   help="weight of the capped mode-seeking term that makes fields change with the latent code "
+                        f"(default {d.lambda_diversity:g}, off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,
@@ -124,7 +127,7 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         lambda_kl=args.lambda_kl, lambda_real=args.lambda_real, phi_max=args.phi_max, b_max=args.b_max,
         bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
         lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,
-        attack_reduction=args.attack_reduction,
+        attack_reduction=args.attack_reduction, lambda_diversity=args.lambda_diversity,
         normalisation=target.normalisation.get("mode", "zscore"),
         window=tuple(target.normalisation.get("window", (-200.0, 300.0))),
     )
