@@ -76,8 +76,8 @@ class AttackConfig:
     lambda_atk: float = 1.0
     lambda_kl: float = 0.01
     lambda_real: float = 0.1
-    lambda_diversity: float = 0.0
-    diversity_cap: float = 0.05
+    lambda_diversity: float = 10.0
+    diversity_cap: float = 0.025
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
