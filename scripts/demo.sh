@@ -12,7 +12,7 @@ cd "$ROOT"
 bash scripts/setup.sh
 
 if [[ -n "${DISPLAY:-}" || -n "${WAYLAND_DISPLAY:-}" ]]; then
-    exec .venv/bin/python -m napari_advseg.demo "$@"
+    exec .venv/bin/python -m napari_advseg.widgets.demo "$@"
 fi
 echo "[demo] no display: running the headless evaluation instead of napari" \
      "(for a picture: xvfb-run -a .venv/bin/python scripts/screenshot.py)" >&2

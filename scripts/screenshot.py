@@ -2,7 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot.py [--out PATH]
 
-Builds the scene of ``python -m napari_advseg.demo`` in a real window, lets
+Builds the scene of ``python -m napari_advseg.widgets.demo`` in a real window, lets
 Qt and the canvas settle, and saves the whole window (canvas and dock).
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_advseg.demo import build_scene
+    from napari_advseg.widgets.demo import build_scene
 
     viewer = napari.Viewer(title="napari-advseg", show=True)
     viewer.window.resize(args.width, args.height)

@@ -1,6 +1,6 @@
 """Open napari with the sample phantom, the attack widget and one explored slice.
 
-    python -m napari_advseg.demo
+    python -m napari_advseg.widgets.demo
 
 The sample data (CT, reference labels, the target U-Net and a trained
 generator) come from ``sample_data/`` (``advseg make-sample`` builds them).
@@ -17,7 +17,7 @@ WIDGET = "Adversarial attack"
 
 def organ_slice(labels: np.ndarray) -> int:
     """The middle one of the slices that show any organ (the middle slice without any)."""
-    from .volume import organ_slices
+    from ..volume import organ_slices
 
     slices = organ_slices(labels)
     if slices.size == 0:
@@ -45,7 +45,7 @@ def build_scene(viewer):
         reference.visible = False
     widget.tabs.setCurrentWidget(widget.explore)
     widget.explore.render_now()
-    from .widgets._layers import ADVERSARIAL_SEG
+    from ._layers import ADVERSARIAL_SEG
 
     if ADVERSARIAL_SEG in viewer.layers:  # its controls (opacity, contour) are the useful ones here
         viewer.layers.selection.active = viewer.layers[ADVERSARIAL_SEG]
