@@ -45,10 +45,12 @@ class OverlapCounter:
         pred = torch.as_tensor(prediction).flatten().long().cpu()
         ref = torch.as_tensor(reference).flatten().long().cpu()
         n = self.n_classes
-        self.predicted += torch.bincount(pred.clamp(0, n - 1), minlength=n).numpy()[:n]
-        self.reference += torch.bincount(ref.clamp(0, n - 1), minlength=n).numpy()[:n]
+        # values outside 0..n-1 belong to no scored class: negatives fold into background, larger
+        # values fall off the end of the counts
+        self.predicted += torch.bincount(pred.clamp(min=0), minlength=n).numpy()[:n]
+        self.reference += torch.bincount(ref.clamp(min=0), minlength=n).numpy()[:n]
         same = pred[pred == ref]
-        self.intersection += torch.bincount(same.clamp(0, n - 1), minlength=n).numpy()[:n]
+        self.intersection += torch.bincount(same.clamp(min=0), minlength=n).numpy()[:n]
 
     def dice(self) -> dict[int, float]:
         return {c: dice_from_counts(self.intersection[c], self.predicted[c], self.reference[c])

@@ -34,6 +34,7 @@ from .fields import apply_fields, perceptibility, smoothness, warp_labels
 from .generator import AttackGenerator, Critic
 from .losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
+from .unet import predict_labels
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 
@@ -79,16 +80,6 @@ def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None
     return ids
 
 
-@torch.no_grad()
-def predict_in_batches(target, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """argmax of the target on ``(N, 1, H, W)`` images, on the CPU as int64 ``(N, H, W)``."""
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start:start + batch_size].to(target.device)
-        out.append(target(batch).argmax(dim=1).cpu())
-    return torch.cat(out)
-
-
 class AttackTrainer:
     """Train a generator G against a frozen target network f.
 
@@ -120,7 +111,7 @@ class AttackTrainer:
         self.organ_ids = organ_ids(tuple(target.class_names), config.organs)
         self.attacked_ids = self.organ_ids or list(range(1, len(target.class_names)))
         if labels is None or config.label_mode == "predicted":
-            self.labels = predict_in_batches(target, self.images)
+            self.labels = torch.as_tensor(predict_labels(target, self.images, batch_size=16)).long()
             self.label_source = "predicted"
         else:
             self.labels = torch.as_tensor(np.asarray(labels)).long()

@@ -618,14 +618,8 @@ def dice_scores(
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
         raise AdvsegError(f"cannot score a prediction of shape {pred.shape} against a reference of shape {ref.shape}")
-    scores: dict[int, float] = {}
-    for c in range(1, n_classes):
-        in_ref = ref == c
-        n_ref = int(in_ref.sum())
-        if n_ref == 0:
-            scores[c] = float("nan")
-            continue
-        in_pred = pred == c
-        overlap = int(np.logical_and(in_pred, in_ref).sum())
-        scores[c] = 2.0 * overlap / (int(in_pred.sum()) + n_ref)
-    return scores
+    from .evaluate import OverlapCounter
+
+    counter = OverlapCounter(n_classes)
+    counter.add(pred, ref)
+    return {c: float(d) for c, d in counter.dice().items()}

@@ -13,7 +13,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abdomen
 
 @pytest.fixture(autouse=True)
 def _few_threads():
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for the test: on a busy 2-core machine torch's thread pool slows tiny nets ~10x."""
+    torch.set_num_threads(1)
     yield
 
 

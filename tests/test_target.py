@@ -28,16 +28,9 @@ from napari_advseg.target import (
 )
 from napari_advseg.unet import UNet2D
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Use one CPU thread: on a busy 2-core machine torch's thread pool slows tiny nets ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _NotAllowed:

@@ -19,6 +19,8 @@ from napari_advseg.unet import (
     train_unet,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def disks(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Noisy slices with one bright disk each (class 1), float32 (n, size, size)."""
@@ -35,13 +37,6 @@ def disks(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Use one CPU thread: on a busy 2-core machine torch's thread pool slows tiny nets ~10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 TINY = dict(n_classes=2, batch_size=8, patch_size=32, base_channels=4, depth=2, device="cpu")
