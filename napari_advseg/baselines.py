@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .evaluate import OverlapCounter, summarise_dice
+from .evaluate import SUCCESS_DROP, OverlapCounter, summarise_dice
 from .fields import apply_fields, fold_count, perceptibility_per_slice, upsample_field, warp_labels
 from .losses import organ_mask
 
@@ -55,6 +55,7 @@ __all__ = [
     "segpgd",
     "segpgd_lambda",
     "scale_fields_to_rho",
+    "generator_attack",
     "evaluate_baseline",
 ]
 
@@ -665,6 +666,44 @@ def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
     return segpgd(x, y, target, rho, rng=rng, **options)
 
 
+@torch.no_grad()
+def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None, rng: torch.Generator,
+                     *, generator, config, temperature: float = 1.0, **options) -> AttackResult:
+    """The trained generator as a peer: one forward pass with random latent deviates.
+
+    With ``rho`` None the fields are used as G makes them (its own rho); with a
+    number, both fields are multiplied by one per-slice factor (found by
+    :func:`scale_fields_to_rho`, as for the other field attacks) so the slice's
+    perceptibility is exactly ``rho``: the same generator used at a set
+    strength. ``target`` and the other options are not used (G never queries
+    the target at inference); ``seconds`` counts the forward pass and the scaling.
+    """
+    options.pop("organ_ids", None)
+    options.pop("mask_dilation", None)
+    if options:
+        raise TypeError(f"generator_attack got unexpected options {sorted(options)}")
+    if rho is not None:
+        _check_inputs(x, y, rho)
+        if config.bias_mode != "additive":
+            raise ValueError("scaling to a rho is defined for the additive bias mode only")
+    device = next(generator.parameters()).device
+    _sync(x.device)
+    start = time.perf_counter()
+    n = x.shape[0]
+    eps_phi = torch.randn(n, config.latent_dim, generator=rng)
+    eps_b = torch.randn(n, config.latent_dim, generator=rng)
+    out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature)
+    phi = out.displacement.to(x.device) if config.use_phi else torch.zeros_like(out.displacement).to(x.device)
+    bias = out.bias.to(x.device) if config.use_bias else torch.zeros_like(out.bias).to(x.device)
+    if rho is not None:
+        s = scale_fields_to_rho(x, phi if config.use_phi else None, bias if config.use_bias else None, rho)
+        phi, bias = phi * _per_slice(s, phi), bias * _per_slice(s, bias)
+    adversarial = apply_fields(x, phi, bias, config.bias_mode)
+    warped = warp_labels(y, phi) if config.use_phi else y
+    _sync(x.device)
+    return AttackResult(adversarial, phi, bias, warped, time.perf_counter() - start)
+
+
 ATTACKS: dict[str, Callable[..., AttackResult]] = {
     "random_fields": _random_fields_attack,
     "optimised_fields_1": _optimised_attack(1),
@@ -685,9 +724,33 @@ ATTACKS: dict[str, Callable[..., AttackResult]] = {
 # --------------------------------------------------------------------------
 
 
-def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho: float, samples: int = 1,
-                      seed: int = 0, batch_size: int = 8, organ_ids: Sequence[int] | None = None, *,
-                      options: dict[str, Any] | None = None, progress=None) -> dict[str, Any]:
+def slice_successes(pred_clean: torch.Tensor, reference: torch.Tensor, pred_adv: torch.Tensor,
+                    warped_reference: torch.Tensor, n_classes: int) -> tuple[int, int]:
+    """(successes, trials) over the (slice, organ) pairs of a batch.
+
+    A trial is an organ present in a slice's reference whose clean Dice on that
+    slice is above 0; it succeeds when the slice's adversarial Dice (against the
+    warped reference) is at most 70 % of the clean one, the 30 % line of Table 1
+    applied slice by slice.
+    """
+    successes = trials = 0
+    for c in range(1, n_classes):
+        ref, pc = reference == c, pred_clean == c
+        ref_adv, pa = warped_reference == c, pred_adv == c
+        inter = (ref & pc).flatten(1).sum(1).double()
+        clean = 2 * inter / (ref.flatten(1).sum(1) + pc.flatten(1).sum(1)).double().clamp_min(1)
+        inter_adv = (ref_adv & pa).flatten(1).sum(1).double()
+        adv = 2 * inter_adv / (ref_adv.flatten(1).sum(1) + pa.flatten(1).sum(1)).double().clamp_min(1)
+        counted = ref.flatten(1).any(1) & (clean > 0)
+        trials += int(counted.sum())
+        successes += int((counted & (adv <= (1.0 - SUCCESS_DROP) * clean)).sum())
+    return successes, trials
+
+
+def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: Sequence[tuple[Any, Any]],
+                      rho: float | None, samples: int = 1, seed: int = 0, batch_size: int = 8,
+                      organ_ids: Sequence[int] | None = None, *, options: dict[str, Any] | None = None,
+                      progress=None) -> dict[str, Any]:
     """The Table-1 figures of one baseline attack, shaped like ``evaluate_attack``'s report.
 
     Dice per organ per volume over all its slices, averaged over volumes;
@@ -698,14 +761,17 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
 
     Parameters
     ----------
-    name : str
-        A key of :data:`ATTACKS`.
+    name : str or callable
+        A key of :data:`ATTACKS`, or an attack with their signature (e.g.
+        :func:`generator_attack` with its generator bound); its ``__name__``
+        names it in the report.
     target : napari_advseg.target.Target
         Frozen network (needs ``class_names`` and ``device``).
     volumes : sequence of (images (N, H, W) normalised, labels (N, H, W) integer)
         Each entry is one volume's test slices with their reference labels.
-    rho : float
-        Perceptibility per slice (Eq. 7, dimensionless).
+    rho : float or None
+        Perceptibility per slice (Eq. 7, dimensionless); None only for attacks
+        that choose their own (:func:`generator_attack`).
     samples : int
         Attacks per slice (different random draws from one stream seeded by ``seed``).
     seed : int
@@ -727,13 +793,19 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
         ``samples``, ``temperature`` (None: no latent sampling), ``seed``,
         ``volumes``, ``slices``), with ``config`` describing the baseline, plus
         ``"seconds_per_slice"``: mean wall-clock time of the attack per slice
-        (seconds; model forward passes for the Dice excluded).
+        (seconds; model forward passes for the Dice excluded), and
+        ``"slice_success_rate"``: the fraction of (slice, organ) pairs whose
+        Dice on that slice drops by >= 30 % (:func:`slice_successes`).
     """
-    if name not in ATTACKS:
+    if callable(name):
+        attack = name
+        name = getattr(attack, "__name__", None) or getattr(getattr(attack, "func", None), "__name__", "attack")
+    elif name in ATTACKS:
+        attack = ATTACKS[name]
+    else:
         raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(ATTACKS)}")
     if samples < 1 or batch_size < 1:
         raise ValueError("samples and batch_size must be >= 1")
-    attack = ATTACKS[name]
     options = dict(options or {})
     class_names = list(target.class_names)
     n_classes = len(class_names)
@@ -745,6 +817,7 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
     folded = checked = 0
     seconds = 0.0
     attacked = 0
+    successes = trials = 0
     for images, labels in volumes:
         images = np.asarray(images, dtype=np.float32)
         labels = np.asarray(labels)
@@ -759,9 +832,13 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
                 seconds += result.seconds
                 attacked += x.shape[0]
                 with torch.no_grad():
-                    if sample == 0:
-                        clean.add(target(x).argmax(dim=1).cpu(), y.cpu())
-                    adv.add(target(result.adversarial).argmax(dim=1).cpu(), result.warped_labels.cpu())
+                    pred_clean = target(x).argmax(dim=1).cpu()
+                    pred_adv = target(result.adversarial).argmax(dim=1).cpu()
+                if sample == 0:
+                    clean.add(pred_clean, y.cpu())
+                adv.add(pred_adv, result.warped_labels.cpu())
+                s, t = slice_successes(pred_clean, y.cpu(), pred_adv, result.warped_labels.cpu(), n_classes)
+                successes, trials = successes + s, trials + t
                 rhos.extend(perceptibility_per_slice(result.adversarial, x).cpu().tolist())
                 f, c = fold_count(result.displacement)
                 folded, checked = folded + f, checked + c
@@ -771,7 +848,7 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
         clean_per_volume.append(clean.dice())
         adv_per_volume.append({c: float(np.mean([run[c] for run in adv_runs])) for c in range(1, n_classes)})
 
-    config = {"baseline": name, "rho": float(rho),
+    config = {"baseline": name, "rho": None if rho is None else float(rho),
               "organ_ids": None if organ_ids is None else [int(o) for o in organ_ids]}
     config.update({key: value for key, value in options.items()
                    if value is None or isinstance(value, (bool, int, float, str))})
@@ -786,4 +863,5 @@ def evaluate_baseline(name: str, target, volumes: Sequence[tuple[Any, Any]], rho
         "volumes": len(volumes),
         "slices": sum(len(images) for images, _ in volumes),
         "seconds_per_slice": seconds / attacked if attacked else math.nan,
+        "slice_success_rate": successes / trials if trials else math.nan,
     }

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -288,13 +289,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         config = base.replace(**changes)
         run_dir = out / label.replace(" ", "_").replace("(", "").replace(")", "")
         bar = _Bar(config.steps, label, args.quiet)
+        start = time.perf_counter()
         trainer, _ = train_attack(config, target, images, labels, run_dir, device=args.device,
                                   progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
+        train_seconds = time.perf_counter() - start
         bar.close()
         generator = trainer.generator.eval()
         report = evaluate_case(generator, config, target, case, part=args.test_split, samples=args.samples,
                                seed=args.seed)
         report["generator"] = str(run_dir / "generator.pt")
+        report["train_seconds"] = train_seconds
+        report["train_slices"] = int(len(images))
         rows.append((label, report))
         write_report(rows, out / "sweep.json", out / "table.md")  # keep what is done if a later row fails
         _say(f"{label}: mean drop {100 * report['mean_drop']:.1f} %, rho {report['rho']:.3f}")

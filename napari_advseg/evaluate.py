@@ -197,7 +197,7 @@ def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume:
         row = organ_row(float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs])))
         row["volumes"] = len(pairs)
         organs[class_names[c]] = row
-    drops = [row["drop"] for row in organs.values()]
+    drops = [row["drop"] for row in organs.values() if not math.isnan(row["drop"])]  # clean Dice 0: no drop
     return {"organs": organs, "absent_organs": absent,
             "mean_drop": float(np.mean(drops)) if drops else math.nan,
             "all_succeed": bool(organs) and all(row["success"] for row in organs.values())}

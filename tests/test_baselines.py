@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
 
-from napari_advseg.baselines import (ATTACKS, AttackResult, evaluate_baseline, optimised_smooth_fields, pgd_l2,
-                                     random_smooth_fields, scale_fields_to_rho, segpgd, segpgd_lambda)
+from napari_advseg.baselines import (ATTACKS, AttackResult, evaluate_baseline, generator_attack,
+                                     optimised_smooth_fields, pgd_l2, random_smooth_fields, scale_fields_to_rho,
+                                     segpgd, segpgd_lambda, slice_successes)
+from napari_advseg.config import AttackConfig
+from napari_advseg.generator import AttackGenerator
 from napari_advseg.fields import perceptibility_per_slice, smoothness, warp_image
 from napari_advseg.losses import masked_cross_entropy, organ_mask
 from napari_advseg.target import make_target
@@ -16,7 +20,7 @@ from napari_advseg.unet import UNet2D
 
 RHO = 0.05
 REPORT_KEYS = {"organs", "absent_organs", "rho", "fold_fraction", "mean_drop", "all_succeed", "config", "samples",
-               "temperature", "seed", "volumes", "slices", "seconds_per_slice"}
+               "temperature", "seed", "volumes", "slices", "seconds_per_slice", "slice_success_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +171,59 @@ def test_evaluate_baseline_report(name, tiny_target, batch):
         assert math.isfinite(report["mean_drop"])
     with pytest.raises(ValueError):
         evaluate_baseline("nope", tiny_target, volumes, RHO)
+
+
+def test_slice_successes_counts_organs_per_slice():
+    # Slice 0: organ 1 kept (no success), organ 2 erased (success); slice 1: organ 1 erased, organ 2 absent.
+    ref = torch.zeros(2, 8, 8, dtype=torch.long)
+    ref[0, :4, :4], ref[0, 4:, 4:], ref[1, :4, :4] = 1, 2, 1
+    adv = ref.clone()
+    adv[0, 4:, 4:] = 0
+    adv[1] = 0
+    assert slice_successes(ref, ref, adv, ref, 3) == (2, 3)
+    # Against a warped reference that moved with the organ, a moved prediction is not a success.
+    moved = torch.roll(ref, 1, dims=2)
+    assert slice_successes(ref, ref, moved, moved, 3) == (0, 3)
+    # An organ the clean prediction already misses (Dice 0) is no trial.
+    assert slice_successes(torch.zeros_like(ref), ref, adv, ref, 3) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    config = AttackConfig(latent_dim=2, base_channels=4, control_spacing=8, seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        generator = AttackGenerator(config)
+        for p in generator.parameters():  # the decoders start at zero (identity): give them something to scale
+            torch.nn.init.normal_(p, std=0.2)
+    return generator.eval(), config
+
+
+def test_generator_attack_native_and_scaled_to_rho(tiny_target, batch, tiny_generator):
+    x, y = batch
+    generator, config = tiny_generator
+    native = generator_attack(x, y, tiny_target, None, torch.Generator().manual_seed(0), generator=generator,
+                              config=config)
+    again = generator_attack(x, y, tiny_target, None, torch.Generator().manual_seed(0), generator=generator,
+                             config=config)
+    assert torch.equal(native.adversarial, again.adversarial)  # the deviates come from the rng
+    own = perceptibility_per_slice(native.adversarial, x)
+    assert torch.all(own > 0)
+    for rho in (0.02, 0.08):
+        scaled = generator_attack(x, y, tiny_target, rho, torch.Generator().manual_seed(0), generator=generator,
+                                  config=config)
+        measured = perceptibility_per_slice(scaled.adversarial, x)
+        assert torch.allclose(measured, torch.full_like(measured, rho), rtol=0.02, atol=0)
+        # the same fields, one factor per slice: the bias keeps its shape
+        ratio = scaled.bias.flatten(1) / native.bias.flatten(1).where(native.bias.flatten(1).abs() > 1e-6,
+                                                                        torch.ones(1))
+        keep = native.bias.flatten(1).abs() > 1e-3
+        for n in range(3):
+            assert ratio[n][keep[n]].std() < 1e-3 * ratio[n][keep[n]].abs().mean()
+    report = evaluate_baseline(functools.partial(generator_attack, generator=generator, config=config),
+                               tiny_target, [(x[:, 0].numpy(), y.numpy())], 0.05, batch_size=2)
+    assert report["rho"] == pytest.approx(0.05, rel=0.02)
+    assert report["config"]["baseline"] == "generator_attack"
+    assert 0.0 <= report["slice_success_rate"] <= 1.0 or math.isnan(report["slice_success_rate"])
+    with pytest.raises(TypeError):
+        generator_attack(x, y, tiny_target, 0.05, torch.Generator(), generator=generator, config=config, steps=3)
