@@ -62,7 +62,7 @@ def main() -> None:
     print(f"advseg sample on {' x '.join(map(str, args.shape))}: exit {result.returncode}, {seconds:.0f} s, "
           f"peak resident memory {peak_kib / 2**20:.2f} GiB", flush=True)
     if args.json:
-        figures = {**made, "command": " ".join(command[1:]), "exit_status": result.returncode,
+        figures = {**made, "command": "advseg " + " ".join(command[3:]), "exit_status": result.returncode,
                    "seconds": seconds, "peak_rss_gib": peak_kib / 2**20,
                    "input_gib_float32": float(np.prod(args.shape)) * 4 / 2**30}
         args.json.parent.mkdir(parents=True, exist_ok=True)
