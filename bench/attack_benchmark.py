@@ -77,12 +77,14 @@ SETTINGS = {
     "peer_samples": (4, 1),
     "opt_steps": ((1, 5, 20), (1, 2)),
     "pgd_steps": (20, 2),
-    "bar_budget_s": (900.0, 30.0),
+    "bar_budget_s": (600.0, 30.0),
     "bar_every": (25, 2),
     "bar_max_steps": (2000, 4),
     "speed_steps": (30, 3),
     "memory_shape": ((300, 512, 512), (6, 64, 64)),
 }
+GOAL_RHO = 0.05
+"""The perceptibility the issue asks every organ to succeed at, on the real CT."""
 
 
 def setting(args: argparse.Namespace, name: str):
@@ -322,7 +324,7 @@ def peers_markdown(name: str, payload: dict) -> str:
         lines.append(f"| {level} | {e['method']} | {e['rho']:.3f} | " + " | ".join(cells)
                      + f" | {_pct(e['mean_drop'])} | {e['organs_passed']}/{e['organs_scored']} "
                      f"| {_pct(e['slice_success_rate'])} % | {e['seconds_per_slice']:.4f} "
-                     f"| {e['time_ratio_to_generator']:.1f} | {e['time_ratio_to_generator_forward']:.0f} |")
+                     f"| {e['time_ratio_to_generator']:.1f} | {e['time_ratio_to_generator_forward']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -364,6 +366,8 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
     The bar is the sample bar: every organ's Dice drops by >= 30 % on the test
     slices. The generator is evaluated every ``bar_every`` steps (2 samples per
     slice); training time excludes those evaluations, wall time includes them.
+    Training goes on after the bar is first met until it is met at rho <=
+    ``GOAL_RHO`` too (the issue's goal), or the time budget is spent.
     """
     from napari_advseg.config import AttackConfig
     from napari_advseg.data import load_case
@@ -400,7 +404,7 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
         curve = []
         train_seconds = 0.0
         wall_start = time.perf_counter()
-        reached = None
+        reached = reached_low = None
         every, budget = setting(args, "bar_every"), setting(args, "bar_budget_s")
         while trainer.step_count < config.steps and train_seconds < budget:
             start = time.perf_counter()
@@ -419,11 +423,14 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
             curve.append(point)
             say(f"[{name}] step {point['step']}: {train_seconds:.0f} s training, mean drop "
                 f"{100 * point['mean_drop']:.0f} %, {point['organs_passed']} organs >= 30 %, rho {point['rho']:.3f}")
-            if report["all_succeed"]:
+            if report["all_succeed"] and reached is None:
                 reached = point
+            if report["all_succeed"] and report["rho"] <= GOAL_RHO:
+                reached_low = point
                 break
         result.update({"bar": "every organ's Dice drops >= 30 % on the test slices (2 samples per slice)",
-                       "evaluate_every": every, "budget_seconds": budget, "curve": curve, "reached": reached})
+                       "evaluate_every": every, "budget_seconds": budget, "curve": curve, "reached": reached,
+                       "goal_rho": GOAL_RHO, "reached_at_goal_rho": reached_low})
     write_json(result_path, result)
     return result
 
@@ -476,7 +483,63 @@ def main(argv: list[str] | None = None) -> int:
     if "peers" in args.stages:
         payloads = {name: json.loads((args.results / f"{name}_peers.json").read_text()) for name in datasets}
         plot_peers(args, payloads)
+    write_summary(args, datasets)
     return 0
+
+
+def write_summary(args: argparse.Namespace, datasets: list[str]) -> Path:
+    """Every figure the results folder holds, in one Markdown file (``summary.md``, or ``summary_quick.md``)."""
+    parts = [f"# Benchmark figures ({'quick' if args.quick else 'full'} run)", "",
+             "Written by `bench/attack_benchmark.py" + (" --quick" if args.quick else "") + "` from the JSON "
+             "files beside this one; machine: `" + json.dumps(machine()) + "`.", ""]
+    for name in datasets:
+        target = args.results / f"{name}_target.json"
+        if target.is_file():
+            metrics = json.loads(target.read_text())
+            dice = ", ".join(f"{k} {'absent' if v is None else f'{100 * v:.2f}'}"
+                             for k, v in metrics.get("test_dice", {}).items())
+            parts += [f"## `{name}`: target U-Net", "", f"Test Dice (%): {dice}. {metrics.get('data', '')}; "
+                      f"{metrics.get('steps')} steps of batch {metrics.get('batch_size')}, "
+                      f"patch {metrics.get('patch_size')}, {metrics.get('train_seconds', math.nan):.0f} s.", ""]
+        for suffix in ("table1", "peers"):
+            path = args.results / f"{name}_{suffix}.md"
+            if path.is_file():
+                parts += ["#" + path.read_text().strip(), ""]
+        speed = args.results / f"{name}_speed.json"
+        if speed.is_file():
+            figures = json.loads(speed.read_text())
+            size = " x ".join(map(str, figures["slice_size"]))
+            parts += [f"## `{name}`: training speed", "",
+                      f"{figures['steps_per_second']:.2f} generator steps/s (batch {figures['batch_size']}, "
+                      f"{size} slices, {figures['critic_steps']} critic steps per step, "
+                      f"device {args.device})."]
+            if "curve" in figures:
+                parts += ["", f"From scratch, evaluated every {figures['evaluate_every']} steps on "
+                          f"{figures['test_slices']} test slices (bar: {figures['bar']}):", "",
+                          "| step | training s | wall s | organs >= 30 % | mean drop | rho |",
+                          "| --- | --- | --- | --- | --- | --- |"]
+                parts += [f"| {p['step']} | {p['train_seconds']:.0f} | {p['wall_seconds']:.0f} | "
+                          f"{p['organs_passed']}/5 | {100 * p['mean_drop']:.0f} % | {p['rho']:.3f} |"
+                          for p in figures["curve"]]
+                for key, what in (("reached", "bar first met"),
+                                  ("reached_at_goal_rho", f"bar met at rho <= {figures['goal_rho']}")):
+                    point = figures.get(key)
+                    parts += ["", f"{what}: " + ("not within the budget of "
+                                                 f"{figures['budget_seconds']:.0f} s" if point is None else
+                                                 f"step {point['step']}, {point['train_seconds']:.0f} s of "
+                                                 f"training ({point['wall_seconds']:.0f} s with evaluations)")]
+            parts.append("")
+    memory = args.results / ("memory_quick.json" if args.quick else "memory.json")
+    if memory.is_file():
+        figures = json.loads(memory.read_text())
+        parts += ["## `advseg sample` memory", "",
+                  f"`{figures['command']}` on {' x '.join(map(str, figures['shape']))} (resampled from "
+                  f"{' x '.join(map(str, figures['source_shape']))}): exit {figures['exit_status']}, "
+                  f"{figures['seconds']:.0f} s, peak resident memory {figures['peak_rss_gib']:.2f} GiB.", ""]
+    path = args.results / ("summary_quick.md" if args.quick else "summary.md")
+    write_text(path, "\n".join(parts))
+    say(f"wrote {path}")
+    return path
 
 
 DATASET_FREE = ("memory",)
