@@ -41,6 +41,19 @@ def test_quick_harness_writes_table1_beside_the_paper(quick_run):
     assert set(target["test_dice"]) == {"liver", "spleen", "kidney_left", "kidney_right", "pancreas"}
 
 
+def test_quick_harness_trains_for_a_smaller_rho(quick_run):
+    results, work, _ = quick_run
+    low = json.loads((results / "tiny_low_rho.json").read_text())
+    assert [row["row"] for row in low["rows"]] == ["gamma 3, lambda_rho 80"]
+    assert low["rows"][0]["config"]["lambda_rho"] == 80.0 and low["rows"][0]["split"] == "test"
+    assert low["commands"][0].startswith("advseg train ") and "--lambda-rho 80" in low["commands"][0]
+    assert (work / "tiny" / "low_rho" / "lambda_rho_80" / "generator.pt").is_file()
+    summary = (results / "summary_quick.md").read_text()
+    for heading in ("Table 1 on `tiny`", "Peers at matched rho on `tiny`", "Smaller rho on `tiny`",
+                    "`tiny`: training speed", "`advseg sample` memory"):
+        assert heading in summary
+
+
 def test_quick_harness_compares_every_peer_at_matched_rho(quick_run):
     results, _, _ = quick_run
     peers = json.loads((results / "tiny_peers.json").read_text())
