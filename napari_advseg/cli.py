@@ -94,6 +94,8 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta", type=float, default=d.beta, help=f"smoothness weight of b (Eq. 2; default {d.beta})")
     g.add_argument("--lambda-rho", type=float, default=d.lambda_rho,
                    help=f"weight of the norm term mean((x_adv - x)^2) (default {d.lambda_rho})")
+    g.add_argument("--rho-max", type=float, default=d.rho_max,
+                   help="hard budget on each slice's rho (Eq. 7): G scales its fields down to it (default: none)")
     g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
     g.add_argument("--lambda-real", type=float, default=d.lambda_real,
@@ -124,7 +126,8 @@ def _config_from(args: argparse.Namespace, target) -> Any:
     organs = None if not args.organs else [o.strip() for o in args.organs.split(",") if o.strip()]
     return AttackConfig(
         gamma=args.gamma, steps=args.steps, batch_size=args.batch_size, fields=args.fields, organs=organs,
-        alpha=args.alpha, beta=args.beta, lambda_rho=args.lambda_rho, lambda_atk=args.lambda_atk,
+        alpha=args.alpha, beta=args.beta, lambda_rho=args.lambda_rho, rho_max=args.rho_max,
+        lambda_atk=args.lambda_atk,
         lambda_kl=args.lambda_kl, lambda_real=args.lambda_real, phi_max=args.phi_max, b_max=args.b_max,
         bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
         lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,

@@ -32,6 +32,11 @@ class AttackConfig:
         Weights of the smoothness terms of the displacement and the bias field (Eq. 2).
     lambda_rho : float
         Weight of the norm term ``mean((x_adv - x)^2)`` that keeps rho small.
+    rho_max : float or None
+        A hard budget on each slice's perceptibility (Eq. 7): G multiplies both
+        fields of a slice by ``min(1, rho_max / rho)`` (twice, since warping is
+        not linear) so no adversarial slice exceeds it; G learns its attack
+        within the budget. None (default): no budget, only the norm term.
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
         realism (critic) term in the generator loss (Eq. 6).
@@ -73,6 +78,7 @@ class AttackConfig:
     alpha: float = 0.1
     beta: float = 0.01
     lambda_rho: float = 40.0
+    rho_max: float | None = None
     lambda_atk: float = 1.0
     lambda_kl: float = 0.01
     lambda_real: float = 0.1
@@ -119,6 +125,7 @@ class AttackConfig:
             (self.normalisation in NORMALISATION_MODES,
              f"normalisation must be one of {NORMALISATION_MODES}, got {self.normalisation!r}"),
             (self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}"),
+            (self.rho_max is None or self.rho_max > 0, f"rho_max must be > 0 or None, got {self.rho_max}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
             (self.phi_max > 0 and self.b_max > 0, "phi_max and b_max must be > 0"),
             (self.control_spacing >= 1 and (self.control_spacing & (self.control_spacing - 1)) == 0,

@@ -102,7 +102,8 @@ class SliceExplorer:
             return torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(1, d).to(self.device)
 
         z_phi, z_b = self.generator.latent_codes(self._stats, deviates(eps_phi), deviates(eps_b), temperature)
-        displacement, bias = self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:]))
+        displacement, bias = self.generator.limit_rho(
+            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:])))
         cfg = self.config
         use_phi = use_phi and cfg.use_phi
         use_bias = use_bias and cfg.use_bias

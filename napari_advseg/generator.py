@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import AttackConfig
-from .fields import upsample_field
+from .fields import apply_fields, perceptibility_per_slice, upsample_field
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
@@ -38,6 +38,10 @@ class LatentStats:
     logvar_phi: torch.Tensor
     mu_b: torch.Tensor
     logvar_b: torch.Tensor
+
+
+_BUDGET_PASSES = 8
+"""Most rescaling passes of :meth:`AttackGenerator.limit_rho`."""
 
 
 @dataclass
@@ -168,6 +172,29 @@ class AttackGenerator(nn.Module):
             bias = h.new_zeros((n, 1) + tuple(size))
         return displacement, bias
 
+    def limit_rho(self, x: torch.Tensor, displacement: torch.Tensor,
+                  bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both fields of each slice times ``min(1, rho_max / rho)``: the hard budget of ``config.rho_max``.
+
+        Repeated (at most ``_BUDGET_PASSES`` times) until every slice is within
+        0.5 % of the budget, as warping is not linear in the displacement; for
+        smooth fields on CT slices one or two passes do. Differentiable, so G
+        learns the most harmful fields within the budget. Unchanged when
+        ``rho_max`` is None.
+        """
+        cfg = self.config
+        if cfg.rho_max is None:
+            return displacement, bias
+        for _ in range(_BUDGET_PASSES):
+            adv = apply_fields(x, displacement if cfg.use_phi else None, bias if cfg.use_bias else None,
+                               cfg.bias_mode)
+            rho = perceptibility_per_slice(adv, x)
+            if bool((rho <= cfg.rho_max * 1.005).all()):
+                break
+            scale = (cfg.rho_max / rho.clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1, 1, 1)
+            displacement, bias = displacement * scale, bias * scale
+        return displacement, bias
+
     @staticmethod
     def latent_codes(stats: LatentStats, eps_phi: torch.Tensor | None, eps_b: torch.Tensor | None,
                      temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +211,7 @@ class AttackGenerator(nn.Module):
         (the reparameterisation's noise, or slider positions); None uses the mean."""
         h, stats = self.encode(x)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
-        displacement, bias = self.decode(h, z_phi, z_b, tuple(x.shape[-2:]))
+        displacement, bias = self.limit_rho(x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:])))
         return GeneratorOutput(displacement, bias, z_phi, z_b, stats)
 
 

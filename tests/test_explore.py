@@ -55,3 +55,17 @@ def test_displacement_vectors_bounded_and_in_data_order():
     assert np.allclose(vectors[:, 1, 0], 1.5) and np.allclose(vectors[:, 1, 1], 0)
     assert np.allclose(magnitude, 1.5)
     assert vectors[:, 0, 0].max() < 300 and vectors[:, 0, 1].max() < 200
+
+
+def test_explorer_respects_the_rho_budget():
+    from napari_advseg.fields import perceptibility
+
+    explorer = _explorer()
+    explorer.generator.config = explorer.config = explorer.config.replace(rho_max=0.01)
+    image = np.random.default_rng(1).normal(size=(24, 28)).astype(np.float32) + 2.0
+    explorer.set_slice(image, None)
+    for eps in (np.zeros(3), np.full(3, 3.0), np.full(3, -3.0)):
+        result = explorer.render(eps, eps)
+        x = torch.as_tensor(image)[None, None]
+        adv = torch.as_tensor(np.asarray(result.adversarial, dtype=np.float32)).reshape(x.shape)
+        assert float(perceptibility(adv, x)) <= 0.01 * 1.01

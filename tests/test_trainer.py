@@ -63,6 +63,47 @@ def test_fields_are_bounded_and_ablations_zero_the_other_field():
     assert b_only(torch.randn(1, 1, 16, 16)).displacement.abs().max().item() == 0.0
 
 
+@pytest.mark.parametrize("fields", ["both", "phi", "bias"])
+def test_rho_budget_caps_every_slice_and_keeps_small_ones(fields):
+    from napari_advseg.fields import apply_fields, perceptibility_per_slice
+
+    torch.manual_seed(5)
+    cfg = AttackConfig(**TINY, fields=fields)
+    gen = AttackGenerator(cfg)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(torch.randn_like(p) * 3)
+    x = torch.randn(3, 1, 20, 20) + 2.0  # noise: the hard case for rescaling a warp
+    eps = torch.randn(3, 3)
+    free = gen(x, eps, eps)
+    rho_free = perceptibility_per_slice(apply_fields(x, free.displacement, free.bias), x)
+    budget = float(rho_free.min().detach()) * 0.5
+    capped_gen = AttackGenerator(cfg.replace(rho_max=budget))
+    capped_gen.load_state_dict(gen.state_dict())
+    capped = capped_gen(x, eps, eps)
+    rho = perceptibility_per_slice(apply_fields(x, capped.displacement, capped.bias), x)
+    assert torch.all(rho <= budget * 1.01) and torch.all(rho >= budget * 0.9)
+    # the same fields, scaled: the bias keeps its shape
+    if fields != "phi":
+        ratio = capped.bias.flatten(1).norm(dim=1) / free.bias.flatten(1).norm(dim=1)
+        assert torch.allclose(capped.bias, free.bias * ratio.reshape(-1, 1, 1, 1), atol=1e-5)
+    # a budget above every slice's rho changes nothing
+    loose = AttackGenerator(cfg.replace(rho_max=float(rho_free.max().detach()) * 2))
+    loose.load_state_dict(gen.state_dict())
+    assert torch.equal(loose(x, eps, eps).bias, free.bias)
+    with pytest.raises(AdvsegError):
+        AttackConfig(rho_max=0.0)
+
+
+def test_training_under_a_rho_budget_stays_within_it():
+    images, labels = tiny_data()
+    cfg = AttackConfig(**TINY, rho_max=0.02, steps=3)
+    trainer = AttackTrainer(cfg, tiny_target(), images, labels, "cpu")
+    history = list(trainer.run())
+    assert len(history) == 3
+    assert all(m["rho"] <= 0.02 * 1.01 for m in history)
+
+
 def test_steps_yield_finite_metrics_and_move_the_fields():
     images, labels = tiny_data()
     trainer = AttackTrainer(AttackConfig(**TINY, steps=3), tiny_target(), images, labels, device="cpu")
