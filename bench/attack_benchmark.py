@@ -79,6 +79,7 @@ SETTINGS = {
     "opt_steps": ((1, 5, 20), (1, 2)),
     "pgd_steps": (20, 2),
     "low_rho_weights": ((80.0, 160.0), (80.0,)),
+    "rho_budgets": ((0.05, 0.04), (0.05,)),
     "bar_budget_s": (600.0, 30.0),
     "bar_every": (25, 2),
     "bar_max_steps": (2000, 4),
@@ -363,44 +364,54 @@ def plot_peers(args: argparse.Namespace, payloads: dict[str, dict]) -> Path:
 
 
 def stage_low_rho(args: argparse.Namespace, name: str, files: dict) -> list[dict]:
-    """Generators trained for a smaller rho (larger ``lambda_rho``, gamma as the ablations), on the real CT.
+    """Generators trained for a smaller rho, on the real CT: a larger ``lambda_rho``, or a hard budget ``rho_max``.
 
     The sweep's generators settle at rho 0.05-0.07; this stage asks what a
-    stronger norm penalty gives at rho <= 0.05, trained and tested like the sweep rows.
+    stronger norm penalty, or training within a budget, gives at rho <= 0.05.
+    Gamma as the ablations; trained and tested like the sweep rows. Each row
+    is kept in its own folder and reused when done (``--force`` redoes).
     """
     from napari_advseg.evaluate import format_table
 
     if name == "phantom":
         return []
-    result_path = args.results / f"{name}_low_rho.json"
-    if args.force or not result_path.is_file():
-        rows, commands = [], []
-        gamma = setting(args, "ablation_gamma")
-        for weight in setting(args, "low_rho_weights"):
-            out = args.work / name / "low_rho" / f"lambda_rho_{weight:g}"
-            data = ["--ct", str(files["ct"]), "--labels", str(files["labels"]), "--target", str(files["target"])]
-            train = ["train", *data, "--split", "train", "--gamma", f"{gamma:g}", "--lambda-rho", f"{weight:g}",
-                     "--steps", str(setting(args, "attack_steps")), "--out", str(out), "--seed", str(args.seed),
-                     "--device", args.device, "--quiet"]
+    gamma = setting(args, "ablation_gamma")
+    plans = [(f"gamma {gamma:g}, lambda_rho {w:g}", f"lambda_rho_{w:g}", ["--lambda-rho", f"{w:g}"])
+             for w in setting(args, "low_rho_weights")]
+    plans += [(f"gamma {gamma:g}, rho_max {r:g}", f"rho_max_{r:g}", ["--rho-max", f"{r:g}"])
+              for r in setting(args, "rho_budgets")]
+    rows, commands = [], []
+    data = ["--ct", str(files["ct"]), "--labels", str(files["labels"]), "--target", str(files["target"])]
+    for label, folder, extra in plans:
+        out = args.work / name / "low_rho" / folder
+        train = ["train", *data, "--split", "train", "--gamma", f"{gamma:g}", *extra,
+                 "--steps", str(setting(args, "attack_steps")), "--out", str(out), "--seed", str(args.seed),
+                 "--device", args.device, "--quiet"]
+        evaluate = ["evaluate", *data, "--generator", str(out / "generator.pt"), "--split", "test",
+                    "--samples", str(setting(args, "sweep_samples")), "--json", str(out / "report.json"),
+                    "--seed", str(args.seed), "--device", args.device, "--quiet"]
+        commands += ["advseg " + " ".join(train), "advseg " + " ".join(evaluate)]
+        if args.force or not (out / "report.json").is_file():
             start = time.perf_counter()
             advseg(*train)
             seconds = time.perf_counter() - start
-            evaluate = ["evaluate", *data, "--generator", str(out / "generator.pt"), "--split", "test",
-                        "--samples", str(setting(args, "sweep_samples")), "--json", str(out / "report.json"),
-                        "--seed", str(args.seed), "--device", args.device, "--quiet"]
             advseg(*evaluate)
             report = json.loads((out / "report.json").read_text())
-            report.update({"row": f"gamma {gamma:g}, lambda_rho {weight:g}", "train_seconds": seconds})
-            rows.append(report)
-            commands += ["advseg " + " ".join(train), "advseg " + " ".join(evaluate)]
-        write_json(result_path, {"commands": commands, "rows": rows})
-    payload = json.loads(result_path.read_text())
-    table = format_table([(row["row"], row) for row in payload["rows"]], ORGANS)
+            report["train_seconds"] = seconds
+            write_json(out / "report.json", report)
+        report = json.loads((out / "report.json").read_text())
+        report["row"] = label
+        rows.append(report)
+    write_json(args.results / f"{name}_low_rho.json", {"commands": commands, "rows": rows})
+    table = format_table([(row["row"], row) for row in rows], ORGANS)
     write_text(args.results / f"{name}_low_rho.md", "\n".join(
-        [f"# Smaller rho on `{name}`: a larger norm weight", "", "Commands:", "",
-         *[f"    {c}" for c in payload["commands"]], "", table, ""]))
+        [f"# Smaller rho on `{name}`: a larger norm weight, or a hard budget", "",
+         "Trained on the training slices, tested on the test slices (as the sweep). Commands:", "",
+         *[f"    {c}" for c in commands], "", table, "",
+         "Generator training time per row (s): " + ", ".join(
+             f"{row['row']} {row.get('train_seconds', math.nan):.0f}" for row in rows), ""]))
     say(f"[{name}] smaller rho\n{table}")
-    return payload["rows"]
+    return rows
 
 
 def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:

@@ -44,10 +44,12 @@ def test_quick_harness_writes_table1_beside_the_paper(quick_run):
 def test_quick_harness_trains_for_a_smaller_rho(quick_run):
     results, work, _ = quick_run
     low = json.loads((results / "tiny_low_rho.json").read_text())
-    assert [row["row"] for row in low["rows"]] == ["gamma 3, lambda_rho 80"]
+    assert [row["row"] for row in low["rows"]] == ["gamma 3, lambda_rho 80", "gamma 3, rho_max 0.05"]
     assert low["rows"][0]["config"]["lambda_rho"] == 80.0 and low["rows"][0]["split"] == "test"
+    assert low["rows"][1]["config"]["rho_max"] == 0.05 and low["rows"][1]["rho"] <= 0.05 * 1.01
     assert low["commands"][0].startswith("advseg train ") and "--lambda-rho 80" in low["commands"][0]
     assert (work / "tiny" / "low_rho" / "lambda_rho_80" / "generator.pt").is_file()
+    assert low["commands"][2].startswith("advseg train ") and "--rho-max 0.05" in low["commands"][2]
     summary = (results / "summary_quick.md").read_text()
     for heading in ("Table 1 on `tiny`", "Peers at matched rho on `tiny`", "Smaller rho on `tiny`",
                     "`tiny`: training speed", "`advseg sample` memory"):
