@@ -576,8 +576,10 @@ def write_summary(args: argparse.Namespace, datasets: list[str]) -> Path:
                           f"{p['organs_passed']}/5 | {100 * p['mean_drop']:.0f} % | {p['rho']:.3f} |"
                           for p in figures["curve"]]
                 for key, what in (("reached", "bar first met"),
-                                  ("reached_at_goal_rho", f"bar met at rho <= {figures['goal_rho']}")):
-                    point = figures.get(key)
+                                  ("reached_at_goal_rho", f"bar met at rho <= {figures.get('goal_rho')}")):
+                    if key not in figures:  # results of a run before this figure was measured
+                        continue
+                    point = figures[key]
                     parts += ["", f"{what}: " + ("not within the budget of "
                                                  f"{figures['budget_seconds']:.0f} s" if point is None else
                                                  f"step {point['step']}, {point['train_seconds']:.0f} s of "
