@@ -23,8 +23,8 @@ stopped run picks up where it was; ``--force`` redoes them):
 
 ``target``  ``advseg train-target`` on the real CT's training slices.
 ``sweep``   ``advseg sweep``: Table 1 rows gamma 0.5 ... 3.0, phi only, b only.
+``low_rho`` generators trained with a larger norm weight or within a hard rho budget (not on the phantom).
 ``peers``   the generator and the baselines at matched rho, Dice drop against rho, PNG plot.
-``low_rho`` generators trained with a larger norm weight, for rho <= 0.05 (not on the phantom).
 ``speed``   training steps per second, and time from scratch to the sample bar (every organ >= 30 %).
 ``memory``  peak memory of ``advseg sample`` on a 300 x 512 x 512 volume resampled from the phantom.
 
@@ -79,7 +79,7 @@ SETTINGS = {
     "opt_steps": ((1, 5, 20), (1, 2)),
     "pgd_steps": (20, 2),
     "low_rho_weights": ((80.0, 160.0), (80.0,)),
-    "rho_budgets": ((0.05, 0.04), (0.05,)),
+    "rho_budgets": ((0.05, 0.04), (0.06,)),
     "bar_budget_s": (600.0, 30.0),
     "bar_every": (25, 2),
     "bar_max_steps": (2000, 4),
@@ -303,8 +303,53 @@ def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
         write_json(result_path, {"generator": str(generator_path), "test_slices": [int(i) for i in index],
                                  "machine": machine(), "entries": entries})
     payload = json.loads(result_path.read_text())
+    if add_budget_generators(args, name, files, payload):
+        write_json(result_path, payload)
     write_text(args.results / f"{name}_peers.md", peers_markdown(name, payload))
     return payload
+
+
+def add_budget_generators(args: argparse.Namespace, name: str, files: dict, payload: dict) -> bool:
+    """Entries for the generators trained within a budget (``low_rho`` stage) at the rho level of their budget.
+
+    Added to the peers' results once those generators exist; the fields are
+    scaled to exactly the level, as the sweep generator's are. Returns whether
+    anything was added.
+    """
+    import functools
+
+    from napari_advseg.baselines import evaluate_baseline, generator_attack
+    from napari_advseg.data import load_case
+    from napari_advseg.target import load_target
+    from napari_advseg.trainer import load_generator
+
+    added = False
+    for budget in setting(args, "rho_budgets"):
+        label = f"generator trained at rho_max {budget:g}"
+        path = args.work / name / "low_rho" / f"rho_max_{budget:g}" / "generator.pt"
+        levels = [r for r in setting(args, "rhos") if abs(r - budget) < 1e-9]
+        if not levels or not path.is_file() or any(e["method"] == label for e in payload["entries"]):
+            continue
+        target = load_target(files["target"], args.device)
+        case = load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
+        images, labels, _ = case.part("test")
+        generator, config, _ = load_generator(path, args.device)
+        fn = functools.partial(generator_attack, generator=generator, config=config)
+        fn.__name__ = "generator"  # type: ignore[attr-defined]
+        evaluate_baseline(fn, target, [(images[:1], labels[:1])], budget)  # warm-up
+        report = evaluate_baseline(fn, target, [(images, labels)], levels[0], samples=setting(args, "peer_samples"),
+                                   seed=args.seed)
+        entry = peer_entry(label, levels[0], report)
+        entry["generator"] = str(path)
+        same = [e for e in payload["entries"] if e["method"] == "generator" and e["rho_level"] == levels[0]]
+        entry["time_ratio_to_generator"] = entry["seconds_per_slice"] / same[0]["seconds_per_slice"]
+        entry["time_ratio_to_generator_forward"] = (entry["seconds_per_slice"]
+                                                    / payload["entries"][0]["seconds_per_slice"])
+        payload["entries"].append(entry)
+        say(f"[{name}] rho {levels[0]:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
+            f"{entry['organs_passed']}/{entry['organs_scored']} organs")
+        added = True
+    return added
 
 
 def _pct(value) -> str:
@@ -345,7 +390,9 @@ def plot_peers(args: argparse.Namespace, payloads: dict[str, dict]) -> Path:
             points = sorted((e["rho"], 100 * e["mean_drop"]) for e in payload["entries"]
                             if e["method"] == method and e["rho_level"] is not None)
             style = {"linewidth": 3, "color": "black"} if method == "generator" else {}
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method, **style)
+            if len(points) == 1:
+                style = {"markersize": 11, "marker": "D", "linestyle": "none", "color": "crimson"}
+            ax.plot([p[0] for p in points], [p[1] for p in points], **{"marker": "o", **style}, label=method)
         own = payload["entries"][0]
         ax.plot([own["rho"]], [100 * own["mean_drop"]], marker="*", markersize=14, color="black",
                 linestyle="none", label="generator, its own rho")
@@ -502,7 +549,7 @@ def stage_memory(args: argparse.Namespace) -> dict:
     return json.loads(result_path.read_text())
 
 
-STAGES = {"target": stage_target, "sweep": stage_sweep, "peers": stage_peers, "low_rho": stage_low_rho,
+STAGES = {"target": stage_target, "sweep": stage_sweep, "low_rho": stage_low_rho, "peers": stage_peers,
           "speed": stage_speed, "memory": stage_memory}
 
 
