@@ -88,6 +88,8 @@ def test_quick_harness_measures_speed_and_memory(quick_run):
     assert speed["steps_per_second"] > 0 and speed["batch_size"] == 8
     assert speed["curve"] and speed["curve"][0]["step"] == 2
     assert all(b["train_seconds"] > a["train_seconds"] for a, b in zip(speed["curve"], speed["curve"][1:]))
+    assert speed["curve_at_goal_rho"] and speed["goal_rho"] == 0.05
+    assert all(p["rho_max"] == 0.05 and p["rho"] <= 0.05 * 1.01 for p in speed["curve_at_goal_rho"])
     memory = json.loads((results / "memory_quick.json").read_text())
     assert memory["exit_status"] == 0 and memory["shape"] == [6, 64, 64]
     assert 0.1 < memory["peak_rss_gib"] < 8
