@@ -261,25 +261,47 @@ def peer_entry(label: str, rho_level, report: dict) -> dict:
             "samples": report["samples"], "slices": report["slices"], "config": report["config"]}
 
 
-def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
-    """The generator and the baselines on the same target and test slices, at matched rho levels."""
-    import functools
-
-    from napari_advseg.baselines import evaluate_baseline, generator_attack
+def target_and_case(args: argparse.Namespace, files: dict):
+    """The dataset's target, and its volume normalised for that target (``case.part`` gives the splits)."""
     from napari_advseg.data import load_case
     from napari_advseg.target import load_target
+
+    target = load_target(files["target"], args.device)
+    return target, load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
+
+
+def generator_peer(args: argparse.Namespace, path: Path):
+    """A trained generator as an attack with the baselines' signature, named "generator" in reports."""
+    import functools
+
+    from napari_advseg.baselines import generator_attack
     from napari_advseg.trainer import load_generator
+
+    generator, config, _ = load_generator(path, args.device)
+    fn = functools.partial(generator_attack, generator=generator, config=config)
+    fn.__name__ = "generator"  # type: ignore[attr-defined]
+    return fn
+
+
+def set_time_ratios(entry: dict, entries: list[dict]) -> None:
+    """Time over the generator's at the same rho level (its own rho where none), and over its plain forward pass."""
+    same = [e for e in entries if e["method"] == "generator" and e["rho_level"] == entry["rho_level"]]
+    reference = same[0] if same else entries[0]
+    entry["time_ratio_to_generator"] = entry["seconds_per_slice"] / reference["seconds_per_slice"]
+    entry["time_ratio_to_generator_forward"] = entry["seconds_per_slice"] / entries[0]["seconds_per_slice"]
+
+
+def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
+    """The generator and the baselines on the same target and test slices, at matched rho levels."""
+    from napari_advseg.baselines import evaluate_baseline
 
     result_path = args.results / f"{name}_peers.json"
     if args.force or not result_path.is_file():
-        target = load_target(files["target"], args.device)
-        case = load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
+        target, case = target_and_case(args, files)
         images, labels, index = case.part("test")
         volumes = [(images, labels)]
         generator_path = sweep_dir(args, name) / f"gamma_{setting(args, 'ablation_gamma'):g}" / "generator.pt"
-        generator, config, _ = load_generator(generator_path, args.device)
-        generator_fn = functools.partial(generator_attack, generator=generator, config=config)
-        generator_fn.__name__ = "generator"  # type: ignore[attr-defined]
+        generator_fn = generator_peer(args, generator_path)
         entries = []
         say(f"[{name}] peers on {len(index)} test slices, generator {generator_path}")
         for _, attack, _, options in peer_methods(args, generator_fn):  # warm-up, so no timing holds the first call
@@ -296,10 +318,7 @@ def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
                     f"{entries[-1]['organs_passed']}/{entries[-1]['organs_scored']} organs, "
                     f"{1000 * report['seconds_per_slice']:.1f} ms/slice")
         for entry in entries:
-            same = [e for e in entries if e["method"] == "generator" and e["rho_level"] == entry["rho_level"]]
-            reference = same[0] if same else entries[0]
-            entry["time_ratio_to_generator"] = entry["seconds_per_slice"] / reference["seconds_per_slice"]
-            entry["time_ratio_to_generator_forward"] = entry["seconds_per_slice"] / entries[0]["seconds_per_slice"]
+            set_time_ratios(entry, entries)
         write_json(result_path, {"generator": str(generator_path), "test_slices": [int(i) for i in index],
                                  "machine": machine(), "entries": entries})
     payload = json.loads(result_path.read_text())
@@ -316,40 +335,31 @@ def add_budget_generators(args: argparse.Namespace, name: str, files: dict, payl
     scaled to exactly the level, as the sweep generator's are. Returns whether
     anything was added.
     """
-    import functools
+    from napari_advseg.baselines import evaluate_baseline
 
-    from napari_advseg.baselines import evaluate_baseline, generator_attack
-    from napari_advseg.data import load_case
-    from napari_advseg.target import load_target
-    from napari_advseg.trainer import load_generator
-
-    added = False
+    pending = []
     for budget in setting(args, "rho_budgets"):
         label = f"generator trained at rho_max {budget:g}"
         path = args.work / name / "low_rho" / f"rho_max_{budget:g}" / "generator.pt"
         levels = [r for r in setting(args, "rhos") if abs(r - budget) < 1e-9]
-        if not levels or not path.is_file() or any(e["method"] == label for e in payload["entries"]):
-            continue
-        target = load_target(files["target"], args.device)
-        case = load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
-        images, labels, _ = case.part("test")
-        generator, config, _ = load_generator(path, args.device)
-        fn = functools.partial(generator_attack, generator=generator, config=config)
-        fn.__name__ = "generator"  # type: ignore[attr-defined]
-        evaluate_baseline(fn, target, [(images[:1], labels[:1])], budget)  # warm-up
-        report = evaluate_baseline(fn, target, [(images, labels)], levels[0], samples=setting(args, "peer_samples"),
+        if levels and path.is_file() and not any(e["method"] == label for e in payload["entries"]):
+            pending.append((label, path, levels[0]))
+    if not pending:
+        return False
+    target, case = target_and_case(args, files)
+    images, labels, _ = case.part("test")
+    for label, path, level in pending:
+        fn = generator_peer(args, path)
+        evaluate_baseline(fn, target, [(images[:1], labels[:1])], level)  # warm-up
+        report = evaluate_baseline(fn, target, [(images, labels)], level, samples=setting(args, "peer_samples"),
                                    seed=args.seed)
-        entry = peer_entry(label, levels[0], report)
+        entry = peer_entry(label, level, report)
         entry["generator"] = str(path)
-        same = [e for e in payload["entries"] if e["method"] == "generator" and e["rho_level"] == levels[0]]
-        entry["time_ratio_to_generator"] = entry["seconds_per_slice"] / same[0]["seconds_per_slice"]
-        entry["time_ratio_to_generator_forward"] = (entry["seconds_per_slice"]
-                                                    / payload["entries"][0]["seconds_per_slice"])
+        set_time_ratios(entry, payload["entries"])
         payload["entries"].append(entry)
-        say(f"[{name}] rho {levels[0]:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
+        say(f"[{name}] rho {level:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
             f"{entry['organs_passed']}/{entry['organs_scored']} organs")
-        added = True
-    return added
+    return True
 
 
 def _pct(value) -> str:
@@ -472,15 +482,12 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
     when its time budget is spent.
     """
     from napari_advseg.config import AttackConfig
-    from napari_advseg.data import load_case
-    from napari_advseg.target import load_target
     from napari_advseg.trainer import AttackTrainer
 
     result_path = args.results / f"{name}_speed.json"
     if not args.force and result_path.is_file():
         return json.loads(result_path.read_text())
-    target = load_target(files["target"], args.device)
-    case = load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
+    target, case = target_and_case(args, files)
     images, labels, _ = case.part("train")
     test_images, test_labels, _ = case.part("test")
     config = AttackConfig(seed=args.seed, steps=setting(args, "bar_max_steps"))

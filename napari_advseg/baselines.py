@@ -693,8 +693,7 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     eps_phi = torch.randn(n, config.latent_dim, generator=rng)
     eps_b = torch.randn(n, config.latent_dim, generator=rng)
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature)
-    phi = out.displacement.to(x.device) if config.use_phi else torch.zeros_like(out.displacement).to(x.device)
-    bias = out.bias.to(x.device) if config.use_bias else torch.zeros_like(out.bias).to(x.device)
+    phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
     if rho is not None:
         s = scale_fields_to_rho(x, phi if config.use_phi else None, bias if config.use_bias else None, rho)
         phi, bias = phi * _per_slice(s, phi), bias * _per_slice(s, bias)
@@ -733,15 +732,16 @@ def slice_successes(pred_clean: torch.Tensor, reference: torch.Tensor, pred_adv:
     warped reference) is at most 70 % of the clean one, the 30 % line of Table 1
     applied slice by slice.
     """
+    def dice(ref: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Per-slice Dice of two (N, H, W) masks (0 where both are empty)."""
+        ref, pred = ref.flatten(1), pred.flatten(1)
+        return 2 * (ref & pred).sum(1).double() / (ref.sum(1) + pred.sum(1)).double().clamp_min(1)
+
     successes = trials = 0
     for c in range(1, n_classes):
-        ref, pc = reference == c, pred_clean == c
-        ref_adv, pa = warped_reference == c, pred_adv == c
-        inter = (ref & pc).flatten(1).sum(1).double()
-        clean = 2 * inter / (ref.flatten(1).sum(1) + pc.flatten(1).sum(1)).double().clamp_min(1)
-        inter_adv = (ref_adv & pa).flatten(1).sum(1).double()
-        adv = 2 * inter_adv / (ref_adv.flatten(1).sum(1) + pa.flatten(1).sum(1)).double().clamp_min(1)
-        counted = ref.flatten(1).any(1) & (clean > 0)
+        clean = dice(reference == c, pred_clean == c)
+        adv = dice(warped_reference == c, pred_adv == c)
+        counted = (reference == c).flatten(1).any(1) & (clean > 0)
         trials += int(counted.sum())
         successes += int((counted & (adv <= (1.0 - SUCCESS_DROP) * clean)).sum())
     return successes, trials
@@ -822,6 +822,7 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
         images = np.asarray(images, dtype=np.float32)
         labels = np.asarray(labels)
         clean = OverlapCounter(n_classes)
+        clean_predictions: dict[int, torch.Tensor] = {}  # batch start -> f(x), the same for every sample
         adv_runs = []
         for sample in range(samples):
             adv = OverlapCounter(n_classes)
@@ -832,10 +833,11 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
                 seconds += result.seconds
                 attacked += x.shape[0]
                 with torch.no_grad():
-                    pred_clean = target(x).argmax(dim=1).cpu()
+                    if sample == 0:
+                        clean_predictions[start] = target(x).argmax(dim=1).cpu()
+                        clean.add(clean_predictions[start], y.cpu())
                     pred_adv = target(result.adversarial).argmax(dim=1).cpu()
-                if sample == 0:
-                    clean.add(pred_clean, y.cpu())
+                pred_clean = clean_predictions[start]
                 adv.add(pred_adv, result.warped_labels.cpu())
                 s, t = slice_successes(pred_clean, y.cpu(), pred_adv, result.warped_labels.cpu(), n_classes)
                 successes, trials = successes + s, trials + t

@@ -34,8 +34,9 @@ class AttackConfig:
         Weight of the norm term ``mean((x_adv - x)^2)`` that keeps rho small.
     rho_max : float or None
         A hard budget on each slice's perceptibility (Eq. 7): G multiplies both
-        fields of a slice by ``min(1, rho_max / rho)`` (twice, since warping is
-        not linear) so no adversarial slice exceeds it; G learns its attack
+        fields of a slice by ``min(1, rho_max / rho)`` (repeated, since warping
+        is not linear, until within 0.5 % of it; see
+        ``AttackGenerator.limit_rho``); G learns its attack
         within the budget. None (default): no budget, only the norm term.
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
