@@ -99,14 +99,14 @@ def say(text: str) -> None:
 
 
 def write_json(path: Path, payload) -> None:
-    from napari_advseg.checkpoint import atomic_write
+    from napari_advseg.io.atomic import atomic_write
 
     text = json.dumps(payload, indent=2, default=float)
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_text(path: Path, text: str) -> None:
-    from napari_advseg.checkpoint import atomic_write
+    from napari_advseg.io.atomic import atomic_write
 
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
@@ -132,8 +132,8 @@ def machine() -> dict:
 # --------------------------------------------------------------------------------------------- data
 def prepare_real(work: Path, size: int = 128) -> tuple[Path, Path]:
     """The real CT's organ slices, padded in-plane to ``size`` x ``size`` with air, as NIfTI in ``work``."""
-    from napari_advseg import ORGAN_CLASSES
-    from napari_advseg.volume import load_ct, load_labels, organ_slices, save_volume, volume_from_array
+    from napari_advseg.data.organs import ORGAN_CLASSES
+    from napari_advseg.io.nifti import load_ct, load_labels, organ_slices, save_volume, volume_from_array
 
     ct_path, labels_path = work / "real_ct.nii.gz", work / "real_labels.nii.gz"
     if ct_path.is_file() and labels_path.is_file():
@@ -159,8 +159,8 @@ def prepare_real(work: Path, size: int = 128) -> tuple[Path, Path]:
 
 def prepare_tiny(work: Path) -> tuple[Path, Path]:
     """A tiny phantom (9 x 64 x 64), the dataset of ``--quick``."""
-    from napari_advseg.phantom import make_phantom
-    from napari_advseg.volume import save_volume, volume_from_array
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.io.nifti import save_volume, volume_from_array
 
     ct_path, labels_path = work / "tiny_ct.nii.gz", work / "tiny_labels.nii.gz"
     if not ct_path.is_file():
@@ -174,7 +174,7 @@ def prepare_tiny(work: Path) -> tuple[Path, Path]:
 
 def dataset_files(args: argparse.Namespace, name: str) -> dict:
     """CT, labels and target of a dataset (the target may not exist yet: the ``target`` stage makes it)."""
-    from napari_advseg.data import sample_file
+    from napari_advseg.data.cases import sample_file
 
     work = args.work / name
     if name in ("real", "tiny"):
@@ -187,7 +187,7 @@ def dataset_files(args: argparse.Namespace, name: str) -> dict:
 # ------------------------------------------------------------------------------------------- stages
 def stage_target(args: argparse.Namespace, name: str, files: dict) -> dict:
     """Train the target U-Net on the training slices (real CT), or describe the shipped one (phantom)."""
-    from napari_advseg.target import load_target
+    from napari_advseg.models.target import load_target
 
     result_path = args.results / f"{name}_target.json"
     if files["train_target"] and (args.force or not files["target"].is_file()):
@@ -210,7 +210,7 @@ def sweep_dir(args: argparse.Namespace, name: str) -> Path:
 
 def stage_sweep(args: argparse.Namespace, name: str, files: dict) -> list[dict]:
     """``advseg sweep`` on the training slices, tested on the held-out ones; Table 1 beside the paper's."""
-    from napari_advseg.evaluate import format_table
+    from napari_advseg.evaluation.report import format_table
 
     result_path = args.results / f"{name}_sweep.json"
     out = sweep_dir(args, name)
@@ -263,8 +263,8 @@ def peer_entry(label: str, rho_level, report: dict) -> dict:
 
 def target_and_case(args: argparse.Namespace, files: dict):
     """The dataset's target, and its volume normalised for that target (``case.part`` gives the splits)."""
-    from napari_advseg.data import load_case
-    from napari_advseg.target import load_target
+    from napari_advseg.data.cases import load_case
+    from napari_advseg.models.target import load_target
 
     target = load_target(files["target"], args.device)
     return target, load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
@@ -274,8 +274,8 @@ def generator_peer(args: argparse.Namespace, path: Path):
     """A trained generator as an attack with the baselines' signature, named "generator" in reports."""
     import functools
 
-    from napari_advseg.baselines import generator_attack
-    from napari_advseg.trainer import load_generator
+    from napari_advseg.attack.baselines import generator_attack
+    from napari_advseg.attack.trainer import load_generator
 
     generator, config, _ = load_generator(path, args.device)
     fn = functools.partial(generator_attack, generator=generator, config=config)
@@ -293,7 +293,7 @@ def set_time_ratios(entry: dict, entries: list[dict]) -> None:
 
 def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
     """The generator and the baselines on the same target and test slices, at matched rho levels."""
-    from napari_advseg.baselines import evaluate_baseline
+    from napari_advseg.attack.baselines import evaluate_baseline
 
     result_path = args.results / f"{name}_peers.json"
     if args.force or not result_path.is_file():
@@ -335,7 +335,7 @@ def add_budget_generators(args: argparse.Namespace, name: str, files: dict, payl
     scaled to exactly the level, as the sweep generator's are. Returns whether
     anything was added.
     """
-    from napari_advseg.baselines import evaluate_baseline
+    from napari_advseg.attack.baselines import evaluate_baseline
 
     pending = []
     for budget in setting(args, "rho_budgets"):
@@ -428,7 +428,7 @@ def stage_low_rho(args: argparse.Namespace, name: str, files: dict) -> list[dict
     Gamma as the ablations; trained and tested like the sweep rows. Each row
     is kept in its own folder and reused when done (``--force`` redoes).
     """
-    from napari_advseg.evaluate import format_table
+    from napari_advseg.evaluation.report import format_table
 
     if name == "phantom":
         return []
@@ -481,8 +481,8 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
     ``rho_max = GOAL_RHO`` (the issue's rho goal); each stops at the bar or
     when its time budget is spent.
     """
-    from napari_advseg.config import AttackConfig
-    from napari_advseg.trainer import AttackTrainer
+    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.attack.trainer import AttackTrainer
 
     result_path = args.results / f"{name}_speed.json"
     if not args.force and result_path.is_file():
@@ -521,8 +521,8 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
 
 def time_to_bar(args, name, config, target, train, test, every: int, budget: float):
     """Train from scratch, evaluating every ``every`` steps, until every organ is past the 30 % line."""
-    from napari_advseg.evaluate import evaluate_attack
-    from napari_advseg.trainer import AttackTrainer
+    from napari_advseg.evaluation.report import evaluate_attack
+    from napari_advseg.attack.trainer import AttackTrainer
 
     trainer = AttackTrainer(config, target, *train, args.device)
     curve, reached = [], None

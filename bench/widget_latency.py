@@ -28,8 +28,8 @@ def main() -> None:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_advseg.data import SAMPLE_FILES, sample_data_dir
-    from napari_advseg.phantom import make_phantom
+    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.data.phantom import make_phantom
     from napari_advseg.widgets import AttackWidget
 
     torch.set_num_threads(2)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import AdvsegError
+from napari_advseg import __version__
+from napari_advseg.errors import AdvsegError
 
 DEFAULT_GAMMAS = "0.5,1.0,1.5,2.0,2.5,3.0"
 
@@ -80,7 +80,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def _add_attack_options(p: argparse.ArgumentParser) -> None:
-    from .config import AttackConfig
+    from napari_advseg.attack.config import AttackConfig
 
     d = AttackConfig()
     g = p.add_argument_group("attack (method.md)")
@@ -121,7 +121,7 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace, target) -> Any:
-    from .config import AttackConfig
+    from napari_advseg.attack.config import AttackConfig
 
     organs = None if not args.organs else [o.strip() for o in args.organs.split(",") if o.strip()]
     return AttackConfig(
@@ -167,15 +167,15 @@ def _load_target(args: argparse.Namespace):
     """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
     if getattr(args, "ct", None) is None and getattr(args, "labels", None) is not None:
         raise AdvsegError("--labels was given without --ct")
-    from .data import sample_file
-    from .target import load_target
+    from napari_advseg.data.cases import sample_file
+    from napari_advseg.models.target import load_target
 
     return load_target(args.target or sample_file("target"), args.device)
 
 
 def _load_generator(args: argparse.Namespace):
-    from .data import sample_file
-    from .trainer import load_generator
+    from napari_advseg.data.cases import sample_file
+    from napari_advseg.attack.trainer import load_generator
 
     path = args.generator or sample_file("generator")
     generator, config, meta = load_generator(path, args.device)
@@ -183,16 +183,16 @@ def _load_generator(args: argparse.Namespace):
 
 
 def _case(args: argparse.Namespace, target):
-    from .data import load_case
+    from napari_advseg.data.cases import load_case
 
     return load_case(args.ct, args.labels, target.normalisation, target.class_names)
 
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_train_target(args: argparse.Namespace) -> int:
-    from . import ORGAN_CLASSES
-    from .data import load_case, phantom_case, sample_data_dir, SAMPLE_FILES
-    from .workflows import phantom_training_data, train_target
+    from napari_advseg.data.organs import ORGAN_CLASSES
+    from napari_advseg.data.cases import load_case, phantom_case, sample_data_dir, SAMPLE_FILES
+    from napari_advseg.workflows import phantom_training_data, train_target
 
     normalisation = {"mode": args.normalisation}
     if args.normalisation == "window":
@@ -229,7 +229,7 @@ def cmd_train_target(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .workflows import train_attack
+    from napari_advseg.workflows import train_attack
 
     target = _load_target(args)
     case = _case(args, target)
@@ -237,7 +237,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from(args, target)
     start_step = 0
     if args.resume is not None:
-        from .trainer import load_checkpoint
+        from napari_advseg.attack.trainer import load_checkpoint
 
         start_step = int(load_checkpoint(args.resume)["step"])
     bar = _Bar(max(config.steps - start_step, 0) + start_step, f"train generator (gamma {config.gamma:g})",
@@ -260,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .workflows import evaluate_case, write_report
+    from napari_advseg.workflows import evaluate_case, write_report
 
     target = _load_target(args)
     generator, config, _, path = _load_generator(args)
@@ -277,7 +277,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .workflows import evaluate_case, sweep_rows, train_attack, write_report
+    from napari_advseg.workflows import evaluate_case, sweep_rows, train_attack, write_report
 
     target = _load_target(args)
     case = _case(args, target)
@@ -312,7 +312,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .sample import sample_volume
+    from napari_advseg.attack.sampling import sample_volume
 
     target = _load_target(args)
     generator, config, _, path = _load_generator(args)
@@ -336,7 +336,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_make_sample(args: argparse.Namespace) -> int:
-    from .workflows import make_sample_data
+    from napari_advseg.workflows import make_sample_data
 
     bars: dict[str, _Bar] = {}
     totals = {"unet": args.unet_steps, "generator": args.steps}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import AdvsegError
+from napari_advseg.errors import AdvsegError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

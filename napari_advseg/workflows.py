@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from . import ORGAN_CLASSES
-from .checkpoint import atomic_write
-from .config import AttackConfig
-from .data import Case, load_case, phantom_case, sample_data_dir, SAMPLE_FILES
-from .errors import AdvsegError
-from .evaluate import dice_per_organ, evaluate_attack, format_table
-from .trainer import AttackTrainer
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.io.atomic import atomic_write
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.data.cases import Case, load_case, phantom_case, sample_data_dir, SAMPLE_FILES
+from napari_advseg.errors import AdvsegError
+from napari_advseg.evaluation.report import dice_per_organ, evaluate_attack, format_table
+from napari_advseg.attack.trainer import AttackTrainer
 
 Progress = Callable[[dict[str, Any]], None] | None
 
@@ -41,8 +41,8 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                  patch_size: int = 96, lr: float = 1e-3, base_channels: int = 16, seed: int = 0,
                  device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
-    from .target import save_target
-    from .unet import predict_labels, train_unet
+    from napari_advseg.models.target import save_target
+    from napari_advseg.models.unet import predict_labels, train_unet
 
     start = time.perf_counter()
     loop = train_unet(train_images, train_labels, n_classes=len(class_names), steps=steps, batch_size=batch_size,
@@ -140,10 +140,10 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     - ``generator.pt``: a generator trained against it on subjects 1-24;
     - ``sample.json``: the figures of both on subject 0.
     """
-    from .phantom import make_phantom
-    from .target import load_target
-    from .trainer import load_generator
-    from .volume import save_volume, volume_from_array
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.models.target import load_target
+    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.io.nifti import save_volume, volume_from_array
 
     out = Path(out_dir) if out_dir is not None else sample_data_dir()
     out.mkdir(parents=True, exist_ok=True)

@@ -40,10 +40,10 @@ def tiny_files(tmp_path_factory):
 
     Returns a dict of paths: ``ct``, ``labels``, ``target``, ``generator`` (one training step).
     """
-    from napari_advseg.phantom import make_phantom
-    from napari_advseg.target import save_target
-    from napari_advseg.unet import UNet2D
-    from napari_advseg.volume import save_volume, volume_from_array
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.models.target import save_target
+    from napari_advseg.models.unet import UNet2D
+    from napari_advseg.io.nifti import save_volume, volume_from_array
 
     folder = tmp_path_factory.mktemp("tiny")
     phantom = make_phantom(3, (9, 64, 64))
@@ -54,10 +54,10 @@ def tiny_files(tmp_path_factory):
     torch.manual_seed(0)
     save_target(paths["target"], UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
 
-    from napari_advseg.config import AttackConfig
-    from napari_advseg.data import load_case
-    from napari_advseg.target import load_target
-    from napari_advseg.trainer import AttackTrainer
+    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.data.cases import load_case
+    from napari_advseg.models.target import load_target
+    from napari_advseg.attack.trainer import AttackTrainer
 
     target = load_target(paths["target"], "cpu")
     case = load_case(paths["ct"], paths["labels"], target.normalisation)

@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-from napari_advseg.baselines import (ATTACKS, AttackResult, evaluate_baseline, generator_attack,
+from napari_advseg.attack.baselines import (ATTACKS, AttackResult, evaluate_baseline, generator_attack,
                                      optimised_smooth_fields, pgd_l2, random_smooth_fields, scale_fields_to_rho,
                                      segpgd, segpgd_lambda, slice_successes)
-from napari_advseg.config import AttackConfig
-from napari_advseg.generator import AttackGenerator
-from napari_advseg.fields import perceptibility_per_slice, smoothness, warp_image
-from napari_advseg.losses import masked_cross_entropy, organ_mask
-from napari_advseg.target import make_target
-from napari_advseg.unet import UNet2D
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.fields import perceptibility_per_slice, smoothness, warp_image
+from napari_advseg.attack.losses import masked_cross_entropy, organ_mask
+from napari_advseg.models.target import make_target
+from napari_advseg.models.unet import UNet2D
 
 RHO = 0.05
 REPORT_KEYS = {"organs", "absent_organs", "rho", "fold_fraction", "mean_drop", "all_succeed", "config", "samples",

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_advseg import ORGAN_CLASSES
-from napari_advseg.config import AttackConfig
-from napari_advseg.evaluate import (OverlapCounter, dice_from_counts, dice_per_organ, evaluate_attack, format_table,
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.evaluation.report import (OverlapCounter, dice_from_counts, dice_per_organ, evaluate_attack, format_table,
                                     organ_row)
-from napari_advseg.generator import AttackGenerator
-from napari_advseg.target import make_target
-from napari_advseg.unet import UNet2D
+from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.models.target import make_target
+from napari_advseg.models.unet import UNet2D
 
 
 def test_dice_edge_cases():

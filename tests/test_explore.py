@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_advseg.config import AttackConfig
-from napari_advseg.explore import SliceExplorer, displacement_vectors
-from napari_advseg.generator import AttackGenerator
-from napari_advseg.target import make_target
-from napari_advseg.unet import UNet2D
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.explore import SliceExplorer, displacement_vectors
+from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.models.target import make_target
+from napari_advseg.models.unet import UNet2D
 
 
 def _explorer():
@@ -58,7 +58,7 @@ def test_displacement_vectors_bounded_and_in_data_order():
 
 
 def test_explorer_respects_the_rho_budget():
-    from napari_advseg.fields import perceptibility
+    from napari_advseg.attack.fields import perceptibility
 
     explorer = _explorer()
     explorer.generator.config = explorer.config = explorer.config.replace(rho_max=0.01)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from napari_advseg.fields import (apply_fields, dilate_mask, fold_fraction, jacobian_determinant, perceptibility,
+from napari_advseg.attack.fields import (apply_fields, dilate_mask, fold_fraction, jacobian_determinant, perceptibility,
                                   perceptibility_per_slice, smoothness, upsample_field, warp_image, warp_labels)
 
 

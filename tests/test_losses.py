@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from napari_advseg.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
+from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                                   organ_mask, realism_loss)
 
 
@@ -87,7 +87,7 @@ def test_gradient_penalty_by_hand():
 
 
 def test_per_organ_attack_loss_by_hand():
-    from napari_advseg.losses import per_organ_attack_loss
+    from napari_advseg.attack.losses import per_organ_attack_loss
 
     # organ 1 predicted perfectly confident-wrong, organ 2 right: each organ counts once
     logits = torch.zeros(1, 3, 3, 3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_advseg import ORGAN_CLASSES
-from napari_advseg.phantom import (KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, PANCREAS, SPLEEN, Phantom,
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.data.phantom import (KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, PANCREAS, SPLEEN, Phantom,
                                    make_phantom)
 
 ORGANS = (LIVER, SPLEEN, KIDNEY_LEFT, KIDNEY_RIGHT, PANCREAS)

@@ -8,8 +8,8 @@ import nibabel
 import numpy as np
 import pytest
 
-from napari_advseg._reader import get_reader, layer_name, looks_like_labels, read_nifti
-from napari_advseg._writer import write_image, write_labels
+from napari_advseg._napari.reader import get_reader, layer_name, looks_like_labels, read_nifti
+from napari_advseg._napari.writer import write_image, write_labels
 
 STORED_SHAPE = (7, 9, 5)  # (I, J, K): distinct sizes, so a wrong transpose shows
 ZOOMS = (0.7, 0.8, 2.5)

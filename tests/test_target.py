@@ -1,4 +1,4 @@
-"""Tests of napari_advseg.target: saving, exporting, loading and checking target networks."""
+"""Tests of napari_advseg.models.target: saving, exporting, loading and checking target networks."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from napari_advseg import ORGAN_CLASSES
+from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.target import (
+from napari_advseg.models.target import (
     CHECKPOINT_FORMAT,
     Target,
     check_normalisation,
@@ -26,7 +26,7 @@ from napari_advseg.target import (
     save_target,
     validate_target,
 )
-from napari_advseg.unet import UNet2D
+from napari_advseg.models.unet import UNet2D
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_thread")]
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_advseg import ORGAN_CLASSES
-from napari_advseg.config import AttackConfig
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
-from napari_advseg.generator import AttackGenerator, Critic
-from napari_advseg.target import make_target
-from napari_advseg.trainer import AttackTrainer, load_checkpoint, load_generator
-from napari_advseg.unet import UNet2D
+from napari_advseg.models.generator import AttackGenerator, Critic
+from napari_advseg.models.target import make_target
+from napari_advseg.attack.trainer import AttackTrainer, load_checkpoint, load_generator
+from napari_advseg.models.unet import UNet2D
 
 TINY = dict(batch_size=2, critic_steps=2, base_channels=4, critic_channels=4, control_spacing=4, latent_dim=3)
 
@@ -65,7 +65,7 @@ def test_fields_are_bounded_and_ablations_zero_the_other_field():
 
 @pytest.mark.parametrize("fields", ["both", "phi", "bias"])
 def test_rho_budget_caps_every_slice_and_keeps_small_ones(fields):
-    from napari_advseg.fields import apply_fields, perceptibility_per_slice
+    from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
 
     torch.manual_seed(5)
     cfg = AttackConfig(**TINY, fields=fields)
@@ -199,8 +199,8 @@ def test_config_round_trip_and_validation():
 
 
 def test_field_diversity_by_hand_and_capped():
-    from napari_advseg.generator import GeneratorOutput, LatentStats
-    from napari_advseg.trainer import field_diversity
+    from napari_advseg.models.generator import GeneratorOutput, LatentStats
+    from napari_advseg.attack.trainer import field_diversity
 
     cfg = AttackConfig(phi_max=2.0, b_max=0.5, latent_dim=2, diversity_cap=10.0)
     n = 1

@@ -1,4 +1,4 @@
-"""Tests of napari_advseg.unet: the U-Net, its training, prediction and Dice."""
+"""Tests of napari_advseg.models.unet: the U-Net, its training, prediction and Dice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.unet import (
+from napari_advseg.models.unet import (
     UNet2D,
     _PatchSampler,
     dice_scores,

@@ -1,4 +1,4 @@
-"""Tests for napari_advseg.volume: loading, reorienting, saving, scaling, splitting."""
+"""Tests for napari_advseg.io.nifti: loading, reorienting, saving, scaling, splitting."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from nibabel import orientations as nio
 
-from napari_advseg import ORGAN_CLASSES
+from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.volume import (
+from napari_advseg.io.nifti import (
     CTVolume,
     IntensityScale,
     check_labels,

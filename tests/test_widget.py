@@ -25,9 +25,9 @@ SPACING = (5.0, 3.0, 3.0)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny phantom (CT + labels arrays) and a tiny target checkpoint."""
-    from napari_advseg.phantom import make_phantom
-    from napari_advseg.target import save_target
-    from napari_advseg.unet import UNet2D
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.models.target import save_target
+    from napari_advseg.models.unet import UNet2D
 
     folder = tmp_path_factory.mktemp("widget")
     phantom = make_phantom(1, (8, 64, 64), SPACING)
@@ -42,7 +42,7 @@ def _sample_ready() -> bool:
 
     Call after ``make_napari_viewer()``, which registers the plugin's manifest.
     """
-    from napari_advseg.data import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
 
     if not all((sample_data_dir() / name).is_file() for name in SAMPLE_FILES.values()):
         return False
@@ -115,8 +115,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
                                                          monkeypatch):
     import nibabel
 
-    from napari_advseg.trainer import GENERATOR_FORMAT
-    from napari_advseg.volume import load_ct, volume_from_array
+    from napari_advseg.attack.trainer import GENERATOR_FORMAT
+    from napari_advseg.io.nifti import load_ct, volume_from_array
     from napari_advseg.widgets import _layers as L
     from napari_advseg.widgets._train import IDLE, PAUSED
 
@@ -236,12 +236,12 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
 
 def _strong_generator(tiny, folder: Path) -> Path:
     """A generator checkpoint whose decoders give clearly visible fields."""
-    from napari_advseg.checkpoint import save_torch
-    from napari_advseg.config import AttackConfig
-    from napari_advseg.data import make_case
-    from napari_advseg.target import load_target
-    from napari_advseg.trainer import AttackTrainer
-    from napari_advseg.volume import volume_from_array
+    from napari_advseg.io.atomic import save_torch
+    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.data.cases import make_case
+    from napari_advseg.models.target import load_target
+    from napari_advseg.attack.trainer import AttackTrainer
+    from napari_advseg.io.nifti import volume_from_array
 
     target = load_target(tiny["target"], "cpu")
     volume = volume_from_array(tiny["hu"], SPACING)

@@ -9,6 +9,6 @@ something is loaded or run.
 
 from __future__ import annotations
 
-from ._widget import AttackWidget
+from napari_advseg.widgets._widget import AttackWidget
 
 __all__ = ["AttackWidget"]

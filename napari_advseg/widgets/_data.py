@@ -6,7 +6,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                             QVBoxLayout, QWidget)
 
-from ._layers import is_output
+from napari_advseg.widgets._layers import is_output
 
 NO_LABELS = "none (label-free)"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # as napari_advseg.device (which imports torch)

@@ -15,8 +15,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridL
                             QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider,
                             QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from . import _layers as L
-from ._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
+from napari_advseg.widgets import _layers as L
+from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
 
 DEBOUNCE_MS = 30
 SLIDER_STEPS = 10  # slider units per standard deviation (steps of 0.1)

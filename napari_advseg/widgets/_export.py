@@ -1,6 +1,6 @@
 """The "Export" tab: write adversarial slices as NIfTI in the input's geometry.
 
-Calls :func:`napari_advseg.sample.sample_volume` in a worker with the
+Calls :func:`napari_advseg.attack.sampling.sample_volume` in a worker with the
 Explore tab's slider values and temperature. Existing files are replaced only
 after the user agrees (``AttackWidget._confirm_overwrite``).
 """
@@ -13,7 +13,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
-from ._tasks import Cancelled, existing_outputs, export_run
+from napari_advseg.widgets._tasks import Cancelled, existing_outputs, export_run
 
 CURRENT, RANGE, ALL = "current", "range", "all"
 

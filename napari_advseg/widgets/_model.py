@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AttackConfig
-from ..errors import AdvsegError
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.errors import AdvsegError
 
 DEFAULT_CONFIG = AttackConfig()
 """Defaults shown in the Train tab."""
@@ -27,7 +27,7 @@ CHECKPOINT_NAME = "generator.pt"
 
 
 def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name: str = "CT"):
-    """A :class:`~napari_advseg.volume.CTVolume` for the data of an Image layer.
+    """A :class:`~napari_advseg.io.nifti.CTVolume` for the data of an Image layer.
 
     Parameters
     ----------
@@ -46,7 +46,7 @@ def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name:
     -------
     CTVolume
     """
-    from ..volume import CTVolume, volume_from_array
+    from napari_advseg.io.nifti import CTVolume, volume_from_array
 
     metadata = metadata or {}
     array = np.asarray(data)
@@ -93,7 +93,7 @@ class AttackSession:
     ----------
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; used by every load and by training.
-    target : napari_advseg.target.Target or None
+    target : napari_advseg.models.target.Target or None
     target_path : str or None
     generator : AttackGenerator or None
         The current generator (eval mode) that Explore and Export use.
@@ -123,7 +123,7 @@ class AttackSession:
     # ------------------------------------------------------------------ loading
     def load_target(self, path: str | os.PathLike) -> None:
         """Load the target network (project checkpoint or TorchScript) as current."""
-        from ..target import load_target
+        from napari_advseg.models.target import load_target
 
         target = load_target(path, self.device)
         self.target = target
@@ -134,7 +134,7 @@ class AttackSession:
 
     def load_generator(self, path: str | os.PathLike) -> None:
         """Load a trained generator checkpoint as the current generator."""
-        from ..trainer import load_generator
+        from napari_advseg.attack.trainer import load_generator
 
         generator, config, meta = load_generator(path, self.device)
         classes = tuple(meta.get("class_names", ()))
@@ -152,7 +152,7 @@ class AttackSession:
 
     def set_device(self, device: str) -> None:
         """Switch device: reload the target and the generator there (errors leave the old ones)."""
-        from ..device import resolve_device
+        from napari_advseg.device import resolve_device
 
         resolve_device(device)  # raises AdvsegError for a device this machine lacks
         old = self.device
@@ -169,8 +169,8 @@ class AttackSession:
     def set_volume(self, volume, labels: np.ndarray | None, labels_name: str = "reference") -> None:
         """Set the CT volume (CTVolume) and its reference labels ((Z, Y, X) or None = label-free)."""
         if labels is not None:
-            from .. import ORGAN_CLASSES
-            from ..volume import check_labels
+            from napari_advseg.data.organs import ORGAN_CLASSES
+            from napari_advseg.io.nifti import check_labels
 
             names = self.target.class_names if self.target is not None else ORGAN_CLASSES
             labels = check_labels(labels, volume, names, name=f"labels layer {labels_name!r}")
@@ -190,14 +190,14 @@ class AttackSession:
     def case(self):
         """The normalised case for the target (None until a volume and a target are set)."""
         if self._case is None and self.volume is not None and self.target is not None:
-            from ..data import make_case
+            from napari_advseg.data.cases import make_case
 
             self._case = make_case(self.volume, self.labels, self.target.normalisation)
         return self._case
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from .. import ORGAN_CLASSES
+        from napari_advseg.data.organs import ORGAN_CLASSES
 
         return tuple(self.target.class_names) if self.target is not None else tuple(ORGAN_CLASSES)
 

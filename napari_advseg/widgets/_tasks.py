@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AttackConfig
-from ..errors import AdvsegError
-from ._model import AttackSession, Snapshot, fields_mode
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.errors import AdvsegError
+from napari_advseg.widgets._model import AttackSession, Snapshot, fields_mode
 
 MAX_ARROWS = 2000
 """At most this many displacement arrows per slice."""
@@ -42,7 +42,7 @@ def training_run(snapshot: Snapshot, config: AttackConfig | None, checkpoint: st
     block writes ``checkpoint`` so no finished step is lost; ``report`` then
     holds ``saved`` (the path), ``step`` and ``new_steps`` (or ``save_error``).
     """
-    from ..trainer import AttackTrainer
+    from napari_advseg.attack.trainer import AttackTrainer
 
     case, target, device = snapshot.case, snapshot.target, snapshot.device
     trainer = None
@@ -101,7 +101,7 @@ class SliceRenderer:
     """
 
     def __init__(self, session: AttackSession):
-        from ..explore import SliceExplorer
+        from napari_advseg.attack.explore import SliceExplorer
 
         self.session = session
         self.revision = session.revision
@@ -112,7 +112,7 @@ class SliceRenderer:
         self.latent: dict = {}
 
     def render(self, request: SliceRequest) -> SliceResult:
-        from ..explore import displacement_vectors
+        from napari_advseg.attack.explore import displacement_vectors
 
         case, config = self.case, self.config
         z = int(np.clip(request.z, 0, case.volume.n_slices - 1))
@@ -166,7 +166,7 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
     Returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
     float32 and uint8 arrays (nothing is written to disk).
     """
-    from ..evaluate import attack_slices
+    from napari_advseg.evaluation.report import attack_slices
 
     case, generator, target = snapshot.case, snapshot.generator, snapshot.target
     mode = fields_mode(snapshot.config, use_phi, use_bias)
@@ -205,7 +205,7 @@ def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[
 
     Existing files are replaced: the widget has asked the user first.
     """
-    from ..sample import sample_volume
+    from napari_advseg.attack.sampling import sample_volume
 
     mode = fields_mode(snapshot.config, use_phi, use_bias)
     if mode is None:
@@ -225,7 +225,7 @@ def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[
 
 def existing_outputs(out_dir: str | os.PathLike, with_labels: bool) -> list[Path]:
     """The files an export to ``out_dir`` would replace."""
-    from ..sample import output_paths
+    from napari_advseg.attack.sampling import output_paths
 
     paths = output_paths(out_dir)
     if not with_labels:

@@ -16,10 +16,10 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayou
                             QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
                             QWidget)
 
-from ..errors import AdvsegError
-from ._model import CHECKPOINT_NAME, DEFAULT_CONFIG
-from ._tasks import training_run
-from ._plot import TrainingPlot
+from napari_advseg.errors import AdvsegError
+from napari_advseg.widgets._model import CHECKPOINT_NAME, DEFAULT_CONFIG
+from napari_advseg.widgets._tasks import training_run
+from napari_advseg.widgets._plot import TrainingPlot
 
 IDLE, RUNNING, PAUSED, STOPPING = "idle", "running", "paused", "stopping"
 

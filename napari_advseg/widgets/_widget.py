@@ -16,13 +16,13 @@ import numpy as np
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
-from ..errors import AdvsegError
-from ._data import DataPanel
-from ._explore import ExplorePanel
-from ._export import ExportPanel
-from ._model import AttackSession, volume_from_layer
-from ._train import TrainPanel
-from ._workers import JobRegistry, WorkerError
+from napari_advseg.errors import AdvsegError
+from napari_advseg.widgets._data import DataPanel
+from napari_advseg.widgets._explore import ExplorePanel
+from napari_advseg.widgets._export import ExportPanel
+from napari_advseg.widgets._model import AttackSession, volume_from_layer
+from napari_advseg.widgets._train import TrainPanel
+from napari_advseg.widgets._workers import JobRegistry, WorkerError
 
 CLOSE_TIMEOUT_S = 300.0
 """How long closing waits for a running training step to finish and its checkpoint to be written."""

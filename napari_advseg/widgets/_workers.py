@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 from qtpy.QtCore import Qt
 
-from ..errors import AdvsegError
+from napari_advseg.errors import AdvsegError
 
 
 class WorkerError(Exception):

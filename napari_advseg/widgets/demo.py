@@ -17,7 +17,7 @@ WIDGET = "Adversarial attack"
 
 def organ_slice(labels: np.ndarray) -> int:
     """The middle one of the slices that show any organ (the middle slice without any)."""
-    from ..volume import organ_slices
+    from napari_advseg.io.nifti import organ_slices
 
     slices = organ_slices(labels)
     if slices.size == 0:
@@ -45,7 +45,7 @@ def build_scene(viewer):
         reference.visible = False
     widget.tabs.setCurrentWidget(widget.explore)
     widget.explore.render_now()
-    from ._layers import ADVERSARIAL_SEG
+    from napari_advseg.widgets._layers import ADVERSARIAL_SEG
 
     if ADVERSARIAL_SEG in viewer.layers:  # its controls (opacity, contour) are the useful ones here
         viewer.layers.selection.active = viewer.layers[ADVERSARIAL_SEG]

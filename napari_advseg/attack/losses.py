@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .fields import dilate_mask
+from napari_advseg.attack.fields import dilate_mask
 
 
 def organ_mask(labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation: int) -> torch.Tensor:

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ORGAN_CLASSES
+from napari_advseg.data.organs import ORGAN_CLASSES
 
 __all__ = ["Phantom", "make_phantom", "LIVER", "SPLEEN", "KIDNEY_LEFT", "KIDNEY_RIGHT", "PANCREAS"]
 

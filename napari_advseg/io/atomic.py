@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .errors import AdvsegError, InputFileError
+from napari_advseg.errors import AdvsegError, InputFileError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:

@@ -44,11 +44,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ORGAN_CLASSES
-from .checkpoint import atomic_write
-from .device import resolve_device
-from .errors import AdvsegError, InputFileError
-from .unet import UNet2D
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.io.atomic import atomic_write
+from napari_advseg.device import resolve_device
+from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.models.unet import UNet2D
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -263,7 +263,7 @@ def make_target(
     ----------
     model : torch.nn.Module
         The network; moved to ``device`` and frozen **in place** (eval mode,
-        ``requires_grad=False``). :func:`napari_advseg.unet.train_unet` turns
+        ``requires_grad=False``). :func:`napari_advseg.models.unet.train_unet` turns
         gradients back on if it is trained further.
     class_names : sequence of str
         Name of each output channel.
@@ -632,7 +632,7 @@ def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
         raise InputFileError(
             path,
             "holds bare weights (a state_dict) without the network description; "
-            "save it with napari_advseg.target.save_target or export it as TorchScript",
+            "save it with napari_advseg.models.target.save_target or export it as TorchScript",
         )
     missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]
     if "format" in checkpoint and checkpoint["format"] != CHECKPOINT_FORMAT:

@@ -26,7 +26,7 @@ perturbations are projected on the L2 ball of radius ``rho * ||x_n||_2``.
 
 :data:`ATTACKS` maps names to callables with the uniform signature
 ``fn(x, y, target, rho, rng, **options)``; :func:`evaluate_baseline` gives a
-report shaped like :func:`napari_advseg.evaluate.evaluate_attack`'s.
+report shaped like :func:`napari_advseg.evaluation.report.evaluate_attack`'s.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .evaluate import SUCCESS_DROP, OverlapCounter, summarise_dice
-from .fields import apply_fields, fold_count, perceptibility_per_slice, upsample_field, warp_labels
-from .losses import organ_mask
+from napari_advseg.evaluation.report import SUCCESS_DROP, OverlapCounter, summarise_dice
+from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, upsample_field, warp_labels
+from napari_advseg.attack.losses import organ_mask
 
 __all__ = [
     "AttackResult",
@@ -406,7 +406,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         Clean slices, normalised intensity units.
     y : (N, H, W) integer tensor
         Reference labels.
-    target : napari_advseg.target.Target or callable
+    target : napari_advseg.models.target.Target or callable
         Frozen network, ``target(x)`` -> logits ``(N, C, H, W)``.
     rho : float
         Perceptibility per slice (Eq. 7, dimensionless).
@@ -571,7 +571,7 @@ def pgd_l2(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20
         Clean slices, normalised intensity units.
     y : (N, H, W) integer tensor
         Reference labels.
-    target : napari_advseg.target.Target or callable
+    target : napari_advseg.models.target.Target or callable
         Frozen network, ``target(x)`` -> logits ``(N, C, H, W)``.
     rho : float
         Perceptibility per slice (Eq. 7, dimensionless): the radius is
@@ -765,7 +765,7 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
         A key of :data:`ATTACKS`, or an attack with their signature (e.g.
         :func:`generator_attack` with its generator bound); its ``__name__``
         names it in the report.
-    target : napari_advseg.target.Target
+    target : napari_advseg.models.target.Target
         Frozen network (needs ``class_names`` and ``device``).
     volumes : sequence of (images (N, H, W) normalised, labels (N, H, W) integer)
         Each entry is one volume's test slices with their reference labels.

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import AttackConfig
-from .fields import apply_fields, fold_count, perceptibility_per_slice, warp_labels
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_labels
 
 SUCCESS_DROP = 0.30
 """Relative Dice decrease at which an attack on an organ counts as a success."""

@@ -1,13 +1,13 @@
 """napari reader: NIfTI CT volumes and label maps as Image and Labels layers.
 
-Every file is read with :func:`napari_advseg.volume.load_ct`, so an image and
+Every file is read with :func:`napari_advseg.io.nifti.load_ct`, so an image and
 a label map from the same voxel grid come out in the same canonical
 ``(Z, Y, X)`` order (inferior -> superior, anterior -> posterior, patient
 right -> left). ``layer.data[z]`` shown by napari with row 0 at the top is then
 an axial slice in the radiological convention: anterior up, the patient's
 left on the right of the screen.
 
-The layer's ``metadata`` keeps what the writer (:mod:`napari_advseg._writer`)
+The layer's ``metadata`` keeps what the writer (:mod:`napari_advseg._napari.writer`)
 needs to put the data back in the file's own orientation and header:
 
 ``advseg_kind``
@@ -17,7 +17,7 @@ needs to put the data back in the file's own orientation and header:
 ``advseg_affine``
     The canonical 4x4 affine (voxel ``(z, y, x)`` -> RAS+ mm) as nested lists.
 ``advseg_source``
-    The :class:`~napari_advseg.volume.SourceGeometry` of the file (stored
+    The :class:`~napari_advseg.io.nifti.SourceGeometry` of the file (stored
     affine, shape, header and orientation transform), kept in memory only.
 
 napari and nibabel are imported inside the functions, so that importing this
@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import AdvsegError, InputFileError
+from napari_advseg.errors import AdvsegError, InputFileError
 
 __all__ = [
     "CT_CONTRAST_LIMITS",
@@ -198,7 +198,7 @@ def _label_array(values: np.ndarray, path) -> np.ndarray:
 
 def _organ_colormap(n_values: int):
     """The shared organ colours as a napari colormap, or None when they do not cover the labels."""
-    from . import ORGAN_COLOURS
+    from napari_advseg.data.organs import ORGAN_COLOURS
 
     if n_values > len(ORGAN_COLOURS):
         return None
@@ -242,7 +242,7 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
     AdvsegError
         Unknown ``kind``.
     """
-    from .volume import load_ct
+    from napari_advseg.io.nifti import load_ct
 
     if kind is not None and kind not in KINDS:
         raise AdvsegError(f"unknown layer kind {kind!r}: choose one of {', '.join(KINDS)}")

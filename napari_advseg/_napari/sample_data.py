@@ -1,7 +1,7 @@
 """napari sample data: the shipped abdominal CT phantom, its labels, target and attack.
 
 The CT and the labels are read through the plugin's reader
-(:func:`napari_advseg._reader.read_layer`), so they carry the same metadata
+(:func:`napari_advseg._napari.reader.read_layer`), so they carry the same metadata
 and canonical orientation as files opened from disk and can be saved back
 with the plugin's writers. The CT layer's metadata also names the shipped
 target U-Net and trained generator checkpoints:
@@ -41,9 +41,9 @@ def abdomen_phantom() -> list[tuple]:
         and the command ``advseg make-sample`` that builds them), or cannot
         be read.
     """
-    from ._reader import read_layer
-    from .data import SAMPLE_FILES, sample_data_dir
-    from .errors import AdvsegError
+    from napari_advseg._napari.reader import read_layer
+    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.errors import AdvsegError
 
     folder = sample_data_dir()
     paths = {kind: folder / name for kind, name in SAMPLE_FILES.items()}

@@ -26,15 +26,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import file_sha256, load_torch_dict, save_torch
-from .config import AttackConfig
-from .device import resolve_device
-from .errors import AdvsegError
-from .fields import apply_fields, perceptibility, smoothness, warp_labels
-from .generator import AttackGenerator, Critic
-from .losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
+from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.device import resolve_device
+from napari_advseg.errors import AdvsegError
+from napari_advseg.attack.fields import apply_fields, perceptibility, smoothness, warp_labels
+from napari_advseg.models.generator import AttackGenerator, Critic
+from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
-from .unet import predict_labels
+from napari_advseg.models.unet import predict_labels
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 
@@ -86,7 +86,7 @@ class AttackTrainer:
     Parameters
     ----------
     config : AttackConfig
-    target : napari_advseg.target.Target
+    target : napari_advseg.models.target.Target
         The frozen segmentation network (``target(x)`` gives logits).
     images : (N, H, W) float array or tensor
         Training slices, normalised as the target expects.

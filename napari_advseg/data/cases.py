@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ORGAN_CLASSES
-from .errors import AdvsegError
-from .volume import CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.errors import AdvsegError
+from napari_advseg.io.nifti import CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
 
 SAMPLE_FILES = {
     "ct": "phantom_ct.nii.gz",
@@ -29,7 +29,7 @@ def sample_data_dir() -> Path:
     env = os.environ.get("ADVSEG_SAMPLE_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "sample_data"
+    return Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def sample_file(kind: str) -> Path:
@@ -98,9 +98,9 @@ def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | N
 
 
 def phantom_case(seed: int, normalisation: dict | None, shape=(48, 128, 128)) -> Case:
-    """A synthetic subject (``napari_advseg.phantom``) as a case."""
-    from .phantom import make_phantom
-    from .volume import volume_from_array
+    """A synthetic subject (``napari_advseg.data.phantom``) as a case."""
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.io.nifti import volume_from_array
 
     phantom = make_phantom(seed, shape)
     volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)

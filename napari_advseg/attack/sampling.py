@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write, file_sha256
-from .config import AttackConfig
-from .data import Case
-from .errors import AdvsegError
-from .evaluate import OverlapCounter, attack_slices, organ_row
-from .fields import fold_count, warp_image
-from .volume import save_volume
+from napari_advseg.io.atomic import atomic_write, file_sha256
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.data.cases import Case
+from napari_advseg.errors import AdvsegError
+from napari_advseg.evaluation.report import OverlapCounter, attack_slices, organ_row
+from napari_advseg.attack.fields import fold_count, warp_image
+from napari_advseg.io.nifti import save_volume
 
 OUTPUT_FILES = {
     "adversarial": "adversarial_hu.nii.gz",

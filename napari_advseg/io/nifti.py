@@ -50,8 +50,8 @@ import numpy as np
 from nibabel import orientations as nio
 from nibabel.filebasedimages import ImageFileError
 
-from . import ORGAN_CLASSES
-from .errors import AdvsegError, InputFileError
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.errors import AdvsegError, InputFileError
 
 __all__ = [
     "CANONICAL_AXCODES",

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import resolve_device
-from .errors import AdvsegError
+from napari_advseg.device import resolve_device
+from napari_advseg.errors import AdvsegError
 
 __all__ = [
     "UNet2D",
@@ -534,7 +534,7 @@ def predict_labels(
     ----------
     model : torch.nn.Module or callable
         A network mapping ``(B, 1, H, W)`` to logits ``(B, C, H, W)``, or any
-        callable doing so (e.g. a :class:`napari_advseg.target.Target`). A
+        callable doing so (e.g. a :class:`napari_advseg.models.target.Target`). A
         module is put in eval mode for the prediction and its previous mode is
         restored afterwards.
     images : np.ndarray or torch.Tensor
@@ -618,7 +618,7 @@ def dice_scores(
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
         raise AdvsegError(f"cannot score a prediction of shape {pred.shape} against a reference of shape {ref.shape}")
-    from .evaluate import OverlapCounter
+    from napari_advseg.evaluation.report import OverlapCounter
 
     counter = OverlapCounter(n_classes)
     counter.add(pred, ref)

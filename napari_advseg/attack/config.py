@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AdvsegError
+from napari_advseg.errors import AdvsegError
 
 FIELD_MODES = ("both", "phi", "bias")
 BIAS_MODES = ("additive", "multiplicative")

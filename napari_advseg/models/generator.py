@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import AttackConfig
-from .fields import apply_fields, perceptibility_per_slice, upsample_field
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice, upsample_field
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import AttackConfig
-from .evaluate import dice_per_organ, organ_row
-from .fields import apply_fields, fold_fraction, perceptibility, warp_labels
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.evaluation.report import dice_per_organ, organ_row
+from napari_advseg.attack.fields import apply_fields, fold_fraction, perceptibility, warp_labels
 
 
 @dataclass
@@ -49,7 +49,7 @@ class SliceExplorer:
     ----------
     generator : AttackGenerator (eval mode)
     config : its AttackConfig
-    target : napari_advseg.target.Target
+    target : napari_advseg.models.target.Target
     """
 
     def __init__(self, generator, config: AttackConfig, target):

@@ -1,0 +1,1 @@
+"""The napari face apart from the widgets: reader, writer, sample data (npe2 contributions)."""

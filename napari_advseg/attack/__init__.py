@@ -1,0 +1,1 @@
+"""The attack: configuration, fields, losses, training, exploring, whole-volume sampling, baselines."""
