@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from napari_advseg import __version__
+from napari_advseg.attack.config import FIELD_MODES
+from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.errors import AdvsegError
+from napari_advseg.io.nifti import DEFAULT_WINDOW, NORMALISATION_MODES
 
 DEFAULT_GAMMAS = "0.5,1.0,1.5,2.0,2.5,3.0"
 
@@ -62,7 +65,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -87,7 +90,7 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=d.gamma, help=f"attack strength, the masked CE aimed for (Eq. 4; default {d.gamma})")
     g.add_argument("--steps", type=_positive_int, default=d.steps, help=f"generator steps (default {d.steps})")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"slices per step (default {d.batch_size})")
-    g.add_argument("--fields", choices=["both", "phi", "bias"], default=d.fields,
+    g.add_argument("--fields", choices=list(FIELD_MODES), default=d.fields,
                    help="fields to learn: both, or the ablations phi (b = 0) and bias (phi = 0) (default both)")
     g.add_argument("--organs", help="comma-separated organs to attack, e.g. liver,pancreas (default: all)")
     g.add_argument("--alpha", type=float, default=d.alpha, help=f"smoothness weight of phi (Eq. 2; default {d.alpha})")
@@ -102,7 +105,7 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help=f"weight of the critic's realism term (default {d.lambda_real})")
     g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,
                    help="weight of the capped mode-seeking term that makes fields change with the latent code "
-                        f"(default {d.lambda_diversity:g}, off)")
+                        f"(default {d.lambda_diversity:g}, on; 0 turns it off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,
@@ -132,8 +135,6 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
         lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,
         attack_reduction=args.attack_reduction, lambda_diversity=args.lambda_diversity,
-        normalisation=target.normalisation.get("mode", "zscore"),
-        window=tuple(target.normalisation.get("window", (-200.0, 300.0))),
     )
 
 
@@ -379,9 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=int, default=96, help="patch side in pixels (default 96)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--base-channels", type=int, default=16, help="channels of the first U-Net level (default 16)")
-    p.add_argument("--normalisation", choices=["zscore", "window"], default="zscore",
+    p.add_argument("--normalisation", choices=list(NORMALISATION_MODES), default="zscore",
                    help="input normalisation: per-volume z-score, or an HU window mapped to [-1, 1] (default zscore)")
-    p.add_argument("--window", type=_window, default=(-200.0, 300.0), help="HU window LOW,HIGH (default -200,300)")
+    p.add_argument("--window", type=_window, default=DEFAULT_WINDOW,
+                   help="HU window LOW,HIGH, mapped to [-1, 1] (default %g,%g)" % DEFAULT_WINDOW)
     _add_common(p)
     p.set_defaults(func=cmd_train_target)
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from napari_advseg.errors import AdvsegError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+"""Device names a user may choose (``auto`` = cuda, then mps, then cpu); importing this needs no torch."""
 
 
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+def resolve_device(name: "str | torch.device | None" = "auto") -> "torch.device":
     """Turn a device name into a :class:`torch.device`.
 
     ``"auto"`` (or ``None``) picks CUDA when available, then Apple MPS, then
     the CPU. Asking for a device that this machine lacks raises
     :class:`AdvsegError` instead of failing later inside torch.
     """
+    import torch
+
     if isinstance(name, torch.device):
         return name
     name = (name or "auto").lower()

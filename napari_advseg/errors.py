@@ -18,3 +18,25 @@ class InputFileError(AdvsegError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def first_line(error: BaseException, path=None, limit: int = 300) -> str:
+    """An exception as one readable line: ``"Type: message"`` (the message's first line).
+
+    Parameters
+    ----------
+    error : BaseException
+        The exception to describe.
+    path : path-like, optional
+        A file the surrounding message names already; it is replaced by
+        "the file" inside the exception's text so it is not repeated.
+    limit : int
+        Longest line returned, in characters (longer ones end in "...").
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if path is not None:
+        for quoted in (f'"{path}"', f"'{path}'", str(path)):
+            text = text.replace(quoted, "the file")
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

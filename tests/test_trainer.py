@@ -187,9 +187,12 @@ def test_label_free_mode_and_bad_inputs(tmp_path):
 
 
 def test_config_round_trip_and_validation():
-    cfg = AttackConfig(organs=["liver"], window=(-100.0, 200.0))
+    cfg = AttackConfig(organs=["liver"], gamma=1.5, rho_max=0.05)
     again = AttackConfig.from_dict(cfg.to_dict())
     assert again == cfg
+    # checkpoints written before the normalisation moved to the target still load
+    legacy = {**cfg.to_dict(), "normalisation": "zscore", "window": [-200.0, 300.0], "extra": {}}
+    assert AttackConfig.from_dict(legacy) == cfg
     for bad in (dict(fields="x"), dict(critic="x"), dict(control_spacing=6), dict(gamma=-1), dict(batch_size=0)):
         with pytest.raises(AdvsegError):
             AttackConfig(**bad)

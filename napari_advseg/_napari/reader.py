@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.io.nifti import DEFAULT_WINDOW
 
 __all__ = [
     "CT_CONTRAST_LIMITS",
@@ -53,7 +54,7 @@ MAX_LABEL_VALUES = 64
 MAX_LABEL_VALUE = 65535
 """Largest value a file may hold to be read as labels (float32 holds it exactly)."""
 
-CT_CONTRAST_LIMITS: tuple[float, float] = (-200.0, 300.0)
+CT_CONTRAST_LIMITS: tuple[float, float] = DEFAULT_WINDOW
 """Initial display window of CT images: an abdominal soft-tissue window in HU."""
 
 KINDS = ("ct", "labels")

@@ -43,12 +43,12 @@ import torch.nn.functional as F
 
 from napari_advseg.evaluation.report import SUCCESS_DROP, OverlapCounter, summarise_dice
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, upsample_field, warp_labels
+from napari_advseg.attack.config import FIELD_MODES
 from napari_advseg.attack.losses import organ_mask
 
 __all__ = [
     "AttackResult",
     "ATTACKS",
-    "FIELD_CHOICES",
     "random_smooth_fields",
     "optimised_smooth_fields",
     "pgd_l2",
@@ -59,7 +59,6 @@ __all__ = [
     "evaluate_baseline",
 ]
 
-FIELD_CHOICES = ("both", "phi", "bias")
 """Which fields a field attack uses: both, the displacement alone or the bias alone."""
 
 _RHO_TOLERANCE = 1e-4
@@ -283,8 +282,8 @@ def _project_ball(delta: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
 
 
 def _check_fields(fields: str) -> None:
-    if fields not in FIELD_CHOICES:
-        raise ValueError(f"fields must be one of {FIELD_CHOICES}, got {fields!r}")
+    if fields not in FIELD_MODES:
+        raise ValueError(f"fields must be one of {FIELD_MODES}, got {fields!r}")
 
 
 def _fit_field_pair(x: torch.Tensor, coarse_phi: torch.Tensor | None, coarse_b: torch.Tensor | None,

@@ -7,7 +7,7 @@ paper leaves open are options here, each with its default.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from napari_advseg.errors import AdvsegError
@@ -17,7 +17,7 @@ BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
-NORMALISATION_MODES = ("zscore", "window")
+_RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
 
 
 @dataclass
@@ -107,9 +107,6 @@ class AttackConfig:
     batch_size: int = 8
     steps: int = 600
     seed: int = 0
-    normalisation: str = "zscore"
-    window: tuple[float, float] = (-200.0, 300.0)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,8 +120,6 @@ class AttackConfig:
             (self.attack_reduction in ATTACK_REDUCTIONS,
              f"attack_reduction must be one of {ATTACK_REDUCTIONS}, got {self.attack_reduction!r}"),
             (self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}"),
-            (self.normalisation in NORMALISATION_MODES,
-             f"normalisation must be one of {NORMALISATION_MODES}, got {self.normalisation!r}"),
             (self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}"),
             (self.rho_max is None or self.rho_max > 0, f"rho_max must be > 0 or None, got {self.rho_max}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
@@ -136,7 +131,6 @@ class AttackConfig:
             (self.critic_steps >= 0, f"critic_steps must be >= 0, got {self.critic_steps}"),
             (self.mask_dilation >= 0, f"mask_dilation must be >= 0, got {self.mask_dilation}"),
             (self.lr_generator > 0 and self.lr_critic > 0, "learning rates must be > 0"),
-            (self.window[0] < self.window[1], f"window must be (low, high) with low < high, got {self.window}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -153,20 +147,18 @@ class AttackConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (safe for JSON and ``torch.load(weights_only=True)``)."""
         data = dataclasses.asdict(self)
-        data["window"] = [float(v) for v in self.window]
         data["organs"] = None if self.organs is None else list(self.organs)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AttackConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        # Keys that older checkpoints wrote and nothing read (the target's normalisation lives with the target).
+        data = {k: v for k, v in data.items() if k not in _RETIRED_KEYS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise AdvsegError(f"unknown attack configuration keys: {', '.join(unknown)}")
-        values = dict(data)
-        if "window" in values:
-            values["window"] = tuple(float(v) for v in values["window"])
-        return cls(**values)
+        return cls(**data)
 
     def replace(self, **changes: Any) -> "AttackConfig":
         return dataclasses.replace(self, **changes)

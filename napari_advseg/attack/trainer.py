@@ -29,7 +29,7 @@ import torch.distributed as dist
 from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
-from napari_advseg.errors import AdvsegError
+from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.attack.fields import apply_fields, perceptibility, smoothness, warp_labels
 from napari_advseg.models.generator import AttackGenerator, Critic
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
@@ -367,7 +367,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "auto"
         generator = AttackGenerator(config)
         generator.load_state_dict(state["generator"])
     except (AdvsegError, RuntimeError, TypeError) as exc:
-        raise AdvsegError(f"{path}: generator weights do not fit its config ({str(exc).splitlines()[0]})") from None
+        raise AdvsegError(f"{path}: generator weights do not fit its config ({first_line(exc)})") from None
     generator.to(resolve_device(device)).eval()
     for p in generator.parameters():
         p.requires_grad_(False)

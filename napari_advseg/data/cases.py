@@ -13,7 +13,7 @@ import numpy as np
 
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.nifti import CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
+from napari_advseg.io.nifti import DEFAULT_WINDOW, CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
 
 SAMPLE_FILES = {
     "ct": "phantom_ct.nii.gz",
@@ -44,7 +44,7 @@ def sample_file(kind: str) -> Path:
 def scale_for(hu: np.ndarray, normalisation: dict | None) -> IntensityScale:
     """The intensity scaling a target expects (``{"mode": ..., "window": [lo, hi]}``)."""
     normalisation = normalisation or {"mode": "zscore"}
-    window = tuple(normalisation.get("window", (-200.0, 300.0)))
+    window = tuple(normalisation.get("window", DEFAULT_WINDOW))
     return fit_intensity_scale(hu, normalisation.get("mode", "zscore"), window)
 
 

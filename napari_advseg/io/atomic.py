@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.errors import AdvsegError, InputFileError, first_line
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
@@ -67,8 +67,7 @@ def load_torch_dict(path: str | os.PathLike, expected_format: str,
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds here: pickle, zip, unpickling policy
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputFileError(path, f"not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise InputFileError(path, f"not a readable PyTorch checkpoint ({first_line(exc, path, 200)})") from None
     if not isinstance(data, dict) or data.get("format") != expected_format:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InputFileError(path, f"not a {expected_format} checkpoint (found {found!r})")

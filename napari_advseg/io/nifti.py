@@ -51,7 +51,7 @@ from nibabel import orientations as nio
 from nibabel.filebasedimages import ImageFileError
 
 from napari_advseg.data.organs import ORGAN_CLASSES
-from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.errors import AdvsegError, InputFileError, first_line
 
 __all__ = [
     "CANONICAL_AXCODES",
@@ -209,16 +209,6 @@ def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
 # ---------------------------------------------------------------------------
 
 
-def _one_line(error: BaseException, path: os.PathLike | str | None = None) -> str:
-    """``"Type: message"`` on one line, without repeating ``path`` (already named)."""
-    text = str(error)
-    if path is not None:
-        for quoted in (f'"{path}"', f"'{path}'", str(path)):
-            text = text.replace(quoted, "the file")
-    text = " ".join(text.split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _is_broken_gzip(path: pathlib.Path) -> bool:
     """True when ``path`` starts like a gzip file but cannot be decompressed to the end."""
     try:
@@ -247,15 +237,15 @@ def _open_nifti(path: pathlib.Path) -> nibabel.Nifti1Image:
         if _is_broken_gzip(path):
             raise InputFileError(path, "could not be read: the gzip data are truncated or corrupt") from None
         raise InputFileError(
-            path, f"not a NIfTI file (.nii or .nii.gz) that nibabel can read ({_one_line(error, path)})"
+            path, f"not a NIfTI file (.nii or .nii.gz) that nibabel can read ({first_line(error, path)})"
         ) from None
     except (EOFError, zlib.error, OSError) as error:
         raise InputFileError(
-            path, f"could not be read: the file is truncated or corrupt ({_one_line(error, path)})"
+            path, f"could not be read: the file is truncated or corrupt ({first_line(error, path)})"
         ) from None
     except Exception as error:  # noqa: BLE001 - nibabel raises many kinds on bad headers
         raise InputFileError(
-            path, f"could not be read as NIfTI: bad or corrupt header ({_one_line(error, path)})"
+            path, f"could not be read as NIfTI: bad or corrupt header ({first_line(error, path)})"
         ) from None
     if not isinstance(image, nibabel.Nifti1Image):
         raise InputFileError(
@@ -296,10 +286,10 @@ def _read_data(path: pathlib.Path, image: nibabel.Nifti1Image, dtype=None) -> np
         raise
     except (EOFError, zlib.error, OSError, ValueError) as error:
         raise InputFileError(
-            path, f"could not read the voxel data: the file is truncated or corrupt ({_one_line(error, path)})"
+            path, f"could not read the voxel data: the file is truncated or corrupt ({first_line(error, path)})"
         ) from None
     except Exception as error:  # noqa: BLE001
-        raise InputFileError(path, f"could not read the voxel data ({_one_line(error, path)})") from None
+        raise InputFileError(path, f"could not read the voxel data ({first_line(error, path)})") from None
     return np.asarray(data)
 
 
@@ -726,7 +716,7 @@ def save_volume(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise AdvsegError(f"{path}: cannot create the output folder {folder} ({_one_line(error)})") from None
+        raise AdvsegError(f"{path}: cannot create the output folder {folder} ({first_line(error)})") from None
 
     data = np.asarray(array)
     if data.ndim not in (3, 4) or data.shape[:3] != like.shape:
@@ -775,7 +765,7 @@ def save_volume(
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - nibabel header errors
-        raise AdvsegError(f"{path}: cannot build the NIfTI image ({_one_line(error, path)})") from None
+        raise AdvsegError(f"{path}: cannot build the NIfTI image ({first_line(error, path)})") from None
 
     tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp{suffix}"
     try:
@@ -792,7 +782,7 @@ def save_volume(
             pass
         if isinstance(error, AdvsegError) or not isinstance(error, Exception):
             raise
-        raise AdvsegError(f"{path}: could not write the file ({_one_line(error, path)})") from error
+        raise AdvsegError(f"{path}: could not write the file ({first_line(error, path)})") from error
     return path
 
 
@@ -800,7 +790,11 @@ def save_volume(
 # Intensity scaling
 # ---------------------------------------------------------------------------
 
-_SCALE_MODES = ("zscore", "window")
+NORMALISATION_MODES = ("zscore", "window")
+"""How HU become network intensities: per-volume z-score, or an HU window mapped to [-1, 1]."""
+
+DEFAULT_WINDOW: tuple[float, float] = (-200.0, 300.0)
+"""The default soft-tissue HU window (window normalisation and the CT display range)."""
 
 
 @dataclass(frozen=True)
@@ -832,8 +826,8 @@ class IntensityScale:
     clip_high: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in _SCALE_MODES:
-            raise AdvsegError(f"unknown intensity scaling mode {self.mode!r}: choose one of {', '.join(_SCALE_MODES)}")
+        if self.mode not in NORMALISATION_MODES:
+            raise AdvsegError(f"unknown intensity scaling mode {self.mode!r}: choose one of {', '.join(NORMALISATION_MODES)}")
         try:
             offset, scale = float(self.offset), float(self.scale)
             low = None if self.clip_low is None else float(self.clip_low)
@@ -933,7 +927,7 @@ class IntensityScale:
 def fit_intensity_scale(
     hu,
     mode: str = "zscore",
-    window: tuple[float, float] = (-200.0, 300.0),
+    window: tuple[float, float] = DEFAULT_WINDOW,
 ) -> IntensityScale:
     """Choose the intensity scaling for a volume.
 
@@ -960,8 +954,8 @@ def fit_intensity_scale(
         Unknown mode, empty or non-finite data, a constant volume (standard
         deviation 0) in ``'zscore'`` mode, or a window with ``low >= high``.
     """
-    if mode not in _SCALE_MODES:
-        raise AdvsegError(f"unknown intensity scaling mode {mode!r}: choose one of {', '.join(_SCALE_MODES)}")
+    if mode not in NORMALISATION_MODES:
+        raise AdvsegError(f"unknown intensity scaling mode {mode!r}: choose one of {', '.join(NORMALISATION_MODES)}")
     values = np.asarray(hu)
     if values.size == 0:
         raise AdvsegError("cannot fit an intensity scale to an empty volume")

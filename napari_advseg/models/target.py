@@ -47,7 +47,8 @@ from torch import nn
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.device import resolve_device
-from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.io.nifti import NORMALISATION_MODES
+from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.unet import UNet2D
 
 __all__ = [
@@ -72,11 +73,9 @@ CHECKPOINT_VERSION = 1
 TORCHSCRIPT_META_FILE = "advseg.json"
 """Name of the extra file holding class names and normalisation in a TorchScript archive."""
 TORCHSCRIPT_META_FORMAT = "napari-advseg-torchscript"
-NORMALISATION_MODES = ("zscore", "window")
-"""Known input normalisations: ``{"mode": "zscore"}`` (per-volume zero mean,
-unit standard deviation) and ``{"mode": "window", "window": [lo, hi]}`` (HU
-clipped to ``[lo, hi]`` and scaled to ``[0, 1]``)."""
 DEFAULT_NORMALISATION: dict = {"mode": "zscore"}
+"""A target's input normalisation when its file names none. The others: ``{"mode": "window",
+"window": [lo, hi]}`` (HU clipped to ``[lo, hi]`` and mapped linearly to ``[-1, 1]``)."""
 VALIDATION_SIZE = 64
 """Height and width (pixels) of the test input :func:`load_target` uses."""
 
@@ -301,12 +300,6 @@ def make_target(
 # --------------------------------------------------------------------------
 
 
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
     """Check that the network's output fits the class names and the input size.
 
@@ -334,7 +327,7 @@ def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
     except Exception as error:  # noqa: BLE001 - any failure of a foreign model is reported
         raise _target_error(
             target.path,
-            f"the model fails on a single-channel (1, 1, {height}, {width}) test image: {_first_line(error)}",
+            f"the model fails on a single-channel (1, 1, {height}, {width}) test image: {first_line(error)}",
         ) from None
     if not isinstance(out, torch.Tensor):
         raise _target_error(
@@ -527,7 +520,7 @@ def export_torchscript(
                     compiled = torch.jit.trace(cpu_model, example, check_trace=False)
                 except Exception as error:  # noqa: BLE001
                     raise AdvsegError(
-                        f"cannot export {path}: the network can be neither scripted nor traced: {_first_line(error)}"
+                        f"cannot export {path}: the network can be neither scripted nor traced: {first_line(error)}"
                     ) from None
     compiled = freeze(compiled)
     validate_target(
@@ -659,7 +652,7 @@ def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
         with torch.random.fork_rng(devices=[]):
             model = UNet2D(**arch)
     except (TypeError, ValueError) as error:
-        raise InputFileError(path, f"has an invalid network description {arch!r}: {_first_line(error)}") from None
+        raise InputFileError(path, f"has an invalid network description {arch!r}: {first_line(error)}") from None
     state = checkpoint["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputFileError(path, "has an invalid state_dict (expected a dict of tensors)")
@@ -696,7 +689,7 @@ def _read_torchscript(path: Path, device: torch.device) -> tuple[nn.Module, dict
             warnings.simplefilter("ignore", DeprecationWarning)
             model = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as error:  # noqa: BLE001
-        raise InputFileError(path, f"looks like a TorchScript model but cannot be loaded: {_first_line(error)}") from None
+        raise InputFileError(path, f"looks like a TorchScript model but cannot be loaded: {first_line(error)}") from None
     raw = extra[TORCHSCRIPT_META_FILE]
     if not raw:
         return model, {}

@@ -6,10 +6,10 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                             QVBoxLayout, QWidget)
 
+from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.widgets._layers import is_output
 
 NO_LABELS = "none (label-free)"
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # as napari_advseg.device (which imports torch)
 MODEL_FILTER = "PyTorch models (*.pt *.pth *.ts *.zip);;All files (*)"
 
 

@@ -229,10 +229,5 @@ class AttackSession:
             raise AdvsegError("; ".join(hints[name] for name in lacking) + " first (Data and model tab)")
 
     def make_config(self, **settings: Any) -> AttackConfig:
-        """An AttackConfig from the Train tab's settings, with the target's normalisation."""
-        norm = self.target.normalisation if self.target is not None else {"mode": "zscore"}
-        values = dict(settings)
-        values["normalisation"] = norm.get("mode", "zscore")
-        if "window" in norm:
-            values["window"] = tuple(float(v) for v in norm["window"])
-        return AttackConfig(**values)
+        """An AttackConfig from the Train tab's settings."""
+        return AttackConfig(**settings)

@@ -16,7 +16,7 @@ import numpy as np
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
-from napari_advseg.errors import AdvsegError
+from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.widgets._data import DataPanel
 from napari_advseg.widgets._explore import ExplorePanel
 from napari_advseg.widgets._export import ExportPanel
@@ -88,8 +88,7 @@ class AttackWidget(QWidget):
         if isinstance(error, (AdvsegError, WorkerError)):  # already one readable line
             text = str(error)
         else:
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            text = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+            text = first_line(error)
         show_error(text)
 
     def notify_info(self, text: str) -> None:

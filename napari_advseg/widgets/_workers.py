@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 from qtpy.QtCore import Qt
 
-from napari_advseg.errors import AdvsegError
+from napari_advseg.errors import AdvsegError, first_line
 
 
 class WorkerError(Exception):
@@ -30,8 +30,7 @@ def _drive(inner: Iterator):
     try:
         return (yield from inner)
     except RuntimeError as exc:
-        raise WorkerError(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                          ) from exc
+        raise WorkerError(first_line(exc)) from exc
 
 
 class Job:
