@@ -19,7 +19,8 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import phantom_case
 from napari_advseg.evaluation.report import format_table
 from napari_advseg.models.target import load_target
-from napari_advseg.workflows import evaluate_case, phantom_training_data, train_attack, train_target
+from napari_advseg.attack.training import train_generator
+from napari_advseg.workflows import evaluate_case, phantom_training_data, train_target
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     for i, changes in enumerate(args.configs):
         config = AttackConfig(steps=args.steps).replace(**json.loads(changes))
         start = time.perf_counter()
-        trainer, _ = train_attack(config, target, images, labels, f"{args.out}/cfg{i}", device=args.device,
+        trainer, _ = train_generator(config, target, images, labels, f"{args.out}/cfg{i}", device=args.device,
                                   checkpoint_every=0)
         seconds = time.perf_counter() - start
         report = evaluate_case(trainer.generator.eval(), config, target, test, samples=2)

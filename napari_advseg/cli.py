@@ -230,7 +230,7 @@ def cmd_train_target(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from napari_advseg.workflows import train_attack
+    from napari_advseg.attack.training import train_generator
 
     target = _load_target(args)
     case = _case(args, target)
@@ -244,8 +244,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar = _Bar(max(config.steps - start_step, 0) + start_step, f"train generator (gamma {config.gamma:g})",
                args.quiet, initial=start_step)
     try:
-        trainer, out = train_attack(config, target, images, labels, args.out, device=args.device,
-                                    resume=args.resume, checkpoint_every=args.checkpoint_every,
+        trainer, out = train_generator(config, target, images, labels, args.out, device=args.device,
+                                       resume=args.resume, steps=config.steps, checkpoint_every=args.checkpoint_every,
                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
     except KeyboardInterrupt:
         bar.close()
@@ -278,7 +278,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from napari_advseg.workflows import evaluate_case, sweep_rows, train_attack, write_report
+    from napari_advseg.attack.training import train_generator
+    from napari_advseg.workflows import evaluate_case, sweep_rows, write_report
 
     target = _load_target(args)
     case = _case(args, target)
@@ -294,8 +295,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_dir = out / label.replace(" ", "_").replace("(", "").replace(")", "")
         bar = _Bar(config.steps, label, args.quiet)
         start = time.perf_counter()
-        trainer, _ = train_attack(config, target, images, labels, run_dir, device=args.device,
-                                  progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
+        trainer, _ = train_generator(config, target, images, labels, run_dir, device=args.device,
+                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
         train_seconds = time.perf_counter() - start
         bar.close()
         generator = trainer.generator.eval()

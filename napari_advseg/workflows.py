@@ -21,8 +21,9 @@ from napari_advseg.io.atomic import atomic_write
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case, sample_data_dir, SAMPLE_FILES
 from napari_advseg.errors import AdvsegError
-from napari_advseg.evaluation.report import dice_per_organ, evaluate_attack, format_table
-from napari_advseg.attack.trainer import AttackTrainer
+from napari_advseg.evaluation.metrics import dice_per_organ
+from napari_advseg.evaluation.report import evaluate_attack, format_table
+from napari_advseg.attack.training import train_generator
 
 Progress = Callable[[dict[str, Any]], None] | None
 
@@ -71,29 +72,6 @@ def phantom_training_data(normalisation: dict, subjects: Sequence[int] = TRAININ
     """Slices and labels of several phantom subjects, each normalised per volume."""
     cases = [phantom_case(seed, normalisation, shape) for seed in subjects]
     return (np.concatenate([c.images for c in cases]), np.concatenate([c.labels for c in cases]))
-
-
-def train_attack(config: AttackConfig, target, images: np.ndarray, labels: np.ndarray | None,
-                 out_dir: str | os.PathLike, *, device: str = "auto", resume: str | os.PathLike | None = None,
-                 checkpoint_every: int = 50, progress: Progress = None) -> tuple[AttackTrainer, Path]:
-    """Train (or resume) a generator; checkpoints go to ``out_dir/generator.pt``.
-
-    A checkpoint is written every ``checkpoint_every`` steps, at the end, and
-    when the loop is interrupted (Ctrl-C), so no finished step is lost.
-    """
-    out = Path(out_dir) / "generator.pt"
-    if resume is not None:
-        trainer = AttackTrainer.resume(resume, target, images, labels, device, steps=config.steps)
-    else:
-        trainer = AttackTrainer(config, target, images, labels, device)
-    try:
-        for metrics in trainer.run(checkpoint_path=out, checkpoint_every=checkpoint_every):
-            if progress is not None:
-                progress(metrics)
-    except KeyboardInterrupt:
-        trainer.save_checkpoint(out)
-        raise
-    return trainer, out
 
 
 def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: str = "all",
@@ -170,7 +148,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     start = time.perf_counter()
     with_progress = report_step("generator")
     attack_images, attack_labels = phantom_training_data(normalisation, ATTACK_SUBJECTS)
-    trainer, _ = train_attack(config, target, attack_images, attack_labels, out, device=device,
+    trainer, _ = train_generator(config, target, attack_images, attack_labels, out, device=device,
                               checkpoint_every=100, progress=with_progress)
     attack_seconds = time.perf_counter() - start
     generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_advseg.evaluation.report import SUCCESS_DROP, OverlapCounter, summarise_dice
+from napari_advseg.evaluation.metrics import SUCCESS_DROP, OverlapCounter
+from napari_advseg.evaluation.report import summarise_dice
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, upsample_field, warp_labels
 from napari_advseg.attack.config import FIELD_MODES
 from napari_advseg.attack.losses import organ_mask

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.evaluation.report import dice_per_organ, organ_row
+from napari_advseg.attack.apply import adversarial_hu, target_input_range
+from napari_advseg.evaluation.metrics import dice_per_organ, organ_row
 from napari_advseg.attack.fields import apply_fields, fold_fraction, perceptibility, warp_labels
 
 
@@ -22,7 +23,8 @@ from napari_advseg.attack.fields import apply_fields, fold_fraction, perceptibil
 class SliceView:
     """Everything the viewer shows for one slice and one latent code.
 
-    adversarial : (H, W) normalised intensities
+    adversarial : (H, W) the network's input, normalised intensities
+    adversarial_hu : (H, W) HU of the adversarial slice (None unless the slice's HU were given)
     displacement : (2, H, W) pixels (dy, dx)
     bias : (H, W) normalised units
     clean_segmentation, adversarial_segmentation : (H, W) uint8, or None when not asked for
@@ -40,6 +42,7 @@ class SliceView:
     organs: dict = field(default_factory=dict)
     rho: float = math.nan
     fold_fraction: float = 0.0
+    adversarial_hu: np.ndarray | None = None
 
 
 class SliceExplorer:
@@ -50,12 +53,19 @@ class SliceExplorer:
     generator : AttackGenerator (eval mode)
     config : its AttackConfig
     target : napari_advseg.models.target.Target
+    scale : IntensityScale, optional
+        The volume's scaling for the target. With it and a slice's HU
+        (:meth:`set_slice`), views carry the adversarial HU and are segmented
+        from them, exactly as ``advseg sample`` writes them (attack.apply).
     """
 
-    def __init__(self, generator, config: AttackConfig, target):
+    def __init__(self, generator, config: AttackConfig, target, scale=None):
         self.generator = generator.eval()
         self.config = config
         self.target = target
+        self.scale = scale
+        self.input_range = target_input_range(target)
+        self._hu: np.ndarray | None = None
         self.device = next(generator.parameters()).device
         self._x: torch.Tensor | None = None
         self._features: torch.Tensor | None = None
@@ -68,9 +78,11 @@ class SliceExplorer:
         return self.config.latent_dim
 
     @torch.no_grad()
-    def set_slice(self, image: np.ndarray, labels: np.ndarray | None = None) -> None:
-        """Encode a normalised slice ``(H, W)``; labels ``(H, W)`` are its reference (optional)."""
+    def set_slice(self, image: np.ndarray, labels: np.ndarray | None = None, hu: np.ndarray | None = None) -> None:
+        """Encode a normalised slice ``(H, W)``; labels ``(H, W)`` are its reference (optional);
+        ``hu`` ``(H, W)`` its Hounsfield units (used with the explorer's ``scale``)."""
         x = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None].to(self.device)
+        self._hu = None if hu is None or self.scale is None else np.asarray(hu, np.float32)[None]
         self._x = x
         self._features, self._stats = self.generator.encode(x)
         self._clean = self.target(x.to(self.target.device)).argmax(dim=1).to(self.device)
@@ -103,7 +115,7 @@ class SliceExplorer:
 
         z_phi, z_b = self.generator.latent_codes(self._stats, deviates(eps_phi), deviates(eps_b), temperature)
         displacement, bias = self.generator.limit_rho(
-            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:])))
+            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:])), self.input_range)
         cfg = self.config
         use_phi = use_phi and cfg.use_phi
         use_bias = use_bias and cfg.use_bias
@@ -111,7 +123,13 @@ class SliceExplorer:
             displacement = torch.zeros_like(displacement)
         if not use_bias:
             bias = torch.zeros_like(bias)
-        x_adv = apply_fields(x, displacement if use_phi else None, bias if use_bias else None, cfg.bias_mode)
+        x_adv = apply_fields(x, displacement if use_phi else None, bias if use_bias else None, cfg.bias_mode,
+                             self.input_range)
+        hu_adv = None
+        if self._hu is not None:
+            hu_adv = adversarial_hu(self._hu, x_adv[:, 0].cpu().numpy(),
+                                    displacement.cpu().numpy() if use_phi else None, self.scale)
+            x_adv = torch.as_tensor(self.scale.apply(hu_adv))[:, None].to(self.device)
         reference = self._labels if self._labels is not None else self._clean
         warped = warp_labels(reference, displacement) if use_phi else reference
         view = SliceView(
@@ -123,6 +141,7 @@ class SliceExplorer:
             warped_reference=warped[0].to(torch.uint8).cpu().numpy(),
             rho=float(perceptibility(x_adv, x)),
             fold_fraction=fold_fraction(displacement),
+            adversarial_hu=None if hu_adv is None else hu_adv[0],
         )
         if segment:
             adv_seg = self.target(x_adv.to(self.target.device)).argmax(dim=1).cpu()

@@ -54,16 +54,28 @@ def warp_labels(labels: torch.Tensor, displacement: torch.Tensor) -> torch.Tenso
 
 
 def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
-                 bias: torch.Tensor | None, bias_mode: str = "additive") -> torch.Tensor:
-    """The adversarial image ``g(x; phi, b)``: ``T(x; phi) + b`` or ``T(x; phi) * exp(b)``."""
+                 bias: torch.Tensor | None, bias_mode: str = "additive",
+                 input_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """The adversarial image ``g(x; phi, b)`` (Eq. 1): ``T(x; phi) + b`` or ``T(x; phi) * exp(b)``.
+
+    ``input_range`` (low, high), in normalised units, is what the target can
+    see: a window-normalised target clips HU to its window before the network,
+    so an image brighter than the window's top looks like the top to it. The
+    result is clipped to that range, so that the image G is trained and scored
+    on is the one any exported HU volume gives the network back (see
+    :mod:`napari_advseg.attack.apply`). None (z-score targets): no clipping.
+    """
     out = image if displacement is None else warp_image(image, displacement)
-    if bias is None:
-        return out
-    if bias_mode == "additive":
-        return out + bias
-    if bias_mode == "multiplicative":
-        return out * torch.exp(bias)
-    raise ValueError(f"unknown bias_mode {bias_mode!r}")
+    if bias is not None:
+        if bias_mode == "additive":
+            out = out + bias
+        elif bias_mode == "multiplicative":
+            out = out * torch.exp(bias)
+        else:
+            raise ValueError(f"unknown bias_mode {bias_mode!r}")
+    if input_range is not None:
+        out = out.clamp(float(input_range[0]), float(input_range[1]))
+    return out
 
 
 def upsample_field(coarse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -10,21 +10,18 @@ error the files of this call are removed again.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from napari_advseg.io.atomic import atomic_write, file_sha256
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
-from napari_advseg.evaluation.report import OverlapCounter, attack_slices, organ_row
-from napari_advseg.attack.fields import fold_count, warp_image
+from napari_advseg.attack.apply import attack_volume, run_attack_volume
 from napari_advseg.io.nifti import save_volume
 
 OUTPUT_FILES = {
@@ -75,58 +72,10 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     if index.size == 0 or index.min() < 0 or index.max() >= n_slices:
         raise AdvsegError(f"slice indices must lie in 0..{n_slices - 1}")
 
-    shape = case.volume.shape
-    adversarial_hu = case.volume.hu.astype(np.float32, copy=True)
-    segmentation = np.zeros(shape, np.uint8)
-    clean_segmentation = np.zeros(shape, np.uint8)
-    warped_reference = None if case.labels is None else case.labels.copy()
-    displacement = np.zeros(shape + (2,), np.float32)
-    bias = np.zeros(shape, np.float32)
-    n_classes = len(target.class_names)
-    clean_counter, adv_counter = OverlapCounter(n_classes), OverlapCounter(n_classes)
-    rhos: list[float] = []
-    z_codes: list[list[float]] = []
-    folded = checked = 0
-    rng = torch.Generator().manual_seed(seed)
-    device = next(generator.parameters()).device
-    images = case.images[index]
-    labels = None if case.labels is None else case.labels[index]
+    stream = attack_volume(generator, config, target, case, slices=index, seed=seed, temperature=temperature,
+                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size)
+    result = run_attack_volume(stream, progress)
 
-    for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
-                                temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b):
-        z = index[result.start:result.start + len(result.rho)]
-        hu = torch.as_tensor(case.volume.hu[z])[:, None].to(device)
-        disp, b = result.displacement.to(device), result.bias.to(device)
-        # The fields act on HU directly: the same image the network saw, without clipping loss.
-        warped = warp_image(hu, disp) if config.use_phi else hu
-        bias_hu = b * case.scale.scale
-        if config.bias_mode == "additive":
-            adv = warped + (bias_hu if config.use_bias else 0.0)
-        else:
-            adv = warped * (torch.exp(b) if config.use_bias else 1.0)
-        adversarial_hu[z] = adv[:, 0].cpu().numpy()
-        segmentation[z] = result.pred_adv.numpy().astype(np.uint8)
-        clean_segmentation[z] = result.pred_clean.numpy().astype(np.uint8)
-        displacement[z] = result.displacement.permute(0, 2, 3, 1).numpy()
-        bias[z] = (bias_hu if config.bias_mode == "additive" else torch.exp(b))[:, 0].cpu().numpy()
-        if warped_reference is not None:
-            warped_reference[z] = result.warped_reference.numpy().astype(np.uint8)
-            clean_counter.add(result.pred_clean, torch.as_tensor(case.labels[z]))
-            adv_counter.add(result.pred_adv, result.warped_reference)
-        rhos.extend(result.rho.tolist())
-        z_codes.extend(torch.cat((result.z_phi, result.z_b), dim=1).tolist())
-        f, c = fold_count(result.displacement)
-        folded, checked = folded + f, checked + c
-        if progress is not None:
-            progress(len(result.rho))
-
-    organs = {}
-    if warped_reference is not None:
-        clean_dice, adv_dice = clean_counter.dice(), adv_counter.dice()
-        for c in range(1, n_classes):
-            if not math.isnan(clean_dice[c]):
-                organs[target.class_names[c]] = organ_row(clean_dice[c], adv_dice[c])
-    d = config.latent_dim
     sidecar: dict[str, Any] = {
         "ct": case.volume.path,
         "generator": generator_path,
@@ -139,28 +88,31 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "fixed_deviates": {"eps_phi": None if eps_phi is None else [float(v) for v in eps_phi],
                            "eps_b": None if eps_b is None else [float(v) for v in eps_b]},
         "slices": index.tolist(),
-        "latent_codes": {"z_phi": [row[:d] for row in z_codes], "z_b": [row[d:] for row in z_codes]},
-        "organs": organs,
-        "rho": float(np.mean(rhos)),
-        "fold_fraction": folded / checked if checked else 0.0,
-        "label_source": "reference" if warped_reference is not None else None,
+        "latent_codes": {"z_phi": result.z_phi, "z_b": result.z_b},
+        "organs": result.organs,
+        "rho": result.mean_rho,
+        "fold_fraction": result.fold_fraction,
+        "label_source": "reference" if result.warped_reference is not None else None,
         "intensity_scale": case.scale.to_dict(),
         "units": {
             "adversarial": "HU",
             "displacement": "pixels; component 0 along the canonical anterior->posterior axis, component 1 "
                             "along patient right->left (T(x)(p) = x(p + phi(p)))",
-            "bias": "HU (additive)" if config.bias_mode == "additive" else "factor exp(b) (multiplicative)",
+            "bias": "HU (additive)" if config.bias_mode == "additive"
+                    else "factor exp(b) on the normalised intensities (multiplicative)",
+            "intensity_scale": "network input = (clip(HU, clip_low, clip_high) - offset) / scale; the "
+                               "target's segmentation of adversarial_hu with this scale is adversarial_seg",
         },
         "files": {key: str(path.name) for key, path in paths.items()},
     }
 
     written: list[Path] = []
     try:
-        arrays = {"adversarial": (adversarial_hu, np.float32), "segmentation": (segmentation, np.uint8),
-                  "clean_segmentation": (clean_segmentation, np.uint8), "displacement": (displacement, np.float32),
-                  "bias": (bias, np.float32)}
-        if warped_reference is not None:
-            arrays["warped_reference"] = (warped_reference, np.uint8)
+        arrays = {"adversarial": (result.adversarial_hu, np.float32), "segmentation": (result.segmentation, np.uint8),
+                  "clean_segmentation": (result.clean_segmentation, np.uint8),
+                  "displacement": (result.displacement, np.float32), "bias": (result.bias, np.float32)}
+        if result.warped_reference is not None:
+            arrays["warped_reference"] = (result.warped_reference, np.uint8)
         for key, (array, dtype) in arrays.items():
             written.append(save_volume(array, case.volume, paths[key], dtype=dtype, overwrite=True))
         text = json.dumps(sidecar, indent=2)

@@ -30,6 +30,7 @@ from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.fields import apply_fields, perceptibility, smoothness, warp_labels
 from napari_advseg.models.generator import AttackGenerator, Critic
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
@@ -104,6 +105,7 @@ class AttackTrainer:
         if self.device.type == "cuda" and self.world_size > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.target = target
+        self.input_range = target_input_range(target)
         if getattr(target, "device", self.device) != self.device:
             target.model.to(self.device)
             target.device = self.device
@@ -165,11 +167,14 @@ class AttackTrainer:
                 torch.randn(n, d, generator=self.rng).to(self.device))
 
     def _adversarial(self, model: torch.nn.Module, x: torch.Tensor):
+        out = model(x, *self._noise(x.shape[0]), input_range=self.input_range)
+        return out, self._apply(x, out)
+
+    def _apply(self, x: torch.Tensor, out) -> torch.Tensor:
+        """Eq. 1 as the target sees it (clipped to its input range: see attack.apply)."""
         cfg = self.config
-        out = model(x, *self._noise(x.shape[0]))
-        x_adv = apply_fields(x, out.displacement if cfg.use_phi else None,
-                             out.bias if cfg.use_bias else None, cfg.bias_mode)
-        return out, x_adv
+        return apply_fields(x, out.displacement if cfg.use_phi else None, out.bias if cfg.use_bias else None,
+                            cfg.bias_mode, self.input_range)
 
     # ------------------------------------------------------------------ steps
     def _critic_step(self) -> dict[str, float]:
@@ -207,11 +212,10 @@ class AttackTrainer:
             # diversity term, which rewards fields that change with the code (sliders that do something).
             n = x.shape[0]
             eps_phi, eps_b = self._noise(2 * n)
-            both = self.generator_ddp(torch.cat((x, x)), eps_phi, eps_b)
+            both = self.generator_ddp(torch.cat((x, x)), eps_phi, eps_b, input_range=self.input_range)
             diversity = field_diversity(both, eps_phi, eps_b, cfg, n)
             out = both.first(n)
-            x_adv = apply_fields(x, out.displacement if cfg.use_phi else None,
-                                 out.bias if cfg.use_bias else None, cfg.bias_mode)
+            x_adv = self._apply(x, out)
         else:
             out, x_adv = self._adversarial(self.generator_ddp, x)
         y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y

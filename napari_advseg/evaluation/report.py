@@ -11,118 +11,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from napari_advseg.attack.apply import attack_slices
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_labels
-
-SUCCESS_DROP = 0.30
-"""Relative Dice decrease at which an attack on an organ counts as a success."""
-
-
-def dice_from_counts(intersection: float, predicted: float, reference: float) -> float:
-    """``2|A n B| / (|A| + |B|)``; NaN when the organ is absent from the reference."""
-    if reference == 0:
-        return math.nan
-    return 2.0 * intersection / (predicted + reference)
-
-
-class OverlapCounter:
-    """Accumulates per-class voxel counts over the slices of one volume."""
-
-    def __init__(self, n_classes: int):
-        self.n_classes = n_classes
-        self.intersection = np.zeros(n_classes, dtype=np.int64)
-        self.predicted = np.zeros(n_classes, dtype=np.int64)
-        self.reference = np.zeros(n_classes, dtype=np.int64)
-
-    def add(self, prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> None:
-        pred = torch.as_tensor(prediction).flatten().long().cpu()
-        ref = torch.as_tensor(reference).flatten().long().cpu()
-        n = self.n_classes
-        # values outside 0..n-1 belong to no scored class: negatives fold into background, larger
-        # values fall off the end of the counts
-        self.predicted += torch.bincount(pred.clamp(min=0), minlength=n).numpy()[:n]
-        self.reference += torch.bincount(ref.clamp(min=0), minlength=n).numpy()[:n]
-        same = pred[pred == ref]
-        self.intersection += torch.bincount(same.clamp(min=0), minlength=n).numpy()[:n]
-
-    def dice(self) -> dict[int, float]:
-        return {c: dice_from_counts(self.intersection[c], self.predicted[c], self.reference[c])
-                for c in range(1, self.n_classes)}
-
-
-def dice_per_organ(prediction, reference, class_names: Sequence[str]) -> dict[str, float]:
-    """Dice of each organ (class > 0) over a whole volume or slice stack; NaN where absent."""
-    counter = OverlapCounter(len(class_names))
-    counter.add(prediction, reference)
-    return {class_names[c]: d for c, d in counter.dice().items()}
-
-
-def organ_row(dice_clean: float, dice_adv: float) -> dict[str, Any]:
-    """One organ's entry of a report: clean and adversarial Dice, relative drop, success."""
-    drop = (dice_clean - dice_adv) / dice_clean if dice_clean > 0 else math.nan
-    return {"dice_clean": float(dice_clean), "dice_adv": float(dice_adv), "drop": float(drop),
-            "success": bool(dice_clean > 0 and dice_adv <= (1.0 - SUCCESS_DROP) * dice_clean)}
-
-
-@dataclass
-class SliceBatchResult:
-    """One batch of adversarial slices with everything the report and the files need."""
-
-    start: int
-    adversarial: torch.Tensor   # (B, 1, H, W) normalised
-    displacement: torch.Tensor  # (B, 2, H, W) pixels
-    bias: torch.Tensor          # (B, 1, H, W) normalised units
-    z_phi: torch.Tensor
-    z_b: torch.Tensor
-    pred_clean: torch.Tensor    # (B, H, W)
-    pred_adv: torch.Tensor      # (B, H, W)
-    warped_reference: torch.Tensor | None  # (B, H, W) or None without labels
-    rho: torch.Tensor           # (B,)
-
-
-@torch.no_grad()
-def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
-                  temperature: float = 1.0, rng: torch.Generator | None = None,
-                  eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
-                  ) -> Iterator[SliceBatchResult]:
-    """Apply G to slices batch by batch (streaming: one batch in memory at a time).
-
-    ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
-    deviates: fixed ``eps_*`` of shape (latent_dim,) when given, else drawn
-    from ``rng`` (standard normal), else the encoder's mean.
-    """
-    device = next(generator.parameters()).device
-    n = len(images)
-    for start in range(0, n, batch_size):
-        x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))[:, None].to(device)
-        b = x.shape[0]
-
-        def deviates(fixed: torch.Tensor | None) -> torch.Tensor | None:
-            if fixed is not None:
-                return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(b, -1).to(device)
-            if rng is not None:
-                return torch.randn(b, config.latent_dim, generator=rng).to(device)
-            return None
-
-        out = generator(x, deviates(eps_phi), deviates(eps_b), temperature)
-        x_adv = apply_fields(x, out.displacement if config.use_phi else None,
-                             out.bias if config.use_bias else None, config.bias_mode)
-        pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
-        pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
-        warped = None
-        if labels is not None:
-            y = torch.as_tensor(np.asarray(labels[start:start + batch_size])).long().to(device)
-            warped = (warp_labels(y, out.displacement) if config.use_phi else y).cpu()
-        yield SliceBatchResult(start, x_adv.cpu(), out.displacement.cpu(), out.bias.cpu(), out.z_phi.cpu(),
-                               out.z_b.cpu(), pred_clean, pred_adv, warped,
-                               perceptibility_per_slice(x_adv, x).cpu())
+from napari_advseg.attack.fields import fold_count
+from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
 
 
 def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[tuple[Any, Any]], *,

@@ -172,8 +172,8 @@ class AttackGenerator(nn.Module):
             bias = h.new_zeros((n, 1) + tuple(size))
         return displacement, bias
 
-    def limit_rho(self, x: torch.Tensor, displacement: torch.Tensor,
-                  bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def limit_rho(self, x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor,
+                  input_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Both fields of each slice times ``min(1, rho_max / rho)``: the hard budget of ``config.rho_max``.
 
         Repeated (at most ``_BUDGET_PASSES`` times) until every slice is within
@@ -187,7 +187,7 @@ class AttackGenerator(nn.Module):
             return displacement, bias
         for _ in range(_BUDGET_PASSES):
             adv = apply_fields(x, displacement if cfg.use_phi else None, bias if cfg.use_bias else None,
-                               cfg.bias_mode)
+                               cfg.bias_mode, input_range)
             rho = perceptibility_per_slice(adv, x)
             if bool((rho <= cfg.rho_max * 1.005).all()):
                 break
@@ -206,12 +206,15 @@ class AttackGenerator(nn.Module):
         return one(stats.mu_phi, stats.logvar_phi, eps_phi), one(stats.mu_b, stats.logvar_b, eps_b)
 
     def forward(self, x: torch.Tensor, eps_phi: torch.Tensor | None = None,
-                eps_b: torch.Tensor | None = None, temperature: float = 1.0) -> GeneratorOutput:
+                eps_b: torch.Tensor | None = None, temperature: float = 1.0,
+                input_range: tuple[float, float] | None = None) -> GeneratorOutput:
         """One pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
-        (the reparameterisation's noise, or slider positions); None uses the mean."""
+        (the reparameterisation's noise, or slider positions); None uses the mean.
+        ``input_range``: the target's visible intensities, for the rho budget
+        (:func:`napari_advseg.attack.fields.apply_fields`)."""
         h, stats = self.encode(x)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
-        displacement, bias = self.limit_rho(x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:])))
+        displacement, bias = self.limit_rho(x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:])), input_range)
         return GeneratorOutput(displacement, bias, z_phi, z_b, stats)
 
 

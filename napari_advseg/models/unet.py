@@ -618,7 +618,7 @@ def dice_scores(
     ref = np.asarray(ref)
     if pred.shape != ref.shape:
         raise AdvsegError(f"cannot score a prediction of shape {pred.shape} against a reference of shape {ref.shape}")
-    from napari_advseg.evaluation.report import OverlapCounter
+    from napari_advseg.evaluation.metrics import OverlapCounter
 
     counter = OverlapCounter(n_classes)
     counter.add(pred, ref)

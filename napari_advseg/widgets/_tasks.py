@@ -33,38 +33,15 @@ BODY_HU = -500.0
 def training_run(snapshot: Snapshot, config: AttackConfig | None, checkpoint: str | os.PathLike,
                  report: dict, resume_from: str | os.PathLike | None = None,
                  steps: int | None = None) -> Iterator[dict]:
-    """Train (or continue) a generator, yielding progress; the checkpoint is saved in ``finally``.
+    """Train (or continue) a generator in a worker thread: :func:`~napari_advseg.attack.training.training_events`
+    on the snapshot's case (its ``finally`` writes ``checkpoint`` on Stop, error or close)."""
+    from napari_advseg.attack.training import training_events
 
-    Runs in a worker thread. Yields ``{"kind": "ready", ...}`` once the trainer
-    exists (with its config and earlier history), then ``{"kind": "step",
-    "metrics": ..., "total": N}`` after each step. Whether it ends normally,
-    with an error, or is closed early (Stop, closing napari), the ``finally``
-    block writes ``checkpoint`` so no finished step is lost; ``report`` then
-    holds ``saved`` (the path), ``step`` and ``new_steps`` (or ``save_error``).
-    """
-    from napari_advseg.attack.trainer import AttackTrainer
-
-    case, target, device = snapshot.case, snapshot.target, snapshot.device
-    trainer = None
-    try:
-        if resume_from is not None:
-            changes = {} if steps is None else {"steps": int(steps)}
-            trainer = AttackTrainer.resume(resume_from, target, case.images, case.labels, device, **changes)
-        else:
-            trainer = AttackTrainer(config, target, case.images, case.labels, device)
-        report["start_step"] = trainer.step_count
-        yield {"kind": "ready", "config": trainer.config, "history": list(trainer.history),
-               "step": trainer.step_count, "total": trainer.config.steps, "labels": trainer.label_source}
-        for metrics in trainer.run():
-            yield {"kind": "step", "metrics": metrics, "total": trainer.config.steps}
-    finally:
-        if trainer is not None:
-            report["step"] = trainer.step_count
-            report["new_steps"] = trainer.step_count - report.get("start_step", 0)
-            try:
-                report["saved"] = str(trainer.save_checkpoint(checkpoint))
-            except Exception as exc:  # reported by the widget; the training error (if any) wins
-                report["save_error"] = exc
+    case = snapshot.case
+    for event in training_events(config, snapshot.target, case.images, case.labels, checkpoint,
+                                 device=snapshot.device, resume=resume_from, steps=steps, report=report):
+        event.pop("trainer", None)  # stays in the worker thread
+        yield event
 
 
 @dataclass
@@ -107,7 +84,7 @@ class SliceRenderer:
         self.revision = session.revision
         self.case = session.case
         self.config = session.config
-        self.explorer = SliceExplorer(session.generator, session.config, session.target)
+        self.explorer = SliceExplorer(session.generator, session.config, session.target, scale=session.case.scale)
         self.z: int | None = None
         self.latent: dict = {}
 
@@ -118,16 +95,15 @@ class SliceRenderer:
         z = int(np.clip(request.z, 0, case.volume.n_slices - 1))
         if self.z != z:
             labels = None if case.labels is None else case.labels[z]
-            self.explorer.set_slice(case.images[z], labels)
+            self.explorer.set_slice(case.images[z], labels, hu=case.volume.hu[z])
             self.latent = self.explorer.latent_mean_and_sigma()
             self.z = z
         view = self.explorer.render(request.eps_phi, request.eps_b, request.temperature,
                                     request.use_phi, request.use_bias, segment=True)
-        adversarial_hu = case.scale.to_hu(view.adversarial)
-        if config.bias_mode == "additive":
-            bias_display = (view.bias * case.scale.scale).astype(np.float32)
-        else:
-            bias_display = np.exp(view.bias).astype(np.float32)
+        from napari_advseg.attack.apply import bias_in_display_units
+
+        adversarial_hu = view.adversarial_hu
+        bias_display = bias_in_display_units(view.bias, config, case.scale)
         h, w = view.displacement.shape[1:]
         arrows = int(min(MAX_ARROWS, max(1, h * w // ARROW_SPACING ** 2)))
         vectors2, magnitude = displacement_vectors(view.displacement, max_arrows=arrows)
@@ -163,34 +139,31 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
                batch_size: int = 4) -> Iterator[tuple[int, int]]:
     """Attack every slice with fixed latent deviates; yields (slices done, total), returns arrays.
 
-    Returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
-    float32 and uint8 arrays (nothing is written to disk).
+    The same path as Export and ``advseg sample`` (:func:`~napari_advseg.attack.apply.attack_volume`):
+    returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
+    float32 and uint8 arrays, voxel for voxel what an export of the same code
+    writes (nothing is written to disk).
     """
-    from napari_advseg.evaluation.report import attack_slices
+    from napari_advseg.attack.apply import attack_volume
 
     case, generator, target = snapshot.case, snapshot.generator, snapshot.target
     mode = fields_mode(snapshot.config, use_phi, use_bias)
-    adversarial = case.volume.hu.astype(np.float32, copy=True)
-    segmentation = np.zeros(case.volume.shape, np.uint8)
     total = case.volume.n_slices
-    if mode is None:  # both fields off: the image is the CT; segment it once
-        config = snapshot.config
-        eps = np.zeros(config.latent_dim, np.float32)
-        stream = attack_slices(generator, config.replace(fields="both"), target, case.images, None,
-                               batch_size=batch_size, eps_phi=eps, eps_b=eps)
-        for result in stream:
-            n = len(result.rho)
-            segmentation[result.start:result.start + n] = result.pred_clean.numpy()
-            yield result.start + n, total
-        return adversarial, segmentation
-    config = snapshot.config.replace(fields=mode)
-    for result in attack_slices(generator, config, target, case.images, None, batch_size=batch_size,
-                                temperature=temperature, eps_phi=eps_phi, eps_b=eps_b):
-        n = len(result.rho)
-        adversarial[result.start:result.start + n] = case.scale.to_hu(result.adversarial[:, 0].numpy())
-        segmentation[result.start:result.start + n] = result.pred_adv.numpy()
-        yield result.start + n, total
-    return adversarial, segmentation
+    config = snapshot.config.replace(fields=mode or "both")
+    if mode is None:  # both fields off: the image is the CT; segment it
+        eps_phi = eps_b = np.zeros(config.latent_dim, np.float32)
+    stream = attack_volume(generator, config, target, case, temperature=temperature, eps_phi=eps_phi,
+                           eps_b=eps_b, batch_size=batch_size)
+    while True:
+        try:
+            done = next(stream)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        yield done, total
+    if mode is None:
+        return case.volume.hu.astype(np.float32, copy=True), result.clean_segmentation
+    return result.adversarial_hu, result.segmentation
 
 
 class Cancelled(Exception):

@@ -1,0 +1,257 @@
+"""Applying a trained generator: from its fields to the image the network sees, and to HU.
+
+One formula, used by every face: training and evaluation (normalised
+images), ``advseg sample``, the widget's Export and "Apply to whole volume",
+and the Explore layers. The HU volume a user exports is the image the network
+was scored on:
+
+1. ``x_adv = clip(T(x; phi) + b)`` (or ``clip(T(x; phi) * exp(b))``, the
+   multiplicative mode), in the target's normalised units, clipped to the
+   intensities the target can see (:func:`input_range`: a window target's
+   window; z-score targets see everything);
+2. ``hu_adv = scale.to_hu(x_adv)``, except where ``x_adv`` sits on a clip
+   bound: there the warped original HU beyond the bound are kept (bone stays
+   bone), since the network sees the bound either way (:func:`adversarial_hu`);
+3. the network's input for ``hu_adv`` is ``scale.apply(hu_adv)``: the target's
+   own normalisation with the volume's scale (written to every sidecar as
+   ``intensity_scale``). Segmentations and rho of written or displayed slices
+   are computed from that input, so running the target on an exported volume
+   gives the exported segmentation back, voxel for voxel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
+from napari_advseg.data.cases import scale_for
+from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
+
+
+def input_range(normalisation: dict | None) -> tuple[float, float] | None:
+    """The normalised intensities a target can see: ``(low, high)`` for a window target, else None.
+
+    A window target clips HU to its window before the network, so its inputs
+    lie in the window's image under the scaling ([-1, 1]); a z-score target's
+    inputs are unbounded.
+    """
+    normalisation = normalisation or {}
+    if normalisation.get("mode") != "window":
+        return None
+    scale = scale_for(np.zeros(1, np.float32), normalisation)
+    low, high = scale.apply(np.array([scale.clip_low, scale.clip_high], np.float32))
+    return float(low), float(high)
+
+
+def target_input_range(target) -> tuple[float, float] | None:
+    """:func:`input_range` of a target's normalisation (None for objects without one)."""
+    return input_range(getattr(target, "normalisation", None))
+
+
+def adversarial_hu(hu: np.ndarray, adversarial: np.ndarray, displacement: np.ndarray | None,
+                   scale) -> np.ndarray:
+    """Hounsfield units of adversarial slices (step 2 of the module's formula).
+
+    Parameters
+    ----------
+    hu : (B, H, W) float array
+        The clean slices in HU.
+    adversarial : (B, H, W) float array
+        ``x_adv`` in normalised units, clipped to the target's input range.
+    displacement : (B, 2, H, W) float array in pixels, or None (no deformation)
+    scale : IntensityScale
+        The volume's scaling for the target.
+
+    Returns
+    -------
+    (B, H, W) float32 array of HU.
+    """
+    out = scale.to_hu(adversarial)
+    if scale.clip_low is None and scale.clip_high is None:
+        return out
+    warped = np.asarray(hu, np.float32)
+    if displacement is not None:
+        warped = warp_image(torch.as_tensor(warped)[:, None], torch.as_tensor(displacement))[:, 0].numpy()
+    # At a clip bound the network saw the bound; the original tissue beyond it is kept.
+    if scale.clip_high is not None:
+        top = scale.apply(np.float32(scale.clip_high))
+        out = np.where(adversarial >= top, np.maximum(warped, np.float32(scale.clip_high)), out)
+    if scale.clip_low is not None:
+        bottom = scale.apply(np.float32(scale.clip_low))
+        out = np.where(adversarial <= bottom, np.minimum(warped, np.float32(scale.clip_low)), out)
+    return out.astype(np.float32, copy=False)
+
+
+def bias_in_display_units(bias, config: AttackConfig, scale) -> np.ndarray:
+    """A bias field as shown and exported: HU for additive bias, the factor ``exp(b)`` for multiplicative."""
+    bias = np.asarray(bias, np.float32)
+    if config.bias_mode == "additive":
+        return (bias * np.float32(scale.scale)).astype(np.float32)
+    return np.exp(bias).astype(np.float32)
+
+
+@dataclass
+class SliceBatchResult:
+    """One batch of adversarial slices with everything the reports and the files need."""
+
+    start: int
+    adversarial: torch.Tensor   # (B, 1, H, W) the network's input, normalised
+    displacement: torch.Tensor  # (B, 2, H, W) pixels; zero where the deformation is off
+    bias: torch.Tensor          # (B, 1, H, W) normalised units; zero where the bias is off
+    z_phi: torch.Tensor
+    z_b: torch.Tensor
+    pred_clean: torch.Tensor    # (B, H, W)
+    pred_adv: torch.Tensor      # (B, H, W)
+    warped_reference: torch.Tensor | None  # (B, H, W) or None without labels
+    rho: torch.Tensor           # (B,)
+    adversarial_hu: np.ndarray | None = None  # (B, H, W) HU, when the slices' HU were given
+
+
+@torch.no_grad()
+def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
+                  temperature: float = 1.0, rng: torch.Generator | None = None,
+                  eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
+                  hu: np.ndarray | None = None, scale=None) -> Iterator[SliceBatchResult]:
+    """Apply G to slices batch by batch (streaming: one batch in memory at a time).
+
+    ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
+    deviates: fixed ``eps_*`` of shape (latent_dim,) when given, else drawn
+    from ``rng`` (standard normal), else the encoder's mean. With ``hu``
+    (N, H, W) and the volume's ``scale``, each result carries the HU of the
+    adversarial slices and is segmented from them (the module's step 3).
+    """
+    device = next(generator.parameters()).device
+    limits = target_input_range(target)
+    n = len(images)
+    for start in range(0, n, batch_size):
+        x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))[:, None].to(device)
+        b = x.shape[0]
+
+        def deviates(fixed: torch.Tensor | None) -> torch.Tensor | None:
+            if fixed is not None:
+                return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(b, -1).to(device)
+            if rng is not None:
+                return torch.randn(b, config.latent_dim, generator=rng).to(device)
+            return None
+
+        out = generator(x, deviates(eps_phi), deviates(eps_b), temperature, input_range=limits)
+        displacement = out.displacement if config.use_phi else torch.zeros_like(out.displacement)
+        bias = out.bias if config.use_bias else torch.zeros_like(out.bias)
+        x_adv = apply_fields(x, displacement if config.use_phi else None, bias if config.use_bias else None,
+                             config.bias_mode, limits)
+        hu_adv = None
+        if hu is not None:
+            hu_adv = adversarial_hu(np.asarray(hu[start:start + b], np.float32), x_adv[:, 0].cpu().numpy(),
+                                    displacement.cpu().numpy() if config.use_phi else None, scale)
+            x_adv = torch.as_tensor(scale.apply(hu_adv))[:, None].to(device)
+        pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
+        pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
+        warped = None
+        if labels is not None:
+            y = torch.as_tensor(np.asarray(labels[start:start + batch_size])).long().to(device)
+            warped = (warp_labels(y, displacement) if config.use_phi else y).cpu()
+        yield SliceBatchResult(start, x_adv.cpu(), displacement.cpu(), bias.cpu(), out.z_phi.cpu(),
+                               out.z_b.cpu(), pred_clean, pred_adv, warped,
+                               perceptibility_per_slice(x_adv, x).cpu(), hu_adv)
+
+
+@dataclass
+class VolumeAttack:
+    """A whole volume attacked: arrays in canonical (Z, Y, X) order, and its figures.
+
+    Slices left out keep the CT (``adversarial_hu``) and are empty elsewhere.
+    """
+
+    slices: np.ndarray
+    adversarial_hu: np.ndarray           # float32 HU
+    segmentation: np.ndarray             # uint8, f(x_adv)
+    clean_segmentation: np.ndarray       # uint8, f(x)
+    warped_reference: np.ndarray | None  # uint8, T_nearest(y; phi); None without labels
+    displacement: np.ndarray             # (Z, Y, X, 2) float32 pixels
+    bias: np.ndarray                     # float32, display units (bias_in_display_units)
+    rho: list[float] = field(default_factory=list)
+    z_phi: list[list[float]] = field(default_factory=list)
+    z_b: list[list[float]] = field(default_factory=list)
+    folded: int = 0
+    checked: int = 0
+    organs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean_rho(self) -> float:
+        return float(np.mean(self.rho)) if self.rho else math.nan
+
+    @property
+    def fold_fraction(self) -> float:
+        return self.folded / self.checked if self.checked else 0.0
+
+
+def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequence[int] | None = None,
+                  seed: int = 0, temperature: float = 1.0, eps_phi=None, eps_b=None,
+                  batch_size: int = 4) -> Iterator[int]:
+    """Attack the slices of a case; yields the slices done after each batch, returns a :class:`VolumeAttack`.
+
+    The one path behind ``advseg sample``, the widget's Export and its "Apply
+    to whole volume": for the same code they give the same arrays. Latent
+    deviates: fixed ``eps_*`` (one code for every slice), else drawn per slice
+    from ``seed``.
+    """
+    n_slices = case.volume.n_slices
+    index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
+    shape = case.volume.shape
+    result = VolumeAttack(
+        slices=index, adversarial_hu=case.volume.hu.astype(np.float32, copy=True),
+        segmentation=np.zeros(shape, np.uint8), clean_segmentation=np.zeros(shape, np.uint8),
+        warped_reference=None if case.labels is None else case.labels.copy(),
+        displacement=np.zeros(shape + (2,), np.float32), bias=np.zeros(shape, np.float32))
+    n_classes = len(target.class_names)
+    clean_counter, adv_counter = OverlapCounter(n_classes), OverlapCounter(n_classes)
+    rng = torch.Generator().manual_seed(seed)
+    labels = None if case.labels is None else case.labels[index]
+    stream = attack_slices(generator, config, target, case.images[index], labels, batch_size=batch_size,
+                           temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b,
+                           hu=case.volume.hu[index], scale=case.scale)
+    done = 0
+    for batch in stream:
+        z = index[batch.start:batch.start + len(batch.rho)]
+        result.adversarial_hu[z] = batch.adversarial_hu
+        result.segmentation[z] = batch.pred_adv.numpy().astype(np.uint8)
+        result.clean_segmentation[z] = batch.pred_clean.numpy().astype(np.uint8)
+        result.displacement[z] = batch.displacement.permute(0, 2, 3, 1).numpy()
+        result.bias[z] = bias_in_display_units(batch.bias[:, 0].numpy(), config, case.scale)
+        if result.warped_reference is not None:
+            result.warped_reference[z] = batch.warped_reference.numpy().astype(np.uint8)
+            clean_counter.add(batch.pred_clean, torch.as_tensor(case.labels[z]))
+            adv_counter.add(batch.pred_adv, batch.warped_reference)
+        result.rho.extend(batch.rho.tolist())
+        result.z_phi.extend(batch.z_phi.tolist())
+        result.z_b.extend(batch.z_b.tolist())
+        f, c = fold_count(batch.displacement)
+        result.folded, result.checked = result.folded + f, result.checked + c
+        done += len(z)
+        yield done
+    if result.warped_reference is not None:
+        clean_dice, adv_dice = clean_counter.dice(), adv_counter.dice()
+        for c in range(1, n_classes):
+            if not math.isnan(clean_dice[c]):
+                result.organs[target.class_names[c]] = organ_row(clean_dice[c], adv_dice[c])
+    return result
+
+
+def run_attack_volume(stream: Iterator[int], progress=None) -> VolumeAttack:
+    """Drive :func:`attack_volume` to its end; ``progress(n)`` gets the slices done by each batch."""
+    done = 0
+    while True:
+        try:
+            now = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(now - done)
+        done = now
