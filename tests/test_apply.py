@@ -1,0 +1,143 @@
+"""One formula from generator output to HU: what is exported is what the network saw.
+
+The target here is an intensity-band network: each class wins in its own band
+of normalised intensity, so any difference between the image the network was
+scored on and the exported HU (re-normalised as the target expects) changes
+the segmentation. Its output is per-pixel, so batch sizes cannot blur the
+comparison.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_advseg.attack.apply import adversarial_hu, attack_volume, input_range, run_attack_volume
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.explore import SliceExplorer
+from napari_advseg.attack.sampling import sample_volume
+from napari_advseg.data.cases import make_case
+from napari_advseg.data.phantom import make_phantom
+from napari_advseg.io.nifti import IntensityScale, check_labels, load_ct, load_labels, volume_from_array
+from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.models.target import make_target
+
+NORMALISATIONS = {
+    "zscore": ({"mode": "zscore"}, (-1.5, -0.5, 0.0, 0.4, 0.8, 1.5)),
+    "window": ({"mode": "window", "window": [-200.0, 300.0]}, (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)),
+}
+
+
+class IntensityBands(nn.Module):
+    """Logit of class c = -((x - centre_c) / width)^2: class c wins near its centre."""
+
+    def __init__(self, centres, width: float = 0.2):
+        super().__init__()
+        self.register_buffer("centres", torch.tensor(centres, dtype=torch.float32).view(1, -1, 1, 1))
+        self.width = width
+
+    def forward(self, x):
+        return -((x - self.centres) / self.width) ** 2
+
+
+def _setup(normalisation_key: str, bias_mode: str, b_max: float = 0.6):
+    normalisation, centres = NORMALISATIONS[normalisation_key]
+    target = make_target(IntensityBands(centres), normalisation=normalisation, device="cpu")
+    phantom = make_phantom(2, (5, 64, 64))
+    volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
+    labels = check_labels(phantom.labels, volume, phantom.class_names)
+    case = make_case(volume, labels, target.normalisation)
+    config = AttackConfig(bias_mode=bias_mode, b_max=b_max, phi_max=3.0, latent_dim=4)
+    torch.manual_seed(1)
+    generator = AttackGenerator(config).eval()
+    with torch.no_grad():  # an untrained G decodes near-zero fields: give it strong, varied ones
+        for decoder in (generator.decoder_phi, generator.decoder_b):
+            for p in decoder.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return target, case, config, generator
+
+
+@pytest.mark.parametrize("normalisation_key", ["zscore", "window"])
+@pytest.mark.parametrize("bias_mode", ["additive", "multiplicative"])
+def test_exported_hu_gives_the_exported_segmentation_back(tmp_path, normalisation_key, bias_mode):
+    target, case, config, generator = _setup(normalisation_key, bias_mode)
+    sidecar = sample_volume(generator, config, target, case, tmp_path, seed=3, slices=[1, 2, 3])
+    hu = load_ct(tmp_path / "adversarial_hu.nii.gz").hu
+    exported_seg = load_labels(tmp_path / "adversarial_seg.nii.gz", load_ct(tmp_path / "adversarial_hu.nii.gz"))
+    scale = IntensityScale.from_dict(sidecar["intensity_scale"])
+    with torch.no_grad():
+        again = target(torch.as_tensor(scale.apply(hu))[:, None]).argmax(dim=1).numpy()
+    attacked = [1, 2, 3]
+    # the attack changed the image the network sees (else this test would prove nothing)
+    assert np.abs(hu[attacked] - case.volume.hu[attacked]).max() > 10.0
+    changed = (again[attacked] != target(torch.as_tensor(case.images[attacked])[:, None]).argmax(1).numpy())
+    assert changed.mean() > 0.01
+    assert np.array_equal(again[attacked], exported_seg[attacked])
+    # slices left out keep the CT exactly
+    assert np.array_equal(hu[[0, 4]], case.volume.hu[[0, 4]].astype(np.float32))
+    # the exported rho is the rho of the exported image, as the target sees it
+    x, x_adv = case.images[attacked], scale.apply(hu[attacked])
+    rho = np.mean([np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(x_adv, x)])
+    assert sidecar["rho"] == pytest.approx(rho, rel=1e-4)
+    assert json.loads((tmp_path / "sample.json").read_text())["intensity_scale"] == sidecar["intensity_scale"]
+
+
+def test_window_target_sees_no_more_than_its_window():
+    assert input_range({"mode": "zscore"}) is None
+    assert input_range({"mode": "window", "window": [-200.0, 300.0]}) == (-1.0, 1.0)
+    target, case, config, generator = _setup("window", "additive")
+    result = run_attack_volume(attack_volume(generator, config, target, case, eps_phi=np.full(4, 1.0),
+                                             eps_b=np.full(4, -1.0)))
+    x_seen = case.scale.apply(result.adversarial_hu)
+    assert x_seen.min() >= -1.0 and x_seen.max() <= 1.0
+    # bone and air beyond the window keep their HU where the attack leaves them at the bound
+    assert result.adversarial_hu.max() > 300.0 + 1.0 and result.adversarial_hu.min() < -200.0 - 1.0
+
+
+def test_adversarial_hu_keeps_tissue_beyond_the_bound_exactly():
+    scale = IntensityScale("window", offset=50.0, scale=250.0, clip_low=-200.0, clip_high=300.0)
+    hu = np.array([[[1000.0, 100.0, -900.0]]], np.float32)
+    x_adv = np.array([[[1.0, 0.2, -1.0]]], np.float32)
+    out = adversarial_hu(hu, x_adv, None, scale)
+    assert out.tolist() == [[[1000.0, 100.0, -900.0]]]
+    assert np.array_equal(scale.apply(out), x_adv)
+    # a bright pixel pulled down by the bias is shown as what the network saw
+    out = adversarial_hu(hu, np.array([[[0.6, 0.2, -1.0]]], np.float32), None, scale)
+    assert out[0, 0, 0] == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("normalisation_key", ["zscore", "window"])
+def test_apply_to_whole_volume_equals_export_and_explore(tmp_path, normalisation_key):
+    from napari_advseg.widgets._model import Snapshot
+    from napari_advseg.widgets._tasks import export_run, volume_run
+
+    target, case, config, generator = _setup(normalisation_key, "additive")
+    snapshot = Snapshot(case, target, generator, config, None, "cpu")
+    eps_phi, eps_b = np.array([1.0, -2.0, 0.5, 0.0]), np.array([-1.0, 2.5, 0.0, 1.0])
+    stream = volume_run(snapshot, eps_phi, eps_b, 1.0, True, True)
+    while True:
+        try:
+            next(stream)
+        except StopIteration as stop:
+            applied_hu, applied_seg = stop.value
+            break
+    export_run(snapshot, tmp_path, None, eps_phi, eps_b, 1.0, True, True)
+    exported = load_ct(tmp_path / "adversarial_hu.nii.gz")
+    assert np.array_equal(applied_hu, exported.hu)
+    assert np.array_equal(applied_seg, load_labels(tmp_path / "adversarial_seg.nii.gz", exported))
+
+    # The Explore layers: the same formula, one slice at a time. Against a volume run in batches of
+    # one slice it is exact; against batches of four, convolution round-off alone differs.
+    explorer = SliceExplorer(generator, config, target, scale=case.scale)
+    z = 2
+    explorer.set_slice(case.images[z], case.labels[z], hu=case.volume.hu[z])
+    view = explorer.render(eps_phi, eps_b)
+    one_by_one = run_attack_volume(attack_volume(generator, config, target, case, eps_phi=eps_phi, eps_b=eps_b,
+                                                 batch_size=1))
+    assert np.array_equal(view.adversarial_hu, one_by_one.adversarial_hu[z])
+    assert np.array_equal(view.adversarial_segmentation, one_by_one.segmentation[z])
+    assert np.allclose(view.adversarial_hu, applied_hu[z], atol=1.0)
