@@ -110,14 +110,20 @@ def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tu
 
 def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
                      attack_steps: int = 600, device: str = "auto", seed: int = 0, reuse_target: bool = False,
+                     shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
+                     attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
                      progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Build the shipped sample data from seeds: phantom volume, target U-Net, generator.
 
     - ``phantom_ct.nii.gz`` / ``phantom_labels.nii.gz``: phantom subject 0, the test volume;
-    - ``unet.pt``: a U-Net trained on phantom subjects 1-8, tested on subject 0;
-    - ``generator.pt``: a generator trained against it on subjects 1-24;
+    - ``unet.pt``: a U-Net trained on phantom subjects ``unet_subjects`` (1-8), tested on subject 0;
+    - ``generator.pt``: a generator trained against it on subjects ``attack_subjects`` (1-24);
     - ``sample.json``: the figures of both on subject 0.
+
+    ``shape`` (Z, Y, X), the subjects, steps and ``unet_patch`` default to
+    the shipped sample's; smaller ones make a quick check of the whole recipe.
     """
+    shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target import load_target
     from napari_advseg.attack.trainer import load_generator
@@ -126,30 +132,30 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     out = Path(out_dir) if out_dir is not None else sample_data_dir()
     out.mkdir(parents=True, exist_ok=True)
     normalisation = {"mode": "zscore"}
-    phantom = make_phantom(SAMPLE_SEED, PHANTOM_SHAPE)
+    phantom = make_phantom(SAMPLE_SEED, shape)
     volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
     save_volume(phantom.hu, volume, out / SAMPLE_FILES["ct"], dtype=np.int16, overwrite=True)
     save_volume(phantom.labels, volume, out / SAMPLE_FILES["labels"], dtype=np.uint8, overwrite=True)
     test = load_case(out / SAMPLE_FILES["ct"], out / SAMPLE_FILES["labels"], normalisation)
 
-    train_images, train_labels = phantom_training_data(normalisation)
+    train_images, train_labels = phantom_training_data(normalisation, unet_subjects, shape)
     report_step = (lambda stage: (lambda record: progress(stage, record))) if progress else (lambda stage: None)
     if reuse_target and (out / SAMPLE_FILES["target"]).is_file():
         unet_metrics = load_target(out / SAMPLE_FILES["target"], device).metrics
     else:
         unet_metrics = train_target(train_images, train_labels, test.images, test.labels,
                                     out / SAMPLE_FILES["target"], normalisation=normalisation, steps=unet_steps,
-                                    seed=seed, device=device,
+                                    seed=seed, device=device, patch_size=min(unet_patch, *shape[1:]),
                                     progress=report_step("unet"),
-                                    data_note=f"trained on phantom subjects {list(TRAINING_SUBJECTS)}, "
+                                    data_note=f"trained on phantom subjects {list(unet_subjects)}, "
                                               f"tested on subject {SAMPLE_SEED}")
     target = load_target(out / SAMPLE_FILES["target"], device)
     config = AttackConfig(steps=attack_steps, seed=seed)
     start = time.perf_counter()
     with_progress = report_step("generator")
-    attack_images, attack_labels = phantom_training_data(normalisation, ATTACK_SUBJECTS)
-    trainer, _ = train_generator(config, target, attack_images, attack_labels, out, device=device,
-                              checkpoint_every=100, progress=with_progress)
+    attack_images, attack_labels = phantom_training_data(normalisation, attack_subjects, shape)
+    train_generator(config, target, attack_images, attack_labels, out, device=device, checkpoint_every=100,
+                    progress=with_progress)
     attack_seconds = time.perf_counter() - start
     generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)

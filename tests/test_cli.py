@@ -111,7 +111,8 @@ def _bad_files(tmp_path, tiny_files):
     return files
 
 
-@pytest.mark.parametrize("kind,needle", [("missing", "not found"), ("corrupt", ""), ("text", ""),
+@pytest.mark.parametrize("kind,needle", [("missing", "not found"), ("corrupt", "not a NIfTI file"),
+                                         ("text", "not a NIfTI file"),
                                          ("2d", "3D"), ("4d", "3D"), ("nan", "NaN")])
 def test_bad_ct_gives_one_clear_line(kind, needle, tiny_files, tmp_path, capsys):
     bad = _bad_files(tmp_path, tiny_files)[kind]
@@ -122,7 +123,7 @@ def test_bad_ct_gives_one_clear_line(kind, needle, tiny_files, tmp_path, capsys)
     assert code == 2
     assert "Traceback" not in err
     assert err.startswith("advseg: error:") and len(err.strip().splitlines()) == 1
-    assert bad.name in err and needle.lower() in err.lower()
+    assert needle and bad.name in err and needle.lower() in err.lower()
     assert not out_dir.exists() or not any(out_dir.iterdir())  # no partial output
 
 

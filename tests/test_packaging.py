@@ -98,6 +98,52 @@ def test_core_modules_do_not_import_gui():
     )
 
 
+def test_napari_manifest_has_one_source():
+    """The manifest lives at the top of the repository; the package's copy is a link to it."""
+    top, packaged = REPO / "napari.yaml", PKG_DIR / "napari.yaml"
+    assert top.is_file() and not top.is_symlink()
+    assert packaged.is_symlink() and packaged.resolve() == top.resolve()
+
+
+def _npe2_plugins(env: dict, cwd: Path, *python_args: str) -> dict:
+    proc = subprocess.run([sys.executable, *python_args, "-m", "npe2", "list", "--format", "json"],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {entry["name"]: entry for entry in json.loads(proc.stdout)}
+
+
+@pytest.mark.slow
+def test_editable_install_and_built_wheel_expose_the_manifest_to_npe2(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The development (editable) install.
+    plugins = _npe2_plugins(env, REPO)
+    assert "napari-advseg" in plugins
+    assert plugins["napari-advseg"]["npe2"] is True
+
+    # A wheel built from this tree, installed into a folder of its own and run without the editable
+    # install's path hook (python -S skips .pth files): npe2 must find the plugin in the wheel alone.
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+                   check=True, capture_output=True, timeout=600, cwd=tmp_path)
+    wheel = next(wheels.glob("napari_advseg-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    assert (target / PKG / "napari.yaml").read_bytes() == (REPO / "napari.yaml").read_bytes()
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    env["PYTHONPATH"] = os.pathsep.join([str(target), site])
+    where = subprocess.run([sys.executable, "-S", "-c", "import napari_advseg; print(napari_advseg.__file__)"],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert where.stdout.strip().startswith(str(target)), where.stdout + where.stderr
+    plugins = _npe2_plugins(env, tmp_path, "-S")  # not from the repository: cwd is on sys.path
+    assert "napari-advseg" in plugins
+    assert plugins["napari-advseg"]["npe2"] is True
+
+
 def test_napari_manifest():
     yaml = pytest.importorskip("yaml")
     manifest = PKG_DIR / "napari.yaml"
