@@ -471,7 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            from napari_advseg.attack.trainer import shutdown_distributed
+
+            shutdown_distributed()
     except AdvsegError as exc:
         print(f"advseg: error: {exc}", file=sys.stderr)
         return 2

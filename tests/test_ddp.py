@@ -35,7 +35,7 @@ def test_two_process_training_keeps_ranks_in_sync(tiny_files, tmp_path):
         from napari_advseg.attack.config import AttackConfig
         from napari_advseg.data.cases import load_case
         from napari_advseg.models.target import load_target
-        from napari_advseg.attack.trainer import AttackTrainer
+        from napari_advseg.attack.trainer import AttackTrainer, shutdown_distributed
         target = load_target({str(tiny_files['target'])!r}, "cpu")
         case = load_case({str(tiny_files['ct'])!r}, {str(tiny_files['labels'])!r}, target.normalisation)
         cfg = AttackConfig(steps=3, batch_size=2, critic_steps=1, base_channels=4, critic_channels=4,
@@ -45,6 +45,7 @@ def test_two_process_training_keeps_ranks_in_sync(tiny_files, tmp_path):
         list(trainer.run(checkpoint_path={str(tmp_path / 'ckpt.pt')!r}))
         torch.save({{"generator": trainer.generator.state_dict(), "critic": trainer.critic.state_dict()}},
                    {str(tmp_path)!r} + f"/rank{{trainer.rank}}.pt")
+        shutdown_distributed()
     """))
     result = _torchrun([str(script)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

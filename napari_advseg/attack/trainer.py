@@ -51,6 +51,18 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group, if this process joined one (end of a ``torchrun`` job).
+
+    Without it gloo's threads can still be running while the interpreter
+    exits, which now and then aborts a rank ("terminate called without an
+    active exception") after all its work is done.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def field_diversity(out, eps_phi: torch.Tensor, eps_b: torch.Tensor, config: AttackConfig, n: int) -> torch.Tensor:
     """How much the fields change per unit change of the latent deviates (mode seeking), capped.
 
