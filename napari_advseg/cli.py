@@ -54,6 +54,16 @@ def _window(text: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers), got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 4:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers >= 4), got {text!r}")
+    return shape
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -352,7 +362,8 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
 
     summary = make_sample_data(args.out, unet_steps=args.unet_steps, attack_steps=args.steps,
                                device=args.device, seed=args.seed, reuse_target=args.reuse_target,
-                               progress=progress)
+                               shape=args.shape, unet_subjects=range(1, args.unet_subjects + 1),
+                               attack_subjects=range(1, args.attack_subjects + 1), progress=progress)
     for bar in bars.values():
         bar.close()
     _say(summary["table"])
@@ -459,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=600, help="generator training steps (default 600)")
     p.add_argument("--reuse-target", action="store_true",
                    help="keep an existing unet.pt in the folder instead of training it again")
+    p.add_argument("--shape", type=_shape, default=(48, 128, 128),
+                   help="phantom volume size Z,Y,X in voxels (default 48,128,128; smaller for a quick check)")
+    p.add_argument("--unet-subjects", type=_positive_int, default=8,
+                   help="the U-Net learns from phantom subjects 1..N (default 8)")
+    p.add_argument("--attack-subjects", type=_positive_int, default=24,
+                   help="the generator learns from phantom subjects 1..N (default 24)")
     _add_common(p)
     p.set_defaults(func=cmd_make_sample)
     return parser
