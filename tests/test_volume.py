@@ -14,18 +14,11 @@ from nibabel import orientations as nio
 
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.io.nifti import (
-    CTVolume,
-    IntensityScale,
-    check_labels,
-    fit_intensity_scale,
-    load_ct,
-    load_labels,
-    organ_slices,
-    save_volume,
-    split_slices,
-    volume_from_array,
-)
+from napari_advseg.data.intensity import IntensityScale, fit_intensity_scale
+from napari_advseg.data.slices import organ_slices, split_slices
+from napari_advseg.io.geometry import CTVolume, volume_from_array
+from napari_advseg.io.nifti import check_labels, load_ct, load_labels
+from napari_advseg.io.nifti_save import save_volume
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared/data/abdomen_ct"
 

@@ -25,7 +25,7 @@ from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.report import OverlapCounter, attack_slices, organ_row
 from napari_advseg.attack.fields import fold_count, warp_image
-from napari_advseg.io.nifti import save_volume
+from napari_advseg.io.nifti_save import save_volume
 
 OUTPUT_FILES = {
     "adversarial": "adversarial_hu.nii.gz",
