@@ -133,7 +133,10 @@ def machine() -> dict:
 def prepare_real(work: Path, size: int = 128) -> tuple[Path, Path]:
     """The real CT's organ slices, padded in-plane to ``size`` x ``size`` with air, as NIfTI in ``work``."""
     from napari_advseg.data.organs import ORGAN_CLASSES
-    from napari_advseg.io.nifti import load_ct, load_labels, organ_slices, save_volume, volume_from_array
+    from napari_advseg.data.slices import organ_slices
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti import load_ct, load_labels
+    from napari_advseg.io.nifti_save import save_volume
 
     ct_path, labels_path = work / "real_ct.nii.gz", work / "real_labels.nii.gz"
     if ct_path.is_file() and labels_path.is_file():
@@ -160,7 +163,8 @@ def prepare_real(work: Path, size: int = 128) -> tuple[Path, Path]:
 def prepare_tiny(work: Path) -> tuple[Path, Path]:
     """A tiny phantom (9 x 64 x 64), the dataset of ``--quick``."""
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.io.nifti import save_volume, volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti_save import save_volume
 
     ct_path, labels_path = work / "tiny_ct.nii.gz", work / "tiny_labels.nii.gz"
     if not ct_path.is_file():
@@ -174,7 +178,7 @@ def prepare_tiny(work: Path) -> tuple[Path, Path]:
 
 def dataset_files(args: argparse.Namespace, name: str) -> dict:
     """CT, labels and target of a dataset (the target may not exist yet: the ``target`` stage makes it)."""
-    from napari_advseg.data.cases import sample_file
+    from napari_advseg.data.samples import sample_file
 
     work = args.work / name
     if name in ("real", "tiny"):

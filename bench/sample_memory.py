@@ -27,8 +27,10 @@ def resampled_phantom(shape: tuple[int, int, int], path: Path) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from napari_advseg.data.cases import sample_file
-    from napari_advseg.io.nifti import load_ct, save_volume, volume_from_array
+    from napari_advseg.data.samples import sample_file
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti import load_ct
+    from napari_advseg.io.nifti_save import save_volume
 
     source = load_ct(sample_file("ct"))
     hu = torch.from_numpy(np.ascontiguousarray(source.hu, dtype=np.float32))[None, None]

@@ -28,7 +28,7 @@ def main() -> None:
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.widgets import AttackWidget
 

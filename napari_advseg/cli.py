@@ -19,7 +19,7 @@ from napari_advseg import __version__
 from napari_advseg.attack.config import FIELD_MODES
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.nifti import DEFAULT_WINDOW, NORMALISATION_MODES
+from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
 
 DEFAULT_GAMMAS = "0.5,1.0,1.5,2.0,2.5,3.0"
 
@@ -178,14 +178,14 @@ def _load_target(args: argparse.Namespace):
     """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
     if getattr(args, "ct", None) is None and getattr(args, "labels", None) is not None:
         raise AdvsegError("--labels was given without --ct")
-    from napari_advseg.data.cases import sample_file
+    from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target import load_target
 
     return load_target(args.target or sample_file("target"), args.device)
 
 
 def _load_generator(args: argparse.Namespace):
-    from napari_advseg.data.cases import sample_file
+    from napari_advseg.data.samples import sample_file
     from napari_advseg.attack.trainer import load_generator
 
     path = args.generator or sample_file("generator")
@@ -202,7 +202,8 @@ def _case(args: argparse.Namespace, target):
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_train_target(args: argparse.Namespace) -> int:
     from napari_advseg.data.organs import ORGAN_CLASSES
-    from napari_advseg.data.cases import load_case, phantom_case, sample_data_dir, SAMPLE_FILES
+    from napari_advseg.data.cases import load_case, phantom_case
+    from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
     from napari_advseg.workflows import phantom_training_data, train_target
 
     normalisation = {"mode": args.normalisation}

@@ -19,7 +19,8 @@ import numpy as np
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.data.cases import Case, load_case, phantom_case, sample_data_dir, SAMPLE_FILES
+from napari_advseg.data.cases import Case, load_case, phantom_case
+from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.metrics import dice_per_organ
 from napari_advseg.evaluation.report import evaluate_attack, format_table
@@ -127,7 +128,8 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target import load_target
     from napari_advseg.attack.trainer import load_generator
-    from napari_advseg.io.nifti import save_volume, volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti_save import save_volume
 
     out = Path(out_dir) if out_dir is not None else sample_data_dir()
     out.mkdir(parents=True, exist_ok=True)

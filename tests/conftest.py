@@ -43,7 +43,8 @@ def tiny_files(tmp_path_factory):
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target import save_target
     from napari_advseg.models.unet import UNet2D
-    from napari_advseg.io.nifti import save_volume, volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti_save import save_volume
 
     folder = tmp_path_factory.mktemp("tiny")
     phantom = make_phantom(3, (9, 64, 64))

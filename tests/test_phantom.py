@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_advseg.data.organs import ORGAN_CLASSES
-from napari_advseg.data.phantom import (KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, PANCREAS, SPLEEN, Phantom,
-                                   make_phantom)
+from napari_advseg.data.phantom import Phantom, make_phantom
+from napari_advseg.data.phantom_anatomy import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, PANCREAS, SPLEEN
 
 ORGANS = (LIVER, SPLEEN, KIDNEY_LEFT, KIDNEY_RIGHT, PANCREAS)
 SMALL = (16, 64, 64)

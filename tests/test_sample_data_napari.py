@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_advseg._napari.sample_data import CT_LAYER_NAME, LABELS_LAYER_NAME, abdomen_phantom
-from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
 from napari_advseg.errors import AdvsegError
 
 

@@ -42,7 +42,7 @@ def _sample_ready() -> bool:
 
     Call after ``make_napari_viewer()``, which registers the plugin's manifest.
     """
-    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
 
     if not all((sample_data_dir() / name).is_file() for name in SAMPLE_FILES.values()):
         return False
@@ -116,7 +116,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     import nibabel
 
     from napari_advseg.attack.trainer import GENERATOR_FORMAT
-    from napari_advseg.io.nifti import load_ct, volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.io.nifti import load_ct
     from napari_advseg.widgets import _layers as L
     from napari_advseg.widgets._train import IDLE, PAUSED
 
@@ -241,7 +242,7 @@ def _strong_generator(tiny, folder: Path) -> Path:
     from napari_advseg.data.cases import make_case
     from napari_advseg.models.target import load_target
     from napari_advseg.attack.trainer import AttackTrainer
-    from napari_advseg.io.nifti import volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
 
     target = load_target(tiny["target"], "cpu")
     volume = volume_from_array(tiny["hu"], SPACING)

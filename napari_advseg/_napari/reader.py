@@ -17,7 +17,7 @@ needs to put the data back in the file's own orientation and header:
 ``advseg_affine``
     The canonical 4x4 affine (voxel ``(z, y, x)`` -> RAS+ mm) as nested lists.
 ``advseg_source``
-    The :class:`~napari_advseg.io.nifti.SourceGeometry` of the file (stored
+    The :class:`~napari_advseg.io.geometry.SourceGeometry` of the file (stored
     affine, shape, header and orientation transform), kept in memory only.
 
 napari and nibabel are imported inside the functions, so that importing this
@@ -32,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.io.nifti import DEFAULT_WINDOW
+from napari_advseg.data.intensity import DEFAULT_WINDOW
 
 __all__ = [
     "CT_CONTRAST_LIMITS",

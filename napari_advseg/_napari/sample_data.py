@@ -42,7 +42,7 @@ def abdomen_phantom() -> list[tuple]:
         be read.
     """
     from napari_advseg._napari.reader import read_layer
-    from napari_advseg.data.cases import SAMPLE_FILES, sample_data_dir
+    from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
     from napari_advseg.errors import AdvsegError
 
     folder = sample_data_dir()

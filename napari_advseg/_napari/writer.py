@@ -1,18 +1,18 @@
 """napari writers: Image and Labels layers as NIfTI files in their source geometry.
 
 Layer data are in the canonical ``(Z, Y, X)`` order of
-:mod:`napari_advseg.io.nifti`. Where the layer came from the plugin's reader,
+:mod:`napari_advseg.io.geometry`. Where the layer came from the plugin's reader,
 its ``metadata`` holds the source file's geometry, and the file is written
 back in that file's own axis order, affine (sform and qform, with their codes)
-and header with :func:`napari_advseg.io.nifti.save_volume`, so it overlays the
+and header with :func:`napari_advseg.io.nifti_save.save_volume`, so it overlays the
 original exactly in any viewer. The geometry is taken from, in this order:
 
-1. ``metadata['advseg_source']`` (a :class:`~napari_advseg.io.nifti.SourceGeometry`)
+1. ``metadata['advseg_source']`` (a :class:`~napari_advseg.io.geometry.SourceGeometry`)
    when its grid has the layer's shape;
 2. ``metadata['advseg_affine']`` (the canonical 4x4 affine), written as a
    RAS-stored file with a fresh header;
 3. the layer's ``scale`` ``(dz, dy, dx)``, through
-   :func:`~napari_advseg.io.nifti.volume_from_array` (RAS-stored, voxel
+   :func:`~napari_advseg.io.geometry.volume_from_array` (RAS-stored, voxel
    ``(0, 0, 0)`` at the world origin; the layer's ``translate`` is ignored).
 
 Both writers overwrite an existing file: napari's save dialog has already
@@ -141,7 +141,7 @@ def _geometry_from_affine(array: np.ndarray, affine, path):
     """A CTVolume-like geometry that stores ``array`` RAS-ordered with the canonical ``affine``."""
     from nibabel import orientations as nio
 
-    from napari_advseg.io.nifti import CTVolume, SourceGeometry
+    from napari_advseg.io.geometry import CTVolume, SourceGeometry
 
     try:
         canonical_affine = np.array(affine, dtype=np.float64)
@@ -166,7 +166,7 @@ def _geometry_from_affine(array: np.ndarray, affine, path):
 
 def _like(array: np.ndarray, meta: dict, path):
     """The geometry to write ``array`` with (see the module docstring)."""
-    from napari_advseg.io.nifti import CTVolume, SourceGeometry, volume_from_array
+    from napari_advseg.io.geometry import CTVolume, SourceGeometry, volume_from_array
 
     metadata = meta.get("metadata") or {}
     source = metadata.get("advseg_source")
@@ -183,7 +183,7 @@ def _like(array: np.ndarray, meta: dict, path):
 
 
 def _save(array: np.ndarray, meta: dict, path, dtype, intent: str | None):
-    from napari_advseg.io.nifti import save_volume
+    from napari_advseg.io.nifti_save import save_volume
 
     path = os.fspath(path)
     return save_volume(array, _like(array, meta, path), path, dtype=dtype, overwrite=True, intent=intent)

@@ -31,7 +31,7 @@ import torch
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
-from napari_advseg.data.cases import scale_for
+from napari_advseg.data.intensity import scale_for
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
 
 

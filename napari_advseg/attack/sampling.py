@@ -22,7 +22,7 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import attack_volume, run_attack_volume
-from napari_advseg.io.nifti import save_volume
+from napari_advseg.io.nifti_save import save_volume
 
 OUTPUT_FILES = {
     "adversarial": "adversarial_hu.nii.gz",

@@ -1,7 +1,4 @@
-"""Cases: a CT volume, its reference labels and the normalised slices a target sees.
-
-Also where the shipped sample data lives, so that every command has defaults.
-"""
+"""Cases: a CT volume, its reference labels and the normalised slices a target sees."""
 
 from __future__ import annotations
 
@@ -11,41 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_advseg.data.intensity import IntensityScale, scale_for
 from napari_advseg.data.organs import ORGAN_CLASSES
-from napari_advseg.errors import AdvsegError
-from napari_advseg.io.nifti import DEFAULT_WINDOW, CTVolume, IntensityScale, check_labels, fit_intensity_scale, load_ct, load_labels, split_slices
-
-SAMPLE_FILES = {
-    "ct": "phantom_ct.nii.gz",
-    "labels": "phantom_labels.nii.gz",
-    "target": "unet.pt",
-    "generator": "generator.pt",
-}
-"""File names inside the sample-data folder."""
-
-
-def sample_data_dir() -> Path:
-    """The shipped ``sample_data/`` folder (``$ADVSEG_SAMPLE_DATA`` overrides it)."""
-    env = os.environ.get("ADVSEG_SAMPLE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "sample_data"
-
-
-def sample_file(kind: str) -> Path:
-    """Path of a shipped sample file; a clear error when it is missing."""
-    path = sample_data_dir() / SAMPLE_FILES[kind]
-    if not path.is_file():
-        raise AdvsegError(f"the shipped sample {kind} is missing ({path}); "
-                          "rebuild the sample data with `advseg make-sample`")
-    return path
-
-
-def scale_for(hu: np.ndarray, normalisation: dict | None) -> IntensityScale:
-    """The intensity scaling a target expects (``{"mode": ..., "window": [lo, hi]}``)."""
-    normalisation = normalisation or {"mode": "zscore"}
-    window = tuple(normalisation.get("window", DEFAULT_WINDOW))
-    return fit_intensity_scale(hu, normalisation.get("mode", "zscore"), window)
+from napari_advseg.data.samples import sample_file
+from napari_advseg.data.slices import split_slices
+from napari_advseg.io.geometry import CTVolume
+from napari_advseg.io.nifti import check_labels, load_ct, load_labels
 
 
 @dataclass
@@ -100,7 +68,7 @@ def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | N
 def phantom_case(seed: int, normalisation: dict | None, shape=(48, 128, 128)) -> Case:
     """A synthetic subject (``napari_advseg.data.phantom``) as a case."""
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.io.nifti import volume_from_array
+    from napari_advseg.io.geometry import volume_from_array
 
     phantom = make_phantom(seed, shape)
     volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)

@@ -9,22 +9,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, overwrite: bool = True,
+                 suffix: str | None = None) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    The rename is atomic on one file system, so readers see either the old
-    file or the whole new one; on any error the temporary file is removed.
+    The temporary file is flushed to disk (fsync) before the rename, and the
+    rename is atomic on one file system, so readers see either the old file
+    or the whole new one, even after a crash; on any error the temporary file
+    is removed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write. Missing parent folders are created.
+    write : callable
+        Writes the whole content to the path it is given.
+    overwrite : bool, optional
+        Replace an existing file (default); when False an existing file is an error.
+    suffix : str, optional
+        Ending of the temporary file's name, for writers that choose the
+        format by name (e.g. ``".nii.gz"``); default the suffixes of ``path``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     if not overwrite and path.exists():
         raise AdvsegError(f"{path}: exists already (use --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
+    if suffix is None:
+        suffix = "".join(path.suffixes) or ".tmp"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -33,6 +52,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         write(tmp)
+        with open(tmp, "rb+") as handle:  # rb+: Windows refuses fsync on a read-only handle
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -42,6 +63,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` through :func:`atomic_write`."""
+    import torch  # here, not at the top: the NIfTI writer uses this module and must not pull in torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -61,6 +84,8 @@ def load_torch_dict(path: str | os.PathLike, expected_format: str,
     Raises :class:`InputFileError` naming the file for a missing file, a file
     torch cannot read, or a dict of another format.
     """
+    import torch  # here, not at the top: see save_torch
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "file not found")

@@ -47,7 +47,7 @@ from torch import nn
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.device import resolve_device
-from napari_advseg.io.nifti import NORMALISATION_MODES
+from napari_advseg.data.intensity import NORMALISATION_MODES
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.unet import UNet2D
 

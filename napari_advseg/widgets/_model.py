@@ -27,7 +27,7 @@ CHECKPOINT_NAME = "generator.pt"
 
 
 def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name: str = "CT"):
-    """A :class:`~napari_advseg.io.nifti.CTVolume` for the data of an Image layer.
+    """A :class:`~napari_advseg.io.geometry.CTVolume` for the data of an Image layer.
 
     Parameters
     ----------
@@ -46,7 +46,7 @@ def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name:
     -------
     CTVolume
     """
-    from napari_advseg.io.nifti import CTVolume, volume_from_array
+    from napari_advseg.io.geometry import CTVolume, volume_from_array
 
     metadata = metadata or {}
     array = np.asarray(data)

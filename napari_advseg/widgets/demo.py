@@ -17,7 +17,7 @@ WIDGET = "Adversarial attack"
 
 def organ_slice(labels: np.ndarray) -> int:
     """The middle one of the slices that show any organ (the middle slice without any)."""
-    from napari_advseg.io.nifti import organ_slices
+    from napari_advseg.data.slices import organ_slices
 
     slices = organ_slices(labels)
     if slices.size == 0:
