@@ -6,6 +6,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                             QVBoxLayout, QWidget)
 
+from napari_advseg._napari import layers as meta
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.widgets._layers import is_output
 
@@ -100,7 +101,7 @@ class DataPanel(QWidget):
             self._ct_layers = cts
             self.ct_combo.clear()
             self.ct_combo.addItems([layer.name for layer in cts])
-            preferred = [layer for layer in cts if layer.metadata.get("advseg_kind") == "ct"]
+            preferred = [layer for layer in cts if meta.layer_kind(layer) == meta.CT]
             ct_ids = [_uid(layer) for layer in cts]
             if old_ids[0] in ct_ids:
                 self.ct_combo.setCurrentIndex(ct_ids.index(old_ids[0]))

@@ -26,41 +26,6 @@ CHECKPOINT_NAME = "generator.pt"
 """File name of the training checkpoint inside the checkpoint folder."""
 
 
-def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name: str = "CT"):
-    """A :class:`~napari_advseg.io.nifti.CTVolume` for the data of an Image layer.
-
-    Parameters
-    ----------
-    data : array_like
-        Canonical ``(Z, Y, X)`` Hounsfield units.
-    scale : sequence of float
-        The layer's scale (voxel size in mm along Z, Y, X).
-    metadata : dict or None
-        The layer's metadata; with ``advseg_source`` (set by the plugin's
-        reader) the volume keeps the geometry of the file it came from, so
-        that exports overlay that file.
-    name : str
-        Used in error messages when the layer is not a CT volume.
-
-    Returns
-    -------
-    CTVolume
-    """
-    from napari_advseg.io.nifti import CTVolume, volume_from_array
-
-    metadata = metadata or {}
-    array = np.asarray(data)
-    if array.ndim != 3:
-        raise AdvsegError(f"layer {name!r}: the attack needs a 3D (Z, Y, X) CT volume, got shape {array.shape}")
-    source = metadata.get("advseg_source")
-    affine = metadata.get("advseg_affine")
-    if source is not None and affine is not None:
-        volume = volume_from_array(array, scale, metadata.get("advseg_path") or name)
-        return CTVolume(volume.hu, np.asarray(affine, dtype=np.float64), volume.spacing, source,
-                        metadata.get("advseg_path"))
-    return volume_from_array(array, scale)
-
-
 def fields_mode(config: AttackConfig, use_phi: bool, use_bias: bool) -> str | None:
     """The ``fields`` setting for the switches of the Explore tab (None: both fields off)."""
     phi = use_phi and config.use_phi

@@ -16,11 +16,12 @@ import numpy as np
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
+from napari_advseg._napari import layers as meta
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.widgets._data import DataPanel
 from napari_advseg.widgets._explore import ExplorePanel
 from napari_advseg.widgets._export import ExportPanel
-from napari_advseg.widgets._model import AttackSession, volume_from_layer
+from napari_advseg.widgets._model import AttackSession
 from napari_advseg.widgets._train import TrainPanel
 from napari_advseg.widgets._workers import JobRegistry, WorkerError
 
@@ -146,7 +147,7 @@ class AttackWidget(QWidget):
         volume = self.session.volume
         try:
             if key != self._volume_key or volume is None:
-                volume = volume_from_layer(ct.data, ct.scale, ct.metadata, ct.name)
+                volume = meta.volume_from_layer(ct.data, ct.scale, ct.metadata, ct.name)
                 self._volume_key = key
             labels_layer = self.data.labels_layer()
             labels = None if labels_layer is None else np.asarray(labels_layer.data)
@@ -165,8 +166,8 @@ class AttackWidget(QWidget):
     def _auto_load(self, ct) -> None:
         """Load the target and generator named in a CT layer's metadata (the sample data has both)."""
         metadata = ct.metadata or {}
-        for key, current, load in (("advseg_target", self.session.target_path, self.session.load_target),
-                                   ("advseg_generator", self.session.generator_path, self.session.load_generator)):
+        for key, current, load in ((meta.TARGET, self.session.target_path, self.session.load_target),
+                                   (meta.GENERATOR, self.session.generator_path, self.session.load_generator)):
             path = metadata.get(key)
             if not path or (ct.unique_id, key) in self._auto_loaded:
                 continue
