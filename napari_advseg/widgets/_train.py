@@ -3,8 +3,9 @@
 Training runs in a generator thread_worker (``_model.training_run``) that
 yields each step's metrics; its ``finally`` block writes
 ``<checkpoint folder>/generator.pt``, so Stop and closing napari keep every
-finished step. When the job ends, the trained generator becomes the current
-one for Explore and Export.
+finished step. When the job ends, the trained generator becomes the session's
+current one (Explore and Export follow the session). The organ list follows
+the session's target, the plot the current generator's history while idle.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayou
                             QWidget)
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.widgets._model import CHECKPOINT_NAME, DEFAULT_CONFIG
+from napari_advseg.widgets._model import CHECKPOINT_NAME, DEFAULT_CONFIG, Subscriptions
 from napari_advseg.widgets._tasks import training_run
 from napari_advseg.widgets._plot import TrainingPlot
 
@@ -128,6 +129,25 @@ class TrainPanel(QWidget):
         self.resume_file_button.clicked.connect(self._browse_checkpoint)
         self.set_organs(owner.session.class_names[1:])
         self._set_state(IDLE)
+        self.subscriptions = Subscriptions()
+        self.subscriptions.connect(owner.session.target_changed, self._target_changed)
+        self.subscriptions.connect(owner.session.changed, self._session_changed)
+
+    # ------------------------------------------------------------------ session
+    def _target_changed(self) -> None:
+        if not self.owner.closing:
+            self.set_organs(self.owner.session.class_names[1:])
+
+    def _session_changed(self, *_args) -> None:
+        """While idle, the plot shows the current generator's training."""
+        session = self.owner.session
+        if not self.owner.closing and self.job is None and session.config is not None:
+            self.plot.set_history(session.generator_history, session.config.gamma)
+
+    def shutdown(self) -> None:
+        """Stop the plot's timer and stop listening to the session (the widget is closing)."""
+        self.subscriptions.disconnect_all()
+        self.plot.stop()
 
     # ------------------------------------------------------------------ settings
     def set_organs(self, names, checked=None) -> None:
@@ -314,4 +334,7 @@ class TrainPanel(QWidget):
             self.owner.notify_info(f"The checkpoint is already at step {step}: raise 'steps' to train further.")
         else:
             self.owner.notify_info(f"Training stopped at step {step}; checkpoint saved to {saved}")
-        self.owner.adopt_generator(saved)
+        try:  # the trained generator becomes the current one (Explore and Export follow)
+            self.owner.session.load_generator(saved)
+        except Exception as exc:
+            self.owner.notify_error(exc)
