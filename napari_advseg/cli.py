@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_advseg import __version__
-from napari_advseg.attack.config import FIELD_MODES
+from napari_advseg.attack.config import FIELD_MODES, GENERATOR_FILE
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
@@ -260,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
     except KeyboardInterrupt:
         bar.close()
-        _say(f"interrupted: checkpoint saved to {Path(args.out) / 'generator.pt'}")
+        _say(f"interrupted: checkpoint saved to {Path(args.out) / GENERATOR_FILE}")
         return 130
     bar.close()
     if trainer.history:
@@ -313,7 +313,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         generator = trainer.generator.eval()
         report = evaluate_case(generator, config, target, case, part=args.test_split, samples=args.samples,
                                seed=args.seed)
-        report["generator"] = str(run_dir / "generator.pt")
+        report["generator"] = str(run_dir / GENERATOR_FILE)
         report["train_seconds"] = train_seconds
         report["train_slices"] = int(len(images))
         rows.append((label, report))

@@ -368,3 +368,92 @@ def test_layer_changes_keep_the_case(make_napari_viewer, qtbot, tiny):
     assert widget.data.ct_layer().name == "CT" and widget.data.labels_layer().name == "reference"
     viewer.layers.remove("reference")
     assert widget.session.labels is None and widget.data.labels_layer() is None
+
+
+def test_session_batches_its_announcements(tiny):
+    """Each change is announced after it is made; inside ``batch`` once, at the end, in a fixed order."""
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.widgets._model import AttackSession, LatentChoice
+
+    session = AttackSession()
+    heard = []
+    for name in ("device_changed", "target_changed", "generator_changed", "volume_changed", "latent_changed"):
+        getattr(session, name).connect(lambda name=name: heard.append((name, session.revision)))
+    session.changed.connect(lambda what: heard.append(("changed", what)))
+    volume = volume_from_array(tiny["hu"], SPACING)
+
+    session.set_volume(volume, tiny["labels"])
+    assert heard == [("volume_changed", 1), ("changed", ("volume",))]
+    heard.clear()
+    with session.batch():
+        session.load_target(tiny["target"])
+        with session.batch():
+            session.clear_volume()
+            session.set_volume(volume, None)
+        assert heard == []  # nothing is announced before the outermost batch ends
+    assert heard == [("target_changed", 4), ("volume_changed", 4), ("changed", ("target", "volume"))]
+    heard.clear()
+    session.set_device("cpu")
+    assert [h[0] for h in heard] == ["device_changed", "target_changed", "changed"]
+    assert heard[-1] == ("changed", ("device", "target"))
+    heard.clear()
+    session.set_latent(LatentChoice(np.ones(2, np.float32), np.zeros(2, np.float32), 0.5))
+    assert heard == [("latent_changed", session.revision)] and session.latent.temperature == 0.5
+    assert session.subscriber_count() == 6
+
+
+def test_session_signals_reach_the_tabs(make_napari_viewer, qtbot, tiny, tmp_path):
+    """A generator loaded through the session alone reaches every tab; the Explore tab's choice reaches
+    the session (which the Export tab reads)."""
+    from napari_advseg.widgets import _layers as L
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    session, explore = widget.session, widget.explore
+    assert session.generator is None and not explore.phi_sliders.sliders
+    assert widget.export.last.maximum() == session.volume.n_slices - 1
+    assert "Load a CT, a target and a generator" in explore.slice_label.text()
+    path = _strong_generator(tiny, tmp_path)
+
+    session.load_generator(path)  # no widget or tab method is called
+
+    dim = session.config.latent_dim
+    assert dim > 0
+    assert len(explore.phi_sliders.sliders) == dim and len(explore.bias_sliders.sliders) == dim
+    assert explore.use_phi.isEnabled() == session.config.use_phi
+    assert explore.use_bias.isEnabled() == session.config.use_bias
+    assert widget.data.generator_edit.text() == str(path)
+    assert "generator: 1 training steps" in widget.data.info_label.text()
+    assert [m["step"] for m in widget.train.plot.history] == [m["step"] for m in session.generator_history]
+    assert session.latent.eps_phi.shape == (dim,)
+    qtbot.waitUntil(lambda: explore.last_result is not None and not explore.busy, timeout=30_000)
+    assert L.ADVERSARIAL in viewer.layers
+
+    explore.phi_sliders.sliders[0].setValue(25)
+    explore.use_bias.setChecked(False)
+    assert session.latent.eps_phi[0] == pytest.approx(2.5) and not session.latent.use_bias
+
+    viewer.layers.remove("reference")  # a new volume (label-free) reaches Data and Explore
+    assert session.labels is None and "label-free" in widget.data.info_label.text()
+    qtbot.waitUntil(lambda: not explore.busy and explore.pending is None, timeout=30_000)
+
+
+def test_tabs_do_not_reach_into_each_other():
+    """The tabs talk through the session: none touches another tab (or the widget's tab attributes)."""
+    import re
+
+    folder = Path(__file__).resolve().parents[1] / "napari_advseg" / "widgets"
+    pattern = re.compile(r"\b(owner|widget)\.(data|train|explore|export|tabs|panels)\b")
+    for name in ("_data.py", "_train.py", "_explore.py", "_export.py"):
+        text = (folder / name).read_text()
+        assert not pattern.search(text), f"{name}: {pattern.search(text).group(0)}"
+
+
+def test_closed_widget_leaves_no_session_subscribers(make_napari_viewer, qtbot, tiny):
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    session = widget.session
+    assert session.subscriber_count() > 0  # the tabs listen
+    widget.close()
+    assert widget.closing
+    assert {name: len(signal) for name, signal in session.signals().items()} == dict.fromkeys(session.SIGNALS, 0)
+    session.clear_volume()  # a change after closing reaches no tab (and raises nothing)
+    viewer.close()

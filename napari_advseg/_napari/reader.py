@@ -8,17 +8,9 @@ an axial slice in the radiological convention: anterior up, the patient's
 left on the right of the screen.
 
 The layer's ``metadata`` keeps what the writer (:mod:`napari_advseg._napari.writer`)
-needs to put the data back in the file's own orientation and header:
-
-``advseg_kind``
-    ``"ct"`` or ``"labels"``.
-``advseg_path``
-    The file read, as a string.
-``advseg_affine``
-    The canonical 4x4 affine (voxel ``(z, y, x)`` -> RAS+ mm) as nested lists.
-``advseg_source``
-    The :class:`~napari_advseg.io.geometry.SourceGeometry` of the file (stored
-    affine, shape, header and orientation transform), kept in memory only.
+needs to put the data back in the file's own orientation and header: its kind,
+the file, the canonical affine and the source geometry (the ``advseg_*``
+entries of :mod:`napari_advseg._napari.layers`).
 
 napari and nibabel are imported inside the functions, so that importing this
 module (which napari does when it looks for a reader) stays cheap.
@@ -31,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_advseg._napari import layers as meta
 from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.data.intensity import DEFAULT_WINDOW
 
@@ -57,8 +50,8 @@ MAX_LABEL_VALUE = 65535
 CT_CONTRAST_LIMITS: tuple[float, float] = DEFAULT_WINDOW
 """Initial display window of CT images: an abdominal soft-tissue window in HU."""
 
-KINDS = ("ct", "labels")
-"""Values of the ``advseg_kind`` metadata entry."""
+KINDS = meta.FILE_KINDS
+"""Values of the ``advseg_kind`` metadata entry of a layer read from a file."""
 
 LayerDataTuple = tuple
 
@@ -249,17 +242,12 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
         raise AdvsegError(f"unknown layer kind {kind!r}: choose one of {', '.join(KINDS)}")
     volume = load_ct(path)
     if kind is None:
-        kind = "labels" if looks_like_labels(volume.hu) else "ct"
+        kind = meta.LABELS if looks_like_labels(volume.hu) else meta.CT
     if name is None:
         name = layer_name(path) or os.path.basename(os.fspath(path))
-    metadata = {
-        "advseg_kind": kind,
-        "advseg_path": str(path),
-        "advseg_affine": np.asarray(volume.affine, dtype=np.float64).tolist(),
-        "advseg_source": volume.source,
-    }
+    metadata = meta.file_metadata(volume, kind, path)
     kwargs: dict = {"name": name, "scale": tuple(float(s) for s in volume.spacing), "metadata": metadata}
-    if kind == "labels":
+    if kind == meta.LABELS:
         data = _label_array(volume.hu, path)
         colormap = _organ_colormap(int(data.max()) + 1 if data.size else 1)
         if colormap is not None:

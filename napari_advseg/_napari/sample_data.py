@@ -4,15 +4,11 @@ The CT and the labels are read through the plugin's reader
 (:func:`napari_advseg._napari.reader.read_layer`), so they carry the same metadata
 and canonical orientation as files opened from disk and can be saved back
 with the plugin's writers. The CT layer's metadata also names the shipped
-target U-Net and trained generator checkpoints:
-
-``advseg_target``
-    Path (str) of ``unet.pt``, the frozen segmentation network to attack.
-``advseg_generator``
-    Path (str) of ``generator.pt``, a generator trained against it.
-
-The attack dock widget reads these two entries and makes them its current
-target and generator.
+target U-Net and trained generator checkpoints (``advseg_target``: ``unet.pt``,
+the frozen segmentation network to attack; ``advseg_generator``:
+``generator.pt``, a generator trained against it; see
+:mod:`napari_advseg._napari.layers`). The attack dock widget reads these two
+entries and makes them its current target and generator.
 """
 
 from __future__ import annotations
@@ -41,6 +37,7 @@ def abdomen_phantom() -> list[tuple]:
         and the command ``advseg make-sample`` that builds them), or cannot
         be read.
     """
+    from napari_advseg._napari.layers import with_models
     from napari_advseg._napari.reader import read_layer
     from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
     from napari_advseg.errors import AdvsegError
@@ -55,6 +52,5 @@ def abdomen_phantom() -> list[tuple]:
         )
     ct = read_layer(paths["ct"], kind="ct", name=CT_LAYER_NAME)
     labels = read_layer(paths["labels"], kind="labels", name=LABELS_LAYER_NAME)
-    ct[1]["metadata"]["advseg_target"] = str(paths["target"])
-    ct[1]["metadata"]["advseg_generator"] = str(paths["generator"])
+    with_models(ct[1]["metadata"], target=paths["target"], generator=paths["generator"])
     return [ct, labels]

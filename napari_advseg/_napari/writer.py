@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_advseg._napari.layers import AFFINE, SOURCE
 from napari_advseg.errors import AdvsegError
 
 __all__ = ["write_image", "write_labels"]
@@ -146,12 +147,12 @@ def _geometry_from_affine(array: np.ndarray, affine, path):
     try:
         canonical_affine = np.array(affine, dtype=np.float64)
     except (TypeError, ValueError):
-        raise AdvsegError(f"{path}: the layer's advseg_affine is not a 4x4 matrix of numbers") from None
+        raise AdvsegError(f"{path}: the layer's {AFFINE} is not a 4x4 matrix of numbers") from None
     if canonical_affine.shape != (4, 4) or not np.all(np.isfinite(canonical_affine)):
-        raise AdvsegError(f"{path}: the layer's advseg_affine is not a finite 4x4 matrix")
+        raise AdvsegError(f"{path}: the layer's {AFFINE} is not a finite 4x4 matrix")
     canonical_ornt = nio.io_orientation(canonical_affine)
     if not np.all(np.isfinite(canonical_ornt)) or min(_spacing(canonical_affine)) <= 0:
-        raise AdvsegError(f"{path}: the layer's advseg_affine is degenerate")
+        raise AdvsegError(f"{path}: the layer's {AFFINE} is degenerate")
     to_ras = nio.ornt_transform(canonical_ornt, nio.axcodes2ornt(("R", "A", "S")))
     stored_affine = canonical_affine @ nio.inv_ornt_aff(to_ras, array.shape)
     stored_shape = tuple(int(array.shape[i]) for i in np.argsort(to_ras[:, 0]))
@@ -169,13 +170,13 @@ def _like(array: np.ndarray, meta: dict, path):
     from napari_advseg.io.geometry import CTVolume, SourceGeometry, volume_from_array
 
     metadata = meta.get("metadata") or {}
-    source = metadata.get("advseg_source")
+    source = metadata.get(SOURCE)
     if isinstance(source, SourceGeometry):
         shape, affine = _canonical_grid(source)
         if shape == tuple(array.shape):
             # CTVolume only carries the geometry here: save_volume reads like.shape and like.source.
             return CTVolume(hu=array, affine=affine, spacing=_spacing(affine), source=source)
-    affine = metadata.get("advseg_affine")
+    affine = metadata.get(AFFINE)
     if affine is not None:
         return _geometry_from_affine(array, affine, path)
     scale = tuple(meta.get("scale") or (1.0, 1.0, 1.0))[-3:]

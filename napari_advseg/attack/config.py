@@ -17,6 +17,8 @@ BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
+GENERATOR_FILE = "generator.pt"
+"""File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
 
 

@@ -16,11 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.config import GENERATOR_FILE, AttackConfig
 from napari_advseg.attack.trainer import AttackTrainer
 
-CHECKPOINT_NAME = "generator.pt"
-"""File name of the generator checkpoint inside an output or checkpoint folder."""
 
 
 def training_events(config: AttackConfig | None, target, images, labels, checkpoint: str | os.PathLike, *,
@@ -96,7 +94,7 @@ def train_generator(config: AttackConfig | None, target, images, labels, out_dir
     Returns the trainer and ``out_dir/generator.pt``. A failed final save
     raises; Ctrl-C saves first, then propagates.
     """
-    out = Path(out_dir) / CHECKPOINT_NAME
+    out = Path(out_dir) / GENERATOR_FILE
     report: dict[str, Any] = {}
     trainer = None
     with contextlib.closing(training_events(config, target, images, labels, out, device=device, resume=resume,

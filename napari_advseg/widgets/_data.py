@@ -1,13 +1,24 @@
-"""The "Data and model" tab: CT and reference layers, target model, generator, device."""
+"""The "Data and model" tab: CT and reference layers, target model, generator, device.
+
+The tab turns the user's choices into the session's state: the chosen layers
+become the session's volume and labels (a CT layer's metadata may name a
+target and a generator, which are loaded), model files are loaded, the device
+is switched. It shows the session whenever the session announces a change.
+"""
 
 from __future__ import annotations
 
-from qtpy.QtCore import Signal
+from pathlib import Path
+
+import numpy as np
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                             QVBoxLayout, QWidget)
 
+from napari_advseg._napari import layers as meta
 from napari_advseg.device import DEVICE_CHOICES
+from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._layers import is_output
+from napari_advseg.widgets._model import Subscriptions
 
 NO_LABELS = "none (label-free)"
 MODEL_FILTER = "PyTorch models (*.pt *.pth *.ts *.zip);;All files (*)"
@@ -32,26 +43,19 @@ def _path_row(placeholder: str) -> tuple[QWidget, QLineEdit, QPushButton]:
 
 
 class DataPanel(QWidget):
-    """Choice of the input layers and the model files.
+    """Choice of the input layers and the model files; sets the session's volume, target and generator."""
 
-    Signals
-    -------
-    inputs_changed : the CT or the labels choice changed.
-    target_chosen(str), generator_chosen(str), device_chosen(str) : a user's choice.
-    """
-
-    inputs_changed = Signal()
-    target_chosen = Signal(str)
-    generator_chosen = Signal(str)
-    device_chosen = Signal(str)
-
-    def __init__(self, viewer, parent=None):
+    def __init__(self, owner, parent=None):
         super().__init__(parent)
-        self.viewer = viewer
+        self.owner = owner
+        self.session = owner.session
+        self.viewer = owner.viewer
         self._ct_layers: list = []
         self._label_layers: list = []
         self._refreshing = False
         self._labels_chosen = False
+        self._auto_loaded: set[tuple] = set()
+        self._volume_key: tuple | None = None
 
         self.ct_combo = QComboBox()
         self.ct_combo.setToolTip("The CT volume (an Image layer in Hounsfield units) to attack")
@@ -82,12 +86,23 @@ class DataPanel(QWidget):
         self.labels_combo.currentIndexChanged.connect(self._combo_changed)
         self.target_button.clicked.connect(self._browse_target)
         self.generator_button.clicked.connect(self._browse_generator)
-        self.device_combo.activated.connect(lambda i: self.device_chosen.emit(self.device_combo.itemText(i)))
-        self.refresh_layers()
+        self.device_combo.activated.connect(lambda i: self.set_device(self.device_combo.itemText(i)))
+        self._fill_combos()  # the owner applies the first choice once every tab listens
+        self.subscriptions = Subscriptions()
+        self.subscriptions.connect(self.session.changed, self.show_session)
+
+    def shutdown(self) -> None:
+        """Stop listening to the session (the widget is closing)."""
+        self.subscriptions.disconnect_all()
 
     # ------------------------------------------------------------------ layers
     def refresh_layers(self, *_args) -> None:
         """Rebuild both combo boxes from the viewer's layers, keeping the current choices."""
+        if self._fill_combos():
+            self.apply_inputs()
+
+    def _fill_combos(self) -> bool:
+        """Rebuild both combo boxes; True when the chosen CT or labels layer changed."""
         from napari.layers import Image, Labels
 
         old_ct, old_labels = self.ct_layer(), self.labels_layer()
@@ -100,7 +115,7 @@ class DataPanel(QWidget):
             self._ct_layers = cts
             self.ct_combo.clear()
             self.ct_combo.addItems([layer.name for layer in cts])
-            preferred = [layer for layer in cts if layer.metadata.get("advseg_kind") == "ct"]
+            preferred = [layer for layer in cts if meta.layer_kind(layer) == meta.CT]
             ct_ids = [_uid(layer) for layer in cts]
             if old_ids[0] in ct_ids:
                 self.ct_combo.setCurrentIndex(ct_ids.index(old_ids[0]))
@@ -120,15 +135,14 @@ class DataPanel(QWidget):
                     self.labels_combo.setCurrentIndex(1 + label_ids.index(_uid(fitting[0])))
         finally:
             self._refreshing = False
-        if (_uid(self.ct_layer()), _uid(self.labels_layer())) != old_ids:
-            self.inputs_changed.emit()
+        return (_uid(self.ct_layer()), _uid(self.labels_layer())) != old_ids
 
     def _combo_changed(self, *_args) -> None:
         if self._refreshing:
             return
         if self.sender() is self.labels_combo:
             self._labels_chosen = True
-        self.inputs_changed.emit()
+        self.apply_inputs()
 
     def ct_layer(self):
         """The chosen CT Image layer, or None."""
@@ -152,19 +166,105 @@ class DataPanel(QWidget):
         self.labels_combo.setCurrentIndex(0)
         self.labels_combo.blockSignals(False)
 
+    # ------------------------------------------------------------------ the session's inputs
+    def apply_inputs(self) -> None:
+        """Make the chosen layers the session's volume and labels (one announcement)."""
+        if self.owner.closing:
+            return
+        session = self.session
+        with session.batch():
+            ct = self.ct_layer()
+            if ct is None:
+                self._volume_key = None
+                session.clear_volume()
+                return
+            self._auto_load(ct)
+            key = (ct.unique_id, id(ct.data))
+            volume = session.volume
+            try:
+                if key != self._volume_key or volume is None:
+                    volume = meta.volume_from_layer(ct.data, ct.scale, ct.metadata, ct.name)
+                    self._volume_key = key
+                labels_layer = self.labels_layer()
+                labels = None if labels_layer is None else np.asarray(labels_layer.data)
+                try:
+                    session.set_volume(volume, labels, labels_layer.name if labels_layer is not None else "",
+                                       layer=ct)
+                except AdvsegError as exc:
+                    self.owner.notify_error(exc)
+                    self.show_label_free()
+                    session.set_volume(volume, None, layer=ct)
+            except Exception as exc:
+                self.owner.notify_error(exc)
+                self._volume_key = None
+                session.clear_volume()
+
+    def _auto_load(self, ct) -> None:
+        """Load the target and generator named in a CT layer's metadata (the sample data has both)."""
+        metadata = ct.metadata or {}
+        session = self.session
+        for key, current, load in ((meta.TARGET, session.target_path, session.load_target),
+                                   (meta.GENERATOR, session.generator_path, session.load_generator)):
+            path = metadata.get(key)
+            if not path or (ct.unique_id, key) in self._auto_loaded:
+                continue
+            self._auto_loaded.add((ct.unique_id, key))
+            if current and Path(current) == Path(path):
+                continue
+            try:
+                load(path)
+            except Exception as exc:
+                self.owner.notify_error(exc)
+
+    def load_target_file(self, path) -> bool:
+        """Load a target network file as current; an error becomes a notification. True on success."""
+        session = self.session
+        had_generator = session.generator is not None
+        with session.batch():
+            try:
+                session.load_target(path)
+            except Exception as exc:
+                self.owner.notify_error(exc)
+                return False
+            if had_generator and session.generator is None:
+                self.owner.notify_info("The current generator was trained against other classes than this "
+                                       "target: train a new one or load a matching one.")
+            self.apply_inputs()  # the labels are checked against the new class names
+        return True
+
+    def load_generator_file(self, path) -> bool:
+        """Load a trained generator checkpoint as current. True on success."""
+        try:
+            self.session.load_generator(path)
+        except Exception as exc:
+            self.owner.notify_error(exc)
+            return False
+        return True
+
+    def set_device(self, name: str) -> None:
+        """Move the target and the generator to another device (an error keeps the old one)."""
+        try:
+            self.session.set_device(name)
+        except Exception as exc:
+            self.owner.notify_error(exc)
+            self.show_session()
+
     # ------------------------------------------------------------------ files
     def _browse_target(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Target segmentation model", "", MODEL_FILTER)
         if path:
-            self.target_chosen.emit(path)
+            self.load_target_file(path)
 
     def _browse_generator(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Trained generator checkpoint", "", MODEL_FILTER)
         if path:
-            self.generator_chosen.emit(path)
+            self.load_generator_file(path)
 
-    def show_session(self, session) -> None:
+    def show_session(self, *_args) -> None:
         """Show the session's files, device, normalisation and the case's size."""
+        if self.owner.closing:
+            return
+        session = self.session
         for edit, path in ((self.target_edit, session.target_path), (self.generator_edit, session.generator_path)):
             edit.setText(path or "")
             edit.setToolTip(path or "")

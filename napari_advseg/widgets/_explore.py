@@ -3,6 +3,9 @@
 Renders run in a worker, one at a time. A change made while one runs only
 replaces the pending request (latest wins), and requests are debounced by
 30 ms, so the view follows the slider rather than working through a queue.
+The tab follows the session (a new case, target or generator rebuilds the
+sliders and re-renders) and records its sliders and switches in the session's
+``latent`` choice, which the Export tab uses.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridL
                             QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from napari_advseg.widgets import _layers as L
+from napari_advseg.widgets._model import LatentChoice, Subscriptions
 from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
 
 DEBOUNCE_MS = 30
@@ -114,13 +118,13 @@ class ExplorePanel(QWidget):
         self.use_bias = QCheckBox("bias")
         for box in (self.use_phi, self.use_bias):
             box.setChecked(True)
-            box.toggled.connect(self.request)
+            box.toggled.connect(self._controls_changed)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 5.0)
         self.temperature.setSingleStep(0.1)
         self.temperature.setValue(1.0)
         self.temperature.setToolTip("Scales the deviates: z = mean + temperature * slider * sigma")
-        self.temperature.valueChanged.connect(self.request)
+        self.temperature.valueChanged.connect(self._controls_changed)
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset")
         self.random_button.clicked.connect(self.random_sample)
@@ -137,7 +141,7 @@ class ExplorePanel(QWidget):
         self.phi_sliders = LatentSliders("z_phi (deformation)")
         self.bias_sliders = LatentSliders("z_b (bias)")
         for group in (self.phi_sliders, self.bias_sliders):
-            group.on_change = self.request
+            group.on_change = self._controls_changed
         slider_box = QWidget()
         row = QHBoxLayout(slider_box)
         row.setContentsMargins(0, 0, 0, 0)
@@ -181,11 +185,20 @@ class ExplorePanel(QWidget):
         layout.addWidget(self.rho_label)
         layout.addStretch(1)
         layout.addWidget(volume_group)
+        self.subscriptions = Subscriptions()
+        self.subscriptions.connect(owner.session.changed, self.model_changed)
+
+    def shutdown(self) -> None:
+        """Stop listening to the session and drop a pending render (the widget is closing)."""
+        self.subscriptions.disconnect_all()
+        self._timer.stop()
 
     # ------------------------------------------------------------------ state
-    def model_changed(self) -> None:
+    def model_changed(self, *_args) -> None:
         """The case, target or generator changed: rebuild the sliders and re-render."""
         session = self.owner.session
+        if self.owner.closing:
+            return
         self.renderer = None
         dim = session.config.latent_dim if session.config is not None else 0
         self.phi_sliders.set_count(dim)
@@ -197,6 +210,18 @@ class ExplorePanel(QWidget):
             self.use_bias.setEnabled(session.config.use_bias)
         if not session.can_explore():
             self.slice_label.setText("Load a CT, a target and a generator (or train one) to explore.")
+        self._controls_changed()
+
+    def latent_choice(self) -> LatentChoice:
+        """The sliders and switches as the session records them."""
+        return LatentChoice(self.phi_sliders.eps(), self.bias_sliders.eps(), float(self.temperature.value()),
+                            self.use_phi.isChecked(), self.use_bias.isChecked())
+
+    def _controls_changed(self, *_args) -> None:
+        """A slider, switch or the temperature changed: record it in the session and re-render."""
+        if self.owner.closing:
+            return
+        self.owner.session.set_latent(self.latent_choice())
         self.request()
 
     def request_from(self) -> SliceRequest:
@@ -268,7 +293,7 @@ class ExplorePanel(QWidget):
     def _show(self, result) -> None:
         owner = self.owner
         session = owner.session
-        ct = owner.data.ct_layer()
+        ct = session.layer
         if owner.closing or ct is None or result.request.revision != session.revision:
             return
         if self.last_result is not None and result.request.seq < self.last_result.request.seq:
@@ -356,7 +381,7 @@ class ExplorePanel(QWidget):
 
     def _volume_done(self, arrays) -> None:
         owner = self.owner
-        ct = owner.data.ct_layer()
+        ct = owner.session.layer
         if owner.closing or ct is None or arrays is None or self._volume_revision != owner.session.revision:
             return
         adversarial, segmentation = arrays

@@ -1,8 +1,9 @@
 """The "Export" tab: write adversarial slices as NIfTI in the input's geometry.
 
 Calls :func:`napari_advseg.attack.sampling.sample_volume` in a worker with the
-Explore tab's slider values and temperature. Existing files are replaced only
-after the user agrees (``AttackWidget._confirm_overwrite``).
+Explore tab's slider values, switches and temperature (the session's
+``latent`` choice). The slice range follows the session's volume. Existing
+files are replaced only after the user agrees (``AttackWidget._confirm_overwrite``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
+from napari_advseg.widgets._model import Subscriptions
 from napari_advseg.widgets._tasks import Cancelled, existing_outputs, export_run
 
 CURRENT, RANGE, ALL = "current", "range", "all"
@@ -85,8 +87,17 @@ class ExportPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        self.subscriptions = Subscriptions()
+        self.subscriptions.connect(owner.session.volume_changed, self.volume_changed)
 
-    def model_changed(self) -> None:
+    def shutdown(self) -> None:
+        """Stop listening to the session (the widget is closing)."""
+        self.subscriptions.disconnect_all()
+
+    def volume_changed(self) -> None:
+        """The slice range spans the session's volume."""
+        if self.owner.closing:
+            return
         volume = self.owner.session.volume
         top = 0 if volume is None else volume.n_slices - 1
         for box in (self.first, self.last):
@@ -130,8 +141,7 @@ class ExportPanel(QWidget):
             self.status.setText("Export cancelled: nothing was written.")
             return
         slices = self.chosen_slices()
-        explore = owner.explore
-        eps_phi, eps_b = explore.phi_sliders.eps(), explore.bias_sliders.eps()
+        latent = owner.session.latent
         n = owner.session.volume.n_slices if slices is None else len(slices)
         self._done = 0
         self.progress.setRange(0, n)
@@ -141,8 +151,8 @@ class ExportPanel(QWidget):
         self.export_button.setEnabled(False)
         try:
             self.job = owner.jobs.function_job(
-                "export", export_run, owner.session.snapshot(), out_dir, slices, eps_phi, eps_b,
-                float(explore.temperature.value()), explore.use_phi.isChecked(), explore.use_bias.isChecked(),
+                "export", export_run, owner.session.snapshot(), out_dir, slices, latent.eps_phi.copy(),
+                latent.eps_b.copy(), latent.temperature, latent.use_phi, latent.use_bias,
                 progress=self._signals.advanced.emit, cancelled=self._cancelled,
                 connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
         except Exception as exc:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OUTPUT_KIND = "output"
-"""``metadata["advseg_kind"]`` of every layer the widget makes (so it is never offered as input)."""
+from napari_advseg._napari.layers import is_output, output_metadata  # noqa: F401  (is_output: re-exported)
 
 ADVERSARIAL = "adversarial image"
 BIAS = "bias field"
@@ -22,11 +21,6 @@ VOLUME_ADVERSARIAL = "adversarial volume"
 VOLUME_SEG = "adversarial volume segmentation"
 
 SLICE_LAYERS = (ADVERSARIAL, BIAS, CLEAN_SEG, ADVERSARIAL_SEG, WARPED_REFERENCE, DEFORMATION)
-
-
-def is_output(layer) -> bool:
-    """Whether ``layer`` was made by the widget."""
-    return (getattr(layer, "metadata", None) or {}).get("advseg_kind") == OUTPUT_KIND
 
 
 def organ_colormap():
@@ -83,7 +77,7 @@ def show_image(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
     """Add an Image layer, or update the data and placement of the existing one."""
     layer = _existing(viewer, name, "Image")
     if layer is None:
-        return viewer.add_image(data, name=name, metadata={"advseg_kind": OUTPUT_KIND}, **geo, **kwargs)
+        return viewer.add_image(data, name=name, metadata=output_metadata(), **geo, **kwargs)
     _place(layer, geo)
     layer.data = data
     return layer
@@ -95,7 +89,7 @@ def show_labels(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
     if layer is None:
         contour = kwargs.pop("contour", 0)
         layer = viewer.add_labels(data, name=name, colormap=organ_colormap(),
-                                  metadata={"advseg_kind": OUTPUT_KIND}, **geo, **kwargs)
+                                  metadata=output_metadata(), **geo, **kwargs)
         layer.contour = contour
         return layer
     _place(layer, geo)
@@ -116,7 +110,7 @@ def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, 
         length = float(np.clip(np.round(0.8 * arrow_spacing / max(longest, 1e-3)), 1.0, 20.0))
         return viewer.add_vectors(vectors, name=name, features=features, edge_color="magnitude",
                                   edge_colormap=arrow_colormap(), edge_contrast_limits=(0.0, max(max_length, 1e-3)),
-                                  length=length, metadata={"advseg_kind": OUTPUT_KIND}, **geo, **kwargs)
+                                  length=length, metadata=output_metadata(), **geo, **kwargs)
     _place(layer, geo)
     layer.data = vectors
     layer.features = features

@@ -1,20 +1,24 @@
-"""Plain-Python state and background tasks behind the dock widget (no Qt here).
+"""The dock widget's shared state, an evented plain-Python object (no Qt here).
 
 :class:`AttackSession` holds what the tabs share: the CT volume and its
-reference labels, the target network, the current generator and the case
-built from them; :meth:`AttackSession.snapshot` hands them to the background
-tasks (:mod:`._tasks`). Torch is imported inside functions only, so importing
-the widget stays light.
+reference labels, the target network, the current generator, the case built
+from them and the Explore tab's latent choice. Every change is announced with
+psygnal signals, which the tabs subscribe to (no tab calls into another);
+:meth:`AttackSession.snapshot` hands the objects to the background tasks
+(:mod:`._tasks`). Torch is imported inside functions only, so importing the
+widget stays light.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from psygnal import Signal
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
@@ -22,43 +26,6 @@ from napari_advseg.errors import AdvsegError
 DEFAULT_CONFIG = AttackConfig()
 """Defaults shown in the Train tab."""
 
-CHECKPOINT_NAME = "generator.pt"
-"""File name of the training checkpoint inside the checkpoint folder."""
-
-
-def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name: str = "CT"):
-    """A :class:`~napari_advseg.io.geometry.CTVolume` for the data of an Image layer.
-
-    Parameters
-    ----------
-    data : array_like
-        Canonical ``(Z, Y, X)`` Hounsfield units.
-    scale : sequence of float
-        The layer's scale (voxel size in mm along Z, Y, X).
-    metadata : dict or None
-        The layer's metadata; with ``advseg_source`` (set by the plugin's
-        reader) the volume keeps the geometry of the file it came from, so
-        that exports overlay that file.
-    name : str
-        Used in error messages when the layer is not a CT volume.
-
-    Returns
-    -------
-    CTVolume
-    """
-    from napari_advseg.io.geometry import CTVolume, volume_from_array
-
-    metadata = metadata or {}
-    array = np.asarray(data)
-    if array.ndim != 3:
-        raise AdvsegError(f"layer {name!r}: the attack needs a 3D (Z, Y, X) CT volume, got shape {array.shape}")
-    source = metadata.get("advseg_source")
-    affine = metadata.get("advseg_affine")
-    if source is not None and affine is not None:
-        volume = volume_from_array(array, scale, metadata.get("advseg_path") or name)
-        return CTVolume(volume.hu, np.asarray(affine, dtype=np.float64), volume.spacing, source,
-                        metadata.get("advseg_path"))
-    return volume_from_array(array, scale)
 
 
 def fields_mode(config: AttackConfig, use_phi: bool, use_bias: bool) -> str | None:
@@ -86,8 +53,32 @@ class Snapshot:
     device: str
 
 
+@dataclass(frozen=True)
+class LatentChoice:
+    """The Explore tab's sliders and switches: what a whole-volume attack or an export uses."""
+
+    eps_phi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    eps_b: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    temperature: float = 1.0
+    use_phi: bool = True
+    use_bias: bool = True
+
+
 class AttackSession:
     """What the tabs share: volume, labels, target, generator and the case made of them.
+
+    Signals (psygnal; emitted on the main thread, after the state has changed)
+    -------
+    device_changed, target_changed, generator_changed, volume_changed :
+        That part changed (a target load that drops a generator of other
+        classes emits both ``target_changed`` and ``generator_changed``).
+    changed(tuple of str) :
+        After the specific signals of one change, once, with the names of
+        what changed (``"device"``, ``"target"``, ``"generator"``,
+        ``"volume"``). Within :meth:`batch` the announcements wait until the
+        outermost batch ends and then go out together.
+    latent_changed :
+        The Explore tab's :attr:`latent` choice changed (no new case).
 
     Attributes
     ----------
@@ -103,7 +94,25 @@ class AttackSession:
         The checkpoint the current generator was loaded from.
     generator_step : int
         Training steps behind the current generator.
+    volume, labels, layer :
+        The CT volume (CTVolume), its reference labels (or None: label-free)
+        and the napari Image layer it came from (output layers overlay it).
+    latent : LatentChoice
+        The Explore tab's slider values and switches.
+    revision : int
+        Bumped whenever the case, target or generator changes.
     """
+
+    device_changed = Signal()
+    target_changed = Signal()
+    generator_changed = Signal()
+    volume_changed = Signal()
+    changed = Signal(tuple)
+    latent_changed = Signal()
+
+    SIGNALS = ("device_changed", "target_changed", "generator_changed", "volume_changed", "changed",
+               "latent_changed")
+    _ORDER = ("device", "target", "generator", "volume")
 
     def __init__(self) -> None:
         self.device = "auto"
@@ -117,8 +126,42 @@ class AttackSession:
         self.generator_history: list[dict] = []
         self.volume = None
         self.labels: np.ndarray | None = None
+        self.layer = None
+        self.latent = LatentChoice()
         self._case = None
-        self.revision = 0  # bumped whenever the case, target or generator changes
+        self.revision = 0
+        self._batch_depth = 0
+        self._pending: set[str] = set()
+
+    # ------------------------------------------------------------------ signals
+    def signals(self) -> dict[str, Any]:
+        """The session's signal instances by name."""
+        return {name: getattr(self, name) for name in self.SIGNALS}
+
+    def subscriber_count(self) -> int:
+        """How many callbacks are connected to the session's signals, all together."""
+        return sum(len(signal) for signal in self.signals().values())
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Announce the changes made inside the block once, when the (outermost) block ends."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if not self._batch_depth and self._pending:
+                what, self._pending = self._pending, set()
+                self._announce(what)
+
+    def _announce(self, what) -> None:
+        if self._batch_depth:
+            self._pending.update(what)
+            return
+        names = tuple(name for name in self._ORDER if name in what)
+        for name in names:
+            getattr(self, f"{name}_changed").emit()
+        self.changed.emit(names)
 
     # ------------------------------------------------------------------ loading
     def load_target(self, path: str | os.PathLike) -> None:
@@ -128,9 +171,11 @@ class AttackSession:
         target = load_target(path, self.device)
         self.target = target
         self.target_path = str(path)
+        what = ["target"]
         if self.generator is not None and not self._generator_fits(self.generator_classes):
             self.generator = self.config = self.generator_path = None
-        self._changed()
+            what.append("generator")
+        self._changed(*what)
 
     def load_generator(self, path: str | os.PathLike) -> None:
         """Load a trained generator checkpoint as the current generator."""
@@ -145,7 +190,7 @@ class AttackSession:
         self.generator_classes = classes
         self.generator_step = int(meta.get("step", 0))
         self.generator_history = list(meta.get("history", []))
-        self._changed()
+        self._changed("generator")
 
     def _generator_fits(self, classes: Sequence[str]) -> bool:
         return self.target is None or not classes or tuple(classes) == tuple(self.target.class_names)
@@ -156,34 +201,44 @@ class AttackSession:
 
         resolve_device(device)  # raises AdvsegError for a device this machine lacks
         old = self.device
-        self.device = device
-        try:
-            if self.target_path:
-                self.load_target(self.target_path)
-            if self.generator_path:
-                self.load_generator(self.generator_path)
-        except Exception:
-            self.device = old
-            raise
+        with self.batch():
+            self.device = device
+            try:
+                if self.target_path:
+                    self.load_target(self.target_path)
+                if self.generator_path:
+                    self.load_generator(self.generator_path)
+            except Exception:
+                self.device = old
+                raise
+            finally:
+                self._announce({"device"})
 
-    def set_volume(self, volume, labels: np.ndarray | None, labels_name: str = "reference") -> None:
-        """Set the CT volume (CTVolume) and its reference labels ((Z, Y, X) or None = label-free)."""
+    def set_volume(self, volume, labels: np.ndarray | None, labels_name: str = "reference", layer=None) -> None:
+        """Set the CT volume (CTVolume), its reference labels ((Z, Y, X) or None = label-free) and the
+        layer it came from; labels that do not fit raise AdvsegError and change nothing."""
         if labels is not None:
             from napari_advseg.data.organs import ORGAN_CLASSES
             from napari_advseg.io.nifti import check_labels
 
             names = self.target.class_names if self.target is not None else ORGAN_CLASSES
             labels = check_labels(labels, volume, names, name=f"labels layer {labels_name!r}")
-        self.volume, self.labels = volume, labels
-        self._changed()
+        self.volume, self.labels, self.layer = volume, labels, layer
+        self._changed("volume")
 
     def clear_volume(self) -> None:
-        self.volume = self.labels = None
-        self._changed()
+        self.volume = self.labels = self.layer = None
+        self._changed("volume")
 
-    def _changed(self) -> None:
+    def set_latent(self, choice: LatentChoice) -> None:
+        """Record the Explore tab's slider values and switches."""
+        self.latent = choice
+        self.latent_changed.emit()
+
+    def _changed(self, *what: str) -> None:
         self._case = None
         self.revision += 1
+        self._announce(set(what))
 
     # ------------------------------------------------------------------ derived state
     @property
@@ -231,3 +286,19 @@ class AttackSession:
     def make_config(self, **settings: Any) -> AttackConfig:
         """An AttackConfig from the Train tab's settings."""
         return AttackConfig(**settings)
+
+
+class Subscriptions:
+    """A tab's connections to session signals, dropped all at once when the widget closes."""
+
+    def __init__(self) -> None:
+        self._pairs: list[tuple[Any, Callable]] = []
+
+    def connect(self, signal, slot: Callable) -> None:
+        signal.connect(slot)
+        self._pairs.append((signal, slot))
+
+    def disconnect_all(self) -> None:
+        for signal, slot in self._pairs:
+            signal.disconnect(slot)
+        self._pairs = []

@@ -84,6 +84,10 @@ class TrainingPlot(QWidget):
         elif not self._timer.isActive():
             self._timer.start(int(1000 * wait))
 
+    def stop(self) -> None:
+        """Cancel a pending redraw (the widget is closing)."""
+        self._timer.stop()
+
     def redraw(self) -> None:
         """Draw the whole history now."""
         self._timer.stop()

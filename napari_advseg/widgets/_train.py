@@ -3,8 +3,9 @@
 Training runs in a generator thread_worker (``_model.training_run``) that
 yields each step's metrics; its ``finally`` block writes
 ``<checkpoint folder>/generator.pt``, so Stop and closing napari keep every
-finished step. When the job ends, the trained generator becomes the current
-one for Explore and Export.
+finished step. When the job ends, the trained generator becomes the session's
+current one (Explore and Export follow the session). The organ list follows
+the session's target, the plot the current generator's history while idle.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayou
                             QWidget)
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.widgets._model import CHECKPOINT_NAME, DEFAULT_CONFIG
+from napari_advseg.attack.config import GENERATOR_FILE
+from napari_advseg.widgets._model import DEFAULT_CONFIG, Subscriptions
 from napari_advseg.widgets._tasks import training_run
 from napari_advseg.widgets._plot import TrainingPlot
 
@@ -74,7 +76,7 @@ class TrainPanel(QWidget):
         self.organs.setToolTip("Organs whose masks the attack targets")
         self.organs.setMaximumHeight(92)
         self.folder = QLineEdit(str(Path.home() / "napari-advseg" / "run"))
-        self.folder.setToolTip(f"The checkpoint is written to <folder>/{CHECKPOINT_NAME}")
+        self.folder.setToolTip(f"The checkpoint is written to <folder>/{GENERATOR_FILE}")
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse_folder)
@@ -128,6 +130,25 @@ class TrainPanel(QWidget):
         self.resume_file_button.clicked.connect(self._browse_checkpoint)
         self.set_organs(owner.session.class_names[1:])
         self._set_state(IDLE)
+        self.subscriptions = Subscriptions()
+        self.subscriptions.connect(owner.session.target_changed, self._target_changed)
+        self.subscriptions.connect(owner.session.changed, self._session_changed)
+
+    # ------------------------------------------------------------------ session
+    def _target_changed(self) -> None:
+        if not self.owner.closing:
+            self.set_organs(self.owner.session.class_names[1:])
+
+    def _session_changed(self, *_args) -> None:
+        """While idle, the plot shows the current generator's training."""
+        session = self.owner.session
+        if not self.owner.closing and self.job is None and session.config is not None:
+            self.plot.set_history(session.generator_history, session.config.gamma)
+
+    def shutdown(self) -> None:
+        """Stop the plot's timer and stop listening to the session (the widget is closing)."""
+        self.subscriptions.disconnect_all()
+        self.plot.stop()
 
     # ------------------------------------------------------------------ settings
     def set_organs(self, names, checked=None) -> None:
@@ -168,7 +189,7 @@ class TrainPanel(QWidget):
         self.set_organs(self.owner.session.class_names[1:], checked=config.organs)
 
     def checkpoint_path(self) -> Path:
-        return Path(self.folder.text()).expanduser() / CHECKPOINT_NAME
+        return Path(self.folder.text()).expanduser() / GENERATOR_FILE
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Checkpoint folder", self.folder.text())
@@ -314,4 +335,7 @@ class TrainPanel(QWidget):
             self.owner.notify_info(f"The checkpoint is already at step {step}: raise 'steps' to train further.")
         else:
             self.owner.notify_info(f"Training stopped at step {step}; checkpoint saved to {saved}")
-        self.owner.adopt_generator(saved)
+        try:  # the trained generator becomes the current one (Explore and Export follow)
+            self.owner.session.load_generator(saved)
+        except Exception as exc:
+            self.owner.notify_error(exc)

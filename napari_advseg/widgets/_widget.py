@@ -1,9 +1,17 @@
 """AttackWidget: the plugin's dock widget (tabs Data and model, Train, Explore, Export).
 
-The widget is thin: :class:`~._model.AttackSession` holds the state, the core
-modules do the work, and the tabs only collect settings and show results.
+The widget is thin: it builds the tabs, owns the :class:`~._model.AttackSession`
+(the evented state the tabs subscribe to; no tab calls into another) and the
+job registry, wires the viewer's events and shuts down. The core modules do
+the work; the tabs collect settings and show results.
+
+What a tab may use of the widget (its ``owner``): ``session``, ``jobs``,
+``viewer``, ``closing``, ``notify_error``, ``notify_info``,
+``_confirm_overwrite`` and ``current_slice``.
+
 Closing the widget, removing its dock or closing napari stops every
-background job and waits for it (a training job saves its checkpoint first).
+background job and waits for it (a training job saves its checkpoint first),
+and every tab drops its session subscriptions.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.widgets._data import DataPanel
 from napari_advseg.widgets._explore import ExplorePanel
 from napari_advseg.widgets._export import ExportPanel
-from napari_advseg.widgets._model import AttackSession, volume_from_layer
+from napari_advseg.widgets._model import AttackSession
 from napari_advseg.widgets._train import TrainPanel
 from napari_advseg.widgets._workers import JobRegistry, WorkerError
 
@@ -50,13 +58,11 @@ class AttackWidget(QWidget):
         self.session = AttackSession()
         self.jobs = JobRegistry()
         self.closing = False
-        self._auto_loaded: set[tuple] = set()
-        self._volume_key: tuple | None = None
         self._watched: list = []  # weak references to the ancestors whose events we filter
         self._docked = False
         self._shown_slice: int | None = None
 
-        self.data = DataPanel(napari_viewer)
+        self.data = DataPanel(self)
         self.train = TrainPanel(self)
         self.explore = ExplorePanel(self)
         self.export = ExportPanel(self)
@@ -70,15 +76,15 @@ class AttackWidget(QWidget):
         layout.addWidget(self.tabs)
         self.setMinimumWidth(360)
 
-        self.data.inputs_changed.connect(self._inputs_changed)
-        self.data.target_chosen.connect(self.load_target_file)
-        self.data.generator_chosen.connect(self.load_generator_file)
-        self.data.device_chosen.connect(self.set_device)
         napari_viewer.layers.events.inserted.connect(self._layers_changed)
         napari_viewer.layers.events.removed.connect(self._layers_changed)
         napari_viewer.dims.events.current_step.connect(self._slice_changed)
         self.destroyed.connect(lambda *_a, jobs=self.jobs: _stop_jobs(jobs))
-        self._inputs_changed()
+        self.data.apply_inputs()  # every tab listens now: the first choice reaches them all
+
+    @property
+    def panels(self) -> tuple:
+        return (self.data, self.train, self.explore, self.export)
 
     # ------------------------------------------------------------------ messages
     def notify_error(self, error) -> None:
@@ -105,7 +111,7 @@ class AttackWidget(QWidget):
                                       QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
 
-    # ------------------------------------------------------------------ inputs and models
+    # ------------------------------------------------------------------ viewer events
     def _layers_changed(self, *_args) -> None:
         if not self.closing:
             self.data.refresh_layers()
@@ -120,8 +126,7 @@ class AttackWidget(QWidget):
 
     def current_slice(self) -> int:
         """Index of the axial slice the viewer shows (in the chosen CT's voxels)."""
-        volume = self.session.volume
-        ct = self.data.ct_layer()
+        volume, ct = self.session.volume, self.session.layer
         z = int(self.viewer.dims.current_step[0])
         if ct is not None:
             try:
@@ -132,104 +137,21 @@ class AttackWidget(QWidget):
         top = (volume.n_slices - 1) if volume is not None else max(z, 0)
         return int(np.clip(z, 0, top))
 
-    def _inputs_changed(self) -> None:
-        if self.closing:
-            return
-        ct = self.data.ct_layer()
-        if ct is None:
-            self._volume_key = None
-            self.session.clear_volume()
-            self.model_changed()
-            return
-        self._auto_load(ct)
-        key = (ct.unique_id, id(ct.data))
-        volume = self.session.volume
-        try:
-            if key != self._volume_key or volume is None:
-                volume = volume_from_layer(ct.data, ct.scale, ct.metadata, ct.name)
-                self._volume_key = key
-            labels_layer = self.data.labels_layer()
-            labels = None if labels_layer is None else np.asarray(labels_layer.data)
-            try:
-                self.session.set_volume(volume, labels, labels_layer.name if labels_layer is not None else "")
-            except AdvsegError as exc:
-                self.notify_error(exc)
-                self.data.show_label_free()
-                self.session.set_volume(volume, None)
-        except Exception as exc:
-            self.notify_error(exc)
-            self._volume_key = None
-            self.session.clear_volume()
-        self.model_changed()
-
-    def _auto_load(self, ct) -> None:
-        """Load the target and generator named in a CT layer's metadata (the sample data has both)."""
-        metadata = ct.metadata or {}
-        for key, current, load in (("advseg_target", self.session.target_path, self.session.load_target),
-                                   ("advseg_generator", self.session.generator_path, self.session.load_generator)):
-            path = metadata.get(key)
-            if not path or (ct.unique_id, key) in self._auto_loaded:
-                continue
-            self._auto_loaded.add((ct.unique_id, key))
-            if current and Path(current) == Path(path):
-                continue
-            try:
-                load(path)
-            except Exception as exc:
-                self.notify_error(exc)
-
+    # ------------------------------------------------------------------ actions (scripts, tests, bench)
     def load_target_file(self, path) -> bool:
         """Load a target network file as current; an error becomes a notification. True on success."""
-        had_generator = self.session.generator is not None
-        try:
-            self.session.load_target(path)
-        except Exception as exc:
-            self.notify_error(exc)
-            return False
-        if had_generator and self.session.generator is None:
-            self.notify_info("The current generator was trained against other classes than this target: "
-                             "train a new one or load a matching one.")
-        self._volume_key = None if self.session.volume is None else self._volume_key
-        self._inputs_changed()  # the labels are checked against the new class names
-        self.train.set_organs(self.session.class_names[1:])
-        return True
+        return self.data.load_target_file(path)
 
     def load_generator_file(self, path) -> bool:
         """Load a trained generator checkpoint as current. True on success."""
-        try:
-            self.session.load_generator(path)
-        except Exception as exc:
-            self.notify_error(exc)
-            return False
-        self.model_changed()
-        return True
+        return self.data.load_generator_file(path)
 
-    def adopt_generator(self, path) -> None:
-        """Make a just-trained generator (its checkpoint) the current one for Explore and Export."""
-        if self.load_generator_file(path):
-            self.explore.request()
+    def set_device(self, name: str) -> None:
+        self.data.set_device(name)
 
     def resume_from(self, path) -> None:
         """Continue training from a generator checkpoint (see the Train tab)."""
         self.train.resume_from(path)
-
-    def set_device(self, name: str) -> None:
-        try:
-            self.session.set_device(name)
-        except Exception as exc:
-            self.notify_error(exc)
-        self.model_changed()
-
-    def model_changed(self) -> None:
-        """Tell every tab that the case, target or generator changed."""
-        if self.closing:
-            return
-        self.data.show_session(self.session)
-        session = self.session
-        if self.train.job is None and session.config is not None:  # the current generator's training
-            self.train.plot.set_history(session.generator_history, session.config.gamma)
-        self.explore.model_changed()
-        self.export.model_changed()
 
     # ------------------------------------------------------------------ closing
     def shutdown(self) -> None:
@@ -237,11 +159,11 @@ class AttackWidget(QWidget):
         if self.closing:
             return
         self.closing = True
-        try:
-            self.explore._timer.stop()
-            self.train.plot._timer.stop()
-        except RuntimeError:  # the Qt objects are deleted already
-            pass
+        for panel in self.panels:  # drop the session subscriptions and pending timers
+            try:
+                panel.shutdown()
+            except RuntimeError:  # the Qt objects are deleted already
+                pass
         events = self.viewer.layers.events
         for emitter, slot in ((events.inserted, self._layers_changed), (events.removed, self._layers_changed),
                               (self.viewer.dims.events.current_step, self._slice_changed)):

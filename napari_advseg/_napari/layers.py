@@ -1,0 +1,121 @@
+"""Layer metadata: the ``advseg_*`` entries of napari layers, in one place.
+
+The reader (:mod:`napari_advseg._napari.reader`) writes them, the writer and
+the dock widget read them, the sample data adds the model files:
+
+``advseg_kind`` (:data:`KIND`)
+    ``"ct"`` or ``"labels"`` for layers read from a file; ``"output"`` for the
+    layers the widget makes (never offered as its input).
+``advseg_path`` (:data:`PATH`)
+    The file read, as a string.
+``advseg_affine`` (:data:`AFFINE`)
+    The canonical 4x4 affine (voxel ``(z, y, x)`` -> RAS+ mm) as nested lists.
+``advseg_source`` (:data:`SOURCE`)
+    The :class:`~napari_advseg.io.nifti.SourceGeometry` of the file (stored
+    affine, shape, header and orientation transform), kept in memory only.
+``advseg_target``, ``advseg_generator`` (:data:`TARGET`, :data:`GENERATOR`)
+    Paths (str) of a target network and a generator trained against it; the
+    dock widget loads them when the CT layer is chosen (the sample data sets
+    both).
+
+napari is not imported here and nibabel only inside functions, so the reader
+stays cheap to import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from napari_advseg.errors import AdvsegError
+
+KIND = "advseg_kind"
+PATH = "advseg_path"
+AFFINE = "advseg_affine"
+SOURCE = "advseg_source"
+TARGET = "advseg_target"
+GENERATOR = "advseg_generator"
+
+CT, LABELS, OUTPUT = "ct", "labels", "output"
+"""Values of :data:`KIND`."""
+
+FILE_KINDS = (CT, LABELS)
+"""The kinds a file is read as."""
+
+
+def layer_kind(layer) -> str | None:
+    """A layer's :data:`KIND` entry (None when it has none)."""
+    return (getattr(layer, "metadata", None) or {}).get(KIND)
+
+
+def is_output(layer) -> bool:
+    """Whether ``layer`` was made by the dock widget."""
+    return layer_kind(layer) == OUTPUT
+
+
+def output_metadata() -> dict:
+    """Metadata of a layer the dock widget makes."""
+    return {KIND: OUTPUT}
+
+
+def file_metadata(volume, kind: str, path) -> dict:
+    """Metadata of a layer read from ``path``: its kind, the file and its geometry.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        The volume read (its canonical affine and source geometry are kept).
+    kind : {'ct', 'labels'}
+    path : str or path-like
+    """
+    return {
+        KIND: kind,
+        PATH: str(path),
+        AFFINE: np.asarray(volume.affine, dtype=np.float64).tolist(),
+        SOURCE: volume.source,
+    }
+
+
+def with_models(metadata: dict, target=None, generator=None) -> dict:
+    """``metadata`` with the target and generator files a CT layer names (in place; returned)."""
+    if target is not None:
+        metadata[TARGET] = str(target)
+    if generator is not None:
+        metadata[GENERATOR] = str(generator)
+    return metadata
+
+
+def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name: str = "CT"):
+    """A :class:`~napari_advseg.io.geometry.CTVolume` for the data of an Image layer.
+
+    Parameters
+    ----------
+    data : array_like
+        Canonical ``(Z, Y, X)`` Hounsfield units.
+    scale : sequence of float
+        The layer's scale (voxel size in mm along Z, Y, X).
+    metadata : dict or None
+        The layer's metadata; with :data:`SOURCE` and :data:`AFFINE` (set by
+        the reader) the volume keeps the geometry of the file it came from, so
+        that exports overlay that file.
+    name : str
+        Used in error messages when the layer is not a CT volume.
+
+    Returns
+    -------
+    CTVolume
+    """
+    from napari_advseg.io.geometry import CTVolume, volume_from_array
+
+    metadata = metadata or {}
+    array = np.asarray(data)
+    if array.ndim != 3:
+        raise AdvsegError(f"layer {name!r}: the attack needs a 3D (Z, Y, X) CT volume, got shape {array.shape}")
+    source = metadata.get(SOURCE)
+    affine = metadata.get(AFFINE)
+    if source is not None and affine is not None:
+        volume = volume_from_array(array, scale, metadata.get(PATH) or name)
+        return CTVolume(volume.hu, np.asarray(affine, dtype=np.float64), volume.spacing, source,
+                        metadata.get(PATH))
+    return volume_from_array(array, scale)
