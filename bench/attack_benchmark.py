@@ -187,7 +187,7 @@ def dataset_files(args: argparse.Namespace, name: str) -> dict:
 # ------------------------------------------------------------------------------------------- stages
 def stage_target(args: argparse.Namespace, name: str, files: dict) -> dict:
     """Train the target U-Net on the training slices (real CT), or describe the shipped one (phantom)."""
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
 
     result_path = args.results / f"{name}_target.json"
     if files["train_target"] and (args.force or not files["target"].is_file()):
@@ -264,7 +264,7 @@ def peer_entry(label: str, rho_level, report: dict) -> dict:
 def target_and_case(args: argparse.Namespace, files: dict):
     """The dataset's target, and its volume normalised for that target (``case.part`` gives the splits)."""
     from napari_advseg.data.cases import load_case
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
 
     target = load_target(files["target"], args.device)
     return target, load_case(files["ct"], files["labels"], target.normalisation, target.class_names)

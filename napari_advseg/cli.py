@@ -169,7 +169,7 @@ def _load_target(args: argparse.Namespace):
     if getattr(args, "ct", None) is None and getattr(args, "labels", None) is not None:
         raise AdvsegError("--labels was given without --ct")
     from napari_advseg.data.cases import sample_file
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
 
     return load_target(args.target or sample_file("target"), args.device)
 

@@ -41,7 +41,7 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                  patch_size: int = 96, lr: float = 1e-3, base_channels: int = 16, seed: int = 0,
                  device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
-    from napari_advseg.models.target import save_target
+    from napari_advseg.models.target_files import save_target
     from napari_advseg.models.unet import predict_labels, train_unet
 
     start = time.perf_counter()
@@ -141,7 +141,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     - ``sample.json``: the figures of both on subject 0.
     """
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
     from napari_advseg.attack.trainer import load_generator
     from napari_advseg.io.nifti import save_volume, volume_from_array
 

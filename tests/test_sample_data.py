@@ -8,7 +8,7 @@ import pytest
 
 from napari_advseg.cli import main
 from napari_advseg.data.cases import SAMPLE_FILES, load_case, sample_data_dir
-from napari_advseg.models.target import load_target
+from napari_advseg.models.target_load import load_target
 from napari_advseg.attack.trainer import load_generator
 from napari_advseg.workflows import evaluate_case
 
