@@ -42,7 +42,8 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                  device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
     from napari_advseg.models.target_files import save_target
-    from napari_advseg.models.unet import predict_labels, train_unet
+    from napari_advseg.models.unet import predict_labels
+    from napari_advseg.models.unet_training import train_unet
 
     start = time.perf_counter()
     loop = train_unet(train_images, train_labels, n_classes=len(class_names), steps=steps, batch_size=batch_size,

@@ -226,7 +226,7 @@ def make_target(
     ----------
     model : torch.nn.Module
         The network; moved to ``device`` and frozen **in place** (eval mode,
-        ``requires_grad=False``). :func:`napari_advseg.models.unet.train_unet` turns
+        ``requires_grad=False``). :func:`napari_advseg.models.unet_training.train_unet` turns
         gradients back on if it is trained further.
     class_names : sequence of str
         Name of each output channel.
