@@ -274,7 +274,7 @@ def generator_peer(args: argparse.Namespace, path: Path):
     """A trained generator as an attack with the baselines' signature, named "generator" in reports."""
     import functools
 
-    from napari_advseg.attack.baselines import generator_attack
+    from napari_advseg.attack.baselines.registry import generator_attack
     from napari_advseg.attack.trainer import load_generator
 
     generator, config, _ = load_generator(path, args.device)
@@ -293,7 +293,7 @@ def set_time_ratios(entry: dict, entries: list[dict]) -> None:
 
 def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
     """The generator and the baselines on the same target and test slices, at matched rho levels."""
-    from napari_advseg.attack.baselines import evaluate_baseline
+    from napari_advseg.attack.baselines.evaluate import evaluate_baseline
 
     result_path = args.results / f"{name}_peers.json"
     if args.force or not result_path.is_file():
@@ -335,7 +335,7 @@ def add_budget_generators(args: argparse.Namespace, name: str, files: dict, payl
     scaled to exactly the level, as the sweep generator's are. Returns whether
     anything was added.
     """
-    from napari_advseg.attack.baselines import evaluate_baseline
+    from napari_advseg.attack.baselines.evaluate import evaluate_baseline
 
     pending = []
     for budget in setting(args, "rho_budgets"):

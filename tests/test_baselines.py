@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 
-from napari_advseg.attack.baselines import (ATTACKS, AttackResult, evaluate_baseline, generator_attack,
-                                     optimised_smooth_fields, pgd_l2, random_smooth_fields, scale_fields_to_rho,
-                                     segpgd, segpgd_lambda, slice_successes)
+from napari_advseg.attack.baselines.common import AttackResult
+from napari_advseg.attack.baselines.evaluate import evaluate_baseline, slice_successes
+from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd, segpgd_lambda
+from napari_advseg.attack.baselines.registry import ATTACKS, generator_attack
+from napari_advseg.attack.baselines.smooth_fields import (optimised_smooth_fields, random_smooth_fields,
+                                                          scale_fields_to_rho)
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.models.generator import AttackGenerator
 from napari_advseg.attack.fields import perceptibility_per_slice, smoothness, warp_image
