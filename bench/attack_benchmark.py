@@ -191,7 +191,7 @@ def dataset_files(args: argparse.Namespace, name: str) -> dict:
 # ------------------------------------------------------------------------------------------- stages
 def stage_target(args: argparse.Namespace, name: str, files: dict) -> dict:
     """Train the target U-Net on the training slices (real CT), or describe the shipped one (phantom)."""
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
 
     result_path = args.results / f"{name}_target.json"
     if files["train_target"] and (args.force or not files["target"].is_file()):
@@ -268,7 +268,7 @@ def peer_entry(label: str, rho_level, report: dict) -> dict:
 def target_and_case(args: argparse.Namespace, files: dict):
     """The dataset's target, and its volume normalised for that target (``case.part`` gives the splits)."""
     from napari_advseg.data.cases import load_case
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
 
     target = load_target(files["target"], args.device)
     return target, load_case(files["ct"], files["labels"], target.normalisation, target.class_names)
@@ -278,7 +278,7 @@ def generator_peer(args: argparse.Namespace, path: Path):
     """A trained generator as an attack with the baselines' signature, named "generator" in reports."""
     import functools
 
-    from napari_advseg.attack.baselines import generator_attack
+    from napari_advseg.attack.baselines.registry import generator_attack
     from napari_advseg.attack.trainer import load_generator
 
     generator, config, _ = load_generator(path, args.device)
@@ -297,7 +297,7 @@ def set_time_ratios(entry: dict, entries: list[dict]) -> None:
 
 def stage_peers(args: argparse.Namespace, name: str, files: dict) -> dict:
     """The generator and the baselines on the same target and test slices, at matched rho levels."""
-    from napari_advseg.attack.baselines import evaluate_baseline
+    from napari_advseg.evaluation.baselines import evaluate_baseline
 
     result_path = args.results / f"{name}_peers.json"
     if args.force or not result_path.is_file():
@@ -339,7 +339,7 @@ def add_budget_generators(args: argparse.Namespace, name: str, files: dict, payl
     scaled to exactly the level, as the sweep generator's are. Returns whether
     anything was added.
     """
-    from napari_advseg.attack.baselines import evaluate_baseline
+    from napari_advseg.evaluation.baselines import evaluate_baseline
 
     pending = []
     for budget in setting(args, "rho_budgets"):

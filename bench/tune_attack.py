@@ -18,7 +18,7 @@ import torch
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import phantom_case
 from napari_advseg.evaluation.report import format_table
-from napari_advseg.models.target import load_target
+from napari_advseg.models.target_load import load_target
 from napari_advseg.attack.training import train_generator
 from napari_advseg.workflows import evaluate_case, phantom_training_data, train_target
 

@@ -43,8 +43,9 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                  patch_size: int = 96, lr: float = 1e-3, base_channels: int = 16, seed: int = 0,
                  device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
-    from napari_advseg.models.target import save_target
-    from napari_advseg.models.unet import predict_labels, train_unet
+    from napari_advseg.models.target_files import save_target
+    from napari_advseg.models.unet import predict_labels
+    from napari_advseg.models.unet_training import train_unet
 
     start = time.perf_counter()
     loop = train_unet(train_images, train_labels, n_classes=len(class_names), steps=steps, batch_size=batch_size,
@@ -126,7 +127,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     """
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
     from napari_advseg.attack.trainer import load_generator
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti_save import save_volume

@@ -41,7 +41,7 @@ def tiny_files(tmp_path_factory):
     Returns a dict of paths: ``ct``, ``labels``, ``target``, ``generator`` (one training step).
     """
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target import save_target
+    from napari_advseg.models.target_files import save_target
     from napari_advseg.models.unet import UNet2D
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti_save import save_volume
@@ -57,7 +57,7 @@ def tiny_files(tmp_path_factory):
 
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.data.cases import load_case
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
     from napari_advseg.attack.trainer import AttackTrainer
 
     target = load_target(paths["target"], "cpu")

@@ -1,4 +1,4 @@
-"""Tests of napari_advseg.models.target: saving, exporting, loading and checking target networks."""
+"""Tests of models.target, target_files and target_load: saving, exporting, loading and checking targets."""
 
 from __future__ import annotations
 
@@ -16,16 +16,9 @@ from torch import nn
 
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.models.target import (
-    CHECKPOINT_FORMAT,
-    Target,
-    check_normalisation,
-    export_torchscript,
-    load_target,
-    make_target,
-    save_target,
-    validate_target,
-)
+from napari_advseg.models.target import Target, check_normalisation, make_target, validate_target
+from napari_advseg.models.target_files import CHECKPOINT_FORMAT, export_torchscript, save_target
+from napari_advseg.models.target_load import load_target
 from napari_advseg.models.unet import UNet2D
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_thread")]

@@ -84,7 +84,7 @@ def test_resume_through_the_driver_is_exact(setup, tmp_path):
 def test_the_cli_and_the_widget_train_through_the_same_driver(setup, tmp_path, monkeypatch, tiny_files):
     from napari_advseg.cli import main
     from napari_advseg.data.cases import load_case
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
     from napari_advseg.widgets._model import Snapshot
     from napari_advseg.widgets._tasks import training_run
 

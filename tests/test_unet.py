@@ -1,4 +1,4 @@
-"""Tests of napari_advseg.models.unet: the U-Net, its training, prediction and Dice."""
+"""Tests of napari_advseg.models.unet and unet_training: the U-Net, its training, prediction and Dice."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.unet import (
-    UNet2D,
-    _PatchSampler,
-    dice_scores,
-    fit_unet,
-    predict_labels,
-    soft_dice_loss,
-    train_unet,
-)
+from napari_advseg.models.unet import UNet2D, dice_scores, predict_labels
+from napari_advseg.models.unet_training import _PatchSampler, fit_unet, soft_dice_loss, train_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

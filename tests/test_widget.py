@@ -26,7 +26,7 @@ SPACING = (5.0, 3.0, 3.0)
 def tiny(tmp_path_factory):
     """A tiny phantom (CT + labels arrays) and a tiny target checkpoint."""
     from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target import save_target
+    from napari_advseg.models.target_files import save_target
     from napari_advseg.models.unet import UNet2D
 
     folder = tmp_path_factory.mktemp("widget")
@@ -240,7 +240,7 @@ def _strong_generator(tiny, folder: Path) -> Path:
     from napari_advseg.io.atomic import save_torch
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.data.cases import make_case
-    from napari_advseg.models.target import load_target
+    from napari_advseg.models.target_load import load_target
     from napari_advseg.attack.trainer import AttackTrainer
     from napari_advseg.io.geometry import volume_from_array
 

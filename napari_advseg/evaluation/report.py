@@ -20,7 +20,68 @@ import torch
 from napari_advseg.attack.apply import attack_slices
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import fold_count
-from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
+from napari_advseg.evaluation.metrics import OverlapCounter, organ_row, slice_successes
+
+
+class Tally:
+    """The one counting loop behind every Table-1 report, the generator's and the baselines'.
+
+    Feed it volume by volume, sample by sample, batch by batch: clean Dice
+    counts come from the first sample, adversarial Dice is averaged over the
+    samples, and rho, folding and per-slice successes over every batch.
+    """
+
+    def __init__(self, class_names: Sequence[str]):
+        self.class_names = list(class_names)
+        self.n_classes = len(self.class_names)
+        self.clean_per_volume: list[dict[int, float]] = []
+        self.adv_per_volume: list[dict[int, float]] = []
+        self.rhos: list[float] = []
+        self.folded = self.checked = 0
+        self.successes = self.trials = 0
+        self.slices = 0
+        self._clean: OverlapCounter | None = None
+        self._runs: list[dict[int, float]] = []
+        self._adv: OverlapCounter | None = None
+
+    def start_volume(self) -> None:
+        self._clean, self._runs = OverlapCounter(self.n_classes), []
+
+    def start_sample(self) -> None:
+        self._adv = OverlapCounter(self.n_classes)
+
+    def add(self, first_sample: bool, reference, pred_clean, pred_adv, warped_reference, rho, displacement) -> None:
+        """One batch: (B, H, W) label maps, per-slice ``rho`` (B,), ``displacement`` (B, 2, H, W) or None."""
+        reference, warped_reference = torch.as_tensor(reference).cpu(), torch.as_tensor(warped_reference).cpu()
+        if first_sample:
+            self._clean.add(pred_clean, reference)
+            self.slices += len(reference)
+        self._adv.add(pred_adv, warped_reference)
+        s, t = slice_successes(pred_clean, reference, pred_adv, warped_reference, self.n_classes)
+        self.successes, self.trials = self.successes + s, self.trials + t
+        self.rhos.extend(torch.as_tensor(rho).flatten().tolist())
+        if displacement is not None:
+            f, c = fold_count(displacement)
+            self.folded, self.checked = self.folded + f, self.checked + c
+
+    def end_sample(self) -> None:
+        self._runs.append(self._adv.dice())
+
+    def end_volume(self) -> None:
+        self.clean_per_volume.append(self._clean.dice())
+        self.adv_per_volume.append({c: float(np.mean([run[c] for run in self._runs]))
+                                    for c in range(1, self.n_classes)})
+
+    def report(self) -> dict[str, Any]:
+        """The organ entries (:func:`summarise_dice`), rho, folding and the per-slice success rate."""
+        return {
+            **summarise_dice(self.clean_per_volume, self.adv_per_volume, self.class_names),
+            "rho": float(np.mean(self.rhos)) if self.rhos else math.nan,
+            "fold_fraction": self.folded / self.checked if self.checked else 0.0,
+            "slice_success_rate": self.successes / self.trials if self.trials else math.nan,
+            "volumes": len(self.clean_per_volume),
+            "slices": self.slices,
+        }
 
 
 def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[tuple[Any, Any]], *,
@@ -37,44 +98,23 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
     progress : callable(int) or None
         Called with the number of slices done after each batch.
     """
-    class_names = list(target.class_names)
-    n_classes = len(class_names)
-    clean_per_volume: list[dict[int, float]] = []
-    adv_per_volume: list[dict[int, float]] = []
-    rhos: list[float] = []
-    folded = checked = 0
+    tally = Tally(target.class_names)
     rng = torch.Generator().manual_seed(seed)
     for images, labels in volumes:
-        clean = OverlapCounter(n_classes)
-        adv_runs = []
+        tally.start_volume()
         for sample in range(samples):
-            adv = OverlapCounter(n_classes)
+            tally.start_sample()
             for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
                                         temperature=temperature, rng=rng):
-                if sample == 0:
-                    y = torch.as_tensor(np.asarray(labels[result.start:result.start + len(result.rho)]))
-                    clean.add(result.pred_clean, y)
-                adv.add(result.pred_adv, result.warped_reference)
-                rhos.extend(result.rho.tolist())
-                f, c = fold_count(result.displacement)
-                folded, checked = folded + f, checked + c
+                y = np.asarray(labels[result.start:result.start + len(result.rho)])
+                tally.add(sample == 0, y, result.pred_clean, result.pred_adv, result.warped_reference,
+                          result.rho, result.displacement)
                 if progress is not None:
                     progress(len(result.rho))
-            adv_runs.append(adv.dice())
-        clean_per_volume.append(clean.dice())
-        adv_per_volume.append({c: float(np.mean([run[c] for run in adv_runs])) for c in range(1, n_classes)})
-
-    return {
-        **summarise_dice(clean_per_volume, adv_per_volume, class_names),
-        "rho": float(np.mean(rhos)) if rhos else math.nan,
-        "fold_fraction": folded / checked if checked else 0.0,
-        "config": config.to_dict(),
-        "samples": samples,
-        "temperature": temperature,
-        "seed": seed,
-        "volumes": len(volumes),
-        "slices": sum(len(images) for images, _ in volumes),
-    }
+            tally.end_sample()
+        tally.end_volume()
+    return {**tally.report(), "config": config.to_dict(), "samples": samples, "temperature": temperature,
+            "seed": seed}
 
 
 def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume: Sequence[dict[int, float]],

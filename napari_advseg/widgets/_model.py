@@ -166,7 +166,7 @@ class AttackSession:
     # ------------------------------------------------------------------ loading
     def load_target(self, path: str | os.PathLike) -> None:
         """Load the target network (project checkpoint or TorchScript) as current."""
-        from napari_advseg.models.target import load_target
+        from napari_advseg.models.target_load import load_target
 
         target = load_target(path, self.device)
         self.target = target

@@ -1,0 +1,103 @@
+"""The named baseline attacks (:data:`ATTACKS`) and the trained generator as a peer.
+
+Every entry has the uniform signature ``fn(x, y, target, rho, rng, **options)``
+and returns an :class:`napari_advseg.attack.baselines.common.AttackResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from napari_advseg.attack.baselines.common import AttackResult, check_inputs, per_slice, sync_device
+from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
+from napari_advseg.attack.baselines.smooth_fields import (
+    optimised_smooth_fields,
+    random_smooth_fields,
+    scale_fields_to_rho,
+)
+from napari_advseg.attack.apply import target_input_range
+from napari_advseg.attack.fields import apply_fields, warp_labels
+
+__all__ = [
+    "ATTACKS",
+    "generator_attack",
+]
+
+
+def _random_fields_attack(x, y, target, rho, rng, **options) -> AttackResult:
+    """:func:`random_smooth_fields` with the uniform signature (``target`` and ``organ_ids`` ignored)."""
+    options.pop("organ_ids", None)
+    options.pop("mask_dilation", None)
+    return random_smooth_fields(x, y, rho, rng, **options)
+
+
+def _optimised_attack(steps: int) -> Callable[..., AttackResult]:
+    def attack(x, y, target, rho, rng, **options) -> AttackResult:
+        return optimised_smooth_fields(x, y, target, rho, options.pop("steps", steps), rng, **options)
+
+    attack.__doc__ = f":func:`optimised_smooth_fields` with {steps} step(s) by default."
+    return attack
+
+
+def _pgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
+    return pgd_l2(x, y, target, rho, rng=rng, **options)
+
+
+def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
+    return segpgd(x, y, target, rho, rng=rng, **options)
+
+
+@torch.no_grad()
+def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None, rng: torch.Generator,
+                     *, generator, config, temperature: float = 1.0, **options) -> AttackResult:
+    """The trained generator as a peer: one forward pass with random latent deviates.
+
+    With ``rho`` None the fields are used as G makes them (its own rho); with a
+    number, both fields are multiplied by one per-slice factor (found by
+    :func:`scale_fields_to_rho`, as for the other field attacks) so the slice's
+    perceptibility is exactly ``rho``: the same generator used at a set
+    strength. ``target`` and the other options are not used (G never queries
+    the target at inference); ``seconds`` counts the forward pass and the scaling.
+    """
+    options.pop("organ_ids", None)
+    options.pop("mask_dilation", None)
+    if options:
+        raise TypeError(f"generator_attack got unexpected options {sorted(options)}")
+    if rho is not None:
+        check_inputs(x, y, rho)
+        if config.bias_mode != "additive":
+            raise ValueError("scaling to a rho is defined for the additive bias mode only")
+    device = next(generator.parameters()).device
+    sync_device(x.device)
+    start = time.perf_counter()
+    n = x.shape[0]
+    eps_phi = torch.randn(n, config.latent_dim, generator=rng)
+    eps_b = torch.randn(n, config.latent_dim, generator=rng)
+    limits = target_input_range(target)  # what a window target can see (attack.apply)
+    out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
+    phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
+    if rho is not None:
+        s = scale_fields_to_rho(x, phi if config.use_phi else None, bias if config.use_bias else None, rho)
+        phi, bias = phi * per_slice(s, phi), bias * per_slice(s, bias)
+    adversarial = apply_fields(x, phi, bias, config.bias_mode, limits)
+    warped = warp_labels(y, phi) if config.use_phi else y
+    sync_device(x.device)
+    return AttackResult(adversarial, phi, bias, warped, time.perf_counter() - start)
+
+
+ATTACKS: dict[str, Callable[..., AttackResult]] = {
+    "random_fields": _random_fields_attack,
+    "optimised_fields_1": _optimised_attack(1),
+    "optimised_fields_5": _optimised_attack(5),
+    "optimised_fields_20": _optimised_attack(20),
+    "pgd_l2": _pgd_attack,
+    "segpgd": _segpgd_attack,
+}
+"""Name -> ``fn(x, y, target, rho, rng, **options)`` returning an :class:`AttackResult`.
+
+``options`` are the keyword arguments of the underlying function
+(``organ_ids`` is accepted, and ignored, by ``"random_fields"``).
+"""

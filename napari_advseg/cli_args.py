@@ -1,0 +1,251 @@
+"""The ``advseg`` command line's arguments: the parser, its option groups and argument types.
+
+The commands themselves are in :mod:`napari_advseg.cli`, which passes them to
+:func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from napari_advseg import __version__
+from napari_advseg.attack.config import FIELD_MODES
+from napari_advseg.device import DEVICE_CHOICES
+from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
+
+__all__ = ["DEFAULT_GAMMAS", "build_parser"]
+
+DEFAULT_GAMMAS = "0.5,1.0,1.5,2.0,2.5,3.0"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _slice_list(text: str) -> list[int]:
+    """``"3,10-12"`` -> [3, 10, 11, 12] (axial slice indices of the canonical volume)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                out.extend(range(low, high + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected slice indices like 3,10-12, got {text!r}") from None
+    return out
+
+
+def _window(text: str) -> tuple[float, float]:
+    values = _floats(text)
+    if len(values) != 2 or values[0] >= values[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in HU with LOW < HIGH, got {text!r}")
+    return values[0], values[1]
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers), got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 4:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers >= 4), got {text!r}")
+    return shape
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
+                   help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_data(p: argparse.ArgumentParser, labels_help: str) -> None:
+    p.add_argument("--ct", type=Path, help="CT volume, NIfTI (.nii or .nii.gz) in Hounsfield units "
+                                           "(default: the shipped phantom)")
+    p.add_argument("--labels", type=Path, help=labels_help)
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", type=Path, help="target segmentation network: a project checkpoint (.pt from "
+                                               "train-target) or TorchScript (default: the shipped U-Net)")
+
+
+def _add_attack_options(p: argparse.ArgumentParser) -> None:
+    from napari_advseg.attack.config import AttackConfig
+
+    d = AttackConfig()
+    g = p.add_argument_group("attack (method.md)")
+    g.add_argument("--gamma", type=float, default=d.gamma, help=f"attack strength, the masked CE aimed for (Eq. 4; default {d.gamma})")
+    g.add_argument("--steps", type=_positive_int, default=d.steps, help=f"generator steps (default {d.steps})")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"slices per step (default {d.batch_size})")
+    g.add_argument("--fields", choices=list(FIELD_MODES), default=d.fields,
+                   help="fields to learn: both, or the ablations phi (b = 0) and bias (phi = 0) (default both)")
+    g.add_argument("--organs", help="comma-separated organs to attack, e.g. liver,pancreas (default: all)")
+    g.add_argument("--alpha", type=float, default=d.alpha, help=f"smoothness weight of phi (Eq. 2; default {d.alpha})")
+    g.add_argument("--beta", type=float, default=d.beta, help=f"smoothness weight of b (Eq. 2; default {d.beta})")
+    g.add_argument("--lambda-rho", type=float, default=d.lambda_rho,
+                   help=f"weight of the norm term mean((x_adv - x)^2) (default {d.lambda_rho})")
+    g.add_argument("--rho-max", type=float, default=d.rho_max,
+                   help="hard budget on each slice's rho (Eq. 7): G scales its fields down to it (default: none)")
+    g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
+    g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
+    g.add_argument("--lambda-real", type=float, default=d.lambda_real,
+                   help=f"weight of the critic's realism term (default {d.lambda_real})")
+    g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,
+                   help="weight of the capped mode-seeking term that makes fields change with the latent code "
+                        f"(default {d.lambda_diversity:g}, on; 0 turns it off)")
+    g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
+    g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
+    g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,
+                   help="T(x)+b (CT) or T(x)*exp(b) (MR-like) (default additive)")
+    g.add_argument("--critic", choices=["gp", "clip"], default=d.critic,
+                   help="WGAN-GP gradient penalty, or the paper's weight clipping (default gp)")
+    g.add_argument("--critic-steps", type=_positive_int, default=d.critic_steps,
+                   help=f"critic updates per generator update (default {d.critic_steps})")
+    g.add_argument("--lr", type=float, default=d.lr_generator, help=f"generator RMSProp learning rate (default {d.lr_generator})")
+    g.add_argument("--lr-critic", type=float, default=d.lr_critic, help=f"critic RMSProp learning rate (default {d.lr_critic})")
+    g.add_argument("--attack-reduction", choices=["organs", "pixels"], default=d.attack_reduction,
+                   help="organs: mean over organs of |gamma - masked CE of the organ|; pixels: one masked CE over "
+                        "all organ pixels, Eq. 5 as written (default organs)")
+    g.add_argument("--label-mode", choices=["reference", "predicted"], default=d.label_mode,
+                   help="attack against the reference labels, or argmax f(x) (label-free; automatic without --labels)")
+
+
+def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
+    """The ``advseg`` argument parser.
+
+    Parameters
+    ----------
+    commands : mapping of str to callable
+        The function run for each subcommand (``train-target``, ``train``,
+        ``evaluate``, ``sweep``, ``sample``, ``make-sample``); the parser
+        stores it as ``args.func``. Passed in so this module needs none of the
+        commands' imports.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = argparse.ArgumentParser(prog="advseg", description=(
+        "Attack a segmentation CNN with a learnt generator of smooth deformations and bias fields "
+        "(Chen et al., MICCAI-W 2019). Inputs left out default to the shipped sample data."))
+    parser.add_argument("--version", action="version", version=f"advseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    labels_ref = "reference labels, NIfTI on the CT's grid (default: the sample's labels when --ct is left out)"
+
+    p = sub.add_parser("train-target", help="train the target 2D U-Net and print its test Dice per organ",
+                       description="Train the standard 2D U-Net on patches and test it on whole slices. With "
+                                   "--ct/--labels: slices z %% 3 != 2 train, z %% 3 == 2 test. Without: phantom "
+                                   "subjects 1-8 train, the sample phantom tests.")
+    _add_data(p, "reference labels, NIfTI on the CT's grid (needed with --ct)")
+    p.add_argument("--out", type=Path, default=Path("unet.pt"), help="checkpoint to write (default unet.pt)")
+    p.add_argument("--steps", type=_positive_int, default=1500, help="training steps (default 1500)")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
+    p.add_argument("--patch-size", type=int, default=96, help="patch side in pixels (default 96)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--base-channels", type=int, default=16, help="channels of the first U-Net level (default 16)")
+    p.add_argument("--normalisation", choices=list(NORMALISATION_MODES), default="zscore",
+                   help="input normalisation: per-volume z-score, or an HU window mapped to [-1, 1] (default zscore)")
+    p.add_argument("--window", type=_window, default=DEFAULT_WINDOW,
+                   help="HU window LOW,HIGH, mapped to [-1, 1] (default %g,%g)" % DEFAULT_WINDOW)
+    _add_common(p)
+    p.set_defaults(func=commands["train-target"])
+
+    p = sub.add_parser("train", help="train (or resume) a generator against a target",
+                       description="Train the attack generator. Without --labels the attack is label-free "
+                                   "(argmax of the target on the clean slice is the reference).")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    _add_attack_options(p)
+    p.add_argument("--split", choices=["all", "train", "test"], default="all",
+                   help="slices to train on: all, train (z %% 3 != 2) or test (z %% 3 == 2) (default all)")
+    p.add_argument("--out", type=Path, default=Path("runs/attack"),
+                   help="folder for generator.pt (default runs/attack)")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from, exactly (its config is used; "
+                                               "--steps sets the new total)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    _add_common(p)
+    p.set_defaults(func=commands["train"])
+
+    p = sub.add_parser("evaluate", help="Table-1 report of a generator: Dice per organ, success, rho, folds",
+                       description="Print a Markdown table shaped like the paper's Table 1 and optionally write JSON.")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator)")
+    p.add_argument("--split", choices=["all", "train", "test"], default="all", help="slices to test on (default all)")
+    p.add_argument("--samples", type=int, default=4, help="adversarial samples per slice (default 4)")
+    p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the table as Markdown here")
+    _add_common(p)
+    p.set_defaults(func=commands["evaluate"])
+
+    p = sub.add_parser("sweep", help="train and evaluate one generator per gamma plus the phi-only and b-only ablations",
+                       description="Table 1: one row per gamma, then the ablations phi only and b only.")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    _add_attack_options(p)
+    p.add_argument("--gammas", type=_floats, default=_floats(DEFAULT_GAMMAS), help=f"gammas (default {DEFAULT_GAMMAS})")
+    p.add_argument("--ablation-gamma", type=float, default=2.0, help="gamma of the ablation rows (default 2.0)")
+    p.add_argument("--no-ablations", action="store_true", help="skip the phi-only and b-only rows")
+    p.add_argument("--train-split", choices=["all", "train", "test"], default="all", help="slices to train on (default all)")
+    p.add_argument("--test-split", choices=["all", "train", "test"], default="all", help="slices to test on (default all)")
+    p.add_argument("--samples", type=int, default=2, help="adversarial samples per slice (default 2)")
+    p.add_argument("--out", type=Path, default=Path("runs/sweep"), help="folder for the runs and table (default runs/sweep)")
+    _add_common(p)
+    p.set_defaults(func=commands["sweep"])
+
+    p = sub.add_parser("sample", help="apply a generator to a whole volume and write NIfTI files",
+                       description="Writes the adversarial image (HU), its segmentation, the clean segmentation, "
+                                   "the warped reference (with labels), the displacement (2 components, pixels), "
+                                   "the bias field (HU) and a JSON sidecar, in the input's geometry.")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
+    p.add_argument("--eps-phi", type=_floats, help="fixed latent deviates for z_phi, comma-separated (default: random)")
+    p.add_argument("--eps-b", type=_floats, help="fixed latent deviates for z_b, comma-separated (default: random)")
+    p.add_argument("--slices", type=_slice_list, help="axial slices to attack, e.g. 10-20,25 (0 = most inferior; "
+                                                     "default: all); the others are written unchanged")
+    p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_common(p)
+    p.set_defaults(func=commands["sample"])
+
+    p = sub.add_parser("make-sample", help="rebuild the shipped sample data from seeds",
+                       description="Phantom subject 0 as the test volume, a U-Net trained on subjects 1-8, a "
+                                   "generator trained against it on subjects 1-24, and sample.json with their "
+                                   "figures on subject 0.")
+    p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
+    p.add_argument("--unet-steps", type=_positive_int, default=1500, help="U-Net training steps (default 1500)")
+    p.add_argument("--steps", type=_positive_int, default=600, help="generator training steps (default 600)")
+    p.add_argument("--reuse-target", action="store_true",
+                   help="keep an existing unet.pt in the folder instead of training it again")
+    p.add_argument("--shape", type=_shape, default=(48, 128, 128),
+                   help="phantom volume size Z,Y,X in voxels (default 48,128,128; smaller for a quick check)")
+    p.add_argument("--unet-subjects", type=_positive_int, default=8,
+                   help="the U-Net learns from phantom subjects 1..N (default 8)")
+    p.add_argument("--attack-subjects", type=_positive_int, default=24,
+                   help="the generator learns from phantom subjects 1..N (default 24)")
+    _add_common(p)
+    p.set_defaults(func=commands["make-sample"])
+    return parser

@@ -1,0 +1,278 @@
+"""Reading target networks: project checkpoints and TorchScript archives.
+
+:func:`load_target` tells the two file kinds described in
+:mod:`napari_advseg.models.target_files` apart, rebuilds the network, freezes
+it and checks its output with
+:func:`napari_advseg.models.target.validate_target`. Every way a file can be
+wrong (missing, another kind of file, pickled Python objects, weights that do
+not fit, a newer version) gives an :class:`InputFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.device import resolve_device
+from napari_advseg.errors import InputFileError, first_line
+from napari_advseg.models.target import (
+    VALIDATION_SIZE,
+    Target,
+    check_class_names,
+    check_normalisation,
+    freeze,
+    validate_target,
+)
+from napari_advseg.models.target_files import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    TORCHSCRIPT_META_FILE,
+    TORCHSCRIPT_META_FORMAT,
+)
+from napari_advseg.models.unet import UNet2D
+
+__all__ = ["load_target"]
+
+_REQUIRED_KEYS = ("format", "version", "arch", "state_dict", "class_names", "normalisation")
+_MAX_LISTED = 5
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """True for a zip file laid out like ``torch.jit.save`` output (``constants.pkl`` and ``code/``)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    has_constants = any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names)
+    has_code = any("/code/" in n or n.startswith("code/") for n in names)
+    return has_constants and has_code
+
+
+def _describe_contents(path: Path) -> str:
+    """A short guess of what a file that torch cannot read is, for messages."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return ""
+    if not head:
+        return " (the file is empty)"
+    if head[:2] == b"\x1f\x8b":
+        return " (it is gzip-compressed, e.g. a .nii.gz image)"
+    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
+        return " (it looks like a NIfTI image)"
+    if head[:4] in (b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c"):
+        return " (it looks like a NIfTI image)"
+    if head[:4] == b"PK\x03\x04":
+        return " (it is a zip archive of another kind)"
+    if head[:6] == b"\x93NUMPY":
+        return " (it is a numpy .npy array)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    return " (it looks like a text file)"
+
+
+def _listed(keys: Sequence[str]) -> str:
+    keys = list(keys)
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
+
+
+def _read_checkpoint(path: Path, device: torch.device) -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if match:
+            raise InputFileError(
+                path,
+                f"holds pickled Python objects ({match.group(1)}), which are not loaded for safety; "
+                "expected a napari-advseg target checkpoint or a TorchScript model",
+            ) from None
+        problem = _describe_contents(path)
+    except Exception:  # noqa: BLE001 - torch raises many kinds of errors for foreign files
+        problem = _describe_contents(path)
+    raise InputFileError(
+        path, f"is neither a napari-advseg target checkpoint nor a TorchScript model{problem}"
+    )
+
+
+def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
+    """Rebuild the network from a loaded checkpoint dict; also return the metadata."""
+    if not isinstance(checkpoint, dict):
+        raise InputFileError(
+            path, f"holds a {type(checkpoint).__name__}, not a napari-advseg target checkpoint (a dict)"
+        )
+    if checkpoint and "format" not in checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise InputFileError(
+            path,
+            "holds bare weights (a state_dict) without the network description; "
+            "save it with napari_advseg.models.target_files.save_target or export it as TorchScript",
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]
+    if "format" in checkpoint and checkpoint["format"] != CHECKPOINT_FORMAT:
+        raise InputFileError(
+            path, f"has format {checkpoint['format']!r}; expected a {CHECKPOINT_FORMAT!r} checkpoint"
+        )
+    if missing:
+        raise InputFileError(
+            path, f"is a torch file but not a napari-advseg target checkpoint (missing keys: {_listed(missing)})"
+        )
+    version = checkpoint["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputFileError(path, f"has an invalid checkpoint version {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise InputFileError(
+            path,
+            f"was written by a newer napari-advseg (checkpoint version {version}; "
+            f"this version reads up to {CHECKPOINT_VERSION})",
+        )
+    arch = checkpoint["arch"]
+    if not isinstance(arch, dict):
+        raise InputFileError(path, f"has an invalid network description (arch = {arch!r})")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = UNet2D(**arch)
+    except (TypeError, ValueError) as error:
+        raise InputFileError(path, f"has an invalid network description {arch!r}: {first_line(error)}") from None
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputFileError(path, "has an invalid state_dict (expected a dict of tensors)")
+    expected = model.state_dict()
+    absent = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [
+        f"{key} (file {tuple(state[key].shape)}, network {tuple(expected[key].shape)})"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    if absent or unexpected or wrong_shape:
+        parts = []
+        if wrong_shape:
+            parts.append(f"wrong shape: {_listed(wrong_shape)}")
+        if absent:
+            parts.append(f"missing: {_listed(absent)}")
+        if unexpected:
+            parts.append(f"unexpected: {_listed(unexpected)}")
+        raise InputFileError(path, f"weights do not fit the network described by {arch} - " + "; ".join(parts))
+    model.load_state_dict(state)
+    meta = {
+        "class_names": checkpoint["class_names"],
+        "normalisation": checkpoint["normalisation"],
+        "metrics": checkpoint.get("metrics") or {},
+    }
+    return model, meta
+
+
+def _read_torchscript(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
+    extra = {TORCHSCRIPT_META_FILE: ""}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # noqa: BLE001
+        raise InputFileError(path, f"looks like a TorchScript model but cannot be loaded: {first_line(error)}") from None
+    raw = extra[TORCHSCRIPT_META_FILE]
+    if not raw:
+        return model, {}
+    try:
+        meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputFileError(path, f"has an unreadable {TORCHSCRIPT_META_FILE}: {error}") from None
+    if not isinstance(meta, dict):
+        raise InputFileError(path, f"has an invalid {TORCHSCRIPT_META_FILE} (expected a JSON object)")
+    return model, meta
+
+
+def load_target(
+    path: str | os.PathLike,
+    device: str | torch.device | None = "auto",
+    *,
+    class_names: Sequence[str] | None = None,
+    normalisation: dict | None = None,
+) -> Target:
+    """Load a target network from a project checkpoint or a TorchScript archive.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`napari_advseg.models.target_files.save_target` or
+        :func:`napari_advseg.models.target_files.export_torchscript`,
+        or any TorchScript archive mapping ``(N, 1, H, W)`` to logits
+        ``(N, C, H, W)``.
+    device : str or torch.device or None
+        Where to put the network (see
+        :func:`napari_advseg.device.resolve_device`).
+    class_names : sequence of str, optional
+        Name of each output channel. When given, it overrides what the file
+        stores; otherwise the file's names are used (``advseg.json`` for
+        TorchScript), else :data:`napari_advseg.ORGAN_CLASSES`.
+    normalisation : dict, optional
+        Likewise; the fallback is ``{"mode": "zscore"}``.
+
+    Returns
+    -------
+    Target
+        Frozen (eval mode, no parameter requires grad), on ``device``, and
+        checked by :func:`validate_target` on a 64x64 input.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file, when it is missing, is neither kind of file (text,
+        image, random bytes, pickled Python objects, a dict of another format),
+        its weights do not fit its network description (the keys are listed),
+        its class names or normalisation are invalid, or the network's output
+        does not fit (channels vs. class names, or spatial size).
+    AdvsegError
+        For an unavailable device.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such file")
+    if path.is_dir():
+        raise InputFileError(path, "is a folder, not a model file")
+    torch_device = resolve_device(device)
+
+    if _is_torchscript_archive(path):
+        kind = "torchscript"
+        model, meta = _read_torchscript(path, torch_device)
+        if meta and meta.get("format", TORCHSCRIPT_META_FORMAT) != TORCHSCRIPT_META_FORMAT:
+            meta = {}
+    else:
+        kind = "checkpoint"
+        model, meta = _model_from_checkpoint(path, _read_checkpoint(path, torch_device))
+
+    try:
+        names = check_class_names(
+            class_names if class_names is not None else meta.get("class_names", ORGAN_CLASSES)
+        )
+        norm = check_normalisation(normalisation if normalisation is not None else meta.get("normalisation"))
+    except ValueError as error:
+        raise InputFileError(path, str(error)) from None
+    metrics = meta.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        metrics = {}
+
+    model = freeze(model.to(torch_device))
+    target = Target(model, names, norm, kind, str(path), torch_device, metrics)
+    validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
+    return target
