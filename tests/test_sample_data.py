@@ -50,12 +50,12 @@ def test_evaluate_with_no_arguments_uses_the_sample(tmp_path, capsys):
 @pytest.mark.slow
 def test_make_sample_recipe_yields_an_attack(tmp_path, capsys):
     """The code behind sample_data/, at a small size: `advseg make-sample` on an 8-slice phantom, the
-    generator trained 40 steps on two subjects against the shipped U-Net, breaks organs on subject 0
+    generator trained 60 steps on two subjects against the shipped U-Net, breaks organs on subject 0
     (an untrained generator is the identity: drop 0)."""
     import shutil
 
     shutil.copy(sample_data_dir() / SAMPLE_FILES["target"], tmp_path / SAMPLE_FILES["target"])
-    code = main(["make-sample", "--out", str(tmp_path), "--reuse-target", "--steps", "40", "--shape", "8,128,128",
+    code = main(["make-sample", "--out", str(tmp_path), "--reuse-target", "--steps", "60", "--shape", "8,128,128",
                  "--attack-subjects", "2", "--device", "cpu", "--quiet"])
     assert code == 0, capsys.readouterr().err
     for name in SAMPLE_FILES.values():
@@ -63,13 +63,15 @@ def test_make_sample_recipe_yields_an_attack(tmp_path, capsys):
     summary = json.loads((tmp_path / "sample.json").read_text())
     report = summary["report"]
     drops = {organ: row["drop"] for organ, row in report["organs"].items()}
-    assert report["mean_drop"] >= 0.08, drops
-    assert max(drops.values()) >= 0.2, drops
+    # seen here: mean drop 19 %, spleen -45 %, liver -27 % (the shipped recipe, 600 steps on 24
+    # subjects, passes the 30 % line on every organ)
+    assert report["mean_drop"] >= 0.10, drops
+    assert max(drops.values()) >= 0.25, drops
     assert report["rho"] < 0.12 and report["fold_fraction"] < 0.01
     # the files written are the ones evaluated: the checkpoint reloads and gives the same report
     target = load_target(tmp_path / SAMPLE_FILES["target"], "cpu")
     generator, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
-    assert meta["step"] == 40
+    assert meta["step"] == 60
     again = evaluate_case(generator, config, target, load_case(tmp_path / SAMPLE_FILES["ct"],
                                                                tmp_path / SAMPLE_FILES["labels"],
                                                                target.normalisation), samples=4, seed=0)
