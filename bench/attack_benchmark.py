@@ -40,8 +40,6 @@ import json
 import math
 import os
 import platform
-import resource
-import shutil
 import subprocess
 import sys
 import time

@@ -19,7 +19,7 @@ def _free_port() -> int:
 
 def _torchrun(args, cwd, timeout=240):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           f"--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", *args]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     import os
 
