@@ -45,19 +45,12 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
     from napari_advseg.models.target_files import save_target
     from napari_advseg.models.unet import predict_labels
-    from napari_advseg.models.unet_training import train_unet
+    from napari_advseg.models.unet_training import fit_unet
 
     start = time.perf_counter()
-    loop = train_unet(train_images, train_labels, n_classes=len(class_names), steps=steps, batch_size=batch_size,
-                      patch_size=patch_size, lr=lr, seed=seed, device=device, base_channels=base_channels)
-    while True:
-        try:
-            record = next(loop)
-        except StopIteration as stop:
-            model = stop.value
-            break
-        if progress is not None:
-            progress(record)
+    model = fit_unet(train_images, train_labels, callback=progress, n_classes=len(class_names), steps=steps,
+                     batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed, device=device,
+                     base_channels=base_channels)
     seconds = time.perf_counter() - start
     prediction = predict_labels(model, test_images)
     dice = dice_per_organ(prediction, test_labels, list(class_names))
