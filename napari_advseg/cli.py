@@ -299,4 +299,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A rank of a torchrun job, its work done and its process group left: exit without running C++
+        # static destructors, where a distributed helper thread still joinable now and then aborted a
+        # finished rank ("terminate called without an active exception", SIGABRT).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -124,9 +124,14 @@ def test_editable_install_and_built_wheel_expose_the_manifest_to_npe2(tmp_path):
 
     # A wheel built from this tree, installed into a folder of its own and run without the editable
     # install's path hook (python -S skips .pth files): npe2 must find the plugin in the wheel alone.
-    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    import shutil
+
+    # Build from a copy of the source alone: a build/ folder left in the checkout could carry stale modules.
+    source, wheels, target = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "runs", "__pycache__", ".pytest_cache"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=600, cwd=tmp_path)
     wheel = next(wheels.glob("napari_advseg-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel)],
@@ -136,9 +141,14 @@ def test_editable_install_and_built_wheel_expose_the_manifest_to_npe2(tmp_path):
 
     site = sysconfig.get_paths()["purelib"]
     env["PYTHONPATH"] = os.pathsep.join([str(target), site])
-    where = subprocess.run([sys.executable, "-S", "-c", "import napari_advseg; print(napari_advseg.__file__)"],
-                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-    assert where.stdout.strip().startswith(str(target)), where.stdout + where.stderr
+    probe = ("import napari_advseg; from napari_advseg.data.samples import SAMPLE_FILES, sample_file; "
+             "print(napari_advseg.__file__); [print(sample_file(kind)) for kind in SAMPLE_FILES]")
+    where = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=120,
+                           env=env, cwd=tmp_path)
+    lines = where.stdout.split()
+    assert where.returncode == 0 and len(lines) == 5, where.stdout + where.stderr
+    # the package and its shipped sample (CT, labels, U-Net, generator) come from the wheel
+    assert all(line.startswith(str(target)) for line in lines), lines
     plugins = _npe2_plugins(env, tmp_path, "-S")  # not from the repository: cwd is on sys.path
     assert "napari-advseg" in plugins
     assert plugins["napari-advseg"]["npe2"] is True

@@ -23,7 +23,7 @@ def sample_data_dir() -> Path:
     env = os.environ.get("ADVSEG_SAMPLE_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "sample_data"
+    return Path(__file__).resolve().parents[1] / "sample_data"
 
 
 def sample_file(kind: str) -> Path:

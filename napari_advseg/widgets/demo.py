@@ -3,7 +3,7 @@
     python -m napari_advseg.widgets.demo
 
 The sample data (CT, reference labels, the target U-Net and a trained
-generator) come from ``sample_data/`` (``advseg make-sample`` builds them).
+generator) come from ``napari_advseg/sample_data/`` (``advseg make-sample`` builds them).
 """
 
 from __future__ import annotations
