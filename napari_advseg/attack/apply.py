@@ -89,6 +89,19 @@ def adversarial_hu(hu: np.ndarray, adversarial: np.ndarray, displacement: np.nda
     return out.astype(np.float32, copy=False)
 
 
+def network_input(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor, bias_mode: str,
+                  use_phi: bool, use_bias: bool, limits: tuple[float, float] | None,
+                  hu: np.ndarray | None = None, scale=None) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The module's formula for a batch: the target's input ``(B, 1, H, W)`` and, with the slices'
+    ``hu`` ``(B, H, W)`` and the volume's ``scale``, the adversarial HU ``(B, H, W)`` it comes from."""
+    x_adv = apply_fields(x, displacement if use_phi else None, bias if use_bias else None, bias_mode, limits)
+    if hu is None:
+        return x_adv, None
+    hu_adv = adversarial_hu(np.asarray(hu, np.float32), x_adv[:, 0].cpu().numpy(),
+                            displacement.cpu().numpy() if use_phi else None, scale)
+    return torch.as_tensor(scale.apply(hu_adv))[:, None].to(x.device), hu_adv
+
+
 def bias_in_display_units(bias, config: AttackConfig, scale) -> np.ndarray:
     """A bias field as shown and exported: HU for additive bias, the factor ``exp(b)`` for multiplicative."""
     bias = np.asarray(bias, np.float32)
@@ -144,13 +157,8 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
         out = generator(x, deviates(eps_phi), deviates(eps_b), temperature, input_range=limits)
         displacement = out.displacement if config.use_phi else torch.zeros_like(out.displacement)
         bias = out.bias if config.use_bias else torch.zeros_like(out.bias)
-        x_adv = apply_fields(x, displacement if config.use_phi else None, bias if config.use_bias else None,
-                             config.bias_mode, limits)
-        hu_adv = None
-        if hu is not None:
-            hu_adv = adversarial_hu(np.asarray(hu[start:start + b], np.float32), x_adv[:, 0].cpu().numpy(),
-                                    displacement.cpu().numpy() if config.use_phi else None, scale)
-            x_adv = torch.as_tensor(scale.apply(hu_adv))[:, None].to(device)
+        x_adv, hu_adv = network_input(x, displacement, bias, config.bias_mode, config.use_phi, config.use_bias,
+                                      limits, None if hu is None else hu[start:start + b], scale)
         pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
         pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
         warped = None

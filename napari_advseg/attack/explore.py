@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.apply import adversarial_hu, target_input_range
+from napari_advseg.attack.apply import network_input, target_input_range
 from napari_advseg.evaluation.metrics import dice_per_organ, organ_row
-from napari_advseg.attack.fields import apply_fields, fold_fraction, perceptibility, warp_labels
+from napari_advseg.attack.fields import fold_fraction, perceptibility, warp_labels
 
 
 @dataclass
@@ -123,13 +123,8 @@ class SliceExplorer:
             displacement = torch.zeros_like(displacement)
         if not use_bias:
             bias = torch.zeros_like(bias)
-        x_adv = apply_fields(x, displacement if use_phi else None, bias if use_bias else None, cfg.bias_mode,
-                             self.input_range)
-        hu_adv = None
-        if self._hu is not None:
-            hu_adv = adversarial_hu(self._hu, x_adv[:, 0].cpu().numpy(),
-                                    displacement.cpu().numpy() if use_phi else None, self.scale)
-            x_adv = torch.as_tensor(self.scale.apply(hu_adv))[:, None].to(self.device)
+        x_adv, hu_adv = network_input(x, displacement, bias, cfg.bias_mode, use_phi, use_bias, self.input_range,
+                                      self._hu, self.scale)
         reference = self._labels if self._labels is not None else self._clean
         warped = warp_labels(reference, displacement) if use_phi else reference
         view = SliceView(
