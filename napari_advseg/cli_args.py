@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from napari_advseg import __version__
-from napari_advseg.attack.config import FIELD_MODES
+from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
 
@@ -105,6 +105,22 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help=f"weight of the norm term mean((x_adv - x)^2) (default {d.lambda_rho})")
     g.add_argument("--rho-max", type=float, default=d.rho_max,
                    help="hard budget on each slice's rho (Eq. 7): G scales its fields down to it (default: none)")
+    g.add_argument("--phi-rho-max", type=float, default=d.phi_rho_max,
+                   help="budget on the rho of the warped image alone, T(x; phi) (default: none)")
+    g.add_argument("--bias-rho-max", type=float, default=d.bias_rho_max,
+                   help="budget on the rho of x + b alone (default: none)")
+    g.add_argument("--lambda-jacobian", type=float, default=d.lambda_jacobian,
+                   help="weight of the penalty on local compression, mean(relu(floor - det J)^2) "
+                        f"(default {d.lambda_jacobian:g}, off)")
+    g.add_argument("--jacobian-floor", type=float, default=d.jacobian_floor,
+                   help=f"Jacobian determinant below which compression costs (default {d.jacobian_floor:g})")
+    g.add_argument("--control-spacing", type=int, default=d.control_spacing,
+                   help=f"pixels between the fields' control points, a power of two (default {d.control_spacing})")
+    g.add_argument("--phi-control-spacing", type=int, default=d.phi_control_spacing,
+                   help="a finer control grid for the displacement alone (default: --control-spacing)")
+    g.add_argument("--latent-decoder", choices=list(LATENT_DECODERS), default=d.latent_decoder,
+                   help="basis: each latent number scales a field pattern of its own (sum_k z_k B_k(x)); "
+                        f"concat: the code concatenated with the features (default {d.latent_decoder})")
     g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
     g.add_argument("--lambda-real", type=float, default=d.lambda_real,

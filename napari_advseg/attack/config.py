@@ -17,9 +17,12 @@ BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
+LATENT_DECODERS = ("basis", "concat")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
+_LEGACY_DEFAULTS = {"latent_decoder": "concat"}
+"""Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
 @dataclass
@@ -40,6 +43,16 @@ class AttackConfig:
         is not linear, until within 0.5 % of it; see
         ``AttackGenerator.limit_rho``); G learns its attack
         within the budget. None (default): no budget, only the norm term.
+    phi_rho_max, bias_rho_max : float or None
+        A separate budget per field, applied before ``rho_max``: the
+        displacement of a slice is scaled down until the warped image alone,
+        ``T(x; phi)``, is within ``phi_rho_max`` of ``x`` (Eq. 7), and the bias
+        until ``x + b`` alone is within ``bias_rho_max``. None: no such budget.
+    lambda_jacobian, jacobian_floor : float
+        A perceptibility term for the deformation that is not the intensity
+        L2: ``lambda_jacobian * mean(relu(jacobian_floor - det J)^2)`` penalises
+        local compression below ``jacobian_floor`` (and folding, det J <= 0).
+        0 = off.
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
         realism (critic) term in the generator loss (Eq. 6).
@@ -56,6 +69,18 @@ class AttackConfig:
     control_spacing : int
         Pixels between the control points the fields are decoded on (a power
         of two); the fields are upsampled bicubically, smooth by construction.
+    phi_control_spacing : int or None
+        A finer (or equal) control grid for the displacement alone (a power of
+        two, at most ``control_spacing``): local non-rigid changes of organ
+        outlines with small displacements. None: ``control_spacing``.
+    latent_decoder : str
+        ``"basis"`` (default): each decoder returns one field pattern per
+        latent number, conditioned on the slice, and the field is their sum
+        weighted by the code, ``sum_k z_k B_k(x)``: every latent number moves
+        the field along its own pattern, so every slider has an effect that
+        grows with its value. ``"concat"``: the code is broadcast over space
+        and concatenated with the features (checkpoints made before the
+        option).
     fields : str
         ``"both"``, or the ablations ``"phi"`` (b = 0) and ``"bias"`` (phi = 0).
     bias_mode : str
@@ -91,6 +116,12 @@ class AttackConfig:
     phi_max: float = 6.0
     b_max: float = 1.0
     control_spacing: int = 8
+    phi_control_spacing: int | None = None
+    latent_decoder: str = "basis"
+    phi_rho_max: float | None = None
+    bias_rho_max: float | None = None
+    lambda_jacobian: float = 0.0
+    jacobian_floor: float = 0.5
     base_channels: int = 16
     fields: str = "both"
     bias_mode: str = "additive"
@@ -124,6 +155,17 @@ class AttackConfig:
             (self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}"),
             (self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}"),
             (self.rho_max is None or self.rho_max > 0, f"rho_max must be > 0 or None, got {self.rho_max}"),
+            (self.phi_rho_max is None or self.phi_rho_max > 0,
+             f"phi_rho_max must be > 0 or None, got {self.phi_rho_max}"),
+            (self.bias_rho_max is None or self.bias_rho_max > 0,
+             f"bias_rho_max must be > 0 or None, got {self.bias_rho_max}"),
+            (self.latent_decoder in LATENT_DECODERS,
+             f"latent_decoder must be one of {LATENT_DECODERS}, got {self.latent_decoder!r}"),
+            (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
+            (self.phi_control_spacing is None or (
+                1 <= self.phi_control_spacing <= self.control_spacing
+                and (self.phi_control_spacing & (self.phi_control_spacing - 1)) == 0),
+             f"phi_control_spacing must be a power of two <= control_spacing, got {self.phi_control_spacing}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
             (self.phi_max > 0 and self.b_max > 0, "phi_max and b_max must be > 0"),
             (self.control_spacing >= 1 and (self.control_spacing & (self.control_spacing - 1)) == 0,
@@ -146,6 +188,11 @@ class AttackConfig:
     def use_bias(self) -> bool:
         return self.fields in ("both", "bias")
 
+    @property
+    def phi_spacing(self) -> int:
+        """Pixels between the displacement's control points."""
+        return self.control_spacing if self.phi_control_spacing is None else self.phi_control_spacing
+
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (safe for JSON and ``torch.load(weights_only=True)``)."""
         data = dataclasses.asdict(self)
@@ -157,6 +204,7 @@ class AttackConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         # Keys that older checkpoints wrote and nothing read (the target's normalisation lives with the target).
         data = {k: v for k, v in data.items() if k not in _RETIRED_KEYS}
+        data = {**_LEGACY_DEFAULTS, **data}
         unknown = sorted(set(data) - known)
         if unknown:
             raise AdvsegError(f"unknown attack configuration keys: {', '.join(unknown)}")

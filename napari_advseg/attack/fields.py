@@ -108,6 +108,15 @@ def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
     return (1.0 + ddy_drow) * (1.0 + ddx_dcol) - ddy_dcol * ddx_drow
 
 
+def jacobian_penalty(displacement: torch.Tensor, floor: float) -> torch.Tensor:
+    """``mean(relu(floor - det J)^2)``: local compression below ``floor``, and folding, cost; stretching is free.
+
+    A perceptibility measure of the deformation itself, not of the intensity
+    change it makes: a budget on how much any patch of tissue may shrink.
+    """
+    return torch.relu(floor - jacobian_determinant(displacement)).pow(2).mean()
+
+
 def fold_count(displacement: torch.Tensor) -> tuple[int, int]:
     """(pixels where the deformation folds, pixels checked)."""
     det = jacobian_determinant(displacement)

@@ -31,7 +31,7 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.attack.apply import target_input_range
-from napari_advseg.attack.fields import apply_fields, perceptibility, smoothness, warp_labels
+from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
 from napari_advseg.models.generator import AttackGenerator, Critic
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
@@ -246,6 +246,9 @@ class AttackTrainer:
         smooth_phi = smoothness(out.displacement)
         smooth_b = smoothness(out.bias)
         norm = (x_adv - x).pow(2).mean()
+        jacobian = torch.zeros((), device=self.device)
+        if cfg.use_phi and cfg.lambda_jacobian > 0:
+            jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor)
         kl = torch.zeros((), device=self.device)
         if cfg.use_phi:
             kl = kl + kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
@@ -253,6 +256,7 @@ class AttackTrainer:
             kl = kl + kl_divergence(out.stats.mu_b, out.stats.logvar_b)
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl
+                + cfg.lambda_jacobian * jacobian
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -261,7 +265,8 @@ class AttackTrainer:
             rho = perceptibility(x_adv, x)
         return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
                 "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
-                "smooth_b": smooth_b.item(), "norm": norm.item(), "kl": kl.item(), "diversity": diversity.item()}
+                "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
+                "diversity": diversity.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""

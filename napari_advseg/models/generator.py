@@ -44,6 +44,18 @@ _BUDGET_PASSES = 8
 """Most rescaling passes of :meth:`AttackGenerator.limit_rho`."""
 
 
+def _within_budget(adversarial, x: torch.Tensor, fields: tuple[torch.Tensor, ...], budget: float
+                   ) -> tuple[torch.Tensor, ...]:
+    """Scale ``fields`` per slice by ``min(1, budget / rho)`` until ``rho(adversarial(*fields), x)`` fits."""
+    for _ in range(_BUDGET_PASSES):
+        rho = perceptibility_per_slice(adversarial(*fields), x)
+        if bool((rho <= budget * 1.005).all()):
+            break
+        scale = (budget / rho.clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1, 1, 1)
+        fields = tuple(f * scale for f in fields)
+    return fields
+
+
 @dataclass
 class GeneratorOutput:
     """What one forward pass of G gives.
@@ -100,23 +112,40 @@ class LatentHead(nn.Module):
 
 
 class FieldDecoder(nn.Module):
-    """Features ``h`` and a latent code broadcast over space -> a coarse field.
+    """Features ``h`` and a latent code -> a coarse field.
 
-    The last convolution starts at zero, so an untrained generator is the
-    identity (phi = 0, b = 0) and training moves away from it.
+    ``mode="basis"``: the decoder sees ``h`` only and returns one field
+    pattern per latent number; the field is ``sum_k z_k B_k(h)``, linear in
+    the code, so each latent number moves the field along a pattern of its
+    own (and ``z = 0`` is the identity). ``mode="concat"``: the code is
+    broadcast over space and concatenated with ``h`` (the first design; older
+    checkpoints). The last convolution starts at zero, so an untrained
+    generator is the identity (phi = 0, b = 0) and training moves away from it.
     """
 
-    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int):
+    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int, mode: str = "concat"):
         super().__init__()
+        self.mode = mode
+        self.latent_dim = latent_dim
+        self.out_channels = out_channels
+        extra = latent_dim if mode == "concat" else 0
         self.body = nn.Sequential(
-            _conv_block(in_ch + latent_dim, width),
+            _conv_block(in_ch + extra, width),
             _conv_block(width, width),
         )
-        self.head = nn.Conv2d(width, out_channels, 3, padding=1)
+        patterns = out_channels * latent_dim if mode == "basis" else out_channels
+        self.head = nn.Conv2d(width, patterns, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def patterns(self, h: torch.Tensor) -> torch.Tensor:
+        """The field patterns ``B_k(h)`` of the basis mode, ``(N, latent_dim, C, h, w)``."""
+        out = self.head(self.body(h))
+        return out.reshape(out.shape[0], self.latent_dim, self.out_channels, *out.shape[2:])
+
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.mode == "basis":
+            return torch.einsum("nkchw,nk->nchw", self.patterns(h), z.to(h))
         z_map = z[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         return self.head(self.body(torch.cat((h, z_map), dim=1)))
 
@@ -133,8 +162,8 @@ class AttackGenerator(nn.Module):
         self.head_phi = LatentHead(ch, config.latent_dim)
         self.head_b = LatentHead(ch, config.latent_dim)
         width = max(ch // 2, 32)
-        self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width)
-        self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width)
+        self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width, config.latent_decoder)
+        self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width, config.latent_decoder)
 
     # -- pieces, so an interactive view can encode once and decode many codes
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +188,9 @@ class AttackGenerator(nn.Module):
         padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
         n = h.shape[0]
         if cfg.use_phi:
-            coarse = self.decoder_phi(h, z_phi)
+            ratio = cfg.control_spacing // cfg.phi_spacing
+            h_phi = h if ratio == 1 else F.interpolate(h, scale_factor=ratio, mode="bilinear", align_corners=False)
+            coarse = self.decoder_phi(h_phi, z_phi)
             displacement = cfg.phi_max * torch.tanh(upsample_field(coarse, padded))
             displacement = displacement[:, :, : size[0], : size[1]]
         else:
@@ -174,25 +205,31 @@ class AttackGenerator(nn.Module):
 
     def limit_rho(self, x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor,
                   input_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both fields of each slice times ``min(1, rho_max / rho)``: the hard budget of ``config.rho_max``.
+        """The budgets of the config: each field alone, then both together.
 
-        Repeated (at most ``_BUDGET_PASSES`` times) until every slice is within
-        0.5 % of the budget, as warping is not linear in the displacement; for
-        smooth fields on CT slices one or two passes do. Differentiable, so G
-        learns the most harmful fields within the budget. Unchanged when
-        ``rho_max`` is None.
+        ``phi_rho_max`` scales the displacement of each slice by
+        ``min(1, budget / rho(T(x; phi)))``, ``bias_rho_max`` the bias by
+        ``min(1, budget / rho(x + b))``, and ``rho_max`` both fields by
+        ``min(1, rho_max / rho(x_adv))``. Each is repeated (at most
+        ``_BUDGET_PASSES`` times) until every slice is within 0.5 % of its
+        budget, as warping is not linear in the displacement; for smooth fields
+        on CT slices one or two passes do. Differentiable, so G learns the
+        most harmful fields within the budgets. Unchanged without budgets.
         """
         cfg = self.config
-        if cfg.rho_max is None:
-            return displacement, bias
-        for _ in range(_BUDGET_PASSES):
-            adv = apply_fields(x, displacement if cfg.use_phi else None, bias if cfg.use_bias else None,
-                               cfg.bias_mode, input_range)
-            rho = perceptibility_per_slice(adv, x)
-            if bool((rho <= cfg.rho_max * 1.005).all()):
-                break
-            scale = (cfg.rho_max / rho.clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1, 1, 1)
-            displacement, bias = displacement * scale, bias * scale
+        phi = displacement if cfg.use_phi else None
+        b = bias if cfg.use_bias else None
+        if phi is not None and cfg.phi_rho_max is not None:
+            (displacement,) = _within_budget(lambda d: apply_fields(x, d, None, cfg.bias_mode, input_range),
+                                             x, (displacement,), cfg.phi_rho_max)
+        if b is not None and cfg.bias_rho_max is not None:
+            (bias,) = _within_budget(lambda c: apply_fields(x, None, c, cfg.bias_mode, input_range),
+                                     x, (bias,), cfg.bias_rho_max)
+        if cfg.rho_max is not None:
+            displacement, bias = _within_budget(
+                lambda d, c: apply_fields(x, d if cfg.use_phi else None, c if cfg.use_bias else None,
+                                          cfg.bias_mode, input_range),
+                x, (displacement, bias), cfg.rho_max)
         return displacement, bias
 
     @staticmethod
