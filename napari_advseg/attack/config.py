@@ -51,8 +51,8 @@ class AttackConfig:
     lambda_jacobian, jacobian_floor : float
         A perceptibility term for the deformation that is not the intensity
         L2: ``lambda_jacobian * mean(relu(jacobian_floor - det J)^2)`` penalises
-        local compression below ``jacobian_floor`` (and folding, det J <= 0).
-        0 = off.
+        the map ``p -> p + phi(p)`` contracting below ``jacobian_floor`` (a
+        strong local magnification, and folding at det J <= 0). 0 = off.
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
         realism (critic) term in the generator loss (Eq. 6).

@@ -109,10 +109,11 @@ def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
 
 
 def jacobian_penalty(displacement: torch.Tensor, floor: float) -> torch.Tensor:
-    """``mean(relu(floor - det J)^2)``: local compression below ``floor``, and folding, cost; stretching is free.
+    """``mean(relu(floor - det J)^2)`` of the map ``p -> p + phi(p)``: contraction below ``floor`` costs.
 
     A perceptibility measure of the deformation itself, not of the intensity
-    change it makes: a budget on how much any patch of tissue may shrink.
+    change it makes: ``det J`` near 0 magnifies a sliver of tissue many times
+    and ``det J <= 0`` folds it; ``det J > floor`` is free.
     """
     return torch.relu(floor - jacobian_determinant(displacement)).pow(2).mean()
 

@@ -1,0 +1,127 @@
+"""The basis latent decoder, the per-field budgets, the Jacobian penalty and the latent-effect measure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.explore import SliceExplorer
+from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility_per_slice
+from napari_advseg.attack.latent_effect import latent_effects, slider_positions
+from napari_advseg.errors import AdvsegError
+from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.models.target import make_target
+from napari_advseg.models.unet import UNet2D
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _generator(**changes) -> AttackGenerator:
+    torch.manual_seed(0)
+    cfg = AttackConfig(**{"base_channels": 4, "control_spacing": 4, "latent_dim": 3, **changes})
+    generator = AttackGenerator(cfg)
+    with torch.no_grad():  # the heads start at zero (identity): give them patterns
+        for p in generator.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return generator.eval()
+
+
+def test_basis_decoder_is_linear_in_the_code_and_zero_code_is_identity():
+    generator = _generator()
+    x = torch.randn(2, 1, 16, 16)
+    h, _ = generator.encode(x)
+    zero = torch.zeros(2, 3)
+    phi0, b0 = generator.decode(h, zero, zero, (16, 16))
+    assert torch.count_nonzero(phi0) == 0 and torch.count_nonzero(b0) == 0
+    z1 = torch.tensor([[0.3, 0.0, 0.0], [0.0, -0.2, 0.0]])
+    z2 = torch.tensor([[0.0, 0.0, 0.5], [0.1, 0.0, 0.0]])
+    for decoder in (generator.decoder_phi, generator.decoder_b):  # the coarse field, before the tanh bound
+        one, two, both = decoder(h, z1), decoder(h, z2), decoder(h, z1 - 2 * z2)
+        assert one.abs().max() > 0 and two.abs().max() > 0
+        torch.testing.assert_close(both, one - 2 * two, rtol=1e-4, atol=1e-5)
+
+
+def test_legacy_checkpoints_keep_the_concat_decoder():
+    old = AttackConfig().to_dict()
+    del old["latent_decoder"]
+    assert AttackConfig.from_dict(old).latent_decoder == "concat"
+    assert AttackConfig().latent_decoder == "basis"
+    with pytest.raises(AdvsegError, match="latent_decoder"):
+        AttackConfig(latent_decoder="x")
+    with pytest.raises(AdvsegError, match="phi_control_spacing"):
+        AttackConfig(control_spacing=4, phi_control_spacing=8)
+
+
+def test_finer_phi_grid_decodes_finer_fields():
+    coarse, fine = _generator(control_spacing=8), _generator(control_spacing=8, phi_control_spacing=2)
+    x = torch.randn(1, 1, 32, 32)
+    z = torch.ones(1, 3)
+    for generator, grid in ((coarse, 4), (fine, 16)):
+        h, _ = generator.encode(x)
+        assert generator.decoder_phi.patterns(
+            h if grid == 4 else torch.nn.functional.interpolate(h, scale_factor=4)).shape[-1] == grid
+        phi, _ = generator.decode(h, z, z, (32, 32))
+        assert phi.shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("which", ["phi", "bias"])
+def test_per_field_budget_caps_that_field_alone(which):
+    budget = 0.01
+    changes = {"phi_rho_max": budget} if which == "phi" else {"bias_rho_max": budget}
+    generator = _generator(phi_max=4.0, **changes)
+    x = torch.randn(3, 1, 24, 24)
+    out = generator(x, torch.full((3, 3), 2.0), torch.full((3, 3), 2.0))
+    phi = out.displacement if which == "phi" else None
+    bias = out.bias if which == "bias" else None
+    rho = perceptibility_per_slice(apply_fields(x, phi, bias), x)
+    assert (rho <= budget * 1.006).all()
+    free = _generator(phi_max=4.0)(x, torch.full((3, 3), 2.0), torch.full((3, 3), 2.0))
+    other = free.bias if which == "phi" else free.displacement  # the other field is left as it was
+    torch.testing.assert_close(out.bias if which == "phi" else out.displacement, other)
+
+
+def test_jacobian_penalty_costs_contraction_towards_folding_only():
+    n = 16
+    ramp = torch.arange(n, dtype=torch.float32)
+    compress = torch.zeros(1, 2, n, n)
+    compress[:, 1] = 0.8 * ramp  # p -> 1.8 p: det J = 1.8, the slice shows a 1.8x wider region (free)
+    stretch = torch.zeros(1, 2, n, n)
+    stretch[:, 1] = -0.8 * ramp  # p -> 0.2 p: det J = 0.2, a 5x magnification along x, near folding
+    assert jacobian_penalty(compress, 0.5) == 0
+    assert jacobian_penalty(stretch, 0.5) == pytest.approx(0.09, rel=1e-4)
+    assert jacobian_penalty(torch.zeros(1, 2, n, n), 0.5) == 0
+
+
+def test_latent_effects_measure_every_number():
+    generator = _generator(phi_max=3.0)
+    target = make_target(UNet2D(base_channels=4, depth=2), device="cpu")
+    explorer = SliceExplorer(generator, generator.config, target)
+    rng = np.random.default_rng(0)
+    labels = np.zeros((32, 32), np.uint8)
+    labels[8:20, 6:18] = 1
+    explorer.set_slice(rng.normal(size=(32, 32)).astype(np.float32), labels)
+    effects = latent_effects(explorer, points=3)
+    assert [(e.field, e.index) for e in effects] == [("phi", 0), ("phi", 1), ("phi", 2), ("b", 0), ("b", 1),
+                                                     ("b", 2)]
+    for e in effects:
+        moved = e.displacement_px if e.field == "phi" else e.bias_change
+        other = e.bias_change if e.field == "phi" else e.displacement_px
+        assert moved > 0 and other == 0
+        assert e.organ == "liver" and 0 <= e.dice_swing <= 100
+        assert "liver" in e.describe()
+    assert list(slider_positions(3.0, 3)) == [-3.0, 0.0, 3.0]
+
+
+def test_latent_effect_script_quick_mode():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "latent_effect.py"), "--quick", "--threads", "1"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| z_")]
+    assert len(rows) == 16  # 8 numbers of z_phi and 8 of z_b in the shipped generator
+    assert "median swing per number" in result.stdout
