@@ -235,6 +235,46 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from napari_advseg.attack.strength import DEFAULT_RHOS
+    from napari_advseg.evaluation.curve import volume_curve, write_curve
+
+    target = _load_target(args)
+    generator, config, _, path = _load_generator(args)
+    case = _case(args, target)
+    if case.labels is None:
+        raise AdvsegError("curve needs reference labels (--labels) to score Dice")
+    if args.slices:
+        index = np.asarray(sorted(set(args.slices)))
+        if index.min() < 0 or index.max() >= case.volume.n_slices:
+            raise AdvsegError(f"--slices must lie in 0..{case.volume.n_slices - 1}")
+    else:
+        index = case.part(args.split)[2]
+    rhos = DEFAULT_RHOS if args.rhos is None else args.rhos
+    bar = _Bar(len(rhos) * args.samples * len(index), "dose-response", args.quiet)
+    curve = volume_curve(generator, config, target, case.images[index], case.labels[index], rhos,
+                         samples=args.samples, seed=args.seed, temperature=args.temperature,
+                         batch_size=args.batch_size, progress=lambda n: bar.step(n))
+    bar.close()
+    settings = {"rhos": list(curve.rhos), "samples": args.samples, "seed": args.seed,
+                "temperature": args.temperature, "split": None if args.slices else args.split,
+                "batch_size": args.batch_size, "device": args.device}
+    info = {"settings": settings, "generator": path, "target": target.path, "ct": case.volume.path,
+            "slices": index.tolist(), "samples": args.samples}
+    paths = write_curve(args.out, curve, target.class_names, info)
+    _say("| rho asked | rho reached | " + " | ".join(curve.dice) + " |")
+    _say("|" + " --- |" * (len(curve.dice) + 2))
+    for i, rho in enumerate(curve.rhos):
+        _say(f"| {rho:.3f} | {curve.achieved[i]:.3f} | "
+             + " | ".join(f"{100 * values[i]:.1f}" for values in curve.dice.values()) + " |")
+    _say(f"Dice in % (per volume, {args.samples} sample(s) per slice, {len(index)} slices); clean: "
+         + ", ".join(f"{organ} {100 * d:.1f}" for organ, d in curve.clean.items()))
+    _say(f"wrote {paths['json']} and {paths['png']}")
+    return 0
+
+
 def cmd_make_sample(args: argparse.Namespace) -> int:
     from napari_advseg.workflows import make_sample_data
 
@@ -266,6 +306,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "sweep": cmd_sweep,
     "sample": cmd_sample,
+    "curve": cmd_curve,
     "make-sample": cmd_make_sample,
 }
 """Subcommand name -> the function that runs it (``args.func``)."""
