@@ -225,7 +225,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sidecar = sample_volume(generator, config, target, case, args.out, seed=args.seed,
                             temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
                             slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
-                            progress=lambda n: bar.step(n))
+                            progress=lambda n: bar.step(n), rho=args.rho)
     bar.close()
     for organ, row in sidecar["organs"].items():
         _say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "
@@ -238,7 +238,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_curve(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from napari_advseg.attack.strength import DEFAULT_RHOS
+    from napari_advseg.attack.strength import DEFAULT_RHOS, check_rhos
     from napari_advseg.evaluation.curve import volume_curve, write_curve
 
     target = _load_target(args)
@@ -252,7 +252,9 @@ def cmd_curve(args: argparse.Namespace) -> int:
             raise AdvsegError(f"--slices must lie in 0..{case.volume.n_slices - 1}")
     else:
         index = case.part(args.split)[2]
-    rhos = DEFAULT_RHOS if args.rhos is None else args.rhos
+    rhos = check_rhos(DEFAULT_RHOS if args.rhos is None else args.rhos)
+    if args.samples < 1:
+        raise AdvsegError(f"--samples must be at least 1, got {args.samples}")
     bar = _Bar(len(rhos) * args.samples * len(index), "dose-response", args.quiet)
     curve = volume_curve(generator, config, target, case.images[index], case.labels[index], rhos,
                          samples=args.samples, seed=args.seed, temperature=args.temperature,

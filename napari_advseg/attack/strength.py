@@ -148,6 +148,10 @@ class DoseResponse:
     dice: dict[str, list[float]] = field(default_factory=dict)
     clean: dict[str, float] = field(default_factory=dict)
 
+    def reached(self) -> list[bool]:
+        """Whether the (mean) rho reached is within 1 % of each rho asked for."""
+        return [abs(a - r) <= ACCURACY * r + 1e-6 for a, r in zip(self.achieved, self.rhos)]
+
     def to_dict(self) -> dict:
         return {"rhos": list(self.rhos), "achieved_rho": list(self.achieved),
                 "dice": {k: list(v) for k, v in self.dice.items()}, "clean_dice": dict(self.clean)}

@@ -49,7 +49,7 @@ def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: 
     if labels is None:
         raise AdvsegError("a dose-response curve needs reference labels (--labels)")
     if samples < 1:
-        raise AdvsegError(f"--samples must be at least 1, got {samples}")
+        raise AdvsegError(f"samples must be at least 1, got {samples}")
     curve = DoseResponse(check_rhos(rhos))
     for rho in curve.rhos:
         report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
