@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+                            QVBoxLayout, QWidget)
 
 RHO_SLIDER_MAX = 0.12
 RHO_SLIDER_STEP = 0.002
@@ -115,11 +116,15 @@ class StrengthPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.curve_button)
         buttons.addWidget(self.curve_status, 1)
+        box = QGroupBox("Strength (rho)")
+        inner = QVBoxLayout(box)
+        inner.setContentsMargins(4, 4, 4, 4)
+        inner.addLayout(row)
+        inner.addLayout(buttons)
+        inner.addWidget(self.plot)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row)
-        layout.addLayout(buttons)
-        layout.addWidget(self.plot)
+        layout.addWidget(box)
 
     def rho(self) -> float | None:
         """The rho asked for, or None ("as sampled")."""
