@@ -25,6 +25,7 @@ def _shown(explore, z: int, rho) -> bool:
 
 def test_set_rho_and_dose_response(make_napari_viewer, qtbot, one_thread):
     from napari_advseg.widgets import AttackWidget
+    from napari_advseg.widgets import _layers as L
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-advseg", "abdomen_phantom")
@@ -64,6 +65,10 @@ def test_set_rho_and_dose_response(make_napari_viewer, qtbot, one_thread):
     assert all(len(line.get_xdata()) == 13 for line in lines)
     assert strength.plot.marker.get_xdata()[0] == pytest.approx(explore.last_result.view.rho)
     assert "organ(s)" in strength.curve_status.text()
+
+    explore.volume_button.click()  # the whole volume at the rho set: slice z as shown
+    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and explore.volume_job is None, timeout=60_000)
+    assert np.allclose(viewer.layers[L.VOLUME_ADVERSARIAL].data[z], viewer.layers[L.ADVERSARIAL].data[0], atol=0.5)
 
     strength.set_rho(None)  # back to the generator's own strength
     qtbot.waitUntil(lambda: _shown(explore, z, None), timeout=30_000)
