@@ -228,13 +228,55 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sidecar = sample_volume(generator, config, target, case, args.out, seed=args.seed,
                             temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
                             slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
-                            progress=lambda n: bar.step(n))
+                            progress=lambda n: bar.step(n), rho=args.rho)
     bar.close()
     for organ, row in sidecar["organs"].items():
         _say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "
              f"({-100 * row['drop']:+.0f} %)")
     _say(f"rho {sidecar['rho']:.3f}, folds {100 * sidecar['fold_fraction']:.2f} %")
     _say(f"wrote {len(sidecar['files'])} files to {args.out}")
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from napari_advseg.attack.strength import DEFAULT_RHOS, check_rhos
+    from napari_advseg.evaluation.curve import volume_curve, write_curve
+
+    target = _load_target(args)
+    generator, config, _, path = _load_generator(args)
+    case = _case(args, target)
+    if case.labels is None:
+        raise AdvsegError("curve needs reference labels (--labels) to score Dice")
+    if args.slices:
+        index = np.asarray(sorted(set(args.slices)))
+        if index.min() < 0 or index.max() >= case.volume.n_slices:
+            raise AdvsegError(f"--slices must lie in 0..{case.volume.n_slices - 1}")
+    else:
+        index = case.part(args.split)[2]
+    rhos = check_rhos(DEFAULT_RHOS if args.rhos is None else args.rhos)
+    if args.samples < 1:
+        raise AdvsegError(f"--samples must be at least 1, got {args.samples}")
+    bar = _Bar(len(rhos) * args.samples * len(index), "dose-response", args.quiet)
+    curve = volume_curve(generator, config, target, case.images[index], case.labels[index], rhos,
+                         samples=args.samples, seed=args.seed, temperature=args.temperature,
+                         batch_size=args.batch_size, progress=lambda n: bar.step(n))
+    bar.close()
+    settings = {"rhos": list(curve.rhos), "samples": args.samples, "seed": args.seed,
+                "temperature": args.temperature, "split": None if args.slices else args.split,
+                "batch_size": args.batch_size, "device": args.device}
+    info = {"settings": settings, "generator": path, "target": target.path, "ct": case.volume.path,
+            "slices": index.tolist(), "samples": args.samples}
+    paths = write_curve(args.out, curve, target.class_names, info)
+    _say("| rho asked | rho reached | " + " | ".join(curve.dice) + " |")
+    _say("|" + " --- |" * (len(curve.dice) + 2))
+    for i, rho in enumerate(curve.rhos):
+        _say(f"| {rho:.3f} | {curve.achieved[i]:.3f} | "
+             + " | ".join(f"{100 * values[i]:.1f}" for values in curve.dice.values()) + " |")
+    _say(f"Dice in % (per volume, {args.samples} sample(s) per slice, {len(index)} slices); clean: "
+         + ", ".join(f"{organ} {100 * d:.1f}" for organ, d in curve.clean.items()))
+    _say(f"wrote {paths['json']} and {paths['png']}")
     return 0
 
 
@@ -269,6 +311,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "sweep": cmd_sweep,
     "sample": cmd_sample,
+    "curve": cmd_curve,
     "make-sample": cmd_make_sample,
 }
 """Subcommand name -> the function that runs it (``args.func``)."""

@@ -152,7 +152,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     ----------
     commands : mapping of str to callable
         The function run for each subcommand (``train-target``, ``train``,
-        ``evaluate``, ``sweep``, ``sample``, ``make-sample``); the parser
+        ``evaluate``, ``sweep``, ``sample``, ``curve``, ``make-sample``); the parser
         stores it as ``args.func``. Passed in so this module needs none of the
         commands' imports.
 
@@ -242,10 +242,31 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     p.add_argument("--eps-b", type=_floats, help="fixed latent deviates for z_b, comma-separated (default: random)")
     p.add_argument("--slices", type=_slice_list, help="axial slices to attack, e.g. 10-20,25 (0 = most inferior; "
                                                      "default: all); the others are written unchanged")
+    p.add_argument("--rho", type=float, help="scale each slice's fields to this perceptibility rho (Eq. 7; "
+                                             "default: the generator's own strength)")
     p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_common(p)
     p.set_defaults(func=commands["sample"])
+
+    p = sub.add_parser("curve", help="dose-response: each organ's Dice against the attack's strength rho",
+                       description="Scales every slice's fields to each rho of a grid (the same latent codes at "
+                                   "every rho) and scores the per-volume Dice against the warped reference, as "
+                                   "evaluate does. Writes curve.json and curve.png to --out.")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--slices", type=_slice_list, help="axial slices to score, e.g. 10-20,25 (default: --split)")
+    which.add_argument("--split", choices=["all", "train", "test"], default="all",
+                       help="slices to score: all, train (z %% 3 != 2) or test (z %% 3 == 2) (default all)")
+    p.add_argument("--rhos", type=_floats, help="rho values, comma-separated (default 0,0.01,...,0.12)")
+    p.add_argument("--samples", type=int, default=2, help="latent codes per slice, averaged (default 2)")
+    p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
+    p.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for curve.json and curve.png")
+    _add_common(p)
+    p.set_defaults(func=commands["curve"])
 
     p = sub.add_parser("make-sample", help="rebuild the shipped sample data from seeds",
                        description="Phantom subject 0 as the test volume, a U-Net trained on subjects 1-8, a "

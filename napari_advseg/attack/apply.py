@@ -31,6 +31,7 @@ import torch
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
+from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
 
@@ -131,7 +132,8 @@ class SliceBatchResult:
 def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
                   temperature: float = 1.0, rng: torch.Generator | None = None,
                   eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
-                  hu: np.ndarray | None = None, scale=None) -> Iterator[SliceBatchResult]:
+                  hu: np.ndarray | None = None, scale=None, rho: float | None = None
+                  ) -> Iterator[SliceBatchResult]:
     """Apply G to slices batch by batch (streaming: one batch in memory at a time).
 
     ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
@@ -139,6 +141,8 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
     from ``rng`` (standard normal), else the encoder's mean. With ``hu``
     (N, H, W) and the volume's ``scale``, each result carries the HU of the
     adversarial slices and is segmented from them (the module's step 3).
+    ``rho``: each slice's fields scaled to this rho
+    (:func:`~napari_advseg.attack.strength.scale_to_rho`); None: G's own.
     """
     device = next(generator.parameters()).device
     limits = target_input_range(target)
@@ -157,6 +161,10 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
         out = generator(x, deviates(eps_phi), deviates(eps_b), temperature, input_range=limits)
         displacement = out.displacement if config.use_phi else torch.zeros_like(out.displacement)
         bias = out.bias if config.use_bias else torch.zeros_like(out.bias)
+        if rho is not None:
+            scaled = scale_to_rho(x, displacement, bias, rho, bias_mode=config.bias_mode, use_phi=config.use_phi,
+                                  use_bias=config.use_bias, input_range=limits)
+            displacement, bias = scaled.displacement, scaled.bias
         x_adv, hu_adv = network_input(x, displacement, bias, config.bias_mode, config.use_phi, config.use_bias,
                                       limits, None if hu is None else hu[start:start + b], scale)
         pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
@@ -202,13 +210,13 @@ class VolumeAttack:
 
 def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequence[int] | None = None,
                   seed: int = 0, temperature: float = 1.0, eps_phi=None, eps_b=None,
-                  batch_size: int = 4) -> Iterator[int]:
+                  batch_size: int = 4, rho: float | None = None) -> Iterator[int]:
     """Attack the slices of a case; yields the slices done after each batch, returns a :class:`VolumeAttack`.
 
     The one path behind ``advseg sample``, the widget's Export and its "Apply
     to whole volume": for the same code they give the same arrays. Latent
     deviates: fixed ``eps_*`` (one code for every slice), else drawn per slice
-    from ``seed``.
+    from ``seed``. ``rho``: every slice's fields scaled to this rho (None: G's own).
     """
     n_slices = case.volume.n_slices
     index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
@@ -224,7 +232,7 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     labels = None if case.labels is None else case.labels[index]
     stream = attack_slices(generator, config, target, case.images[index], labels, batch_size=batch_size,
                            temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b,
-                           hu=case.volume.hu[index], scale=case.scale)
+                           hu=case.volume.hu[index], scale=case.scale, rho=rho)
     done = 0
     for batch in stream:
         z = index[batch.start:batch.start + len(batch.rho)]

@@ -17,6 +17,7 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.apply import network_input, target_input_range
 from napari_advseg.evaluation.metrics import dice_per_organ, organ_row
 from napari_advseg.attack.fields import fold_fraction, perceptibility, warp_labels
+from napari_advseg.attack.strength import scale_to_rho
 
 
 @dataclass
@@ -96,12 +97,15 @@ class SliceExplorer:
 
     @torch.no_grad()
     def render(self, eps_phi=None, eps_b=None, temperature: float = 1.0, use_phi: bool = True,
-               use_bias: bool = True, segment: bool = True) -> SliceView:
+               use_bias: bool = True, segment: bool = True, rho: float | None = None) -> SliceView:
         """Fields, adversarial image and (with ``segment``) segmentations for latent deviates.
 
         ``eps_*`` are standard deviations around the encoder's mean (length
         ``latent_dim``); None means the mean. ``use_phi`` / ``use_bias``
-        switch a field off (it is then zero) without retraining.
+        switch a field off (it is then zero) without retraining. ``rho``:
+        both fields scaled (up or down, past a ``rho_max`` budget too) so that
+        the slice's rho is this (:func:`~napari_advseg.attack.strength.scale_to_rho`;
+        the view's ``rho`` is the one reached); None: the generator's own.
         """
         if self._x is None:
             raise RuntimeError("set_slice() first")
@@ -123,6 +127,10 @@ class SliceExplorer:
             displacement = torch.zeros_like(displacement)
         if not use_bias:
             bias = torch.zeros_like(bias)
+        if rho is not None:
+            scaled = scale_to_rho(x, displacement, bias, rho, bias_mode=cfg.bias_mode, use_phi=use_phi,
+                                  use_bias=use_bias, input_range=self.input_range)
+            displacement, bias = scaled.displacement, scaled.bias
         x_adv, hu_adv = network_input(x, displacement, bias, cfg.bias_mode, use_phi, use_bias, self.input_range,
                                       self._hu, self.scale)
         reference = self._labels if self._labels is not None else self._clean

@@ -45,8 +45,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   seed: int = 0, temperature: float = 1.0, eps_phi: Sequence[float] | None = None,
                   eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
                   batch_size: int = 4, overwrite: bool = False, prefix: str = "",
-                  generator_path: str | None = None, progress: Callable[[int], None] | None = None
-                  ) -> dict[str, Any]:
+                  generator_path: str | None = None, progress: Callable[[int], None] | None = None,
+                  rho: float | None = None) -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -57,6 +57,9 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     slices : sequence of int, optional
         Axial slice indices to attack; the others are written unchanged (the
         CT) or empty (segmentations, fields). Default: every slice.
+    rho : float, optional
+        Each slice's fields scaled to this perceptibility (the Explore tab's
+        "Set rho"); the sidecar's ``rho_target``. Default: the generator's own.
     Returns the sidecar dictionary (also written as ``sample.json``).
     """
     paths = output_paths(out_dir, prefix)
@@ -73,7 +76,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         raise AdvsegError(f"slice indices must lie in 0..{n_slices - 1}")
 
     stream = attack_volume(generator, config, target, case, slices=index, seed=seed, temperature=temperature,
-                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size)
+                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, rho=rho)
     result = run_attack_volume(stream, progress)
 
     sidecar: dict[str, Any] = {
@@ -91,6 +94,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "latent_codes": {"z_phi": result.z_phi, "z_b": result.z_b},
         "organs": result.organs,
         "rho": result.mean_rho,
+        "rho_target": rho,
         "fold_fraction": result.fold_fraction,
         "label_source": "reference" if result.warped_reference is not None else None,
         "intensity_scale": case.scale.to_dict(),

@@ -86,7 +86,7 @@ class Tally:
 
 def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[tuple[Any, Any]], *,
                     samples: int = 1, seed: int = 0, temperature: float = 1.0, batch_size: int = 8,
-                    progress=None) -> dict[str, Any]:
+                    progress=None, rho: float | None = None) -> dict[str, Any]:
     """The Table-1 figures of one generator on one or more test volumes.
 
     Parameters
@@ -97,6 +97,9 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
         Adversarial samples drawn per slice (latent deviates from ``seed``).
     progress : callable(int) or None
         Called with the number of slices done after each batch.
+    rho : float or None
+        Each slice's fields scaled to this rho (:func:`~napari_advseg.attack.strength.scale_to_rho`);
+        None: the generator's own.
     """
     tally = Tally(target.class_names)
     rng = torch.Generator().manual_seed(seed)
@@ -105,7 +108,7 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
         for sample in range(samples):
             tally.start_sample()
             for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
-                                        temperature=temperature, rng=rng):
+                                        temperature=temperature, rng=rng, rho=rho):
                 y = np.asarray(labels[result.start:result.start + len(result.rho)])
                 tally.add(sample == 0, y, result.pred_clean, result.pred_adv, result.warped_reference,
                           result.rho, result.displacement)

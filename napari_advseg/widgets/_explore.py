@@ -4,8 +4,9 @@ Renders run in a worker, one at a time. A change made while one runs only
 replaces the pending request (latest wins), and requests are debounced by
 30 ms, so the view follows the slider rather than working through a queue.
 The tab follows the session (a new case, target or generator rebuilds the
-sliders and re-renders) and records its sliders and switches in the session's
-``latent`` choice, which the Export tab uses.
+sliders and re-renders) and records its sliders, switches and strength
+("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
+Export tab uses.
 """
 
 from __future__ import annotations
@@ -14,88 +15,21 @@ import math
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout,
-                            QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider,
-                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QHeaderView,
+                            QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
 
 from napari_advseg.widgets import _layers as L
 from napari_advseg.widgets._model import LatentChoice, Subscriptions
+from napari_advseg.widgets._sliders import LatentSliders
+from napari_advseg.widgets._strength import StrengthPanel
 from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
 
 DEBOUNCE_MS = 30
-SLIDER_STEPS = 10  # slider units per standard deviation (steps of 0.1)
-SLIDER_RANGE = 3.0  # standard deviations either side of the encoder's mean
-
-
-class LatentSliders(QWidget):
-    """One slider per latent number, in standard deviations around the encoder's mean."""
-
-    def __init__(self, title: str, parent=None):
-        super().__init__(parent)
-        self.title = title
-        self.sliders: list[QSlider] = []
-        self.values: list[QLabel] = []
-        self.grid = QGridLayout(self)
-        self.grid.setContentsMargins(0, 0, 0, 0)
-        self.grid.setVerticalSpacing(0)
-        self.on_change = None
-
-    def set_count(self, n: int) -> None:
-        if n == len(self.sliders):
-            return
-        while self.grid.count():
-            item = self.grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
-        self.sliders, self.values = [], []
-        heading = QLabel(self.title)
-        heading.setAlignment(Qt.AlignCenter)
-        self.grid.addWidget(heading, 0, 0, 1, 3)
-        bound = int(SLIDER_RANGE * SLIDER_STEPS)
-        for i in range(n):
-            slider = QSlider(Qt.Horizontal)
-            slider.setRange(-bound, bound)
-            slider.setSingleStep(1)
-            slider.setPageStep(SLIDER_STEPS)
-            slider.setMinimumWidth(60)
-            slider.valueChanged.connect(self._changed)
-            value = QLabel("+0.0")
-            value.setMinimumWidth(28)
-            self.grid.addWidget(QLabel(str(i)), i + 1, 0)
-            self.grid.addWidget(slider, i + 1, 1)
-            self.grid.addWidget(value, i + 1, 2)
-            self.sliders.append(slider)
-            self.values.append(value)
-        self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
-
-    def _changed(self, *_args) -> None:
-        for slider, label in zip(self.sliders, self.values):
-            label.setText(f"{slider.value() / SLIDER_STEPS:+.1f}")
-        if self.on_change is not None:
-            self.on_change()
-
-    def eps(self) -> np.ndarray:
-        """The deviates (standard deviations) the sliders show."""
-        return np.array([s.value() / SLIDER_STEPS for s in self.sliders], np.float32)
-
-    def set_eps(self, values) -> None:
-        """Move the sliders without a render per slider (one change notice at the end)."""
-        for slider, value in zip(self.sliders, values):
-            slider.blockSignals(True)
-            slider.setValue(int(round(float(np.clip(value, -SLIDER_RANGE, SLIDER_RANGE)) * SLIDER_STEPS)))
-            slider.blockSignals(False)
-        self._changed()
-
-    def set_latent(self, mu, sigma, temperature: float) -> None:
-        """Tooltips with the latent value each slider gives on this slice."""
-        for i, slider in enumerate(self.sliders):
-            if i < len(mu):
-                z = mu[i] + temperature * slider.value() / SLIDER_STEPS * sigma[i]
-                slider.setToolTip(f"{self.title} [{i}]: mean {mu[i]:+.2f}, sigma {sigma[i]:.2f} -> z = {z:+.2f}")
 
 
 class ExplorePanel(QWidget):
-    """Latent sliders, switches, the per-organ table and 'Apply to whole volume'."""
+    """Latent sliders, switches, the per-organ table, the strength and 'Apply to whole volume'."""
 
     def __init__(self, owner, parent=None):
         super().__init__(parent)
@@ -163,6 +97,7 @@ class ExplorePanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self._fit_table()
         self.rho_label = QLabel("")
+        self.strength = StrengthPanel(owner, self.request_from, self._controls_changed)
 
         self.volume_button = QPushButton("Apply to whole volume")
         self.volume_button.setToolTip("Attack every slice with these slider values (new layers; no files)")
@@ -183,6 +118,7 @@ class ExplorePanel(QWidget):
         layout.addWidget(scroll)
         layout.addWidget(self.table)
         layout.addWidget(self.rho_label)
+        layout.addWidget(self.strength)
         layout.addStretch(1)
         layout.addWidget(volume_group)
         self.subscriptions = Subscriptions()
@@ -213,23 +149,23 @@ class ExplorePanel(QWidget):
         self._controls_changed()
 
     def latent_choice(self) -> LatentChoice:
-        """The sliders and switches as the session records them."""
+        """The sliders, switches and strength as the session records them."""
         return LatentChoice(self.phi_sliders.eps(), self.bias_sliders.eps(), float(self.temperature.value()),
-                            self.use_phi.isChecked(), self.use_bias.isChecked())
+                            self.use_phi.isChecked(), self.use_bias.isChecked(), self.strength.rho())
 
     def _controls_changed(self, *_args) -> None:
-        """A slider, switch or the temperature changed: record it in the session and re-render."""
+        """A slider, switch, the temperature or the strength changed: record it in the session and re-render."""
         if self.owner.closing:
             return
         self.owner.session.set_latent(self.latent_choice())
         self.request()
 
     def request_from(self) -> SliceRequest:
-        """The current slice, sliders and switches as a request."""
+        """The current slice, sliders, switches and strength as a request."""
         self._seq += 1
         return SliceRequest(self.owner.current_slice(), self.phi_sliders.eps(), self.bias_sliders.eps(),
                             float(self.temperature.value()), self.use_phi.isChecked(), self.use_bias.isChecked(),
-                            self.owner.session.revision, self._seq)
+                            self.owner.session.revision, self._seq, self.strength.rho())
 
     def request(self, *_args) -> None:
         """Ask for a render of the current state (replaces any pending request)."""
@@ -346,10 +282,11 @@ class ExplorePanel(QWidget):
         fold = getattr(view, "fold_fraction", 0.0)
         self.rho_label.setText(f"rho (perceptibility) = {view.rho:.4f}; folded pixels {100 * fold:.2f} %"
                                + ("" if organs else "; no organ on this slice"))
+        self.strength.mark(view.rho)
 
     # ------------------------------------------------------------------ whole volume
     def apply_to_volume(self) -> None:
-        """Attack every slice with the current sliders; results become two whole-volume layers."""
+        """Attack every slice with the current sliders and strength; results become two whole-volume layers."""
         owner = self.owner
         try:
             owner.session.require("volume", "target", "generator")
@@ -364,7 +301,7 @@ class ExplorePanel(QWidget):
         self.volume_progress.setValue(0)
         self.volume_progress.setFormat("%v/%m slices")
         inner = volume_run(owner.session.snapshot(), request.eps_phi, request.eps_b, request.temperature,
-                           request.use_phi, request.use_bias)
+                           request.use_phi, request.use_bias, rho=request.rho)
         self._volume_revision = owner.session.revision
         self.volume_button.setEnabled(False)
         try:

@@ -1,7 +1,7 @@
 """The "Export" tab: write adversarial slices as NIfTI in the input's geometry.
 
 Calls :func:`napari_advseg.attack.sampling.sample_volume` in a worker with the
-Explore tab's slider values, switches and temperature (the session's
+Explore tab's slider values, switches, temperature and "Set rho" (the session's
 ``latent`` choice). The slice range follows the session's volume. Existing
 files are replaced only after the user agrees (``AttackWidget._confirm_overwrite``).
 """
@@ -153,7 +153,7 @@ class ExportPanel(QWidget):
             self.job = owner.jobs.function_job(
                 "export", export_run, owner.session.snapshot(), out_dir, slices, latent.eps_phi.copy(),
                 latent.eps_b.copy(), latent.temperature, latent.use_phi, latent.use_bias,
-                progress=self._signals.advanced.emit, cancelled=self._cancelled,
+                progress=self._signals.advanced.emit, cancelled=self._cancelled, rho=latent.rho,
                 connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
         except Exception as exc:
             self.export_button.setEnabled(True)

@@ -55,13 +55,17 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class LatentChoice:
-    """The Explore tab's sliders and switches: what a whole-volume attack or an export uses."""
+    """The Explore tab's sliders and switches: what a whole-volume attack or an export uses.
+
+    ``rho``: every slice's fields scaled to this perceptibility ("Set rho"); None: the generator's own.
+    """
 
     eps_phi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     eps_b: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     temperature: float = 1.0
     use_phi: bool = True
     use_bias: bool = True
+    rho: float | None = None
 
 
 class AttackSession:

@@ -56,6 +56,7 @@ class SliceRequest:
     use_bias: bool
     revision: int
     seq: int = 0  # order of the requests: an older result never replaces a newer one
+    rho: float | None = None  # fields scaled to this rho; None: the generator's own
 
 
 @dataclass
@@ -88,18 +89,24 @@ class SliceRenderer:
         self.z: int | None = None
         self.latent: dict = {}
 
-    def render(self, request: SliceRequest) -> SliceResult:
-        from napari_advseg.attack.explore import displacement_vectors
-
-        case, config = self.case, self.config
+    def _encode(self, request: SliceRequest) -> int:
+        """Set the request's slice on the explorer (encoding it) unless it is set already; its index."""
+        case = self.case
         z = int(np.clip(request.z, 0, case.volume.n_slices - 1))
         if self.z != z:
             labels = None if case.labels is None else case.labels[z]
             self.explorer.set_slice(case.images[z], labels, hu=case.volume.hu[z])
             self.latent = self.explorer.latent_mean_and_sigma()
             self.z = z
+        return z
+
+    def render(self, request: SliceRequest) -> SliceResult:
+        from napari_advseg.attack.explore import displacement_vectors
+
+        case, config = self.case, self.config
+        z = self._encode(request)
         view = self.explorer.render(request.eps_phi, request.eps_b, request.temperature,
-                                    request.use_phi, request.use_bias, segment=True)
+                                    request.use_phi, request.use_bias, segment=True, rho=request.rho)
         from napari_advseg.attack.apply import bias_in_display_units
 
         adversarial_hu = view.adversarial_hu
@@ -115,6 +122,14 @@ class SliceRenderer:
         vectors[:, 0, 0] = z
         vectors[:, :, 1:] = vectors2
         return SliceResult(request, view, adversarial_hu, bias_display, vectors, magnitude, dict(self.latent))
+
+    def dose_response(self, request: SliceRequest, rhos: Sequence[float]):
+        """Each organ's Dice at each rho on the request's slice and code (a DoseResponse)."""
+        from napari_advseg.attack.strength import dose_response
+
+        self._encode(request)
+        return dose_response(self.explorer, rhos, eps_phi=request.eps_phi, eps_b=request.eps_b,
+                             temperature=request.temperature, use_phi=request.use_phi, use_bias=request.use_bias)
 
 
 def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> tuple[float, float]:
@@ -136,13 +151,13 @@ def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> t
 
 
 def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
-               batch_size: int = 4) -> Iterator[tuple[int, int]]:
+               batch_size: int = 4, rho: float | None = None) -> Iterator[tuple[int, int]]:
     """Attack every slice with fixed latent deviates; yields (slices done, total), returns arrays.
 
     The same path as Export and ``advseg sample`` (:func:`~napari_advseg.attack.apply.attack_volume`):
     returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
     float32 and uint8 arrays, voxel for voxel what an export of the same code
-    writes (nothing is written to disk).
+    (and ``rho``) writes (nothing is written to disk).
     """
     from napari_advseg.attack.apply import attack_volume
 
@@ -153,7 +168,7 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
     if mode is None:  # both fields off: the image is the CT; segment it
         eps_phi = eps_b = np.zeros(config.latent_dim, np.float32)
     stream = attack_volume(generator, config, target, case, temperature=temperature, eps_phi=eps_phi,
-                           eps_b=eps_b, batch_size=batch_size)
+                           eps_b=eps_b, batch_size=batch_size, rho=rho)
     while True:
         try:
             done = next(stream)
@@ -173,10 +188,11 @@ class Cancelled(Exception):
 def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[int] | None,
                eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
                progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-               seed: int = 0) -> dict:
+               seed: int = 0, rho: float | None = None) -> dict:
     """Write the adversarial NIfTI files of the chosen slices (``sample.sample_volume``).
 
-    Existing files are replaced: the widget has asked the user first.
+    Existing files are replaced: the widget has asked the user first. ``rho``:
+    the Explore tab's "Set rho" (None: the generator's own strength).
     """
     from napari_advseg.attack.sampling import sample_volume
 
@@ -193,7 +209,7 @@ def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[
 
     return sample_volume(snapshot.generator, config, snapshot.target, snapshot.case, out_dir, seed=seed,
                          temperature=temperature, eps_phi=eps_phi, eps_b=eps_b, slices=slices, overwrite=True,
-                         generator_path=snapshot.generator_path, progress=step)
+                         generator_path=snapshot.generator_path, progress=step, rho=rho)
 
 
 def existing_outputs(out_dir: str | os.PathLike, with_labels: bool) -> list[Path]:

@@ -1,0 +1,190 @@
+"""The attack's strength set exactly: fields scaled to a chosen rho, and Dice against rho.
+
+rho (Eq. 7) is ``||x_adv - x||_2 / ||x||_2`` of a slice, on the normalised
+intensities the target sees (clipped to its input range). A generator gives
+fields of its own strength; :func:`scale_to_rho` multiplies both fields of
+each slice by one factor (up or down) until the slice's rho is the one
+asked for. Warping is not linear in the factor and clipping saturates, so
+the factor is searched for (a safeguarded secant), not computed.
+:func:`dose_response` runs a grid of rho on one slice and one latent code
+(the Explore tab's curve); :mod:`napari_advseg.evaluation.curve` does the
+same over a volume (``advseg curve``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
+from napari_advseg.errors import AdvsegError
+
+DEFAULT_RHOS = tuple(round(0.01 * i, 2) for i in range(13))
+"""The rho grid of a dose-response curve: 0 to 0.12 in steps of 0.01."""
+
+MAX_FACTOR = 20.0
+"""Fields are scaled up at most this much; a slice that needs more keeps its closest rho."""
+
+ACCURACY = 0.01
+"""A slice has reached its rho when it is within 1 % of it."""
+
+_TOLERANCE = 0.004  # the search aims well inside ACCURACY
+_ITERATIONS = 40
+
+
+@dataclass
+class ScaledFields:
+    """Fields scaled to a rho, slice by slice.
+
+    displacement : (N, 2, H, W) and bias : (N, 1, H, W), both times ``factor``
+    adversarial : (N, 1, H, W) the target's input they give (clipped to its range)
+    rho : (N,) the rho each slice reached
+    factor : (N,) the multiplier of each slice's fields
+    reached : (N,) bool, rho within 1 % of the one asked for (False where the
+        fields are zero, or clipping saturates before ``MAX_FACTOR``)
+    """
+
+    displacement: torch.Tensor
+    bias: torch.Tensor
+    adversarial: torch.Tensor
+    rho: torch.Tensor
+    factor: torch.Tensor
+    reached: torch.Tensor
+
+
+def check_rhos(rhos: Sequence[float]) -> list[float]:
+    """The rho values as floats; AdvsegError unless there is at least one and each is finite and >= 0."""
+    values = [float(r) for r in rhos]
+    if not values:
+        raise AdvsegError("give at least one rho")
+    bad = [r for r in values if not math.isfinite(r) or r < 0]
+    if bad:
+        raise AdvsegError(f"rho must be a finite number >= 0 (rho = ||x_adv - x|| / ||x||), got {bad[0]:g}")
+    return values
+
+
+@torch.no_grad()
+def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor, rho, *,
+                 bias_mode: str = "additive", use_phi: bool = True, use_bias: bool = True,
+                 input_range: tuple[float, float] | None = None, max_factor: float = MAX_FACTOR) -> ScaledFields:
+    """Scale both fields of each slice by one factor so that the slice's rho is ``rho``.
+
+    Parameters
+    ----------
+    x : (N, 1, H, W) clean slices, normalised
+    displacement : (N, 2, H, W) pixels; bias : (N, 1, H, W) normalised units
+    rho : float, or (N,) one per slice
+        The rho to reach (0 gives zero fields).
+    bias_mode, use_phi, use_bias, input_range :
+        As for :func:`napari_advseg.attack.apply.network_input`: the image is
+        the one the target sees (a switched-off field does not count).
+    max_factor : float
+        The largest factor tried.
+
+    Returns
+    -------
+    ScaledFields
+        With the rho each slice reached: the closest found where the level
+        cannot be reached (see ``reached``).
+    """
+    n = x.shape[0]
+    goal = torch.as_tensor(rho, dtype=x.dtype, device=x.device).flatten()
+    if goal.numel() == 1:
+        goal = goal.expand(n)
+    if goal.numel() != n:
+        raise AdvsegError(f"rho: one value or one per slice ({n}), got {goal.numel()}")
+    check_rhos(goal.tolist())
+
+    def image(factor: torch.Tensor) -> torch.Tensor:
+        f = factor.reshape(-1, 1, 1, 1)
+        return apply_fields(x, displacement * f if use_phi else None, bias * f if use_bias else None,
+                            bias_mode, input_range)
+
+    factor = (goal > 0).to(x.dtype)
+    low, r_low = torch.zeros_like(goal), torch.zeros_like(goal)
+    high, r_high = torch.full_like(goal, math.inf), torch.zeros_like(goal)
+    best, best_error = factor.clone(), torch.full_like(goal, math.inf)
+    for _ in range(_ITERATIONS):
+        r = perceptibility_per_slice(image(factor), x)
+        error = (r - goal).abs()
+        closer = error < best_error
+        best, best_error = torch.where(closer, factor, best), torch.where(closer, error, best_error)
+        below = r < goal
+        low, r_low = torch.where(below, factor, low), torch.where(below, r, r_low)
+        high, r_high = torch.where(below, high, factor), torch.where(below, r_high, r)
+        finished = (error <= _TOLERANCE * goal) | (goal == 0) | (below & (factor >= max_factor))
+        if bool(finished.all()):
+            break
+        # bracketed: the secant between the bracket's ends, kept off them so the bracket shrinks
+        width = high - low
+        secant = low + (goal - r_low) * width / (r_high - r_low).clamp_min(1e-12)
+        secant = torch.minimum(torch.maximum(secant, low + 0.1 * width), high - 0.1 * width)
+        # not yet: grow in proportion, a little beyond (rho grows less than linearly once warps are large)
+        grow = (factor * 1.05 * goal / r.clamp_min(1e-12)).clamp(max=max_factor)
+        step = torch.where(torch.isfinite(high), secant, grow)
+        factor = torch.where(finished, factor, step)
+    f = best.reshape(-1, 1, 1, 1)
+    adversarial = image(best)
+    achieved = perceptibility_per_slice(adversarial, x)
+    return ScaledFields(displacement * f, bias * f, adversarial, achieved, best,
+                        (achieved - goal).abs() <= ACCURACY * goal + 1e-6)  # rho 0: warping's rounding
+
+
+@dataclass
+class DoseResponse:
+    """Each organ's Dice against rho: one latent code (a slice) or samples (a volume).
+
+    rhos : the rho values asked for
+    achieved : the mean rho reached at each
+    dice : organ -> adversarial Dice (against the warped reference) at each rho
+    clean : organ -> clean Dice
+    """
+
+    rhos: list[float]
+    achieved: list[float] = field(default_factory=list)
+    dice: dict[str, list[float]] = field(default_factory=dict)
+    clean: dict[str, float] = field(default_factory=dict)
+
+    def reached(self) -> list[bool]:
+        """Whether the (mean) rho reached is within 1 % of each rho asked for."""
+        return [abs(a - r) <= ACCURACY * r + 1e-6 for a, r in zip(self.achieved, self.rhos)]
+
+    def to_dict(self) -> dict:
+        return {"rhos": list(self.rhos), "achieved_rho": list(self.achieved),
+                "dice": {k: list(v) for k, v in self.dice.items()}, "clean_dice": dict(self.clean)}
+
+
+def dose_response(explorer, rhos: Sequence[float] = DEFAULT_RHOS, *, eps_phi=None, eps_b=None,
+                  temperature: float = 1.0, use_phi: bool = True, use_bias: bool = True,
+                  progress: Callable[[int], None] | None = None) -> DoseResponse:
+    """Each organ's Dice on the explorer's slice at each rho, for one latent code.
+
+    Parameters
+    ----------
+    explorer : SliceExplorer
+        With its slice set (:meth:`~napari_advseg.attack.explore.SliceExplorer.set_slice`).
+    rhos : sequence of float
+    eps_phi, eps_b, temperature, use_phi, use_bias :
+        The latent code and switches, as for ``SliceExplorer.render``.
+    progress : callable(int) or None
+        Called with 1 after each rho.
+
+    Returns
+    -------
+    DoseResponse
+        Organs of the slice's reference only; at rho 0 the adversarial Dice
+        is the clean Dice.
+    """
+    curve = DoseResponse(check_rhos(rhos))
+    for rho in curve.rhos:
+        view = explorer.render(eps_phi, eps_b, temperature, use_phi, use_bias, segment=True, rho=rho)
+        curve.achieved.append(float(view.rho))
+        for organ, row in view.organs.items():
+            curve.clean.setdefault(organ, row["dice_clean"])
+            curve.dice.setdefault(organ, []).append(row["dice_adv"])
+        if progress is not None:
+            progress(1)
+    return curve

@@ -1,0 +1,77 @@
+"""The Explore tab's latent sliders: one per latent number, in standard deviations around the encoder's mean."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
+
+SLIDER_STEPS = 10  # slider units per standard deviation (steps of 0.1)
+SLIDER_RANGE = 3.0  # standard deviations either side of the encoder's mean
+
+
+class LatentSliders(QWidget):
+    """One slider per latent number, in standard deviations around the encoder's mean."""
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        self.title = title
+        self.sliders: list[QSlider] = []
+        self.values: list[QLabel] = []
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setVerticalSpacing(0)
+        self.on_change = None
+
+    def set_count(self, n: int) -> None:
+        if n == len(self.sliders):
+            return
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.sliders, self.values = [], []
+        heading = QLabel(self.title)
+        heading.setAlignment(Qt.AlignCenter)
+        self.grid.addWidget(heading, 0, 0, 1, 3)
+        bound = int(SLIDER_RANGE * SLIDER_STEPS)
+        for i in range(n):
+            slider = QSlider(Qt.Horizontal)
+            slider.setRange(-bound, bound)
+            slider.setSingleStep(1)
+            slider.setPageStep(SLIDER_STEPS)
+            slider.setMinimumWidth(60)
+            slider.valueChanged.connect(self._changed)
+            value = QLabel("+0.0")
+            value.setMinimumWidth(28)
+            self.grid.addWidget(QLabel(str(i)), i + 1, 0)
+            self.grid.addWidget(slider, i + 1, 1)
+            self.grid.addWidget(value, i + 1, 2)
+            self.sliders.append(slider)
+            self.values.append(value)
+        self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
+
+    def _changed(self, *_args) -> None:
+        for slider, label in zip(self.sliders, self.values):
+            label.setText(f"{slider.value() / SLIDER_STEPS:+.1f}")
+        if self.on_change is not None:
+            self.on_change()
+
+    def eps(self) -> np.ndarray:
+        """The deviates (standard deviations) the sliders show."""
+        return np.array([s.value() / SLIDER_STEPS for s in self.sliders], np.float32)
+
+    def set_eps(self, values) -> None:
+        """Move the sliders without a render per slider (one change notice at the end)."""
+        for slider, value in zip(self.sliders, values):
+            slider.blockSignals(True)
+            slider.setValue(int(round(float(np.clip(value, -SLIDER_RANGE, SLIDER_RANGE)) * SLIDER_STEPS)))
+            slider.blockSignals(False)
+        self._changed()
+
+    def set_latent(self, mu, sigma, temperature: float) -> None:
+        """Tooltips with the latent value each slider gives on this slice."""
+        for i, slider in enumerate(self.sliders):
+            if i < len(mu):
+                z = mu[i] + temperature * slider.value() / SLIDER_STEPS * sigma[i]
+                slider.setToolTip(f"{self.title} [{i}]: mean {mu[i]:+.2f}, sigma {sigma[i]:.2f} -> z = {z:+.2f}")
