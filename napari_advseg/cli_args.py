@@ -128,6 +128,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,
                    help="weight of the capped mode-seeking term that makes fields change with the latent code "
                         f"(default {d.lambda_diversity:g}, on; 0 turns it off)")
+    g.add_argument("--lambda-single", type=float, default=d.lambda_single,
+                   help="weight of the single-number attack term: one latent number at +-3 sd, the rest at the "
+                        f"mean, must attack too, so every slider moves the outcome (default {d.lambda_single:g}; 0 off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,

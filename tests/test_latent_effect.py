@@ -125,3 +125,28 @@ def test_latent_effect_script_quick_mode():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| z_")]
     assert len(rows) == 16  # 8 numbers of z_phi and 8 of z_b in the shipped generator
     assert "median swing per number" in result.stdout
+
+
+@pytest.mark.parametrize("fields", ["both", "phi", "bias"])
+def test_single_number_codes_move_one_number_of_a_field_in_use(fields):
+    from napari_advseg.attack.trainer import AttackTrainer
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 16, 16)).astype(np.float32)
+    labels = np.zeros((4, 16, 16), np.int64)
+    labels[:, 4:10, 4:10] = 1
+    config = AttackConfig(batch_size=2, critic_steps=1, base_channels=4, critic_channels=4, control_spacing=4,
+                          latent_dim=3, fields=fields, single_sd=2.5)
+    trainer = AttackTrainer(config, make_target(UNet2D(base_channels=4, depth=2), device="cpu"), images, labels,
+                            device="cpu")
+    eps_phi, eps_b = trainer._single_number_codes(64)
+    both = torch.cat((eps_phi, eps_b), dim=1)
+    assert ((both != 0).sum(dim=1) == 1).all()
+    assert set(both[both != 0].abs().tolist()) == {2.5}
+    assert (both > 0).any() and (both < 0).any()
+    assert bool(eps_phi.abs().sum() > 0) == (fields != "bias")
+    assert bool(eps_b.abs().sum() > 0) == (fields != "phi")
+    metrics = trainer.step()
+    assert metrics["single_attack_loss"] > 0
+    off = AttackTrainer(config.replace(lambda_single=0.0), trainer.target, images, labels, device="cpu").step()
+    assert off["single_attack_loss"] == 0

@@ -21,7 +21,7 @@ LATENT_DECODERS = ("basis", "concat")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
-_LEGACY_DEFAULTS = {"latent_decoder": "concat"}
+_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -60,6 +60,14 @@ class AttackConfig:
         Weight and cap of a mode-seeking term that rewards fields changing with
         the latent code (per unit of deviate change, fields relative to their
         bounds), so that latent sliders and samples differ; 0 = off.
+    lambda_single, single_sd : float
+        Weight of the single-number attack term: each step also attacks the
+        batch with codes where one latent number (drawn per slice, of a field
+        in use) sits at ``+-single_sd`` standard deviations and every other at
+        the mean, with the attack loss of Eq. 4 and the norm term on that
+        image. It makes every latent number, moved alone over a slider's
+        range, an attack of its own (issue 9: sliders that change the
+        outcome). 0 = off (checkpoints made before the option).
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -112,6 +120,8 @@ class AttackConfig:
     lambda_real: float = 0.1
     lambda_diversity: float = 10.0
     diversity_cap: float = 0.025
+    lambda_single: float = 1.0
+    single_sd: float = 3.0
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
@@ -161,6 +171,8 @@ class AttackConfig:
              f"bias_rho_max must be > 0 or None, got {self.bias_rho_max}"),
             (self.latent_decoder in LATENT_DECODERS,
              f"latent_decoder must be one of {LATENT_DECODERS}, got {self.latent_decoder!r}"),
+            (self.lambda_single >= 0 and self.single_sd > 0,
+             f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
             (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing

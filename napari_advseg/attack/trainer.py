@@ -188,6 +188,27 @@ class AttackTrainer:
         return apply_fields(x, out.displacement if cfg.use_phi else None, out.bias if cfg.use_bias else None,
                             cfg.bias_mode, self.input_range)
 
+    def _single_number_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deviates with one latent number per slice at ``+-single_sd`` (of a field in use), the rest 0."""
+        cfg = self.config
+        d = cfg.latent_dim
+        fields = [k for k, used in enumerate((cfg.use_phi, cfg.use_bias)) if used]
+        pick = torch.randint(len(fields) * d, (n,), generator=self.rng)
+        sign = torch.randint(2, (n,), generator=self.rng).float() * 2.0 - 1.0
+        eps = torch.zeros(n, 2, d)
+        eps[torch.arange(n), torch.as_tensor(fields)[pick // d], pick % d] = sign * cfg.single_sd
+        return eps[:, 0].to(self.device), eps[:, 1].to(self.device)
+
+    def _attack_term(self, x_adv: torch.Tensor, y_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(masked CE of Eq. 5, attack loss of Eq. 4 in the configured reduction) of adversarial slices."""
+        cfg = self.config
+        logits = self.target(x_adv)
+        mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
+        mce = masked_cross_entropy(logits, y_adv, mask)
+        if cfg.attack_reduction == "pixels":
+            return mce, attack_loss(mce, cfg.gamma)
+        return mce, per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
+
     # ------------------------------------------------------------------ steps
     def _critic_step(self) -> dict[str, float]:
         cfg = self.config
@@ -218,26 +239,32 @@ class AttackTrainer:
     def _generator_step(self) -> dict[str, float]:
         cfg = self.config
         x, y = self._batch()
+        n = x.shape[0]
+        # Up to three latent draws per slice in one forward pass (one DDP call): the paper's random code,
+        # a second random code for the diversity term (fields that change with the code), and a
+        # single-number probe (one latent number at +-single_sd, the rest at the mean) for the
+        # single-number attack term (every slider alone must move the outcome).
+        chunks = [self._noise(n)]
+        if cfg.lambda_diversity > 0:
+            chunks.append(self._noise(n))
+        if cfg.lambda_single > 0:
+            chunks.append(self._single_number_codes(n))
+        eps_phi = torch.cat([c[0] for c in chunks])
+        eps_b = torch.cat([c[1] for c in chunks])
+        every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
+        out = every.first(n)
+        x_adv = self._apply(x, out)
         diversity = torch.zeros((), device=self.device)
         if cfg.lambda_diversity > 0:
-            # Two latent draws per slice in one forward pass (one DDP call): the second only feeds the
-            # diversity term, which rewards fields that change with the code (sliders that do something).
-            n = x.shape[0]
-            eps_phi, eps_b = self._noise(2 * n)
-            both = self.generator_ddp(torch.cat((x, x)), eps_phi, eps_b, input_range=self.input_range)
-            diversity = field_diversity(both, eps_phi, eps_b, cfg, n)
-            out = both.first(n)
-            x_adv = self._apply(x, out)
-        else:
-            out, x_adv = self._adversarial(self.generator_ddp, x)
+            diversity = field_diversity(every.first(2 * n), eps_phi[:2 * n], eps_b[:2 * n], cfg, n)
+        single = single_norm = torch.zeros((), device=self.device)
+        if cfg.lambda_single > 0:
+            probe = every.rows((len(chunks) - 1) * n, len(chunks) * n)
+            x_probe = self._apply(x, probe)
+            single = self._attack_term(x_probe, warp_labels(y, probe.displacement) if cfg.use_phi else y)[1]
+            single_norm = (x_probe - x).pow(2).mean()
         y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
-        logits = self.target(x_adv)
-        mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
-        mce = masked_cross_entropy(logits, y_adv, mask)
-        if cfg.attack_reduction == "pixels":
-            atk = attack_loss(mce, cfg.gamma)
-        else:
-            atk = per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
+        mce, atk = self._attack_term(x_adv, y_adv)
         for p in self.critic.parameters():
             p.requires_grad_(False)
         realism = realism_loss(self.critic(x_adv))
@@ -256,7 +283,7 @@ class AttackTrainer:
             kl = kl + kl_divergence(out.stats.mu_b, out.stats.logvar_b)
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl
-                + cfg.lambda_jacobian * jacobian
+                + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,7 +293,7 @@ class AttackTrainer:
         return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
                 "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
                 "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
-                "diversity": diversity.item()}
+                "diversity": diversity.item(), "single_attack_loss": single.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""

@@ -74,9 +74,13 @@ class GeneratorOutput:
 
     def first(self, n: int) -> "GeneratorOutput":
         """The first ``n`` samples of the batch."""
-        s = self.stats
-        return GeneratorOutput(self.displacement[:n], self.bias[:n], self.z_phi[:n], self.z_b[:n],
-                               LatentStats(s.mu_phi[:n], s.logvar_phi[:n], s.mu_b[:n], s.logvar_b[:n]))
+        return self.rows(0, n)
+
+    def rows(self, start: int, stop: int) -> "GeneratorOutput":
+        """Samples ``start`` to ``stop - 1`` of the batch."""
+        s, r = self.stats, slice(start, stop)
+        return GeneratorOutput(self.displacement[r], self.bias[r], self.z_phi[r], self.z_b[r],
+                               LatentStats(s.mu_phi[r], s.logvar_phi[r], s.mu_b[r], s.logvar_b[r]))
 
 
 class Encoder(nn.Module):
