@@ -18,6 +18,9 @@ class LatentSliders(QWidget):
         self.title = title
         self.sliders: list[QSlider] = []
         self.values: list[QLabel] = []
+        self.effects: list[QLabel] = []
+        self._latent_tips: list[str] = []
+        self._effect_tips: list[str] = []
         self.grid = QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setVerticalSpacing(0)
@@ -30,10 +33,11 @@ class LatentSliders(QWidget):
             item = self.grid.takeAt(0)
             if item.widget() is not None:
                 item.widget().deleteLater()
-        self.sliders, self.values = [], []
+        self.sliders, self.values, self.effects = [], [], []
+        self._latent_tips, self._effect_tips = [""] * n, [""] * n
         heading = QLabel(self.title)
         heading.setAlignment(Qt.AlignCenter)
-        self.grid.addWidget(heading, 0, 0, 1, 3)
+        self.grid.addWidget(heading, 0, 0, 1, 4)
         bound = int(SLIDER_RANGE * SLIDER_STEPS)
         for i in range(n):
             slider = QSlider(Qt.Horizontal)
@@ -47,8 +51,13 @@ class LatentSliders(QWidget):
             self.grid.addWidget(QLabel(str(i)), i + 1, 0)
             self.grid.addWidget(slider, i + 1, 1)
             self.grid.addWidget(value, i + 1, 2)
+            effect = QLabel("")
+            effect.setMinimumWidth(60)
+            effect.setToolTip("What this number mostly does on the slice shown (measured when the slice changes)")
+            self.grid.addWidget(effect, i + 1, 3)
             self.sliders.append(slider)
             self.values.append(value)
+            self.effects.append(effect)
         self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
 
     def _changed(self, *_args) -> None:
@@ -74,4 +83,22 @@ class LatentSliders(QWidget):
         for i, slider in enumerate(self.sliders):
             if i < len(mu):
                 z = mu[i] + temperature * slider.value() / SLIDER_STEPS * sigma[i]
-                slider.setToolTip(f"{self.title} [{i}]: mean {mu[i]:+.2f}, sigma {sigma[i]:.2f} -> z = {z:+.2f}")
+                self._latent_tips[i] = f"{self.title} [{i}]: mean {mu[i]:+.2f}, sigma {sigma[i]:.2f} -> z = {z:+.2f}"
+        self._update_tips()
+
+    def set_effects(self, effects) -> None:
+        """Show what each number mostly does on this slice (``LatentEffect`` list, or None to clear).
+
+        Beside each slider: the organ whose Dice it moves most and by how many
+        points over the slider's range; in the tooltip, the whole measurement.
+        """
+        by_index = {e.index: e for e in (effects or [])}
+        for i, label in enumerate(self.effects):
+            effect = by_index.get(i)
+            label.setText("" if effect is None else effect.short())
+            self._effect_tips[i] = "" if effect is None else effect.describe()
+        self._update_tips()
+
+    def _update_tips(self) -> None:
+        for i, slider in enumerate(self.sliders):
+            slider.setToolTip("\n".join(t for t in (self._latent_tips[i], self._effect_tips[i]) if t))
