@@ -34,7 +34,7 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         phi_rho_max=args.phi_rho_max, bias_rho_max=args.bias_rho_max, lambda_jacobian=args.lambda_jacobian,
         jacobian_floor=args.jacobian_floor, control_spacing=args.control_spacing,
         phi_control_spacing=args.phi_control_spacing, latent_decoder=args.latent_decoder,
-        lambda_single=args.lambda_single,
+        lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate,
     )
 
 

@@ -118,6 +118,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help=f"pixels between the fields' control points, a power of two (default {d.control_spacing})")
     g.add_argument("--phi-control-spacing", type=int, default=d.phi_control_spacing,
                    help="a finer control grid for the displacement alone (default: --control-spacing)")
+    g.add_argument("--phi-edge-gate", type=float, default=d.phi_edge_gate,
+                   help="multiply the displacement by a weight small on strong edges (body outline, bone, gas) "
+                        "of this strength, e.g. 0.25, so its rho goes to soft tissue (default: off)")
     g.add_argument("--latent-decoder", choices=list(LATENT_DECODERS), default=d.latent_decoder,
                    help="basis: each latent number scales a field pattern of its own (sum_k z_k B_k(x)); "
                         f"concat: the code concatenated with the features (default {d.latent_decoder})")

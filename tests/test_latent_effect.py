@@ -150,3 +150,20 @@ def test_single_number_codes_move_one_number_of_a_field_in_use(fields):
     assert metrics["single_attack_loss"] > 0
     off = AttackTrainer(config.replace(lambda_single=0.0), trainer.target, images, labels, device="cpu").step()
     assert off["single_attack_loss"] == 0
+
+
+def test_edge_gate_is_small_on_strong_edges_and_steers_the_displacement():
+    from napari_advseg.attack.fields import edge_gate
+
+    image = torch.full((1, 1, 48, 48), -2.0)  # air
+    image[:, :, 8:40, 8:40] = 0.0  # a body with a strong outline
+    image[:, :, 20:28, 20:28] = 0.2  # a faint organ inside it
+    gate = edge_gate(image, 0.25)
+    assert gate.shape == image.shape and float(gate.max()) <= 1.0 and float(gate.min()) > 0.0
+    assert float(gate[0, 0, 8, 24]) < 0.5 * float(gate[0, 0, 16, 16])  # outline vs. flat soft tissue
+    assert float(gate[0, 0, 20, 24]) > float(gate[0, 0, 8, 24])  # the faint organ edge is gated less
+    torch.testing.assert_close(edge_gate(3.0 * image, 0.25), gate)  # independent of the intensity scale
+    generator = _generator(phi_edge_gate=0.25)
+    out = generator(image, torch.ones(1, 3), torch.ones(1, 3))
+    plain = _generator()(image, torch.ones(1, 3), torch.ones(1, 3))
+    torch.testing.assert_close(out.displacement, plain.displacement * gate)

@@ -81,6 +81,11 @@ class AttackConfig:
         A finer (or equal) control grid for the displacement alone (a power of
         two, at most ``control_spacing``): local non-rigid changes of organ
         outlines with small displacements. None: ``control_spacing``.
+    phi_edge_gate : float or None
+        The displacement is multiplied by a smooth weight that is small on
+        the slice's strong edges (body outline, bone, gas;
+        :func:`napari_advseg.attack.fields.edge_gate` with this strength), so
+        that its rho is spent on soft tissue and organ outlines. None: off.
     latent_decoder : str
         ``"basis"`` (default): each decoder returns one field pattern per
         latent number, conditioned on the slice, and the field is their sum
@@ -128,6 +133,7 @@ class AttackConfig:
     control_spacing: int = 8
     phi_control_spacing: int | None = None
     latent_decoder: str = "basis"
+    phi_edge_gate: float | None = None
     phi_rho_max: float | None = None
     bias_rho_max: float | None = None
     lambda_jacobian: float = 0.0
@@ -173,6 +179,8 @@ class AttackConfig:
              f"latent_decoder must be one of {LATENT_DECODERS}, got {self.latent_decoder!r}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
+            (self.phi_edge_gate is None or self.phi_edge_gate > 0,
+             f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
             (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing

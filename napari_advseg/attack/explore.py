@@ -86,6 +86,7 @@ class SliceExplorer:
         self._hu = None if hu is None or self.scale is None else np.asarray(hu, np.float32)[None]
         self._x = x
         self._features, self._stats = self.generator.encode(x)
+        self._gate = self.generator.displacement_gate(x)
         self._clean = self.target(x.to(self.target.device)).argmax(dim=1).to(self.device)
         self._labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()[None].to(self.device)
 
@@ -119,7 +120,7 @@ class SliceExplorer:
 
         z_phi, z_b = self.generator.latent_codes(self._stats, deviates(eps_phi), deviates(eps_b), temperature)
         displacement, bias = self.generator.limit_rho(
-            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:])), self.input_range)
+            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:]), self._gate), self.input_range)
         cfg = self.config
         use_phi = use_phi and cfg.use_phi
         use_bias = use_bias and cfg.use_bias

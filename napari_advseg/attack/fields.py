@@ -11,6 +11,8 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -81,6 +83,38 @@ def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
 def upsample_field(coarse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic upsampling of a control-point field to ``size`` (H, W)."""
     return F.interpolate(coarse, size=size, mode="bicubic", align_corners=True)
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, C, H, W)`` with replicated borders."""
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-taps.pow(2) / (2.0 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).repeat(image.shape[1], 1)
+    out = F.pad(image, (radius, radius, 0, 0), mode="replicate")
+    out = F.conv2d(out, kernel.view(image.shape[1], 1, 1, -1), groups=image.shape[1])
+    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(out, kernel.view(image.shape[1], 1, -1, 1), groups=image.shape[1])
+
+
+def edge_gate(image: torch.Tensor, strength: float) -> torch.Tensor:
+    """A smooth weight in (0, 1] that is small on the slice's strong edges, ``(N, 1, H, W)``.
+
+    ``exp(-(|grad x_s| / (strength * g90))^2)`` blurred, where ``x_s`` is the
+    slice blurred by one pixel and ``g90`` the 90th percentile of its gradient
+    magnitude (so the gate does not depend on the intensity scale). Moving a
+    strong edge (the body outline against air, bone, gas) changes many
+    intensities for nothing an organ segmentation cares about; a displacement
+    multiplied by the gate spends its rho (Eq. 7) on soft tissue and organ
+    outlines instead. Smaller ``strength``: a stricter gate.
+    """
+    smooth = gaussian_blur(image, 1.0)
+    grad = image.new_zeros(image.shape)
+    grad[:, :, :-1, :] += (smooth[:, :, 1:, :] - smooth[:, :, :-1, :]).pow(2)
+    grad[:, :, :, :-1] += (smooth[:, :, :, 1:] - smooth[:, :, :, :-1]).pow(2)
+    grad = grad.sqrt()
+    g90 = torch.quantile(grad.flatten(1), 0.9, dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    return gaussian_blur(torch.exp(-(grad / (strength * g90)).pow(2)), 2.0)
 
 
 def smoothness(field: torch.Tensor) -> torch.Tensor:

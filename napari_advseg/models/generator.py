@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice, upsample_field
+from napari_advseg.attack.fields import apply_fields, edge_gate, perceptibility_per_slice, upsample_field
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
@@ -185,9 +185,20 @@ class AttackGenerator(nn.Module):
         mu_b, logvar_b = self.head_b(h)
         return h, LatentStats(mu_phi, logvar_phi, mu_b, logvar_b)
 
+    def displacement_gate(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The weight the displacement of slices ``x`` is multiplied by (``config.phi_edge_gate``), or None."""
+        cfg = self.config
+        if not cfg.use_phi or cfg.phi_edge_gate is None:
+            return None
+        return edge_gate(x, cfg.phi_edge_gate)
+
     def decode(self, h: torch.Tensor, z_phi: torch.Tensor, z_b: torch.Tensor,
-               size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fields at full resolution ``size`` (H, W) from features and codes."""
+               size: tuple[int, int], gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fields at full resolution ``size`` (H, W) from features and codes.
+
+        ``gate``: :meth:`displacement_gate` of the slices (computed once per
+        slice by callers that decode many codes); None where the config has no gate.
+        """
         cfg = self.config
         padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
         n = h.shape[0]
@@ -197,6 +208,8 @@ class AttackGenerator(nn.Module):
             coarse = self.decoder_phi(h_phi, z_phi)
             displacement = cfg.phi_max * torch.tanh(upsample_field(coarse, padded))
             displacement = displacement[:, :, : size[0], : size[1]]
+            if gate is not None:
+                displacement = displacement * gate
         else:
             displacement = h.new_zeros((n, 2) + tuple(size))
         if cfg.use_bias:
@@ -255,7 +268,8 @@ class AttackGenerator(nn.Module):
         (:func:`napari_advseg.attack.fields.apply_fields`)."""
         h, stats = self.encode(x)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
-        displacement, bias = self.limit_rho(x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:])), input_range)
+        displacement, bias = self.limit_rho(
+            x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:]), self.displacement_gate(x)), input_range)
         return GeneratorOutput(displacement, bias, z_phi, z_b, stats)
 
 
