@@ -226,6 +226,9 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     p.add_argument("--eps-b", type=_floats, help="fixed latent deviates for z_b, comma-separated (default: random)")
     p.add_argument("--slices", type=_slice_list, help="axial slices to attack, e.g. 10-20,25 (0 = most inferior; "
                                                      "default: all); the others are written unchanged")
+    p.add_argument("--latent", choices=["volume", "slice"], default="volume",
+                   help="random latent deviates: one set for the whole volume (fields change smoothly along z) "
+                        "or fresh ones for each slice (default volume)")
     p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_common(p)

@@ -32,7 +32,11 @@ import torch
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
 from napari_advseg.data.intensity import scale_for
+from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
+
+LATENT_MODES = ("volume", "slice")
+"""How latent deviates are drawn for a volume: once for all its slices, or afresh for each slice."""
 
 
 def input_range(normalisation: dict | None) -> tuple[float, float] | None:
@@ -131,15 +135,26 @@ class SliceBatchResult:
 def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
                   temperature: float = 1.0, rng: torch.Generator | None = None,
                   eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
-                  hu: np.ndarray | None = None, scale=None) -> Iterator[SliceBatchResult]:
+                  hu: np.ndarray | None = None, scale=None, latent: str = "slice") -> Iterator[SliceBatchResult]:
     """Apply G to slices batch by batch (streaming: one batch in memory at a time).
 
     ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
-    deviates: fixed ``eps_*`` of shape (latent_dim,) when given, else drawn
-    from ``rng`` (standard normal), else the encoder's mean. With ``hu``
-    (N, H, W) and the volume's ``scale``, each result carries the HU of the
-    adversarial slices and is segmented from them (the module's step 3).
+    deviates: fixed ``eps_*`` of shape (latent_dim,) when given (the same for
+    every slice), else drawn from ``rng`` (standard normal), else the
+    encoder's mean. ``latent`` says how they are drawn: ``"slice"`` fresh for
+    each slice (independent samples, as the evaluation wants), ``"volume"``
+    once for all the slices (one code per volume: ``z = mu(x) + T sigma(x)
+    eps`` then follows each slice's encoder mean, so the fields change
+    smoothly along z). With ``hu`` (N, H, W) and the volume's ``scale``, each
+    result carries the HU of the adversarial slices and is segmented from
+    them (the module's step 3).
     """
+    if latent not in LATENT_MODES:
+        raise AdvsegError(f"latent must be one of {', '.join(LATENT_MODES)}, got {latent!r}")
+    if latent == "volume" and rng is not None:  # both drawn, so eps_b does not depend on eps_phi being fixed
+        drawn_phi, drawn_b = (torch.randn(config.latent_dim, generator=rng) for _ in range(2))
+        eps_phi = drawn_phi if eps_phi is None else eps_phi
+        eps_b = drawn_b if eps_b is None else eps_b
     device = next(generator.parameters()).device
     limits = target_input_range(target)
     n = len(images)
@@ -202,13 +217,14 @@ class VolumeAttack:
 
 def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequence[int] | None = None,
                   seed: int = 0, temperature: float = 1.0, eps_phi=None, eps_b=None,
-                  batch_size: int = 4) -> Iterator[int]:
+                  batch_size: int = 4, latent: str = "volume") -> Iterator[int]:
     """Attack the slices of a case; yields the slices done after each batch, returns a :class:`VolumeAttack`.
 
     The one path behind ``advseg sample``, the widget's Export and its "Apply
     to whole volume": for the same code they give the same arrays. Latent
-    deviates: fixed ``eps_*`` (one code for every slice), else drawn per slice
-    from ``seed``.
+    deviates: fixed ``eps_*`` (one code for every slice), else drawn from
+    ``seed``: once for the volume (``latent="volume"``, the default: fields
+    change smoothly along z) or per slice (``latent="slice"``).
     """
     n_slices = case.volume.n_slices
     index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
@@ -224,7 +240,7 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     labels = None if case.labels is None else case.labels[index]
     stream = attack_slices(generator, config, target, case.images[index], labels, batch_size=batch_size,
                            temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b,
-                           hu=case.volume.hu[index], scale=case.scale)
+                           hu=case.volume.hu[index], scale=case.scale, latent=latent)
     done = 0
     for batch in stream:
         z = index[batch.start:batch.start + len(batch.rho)]

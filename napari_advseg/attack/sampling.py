@@ -45,8 +45,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   seed: int = 0, temperature: float = 1.0, eps_phi: Sequence[float] | None = None,
                   eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
                   batch_size: int = 4, overwrite: bool = False, prefix: str = "",
-                  generator_path: str | None = None, progress: Callable[[int], None] | None = None
-                  ) -> dict[str, Any]:
+                  generator_path: str | None = None, progress: Callable[[int], None] | None = None,
+                  latent: str = "volume") -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -54,6 +54,9 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     eps_phi, eps_b : sequence of float, optional
         Fixed latent deviates (standard deviations around the encoder's mean),
         the same for every slice; otherwise they are drawn from ``seed``.
+    latent : {"volume", "slice"}
+        Deviates not given are drawn once for the whole volume (the default:
+        the fields change smoothly along z) or afresh for each slice.
     slices : sequence of int, optional
         Axial slice indices to attack; the others are written unchanged (the
         CT) or empty (segmentations, fields). Default: every slice.
@@ -73,7 +76,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         raise AdvsegError(f"slice indices must lie in 0..{n_slices - 1}")
 
     stream = attack_volume(generator, config, target, case, slices=index, seed=seed, temperature=temperature,
-                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size)
+                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, latent=latent)
     result = run_attack_volume(stream, progress)
 
     sidecar: dict[str, Any] = {
@@ -85,6 +88,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "config": config.to_dict(),
         "seed": seed,
         "temperature": temperature,
+        "latent": latent,
         "fixed_deviates": {"eps_phi": None if eps_phi is None else [float(v) for v in eps_phi],
                            "eps_b": None if eps_b is None else [float(v) for v in eps_b]},
         "slices": index.tolist(),
@@ -100,6 +104,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                             "along patient right->left (T(x)(p) = x(p + phi(p)))",
             "bias": "HU (additive)" if config.bias_mode == "additive"
                     else "factor exp(b) on the normalised intensities (multiplicative)",
+            "latent": "volume: one set of latent deviates drawn for all slices; slice: drawn afresh for each "
+                      "slice (fixed deviates are used for every slice either way)",
             "intensity_scale": "network input = (clip(HU, clip_low, clip_high) - offset) / scale; the "
                                "target's segmentation of adversarial_hu with this scale is adversarial_seg",
         },
