@@ -46,7 +46,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
                   batch_size: int = 4, overwrite: bool = False, prefix: str = "",
                   generator_path: str | None = None, progress: Callable[[int], None] | None = None,
-                  latent: str = "volume") -> dict[str, Any]:
+                  latent: str = "volume", z_smooth: float = 0.0) -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -57,6 +57,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     latent : {"volume", "slice"}
         Deviates not given are drawn once for the whole volume (the default:
         the fields change smoothly along z) or afresh for each slice.
+    z_smooth : float
+        Sigma, in slices, of a Gaussian over both fields along z (0: none).
     slices : sequence of int, optional
         Axial slice indices to attack; the others are written unchanged (the
         CT) or empty (segmentations, fields). Default: every slice.
@@ -76,7 +78,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         raise AdvsegError(f"slice indices must lie in 0..{n_slices - 1}")
 
     stream = attack_volume(generator, config, target, case, slices=index, seed=seed, temperature=temperature,
-                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, latent=latent)
+                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, latent=latent,
+                           z_smooth=z_smooth)
     result = run_attack_volume(stream, progress)
 
     sidecar: dict[str, Any] = {
@@ -89,6 +92,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "seed": seed,
         "temperature": temperature,
         "latent": latent,
+        "z_smooth": z_smooth,
         "fixed_deviates": {"eps_phi": None if eps_phi is None else [float(v) for v in eps_phi],
                            "eps_b": None if eps_b is None else [float(v) for v in eps_b]},
         "slices": index.tolist(),
@@ -106,6 +110,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                     else "factor exp(b) on the normalised intensities (multiplicative)",
             "latent": "volume: one set of latent deviates drawn for all slices; slice: drawn afresh for each "
                       "slice (fixed deviates are used for every slice either way)",
+            "z_smooth": "sigma in slices of a Gaussian over both fields along z, within runs of neighbouring "
+                        "attacked slices, before they are applied (0: none)",
             "intensity_scale": "network input = (clip(HU, clip_low, clip_high) - offset) / scale; the "
                                "target's segmentation of adversarial_hu with this scale is adversarial_seg",
         },
