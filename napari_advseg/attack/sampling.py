@@ -134,3 +134,27 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
             path.unlink(missing_ok=True)
         raise
     return sidecar
+
+
+def read_sample(out_dir: str | os.PathLike, prefix: str = "") -> dict[str, Any]:
+    """What :func:`sample_volume` wrote to ``out_dir``, back in canonical ``(Z, Y, X)`` order.
+
+    Returns a dict: ``adversarial_hu`` (Z, Y, X), ``bias`` (Z, Y, X, the
+    sidecar's units), ``displacement`` (Z, Y, X, 2, pixels), ``slices`` (the
+    attacked slices), ``spacing`` ((dz, dy, dx) mm) and ``sidecar``.
+    """
+    import nibabel
+    import nibabel.orientations as nio
+
+    from napari_advseg.io.nifti import load_ct
+
+    paths = output_paths(out_dir, prefix)
+    if not paths["sidecar"].is_file():
+        raise AdvsegError(f"{paths['sidecar']}: no sidecar; is {out_dir} an `advseg sample` folder?")
+    sidecar = json.loads(paths["sidecar"].read_text())
+    adversarial = load_ct(paths["adversarial"])
+    displacement = np.asarray(nibabel.load(paths["displacement"]).dataobj, dtype=np.float32)
+    displacement = nio.apply_orientation(displacement, adversarial.source.ornt_to_canonical)
+    return {"adversarial_hu": adversarial.hu, "bias": load_ct(paths["bias"]).hu,
+            "displacement": np.ascontiguousarray(displacement), "slices": sidecar["slices"],
+            "spacing": adversarial.spacing, "sidecar": sidecar}
