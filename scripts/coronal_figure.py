@@ -21,14 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from napari_advseg.attack.sampling import read_sample  # noqa: E402
-from napari_advseg.evaluation.continuity import volume_discontinuity  # noqa: E402
+from napari_advseg.attack.sampling import read_sample
+from napari_advseg.evaluation.continuity import volume_discontinuity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +46,11 @@ def title_of(sidecar: dict) -> str:
 
 
 def figure(folders: list[Path], out: Path, row: int | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     samples = [read_sample(folder) for folder in folders]
     dz, _, dx = samples[0]["spacing"]
     y = samples[0]["adversarial_hu"].shape[1] // 2 if row is None else row
@@ -60,10 +61,10 @@ def figure(folders: list[Path], out: Path, row: int | None) -> None:
     for col, sample in enumerate(samples):
         figures = volume_discontinuity(sample["displacement"], sample["bias"], sample["slices"])
         panels = [
-            (sample["adversarial_hu"][:, y], dict(cmap="gray", vmin=-150, vmax=250), "adversarial_hu (HU)"),
-            (sample["bias"][:, y], dict(cmap="RdBu_r", vmin=-bias_limit, vmax=bias_limit),
+            (sample["adversarial_hu"][:, y], {"cmap": "gray", "vmin": -150, "vmax": 250}, "adversarial_hu (HU)"),
+            (sample["bias"][:, y], {"cmap": "RdBu_r", "vmin": -bias_limit, "vmax": bias_limit},
              f"bias (HU), discontinuity {figures['bias']:.2f}"),
-            (np.linalg.norm(sample["displacement"][:, y], axis=-1), dict(cmap="magma", vmin=0, vmax=phi_limit),
+            (np.linalg.norm(sample["displacement"][:, y], axis=-1), {"cmap": "magma", "vmin": 0, "vmax": phi_limit},
              f"|displacement| (px), discontinuity {figures['displacement']:.2f}"),
         ]
         for r, (image, style, label) in enumerate(panels):

@@ -49,7 +49,7 @@ def test_one_code_per_volume_is_smoother_than_codes_per_slice(shipped, one_threa
 
 
 def test_one_code_means_one_set_of_deviates_and_a_seed_repeats_it(shipped, one_thread):
-    target, generator, config, case = shipped
+    _, generator, _, case = shipped
     with torch.no_grad():
         _, stats = generator.encode(torch.as_tensor(case.images)[:, None])
 

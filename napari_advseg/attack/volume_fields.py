@@ -39,6 +39,15 @@ def slice_batch(images, start: int, batch_size: int, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))[:, None].to(device)
 
 
+def _deviates(fixed, n: int, latent_dim: int, rng: torch.Generator | None, device) -> torch.Tensor | None:
+    """Deviates for ``n`` slices: ``fixed`` repeated, else drawn from ``rng``, else None (the mean)."""
+    if fixed is not None:
+        return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(n, -1).to(device)
+    if rng is not None:
+        return torch.randn(n, latent_dim, generator=rng).to(device)
+    return None
+
+
 @torch.no_grad()
 def generate_fields(generator, config: AttackConfig, images, *, batch_size: int = 8, temperature: float = 1.0,
                     rng: torch.Generator | None = None, eps_phi=None, eps_b=None, latent: str = "slice",
@@ -61,15 +70,8 @@ def generate_fields(generator, config: AttackConfig, images, *, batch_size: int 
     for start in range(0, len(images), batch_size):
         x = slice_batch(images, start, batch_size, device)
         b = x.shape[0]
-
-        def deviates(fixed) -> torch.Tensor | None:
-            if fixed is not None:
-                return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(b, -1).to(device)
-            if rng is not None:
-                return torch.randn(b, config.latent_dim, generator=rng).to(device)
-            return None
-
-        out = generator(x, deviates(eps_phi), deviates(eps_b), temperature, input_range=limits)
+        out = generator(x, _deviates(eps_phi, b, config.latent_dim, rng, device),
+                        _deviates(eps_b, b, config.latent_dim, rng, device), temperature, input_range=limits)
         displacement = out.displacement if config.use_phi else torch.zeros_like(out.displacement)
         bias = out.bias if config.use_bias else torch.zeros_like(out.bias)
         yield FieldBatch(start, displacement, bias, out.z_phi, out.z_b)
@@ -91,7 +93,7 @@ def smooth_along_z(field: torch.Tensor, index: Sequence[int], sigma: float) -> t
     radius = max(1, math.ceil(3.0 * sigma))
     out = torch.empty_like(field)
     edges = np.flatnonzero(np.diff(index) != 1) + 1
-    for run_start, run_stop in zip(np.r_[0, edges], np.r_[edges, len(index)]):
+    for run_start, run_stop in zip(np.r_[0, edges], np.r_[edges, len(index)], strict=True):
         run = field[run_start:run_stop]
         total = torch.zeros_like(run)
         weight = torch.zeros((len(run),) + (1,) * (run.ndim - 1), dtype=run.dtype, device=run.device)

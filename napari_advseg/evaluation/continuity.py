@@ -62,7 +62,7 @@ def field_discontinuity(field: np.ndarray, slices: Sequence[int] | None = None,
         raise AdvsegError(f"a {'vector' if vector else 'scalar'} field volume must be "
                           f"{'(Z, Y, X, C)' if vector else '(Z, Y, X)'}, got shape {field.shape}")
     n = field.shape[0]
-    index = np.arange(n) if slices is None else np.asarray(sorted(set(int(s) for s in slices)), dtype=int)
+    index = np.arange(n) if slices is None else np.asarray(sorted({int(s) for s in slices}), dtype=int)
     if index.size == 0 or index.min() < 0 or index.max() >= n:
         raise AdvsegError(f"attacked slice indices must lie in 0..{n - 1}")
     attacked = field[index]
