@@ -229,7 +229,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sidecar = sample_volume(generator, config, target, case, args.out, seed=args.seed,
                             temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
                             slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
-                            progress=lambda n: bar.step(n), rho=args.rho)
+                            progress=lambda n: bar.step(n), latent=args.latent,
+                            z_smooth=args.z_smooth, rho=args.rho)
     bar.close()
     for organ, row in sidecar["organs"].items():
         _say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "

@@ -70,6 +70,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
@@ -250,6 +260,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                                                      "default: all); the others are written unchanged")
     p.add_argument("--rho", type=float, help="scale each slice's fields to this perceptibility rho (Eq. 7; "
                                              "default: the generator's own strength)")
+    p.add_argument("--latent", choices=["volume", "slice"], default="volume",
+                   help="random latent deviates: one set for the whole volume (fields change smoothly along z) "
+                        "or fresh ones for each slice (default volume)")
+    p.add_argument("--z-smooth", type=_non_negative_float, default=0.0, metavar="SIGMA",
+                   help="smooth both fields along z with a Gaussian of SIGMA slices before applying them "
+                        "(default 0: off)")
     p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_common(p)

@@ -22,7 +22,7 @@ was scored on:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
+from napari_advseg.errors import AdvsegError
+from napari_advseg.attack.volume_fields import FieldBatch, generate_fields, slice_batch, smoothed_fields
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
 
 
@@ -132,35 +134,35 @@ class SliceBatchResult:
 def attack_slices(generator, config: AttackConfig, target, images, labels=None, *, batch_size: int = 8,
                   temperature: float = 1.0, rng: torch.Generator | None = None,
                   eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
-                  hu: np.ndarray | None = None, scale=None, rho: float | None = None
+                  hu: np.ndarray | None = None, scale=None, latent: str = "slice",
+                  fields: Iterable[FieldBatch] | None = None, rho: float | None = None
                   ) -> Iterator[SliceBatchResult]:
     """Apply G to slices batch by batch (streaming: one batch in memory at a time).
 
     ``images`` (N, H, W) normalised; ``labels`` (N, H, W) or None. Latent
-    deviates: fixed ``eps_*`` of shape (latent_dim,) when given, else drawn
-    from ``rng`` (standard normal), else the encoder's mean. With ``hu``
-    (N, H, W) and the volume's ``scale``, each result carries the HU of the
-    adversarial slices and is segmented from them (the module's step 3).
-    ``rho``: each slice's fields scaled to this rho
-    (:func:`~napari_advseg.attack.strength.scale_to_rho`); None: G's own.
+    deviates: fixed ``eps_*`` of shape (latent_dim,) when given (the same for
+    every slice), else drawn from ``rng`` (standard normal), else the
+    encoder's mean. ``latent`` says how they are drawn: ``"slice"`` fresh for
+    each slice (independent samples, as the evaluation wants), ``"volume"``
+    once for all the slices (one code per volume: ``z = mu(x) + T sigma(x)
+    eps`` then follows each slice's encoder mean, so the fields change
+    smoothly along z). ``fields``: G's fields, batch by batch, made already
+    (:func:`~napari_advseg.attack.volume_fields.smoothed_fields`); the
+    deviates are then unused. With ``hu`` (N, H, W) and the volume's
+    ``scale``, each result carries the HU of the adversarial slices and is
+    segmented from them (the module's step 3). ``rho``: each slice's fields
+    scaled to this rho (:func:`~napari_advseg.attack.strength.scale_to_rho`);
+    None: G's own.
     """
     device = next(generator.parameters()).device
     limits = target_input_range(target)
-    n = len(images)
-    for start in range(0, n, batch_size):
-        x = torch.as_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32))[:, None].to(device)
-        b = x.shape[0]
-
-        def deviates(fixed: torch.Tensor | None) -> torch.Tensor | None:
-            if fixed is not None:
-                return torch.as_tensor(fixed, dtype=torch.float32).reshape(1, -1).expand(b, -1).to(device)
-            if rng is not None:
-                return torch.randn(b, config.latent_dim, generator=rng).to(device)
-            return None
-
-        out = generator(x, deviates(eps_phi), deviates(eps_b), temperature, input_range=limits)
-        displacement = out.displacement if config.use_phi else torch.zeros_like(out.displacement)
-        bias = out.bias if config.use_bias else torch.zeros_like(out.bias)
+    if fields is None:
+        fields = generate_fields(generator, config, images, batch_size=batch_size, temperature=temperature, rng=rng,
+                                 eps_phi=eps_phi, eps_b=eps_b, latent=latent, limits=limits)
+    for start, displacement, bias, z_phi, z_b in fields:
+        b = len(displacement)
+        x = slice_batch(images, start, b, device)
+        displacement, bias = displacement.to(device), bias.to(device)
         if rho is not None:
             scaled = scale_to_rho(x, displacement, bias, rho, bias_mode=config.bias_mode, use_phi=config.use_phi,
                                   use_bias=config.use_bias, input_range=limits)
@@ -171,11 +173,10 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
         pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
         warped = None
         if labels is not None:
-            y = torch.as_tensor(np.asarray(labels[start:start + batch_size])).long().to(device)
+            y = torch.as_tensor(np.asarray(labels[start:start + b])).long().to(device)
             warped = (warp_labels(y, displacement) if config.use_phi else y).cpu()
-        yield SliceBatchResult(start, x_adv.cpu(), displacement.cpu(), bias.cpu(), out.z_phi.cpu(),
-                               out.z_b.cpu(), pred_clean, pred_adv, warped,
-                               perceptibility_per_slice(x_adv, x).cpu(), hu_adv)
+        yield SliceBatchResult(start, x_adv.cpu(), displacement.cpu(), bias.cpu(), z_phi.cpu(), z_b.cpu(),
+                               pred_clean, pred_adv, warped, perceptibility_per_slice(x_adv, x).cpu(), hu_adv)
 
 
 @dataclass
@@ -210,14 +211,22 @@ class VolumeAttack:
 
 def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequence[int] | None = None,
                   seed: int = 0, temperature: float = 1.0, eps_phi=None, eps_b=None,
-                  batch_size: int = 4, rho: float | None = None) -> Iterator[int]:
+                  batch_size: int = 4, latent: str = "volume", z_smooth: float = 0.0,
+                  rho: float | None = None) -> Iterator[int]:
     """Attack the slices of a case; yields the slices done after each batch, returns a :class:`VolumeAttack`.
 
     The one path behind ``advseg sample``, the widget's Export and its "Apply
     to whole volume": for the same code they give the same arrays. Latent
-    deviates: fixed ``eps_*`` (one code for every slice), else drawn per slice
-    from ``seed``. ``rho``: every slice's fields scaled to this rho (None: G's own).
+    deviates: fixed ``eps_*`` (one code for every slice), else drawn from
+    ``seed``: once for the volume (``latent="volume"``, the default: fields
+    change smoothly along z) or per slice (``latent="slice"``). ``z_smooth``:
+    a Gaussian of that many slices (sigma) over both fields along z before
+    they are applied (0: none; it holds the fields of every attacked slice
+    at once, :func:`~napari_advseg.attack.volume_fields.smoothed_fields`).
+    ``rho``: every slice's fields scaled to this rho (None: G's own).
     """
+    if z_smooth < 0:
+        raise AdvsegError(f"z_smooth is a Gaussian's sigma in slices and cannot be negative, got {z_smooth}")
     n_slices = case.volume.n_slices
     index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
     shape = case.volume.shape
@@ -230,9 +239,14 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     clean_counter, adv_counter = OverlapCounter(n_classes), OverlapCounter(n_classes)
     rng = torch.Generator().manual_seed(seed)
     labels = None if case.labels is None else case.labels[index]
+    fields = None
+    if z_smooth > 0:
+        fields = smoothed_fields(generator, config, case.images[index], index, z_smooth, batch_size=batch_size,
+                                 limits=target_input_range(target), temperature=temperature, rng=rng,
+                                 eps_phi=eps_phi, eps_b=eps_b, latent=latent)
     stream = attack_slices(generator, config, target, case.images[index], labels, batch_size=batch_size,
                            temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b,
-                           hu=case.volume.hu[index], scale=case.scale, rho=rho)
+                           hu=case.volume.hu[index], scale=case.scale, latent=latent, fields=fields, rho=rho)
     done = 0
     for batch in stream:
         z = index[batch.start:batch.start + len(batch.rho)]

@@ -46,7 +46,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
                   batch_size: int = 4, overwrite: bool = False, prefix: str = "",
                   generator_path: str | None = None, progress: Callable[[int], None] | None = None,
-                  rho: float | None = None) -> dict[str, Any]:
+                  latent: str = "volume", z_smooth: float = 0.0, rho: float | None = None) -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -54,6 +54,11 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     eps_phi, eps_b : sequence of float, optional
         Fixed latent deviates (standard deviations around the encoder's mean),
         the same for every slice; otherwise they are drawn from ``seed``.
+    latent : {"volume", "slice"}
+        Deviates not given are drawn once for the whole volume (the default:
+        the fields change smoothly along z) or afresh for each slice.
+    z_smooth : float
+        Sigma, in slices, of a Gaussian over both fields along z (0: none).
     slices : sequence of int, optional
         Axial slice indices to attack; the others are written unchanged (the
         CT) or empty (segmentations, fields). Default: every slice.
@@ -76,7 +81,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         raise AdvsegError(f"slice indices must lie in 0..{n_slices - 1}")
 
     stream = attack_volume(generator, config, target, case, slices=index, seed=seed, temperature=temperature,
-                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, rho=rho)
+                           eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, latent=latent,
+                           z_smooth=z_smooth, rho=rho)
     result = run_attack_volume(stream, progress)
 
     sidecar: dict[str, Any] = {
@@ -88,6 +94,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "config": config.to_dict(),
         "seed": seed,
         "temperature": temperature,
+        "latent": latent,
+        "z_smooth": z_smooth,
         "fixed_deviates": {"eps_phi": None if eps_phi is None else [float(v) for v in eps_phi],
                            "eps_b": None if eps_b is None else [float(v) for v in eps_b]},
         "slices": index.tolist(),
@@ -104,6 +112,10 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                             "along patient right->left (T(x)(p) = x(p + phi(p)))",
             "bias": "HU (additive)" if config.bias_mode == "additive"
                     else "factor exp(b) on the normalised intensities (multiplicative)",
+            "latent": "volume: one set of latent deviates drawn for all slices; slice: drawn afresh for each "
+                      "slice (fixed deviates are used for every slice either way)",
+            "z_smooth": "sigma in slices of a Gaussian over both fields along z, within runs of neighbouring "
+                        "attacked slices, before they are applied (0: none)",
             "intensity_scale": "network input = (clip(HU, clip_low, clip_high) - offset) / scale; the "
                                "target's segmentation of adversarial_hu with this scale is adversarial_seg",
         },
@@ -126,3 +138,27 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
             path.unlink(missing_ok=True)
         raise
     return sidecar
+
+
+def read_sample(out_dir: str | os.PathLike, prefix: str = "") -> dict[str, Any]:
+    """What :func:`sample_volume` wrote to ``out_dir``, back in canonical ``(Z, Y, X)`` order.
+
+    Returns a dict: ``adversarial_hu`` (Z, Y, X), ``bias`` (Z, Y, X, the
+    sidecar's units), ``displacement`` (Z, Y, X, 2, pixels), ``slices`` (the
+    attacked slices), ``spacing`` ((dz, dy, dx) mm) and ``sidecar``.
+    """
+    import nibabel
+    import nibabel.orientations as nio
+
+    from napari_advseg.io.nifti import load_ct
+
+    paths = output_paths(out_dir, prefix)
+    if not paths["sidecar"].is_file():
+        raise AdvsegError(f"{paths['sidecar']}: no sidecar; is {out_dir} an `advseg sample` folder?")
+    sidecar = json.loads(paths["sidecar"].read_text())
+    adversarial = load_ct(paths["adversarial"])
+    displacement = np.asarray(nibabel.load(paths["displacement"]).dataobj, dtype=np.float32)
+    displacement = nio.apply_orientation(displacement, adversarial.source.ornt_to_canonical)
+    return {"adversarial_hu": adversarial.hu, "bias": load_ct(paths["bias"]).hu,
+            "displacement": np.ascontiguousarray(displacement), "slices": sidecar["slices"],
+            "spacing": adversarial.spacing, "sidecar": sidecar}

@@ -102,6 +102,10 @@ class ExplorePanel(QWidget):
         self.volume_button = QPushButton("Apply to whole volume")
         self.volume_button.setToolTip("Attack every slice with these slider values (new layers; no files)")
         self.volume_button.clicked.connect(self.apply_to_volume)
+        self.one_code = QCheckBox("one code per volume")
+        self.one_code.setChecked(True)
+        self.one_code.setToolTip("Ticked: the sliders' code for every slice. Unticked: fresh random deviates "
+                                 "for each slice (seed 0); the fields then jump between slices")
         self.volume_progress = QProgressBar()
         self.volume_progress.setFormat("")
         self.volume_progress.setValue(0)
@@ -109,6 +113,7 @@ class ExplorePanel(QWidget):
         volume_row = QHBoxLayout(volume_group)
         volume_row.setContentsMargins(4, 4, 4, 4)
         volume_row.addWidget(self.volume_button)
+        volume_row.addWidget(self.one_code)
         volume_row.addWidget(self.volume_progress, 1)
 
         layout = QVBoxLayout(self)
@@ -301,7 +306,8 @@ class ExplorePanel(QWidget):
         self.volume_progress.setValue(0)
         self.volume_progress.setFormat("%v/%m slices")
         inner = volume_run(owner.session.snapshot(), request.eps_phi, request.eps_b, request.temperature,
-                           request.use_phi, request.use_bias, rho=request.rho)
+                           request.use_phi, request.use_bias, rho=request.rho,
+                           latent="volume" if self.one_code.isChecked() else "slice")
         self._volume_revision = owner.session.revision
         self.volume_button.setEnabled(False)
         try:

@@ -151,8 +151,13 @@ def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> t
 
 
 def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
-               batch_size: int = 4, rho: float | None = None) -> Iterator[tuple[int, int]]:
-    """Attack every slice with fixed latent deviates; yields (slices done, total), returns arrays.
+               batch_size: int = 4, rho: float | None = None, latent: str = "volume"
+               ) -> Iterator[tuple[int, int]]:
+    """Attack every slice; yields (slices done, total), returns arrays.
+
+    ``latent="volume"``: the fixed deviates ``eps_*`` for every slice (one
+    code per volume); ``"slice"``: fresh random deviates for each slice
+    (seed 0), ``eps_*`` unused. ``rho``: every slice's fields scaled to it.
 
     The same path as Export and ``advseg sample`` (:func:`~napari_advseg.attack.apply.attack_volume`):
     returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
@@ -167,8 +172,10 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
     config = snapshot.config.replace(fields=mode or "both")
     if mode is None:  # both fields off: the image is the CT; segment it
         eps_phi = eps_b = np.zeros(config.latent_dim, np.float32)
+    elif latent == "slice":
+        eps_phi = eps_b = None
     stream = attack_volume(generator, config, target, case, temperature=temperature, eps_phi=eps_phi,
-                           eps_b=eps_b, batch_size=batch_size, rho=rho)
+                           eps_b=eps_b, batch_size=batch_size, rho=rho, latent=latent)
     while True:
         try:
             done = next(stream)
