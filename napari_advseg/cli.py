@@ -31,10 +31,11 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
         lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,
         attack_reduction=args.attack_reduction, lambda_diversity=args.lambda_diversity,
-        phi_rho_max=args.phi_rho_max, bias_rho_max=args.bias_rho_max, lambda_jacobian=args.lambda_jacobian,
+        phi_rho_max=args.phi_rho_max or None, bias_rho_max=args.bias_rho_max or None,
+        lambda_jacobian=args.lambda_jacobian,
         jacobian_floor=args.jacobian_floor, control_spacing=args.control_spacing,
         phi_control_spacing=args.phi_control_spacing, latent_decoder=args.latent_decoder,
-        lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate,
+        lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
     )
 
 

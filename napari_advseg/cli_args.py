@@ -116,9 +116,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rho-max", type=float, default=d.rho_max,
                    help="hard budget on each slice's rho (Eq. 7): G scales its fields down to it (default: none)")
     g.add_argument("--phi-rho-max", type=float, default=d.phi_rho_max,
-                   help="budget on the rho of the warped image alone, T(x; phi) (default: none)")
+                   help=f"budget on the rho of the warped image alone, T(x; phi) (default {d.phi_rho_max:g}; 0: none)")
     g.add_argument("--bias-rho-max", type=float, default=d.bias_rho_max,
-                   help="budget on the rho of x + b alone (default: none)")
+                   help="budget on the rho of x + b alone (default: none; 0: none)")
     g.add_argument("--lambda-jacobian", type=float, default=d.lambda_jacobian,
                    help="weight of the penalty on local compression, mean(relu(floor - det J)^2) "
                         f"(default {d.lambda_jacobian:g}, off)")
@@ -130,7 +130,7 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="a finer control grid for the displacement alone (default: --control-spacing)")
     g.add_argument("--phi-edge-gate", type=float, default=d.phi_edge_gate,
                    help="multiply the displacement by a weight small on strong edges (body outline, bone, gas) "
-                        "of this strength, e.g. 0.25, so its rho goes to soft tissue (default: off)")
+                        f"of this strength, so its rho goes to soft tissue (default {d.phi_edge_gate:g}; 0: off)")
     g.add_argument("--latent-decoder", choices=list(LATENT_DECODERS), default=d.latent_decoder,
                    help="basis: each latent number scales a field pattern of its own (sum_k z_k B_k(x)); "
                         f"concat: the code concatenated with the features (default {d.latent_decoder})")

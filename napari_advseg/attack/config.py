@@ -21,7 +21,7 @@ LATENT_DECODERS = ("basis", "concat")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
-_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0}
+_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -133,8 +133,8 @@ class AttackConfig:
     control_spacing: int = 8
     phi_control_spacing: int | None = None
     latent_decoder: str = "basis"
-    phi_edge_gate: float | None = None
-    phi_rho_max: float | None = None
+    phi_edge_gate: float | None = 0.25
+    phi_rho_max: float | None = 0.06
     bias_rho_max: float | None = None
     lambda_jacobian: float = 0.0
     jacobian_floor: float = 0.5
