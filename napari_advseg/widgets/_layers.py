@@ -84,7 +84,10 @@ def show_image(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
 
 
 def show_labels(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
-    """Add a Labels layer with the organ colours, or update the existing one (``contour`` on creation)."""
+    """Add a Labels layer with the organ colours, or update the existing one (``contour`` on creation).
+
+    Unchanged data is not set again (napari would redraw the layer, contours and all).
+    """
     layer = _existing(viewer, name, "Labels")
     if layer is None:
         contour = kwargs.pop("contour", 0)
@@ -93,7 +96,8 @@ def show_labels(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
         layer.contour = contour
         return layer
     _place(layer, geo)
-    layer.data = data
+    if not np.array_equal(layer.data, data):  # e.g. the clean segmentation: the same for every code
+        layer.data = data
     return layer
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ class SliceResult:
 class SliceRenderer:
     """A SliceExplorer that re-encodes only when the slice (or the model) changes.
 
-    Used by one render worker at a time (the widget never runs two at once).
+    :meth:`render_fields` is used by one worker at a time; :meth:`segment`
+    may run alongside it in another.
     """
 
     def __init__(self, session: AttackSession):
@@ -88,7 +89,9 @@ class SliceRenderer:
         self.z: int | None = None
         self.latent: dict = {}
 
-    def render(self, request: SliceRequest) -> SliceResult:
+    def render_fields(self, request: SliceRequest) -> SliceResult:
+        """Stage one: the fields, adversarial image and warped reference (no segmentation yet)."""
+        from napari_advseg.attack.apply import bias_in_display_units
         from napari_advseg.attack.explore import displacement_vectors
 
         case, config = self.case, self.config
@@ -98,11 +101,8 @@ class SliceRenderer:
             self.explorer.set_slice(case.images[z], labels, hu=case.volume.hu[z])
             self.latent = self.explorer.latent_mean_and_sigma()
             self.z = z
-        view = self.explorer.render(request.eps_phi, request.eps_b, request.temperature,
-                                    request.use_phi, request.use_bias, segment=True)
-        from napari_advseg.attack.apply import bias_in_display_units
-
-        adversarial_hu = view.adversarial_hu
+        view = self.explorer.render_fields(request.eps_phi, request.eps_b, request.temperature,
+                                           request.use_phi, request.use_bias)
         bias_display = bias_in_display_units(view.bias, config, case.scale)
         h, w = view.displacement.shape[1:]
         arrows = int(min(MAX_ARROWS, max(1, h * w // ARROW_SPACING ** 2)))
@@ -114,7 +114,20 @@ class SliceRenderer:
         vectors = np.zeros((len(vectors2), 2, 3), np.float32)
         vectors[:, 0, 0] = z
         vectors[:, :, 1:] = vectors2
-        return SliceResult(request, view, adversarial_hu, bias_display, vectors, magnitude, dict(self.latent))
+        return SliceResult(request, view, view.adversarial_hu, bias_display, vectors, magnitude, dict(self.latent))
+
+    def segment(self, result: SliceResult) -> SliceResult:
+        """Stage two: a copy of a stage-one result with the target's segmentation and the Dice table.
+
+        Reads only the result's own arrays and the target, so it may run in
+        one worker while :meth:`render_fields` runs in another; the result
+        given (perhaps on screen) is left as it is.
+        """
+        return replace(result, view=self.explorer.segment(replace(result.view)))
+
+    def render(self, request: SliceRequest) -> SliceResult:
+        """Both stages in one call."""
+        return self.segment(self.render_fields(request))
 
 
 def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> tuple[float, float]:
