@@ -119,6 +119,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti import load_ct
     from napari_advseg.widgets import _layers as L
+    from napari_advseg.widgets._tasks import MAX_ARROWS
     from napari_advseg.widgets._train import IDLE, PAUSED
 
     viewer = make_napari_viewer()  # registers the plugin's manifest
@@ -193,7 +194,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[L.ADVERSARIAL].data, before), timeout=30_000)
     qtbot.waitUntil(widget.explore.renders.idle, timeout=30_000)
     vectors = viewer.layers[L.DEFORMATION].data
-    assert vectors.shape[1:] == (2, 3) and len(vectors) <= 2000
+    assert vectors.shape[1:] == (2, 3) and len(vectors) <= MAX_ARROWS
     assert np.all(vectors[:, 0, 0] == z) and np.all(vectors[:, 1, 0] == 0)
 
     # Apply to the whole volume: the same sliders give the same slice
