@@ -19,22 +19,7 @@ import torch
 
 pytestmark = pytest.mark.gui
 
-SPACING = (5.0, 3.0, 3.0)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny phantom (CT + labels arrays) and a tiny target checkpoint."""
-    from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target_files import save_target
-    from napari_advseg.models.unet import UNet2D
-
-    folder = tmp_path_factory.mktemp("widget")
-    phantom = make_phantom(1, (8, 64, 64), SPACING)
-    torch.manual_seed(0)
-    target = folder / "unet.pt"
-    save_target(target, UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
-    return {"hu": phantom.hu.astype(np.float32), "labels": phantom.labels, "target": target, "folder": folder}
+SPACING = (5.0, 3.0, 3.0)  # the voxel size of conftest.py's tiny phantom
 
 
 def _sample_ready() -> bool:

@@ -1,6 +1,7 @@
 """The Explore tab's two render stages: image layers first, segmentation and Dice table after.
 
-Run under a display (``xvfb-run -a``). Stage two (the target's pass) is held
+Run under a display (``xvfb-run -a``); the scene is test_widget.py's, on the
+``tiny`` fixture of conftest.py. Stage two (the target's pass) is held
 in its worker by a gate where a test needs to see the state between stages.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_widget import SPACING, _organ_slice, _strong_generator, _tiny_scene, tiny  # noqa: F401 (tiny: fixture)
+from test_widget import SPACING, _organ_slice, _strong_generator, _tiny_scene
 
 pytestmark = pytest.mark.gui
 
