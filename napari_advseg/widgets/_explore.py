@@ -273,16 +273,19 @@ class ExplorePanel(QWidget):
             return  # a render that started before the one already shown
         viewer, view, z = owner.viewer, result.view, result.request.z
         here, whole = L.geometry(ct, z), L.geometry(ct)
-        L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, colormap="gray",
+        L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, in_place=True, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
-        L.show_image(viewer, L.BIAS, result.bias_display[None], here, colormap="PiYG",
+        L.show_image(viewer, L.BIAS, result.bias_display[None], here, in_place=True, colormap="PiYG",
                      contrast_limits=bias_limits(session.config, session.case, result.bias_display),
                      visible=False, opacity=0.6)
-        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, visible=False, opacity=0.5)
+        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, in_place=True, visible=False,
+                      opacity=0.5)
         if L.ADVERSARIAL_SEG not in viewer.layers:  # created empty now, so that it lies below the outlines
-            L.show_labels(viewer, L.ADVERSARIAL_SEG, np.zeros_like(view.warped_reference)[None], here, opacity=0.45)
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, np.zeros_like(view.warped_reference)[None], here,
+                          in_place=True, opacity=0.45)
         # the reference, deformed like the image: outlines over the adversarial prediction's fill
-        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, contour=1, opacity=0.9)
+        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True, contour=1,
+                      opacity=0.9)
         L.show_vectors(viewer, L.DEFORMATION, result.vectors, result.magnitude, whole,
                        max_length=session.config.phi_max, arrow_spacing=ARROW_SPACING, edge_width=0.6,
                        vector_style="arrow", opacity=0.9)
@@ -316,7 +319,7 @@ class ExplorePanel(QWidget):
         if owner.closing or ct is None or not self._on_screen(result):
             return  # stale: the image on screen is of a newer code (or of another slice, case or model)
         layer = L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, result.view.adversarial_segmentation[None],
-                              L.geometry(ct, result.request.z), opacity=0.45)
+                              L.geometry(ct, result.request.z), in_place=True, opacity=0.45)
         if self._segmentation_hidden:
             layer.visible = True
             self._segmentation_hidden = False

@@ -8,8 +8,9 @@ the slider while the slow segmentation catches up:
 
 - a request made while stage one runs replaces the pending one (latest wins);
 - a shown stage-one result is segmented next, unless a newer request already
-  waits (its own segmentation follows it); one made while stage two runs
-  replaces the one waiting;
+  waits (its own segmentation follows it), and only from the next pass of the
+  event loop, so that the target's pass does not slow the repaint of stage
+  one; a result shown while stage two runs replaces the one waiting;
 - a segmentation is handed on only while its own image is on screen, so
   that none is ever shown over the image of another code.
 
@@ -56,6 +57,10 @@ class StagedRenders:
         self.timer.setSingleShot(True)
         self.timer.setInterval(DEBOUNCE_MS)
         self.timer.timeout.connect(self._launch)
+        self.segment_timer = QTimer(parent)
+        self.segment_timer.setSingleShot(True)
+        self.segment_timer.setInterval(0)
+        self.segment_timer.timeout.connect(self._launch_segment)
 
     def submit(self, request: SliceRequest) -> None:
         """Render ``request`` next (it replaces any pending request)."""
@@ -65,12 +70,13 @@ class StagedRenders:
     def stop(self) -> None:
         """Drop whatever is pending (running jobs are the job registry's to stop)."""
         self.timer.stop()
+        self.segment_timer.stop()
         self.pending = self.pending_segment = None
 
     def idle(self) -> bool:
         """Whether both stages are done: nothing running and nothing pending."""
         return not (self.busy or self.segmenting or self.pending is not None or self.pending_segment is not None
-                    or self.timer.isActive())
+                    or self.timer.isActive() or self.segment_timer.isActive())
 
     def render_now(self, request: SliceRequest) -> SliceResult:
         """Both stages of ``request`` on this thread; a pending request is dropped."""
@@ -114,7 +120,7 @@ class StagedRenders:
         if self.pending is not None:
             return  # a newer request waits: its own segmentation follows it
         self.pending_segment = result
-        self._launch_segment()
+        self.segment_timer.start()
 
     def _launch_segment(self) -> None:
         if self.segmenting or self.pending_segment is None or self.owner.closing:
