@@ -171,3 +171,19 @@ def test_a_slider_move_changes_the_dice_table(make_napari_viewer, qtbot, tiny, t
     assert [row[0] for row in after] == [row[0] for row in before]
     assert [row[1] for row in after] == [row[1] for row in before]  # the clean Dice does not move
     assert [row[2] for row in after] != [row[2] for row in before]  # the adversarial Dice does
+
+
+def test_layers_updated_in_place_keep_their_own_arrays(make_napari_viewer):
+    from napari_advseg.widgets import _layers as L
+
+    viewer = make_napari_viewer()
+    geo = {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0)}
+    first, second = np.zeros((1, 8, 8), np.float32), np.ones((1, 8, 8), np.float32)
+    layer = L.show_image(viewer, "image", first, geo, in_place=True)
+    own = layer.data
+    assert L.show_image(viewer, "image", second, geo, in_place=True) is layer
+    assert layer.data is own and np.array_equal(layer.data, second)
+    assert not first.any()  # the array first given is not the one written to
+    labels = L.show_labels(viewer, "labels", first.astype(np.uint8), geo, in_place=True)
+    L.show_labels(viewer, "labels", np.full((1, 8, 10), 2, np.uint8), geo, in_place=True)  # another shape
+    assert labels.data.shape == (1, 8, 10) and (labels.data == 2).all()
