@@ -129,7 +129,9 @@ def test_two_stages_give_the_single_pass_result_even_after_other_codes():
     for name in ("adversarial", "adversarial_segmentation", "warped_reference"):
         assert np.array_equal(getattr(whole, name), getattr(view, name)), name
     assert whole.organs == view.organs
-    assert np.isnan(explorer.render_fields(eps_phi, eps_b, folds=False).fold_fraction)
+    late = explorer.render_fields(eps_phi, eps_b, 0.8, folds=False)
+    assert np.isnan(late.fold_fraction)
+    assert explorer.segment(late).fold_fraction == expected["fold_fraction"]  # counted in stage two then
 
 
 def test_render_needs_a_slice_and_codes_of_the_right_length():

@@ -122,7 +122,8 @@ class SliceExplorer:
         ``eps_*`` are standard deviations around the encoder's mean (length
         ``latent_dim``); None means the mean. ``use_phi`` / ``use_bias``
         switch a field off (it is then zero) without retraining. ``folds``:
-        whether to count folded pixels (``fold_fraction`` is NaN without).
+        whether to count folded pixels (``fold_fraction`` is NaN without;
+        :meth:`segment` counts them then).
         The view has no adversarial segmentation and no Dice yet (:meth:`segment`).
         """
         if self._x is None:
@@ -169,10 +170,13 @@ class SliceExplorer:
     def segment(self, view: SliceView) -> SliceView:
         """Stage two: the target's segmentation of ``view.adversarial`` and the per-organ Dice.
 
-        Fills ``view.adversarial_segmentation`` and ``view.organs`` in place
-        (and returns the view). Uses only the view's own arrays, so it may run
-        after the explorer has moved on to other codes.
+        Fills ``view.adversarial_segmentation`` and ``view.organs`` in place,
+        and ``view.fold_fraction`` if stage one left it out (and returns the
+        view). Uses only the view's own arrays, so it may run after the
+        explorer has moved on to other codes.
         """
+        if math.isnan(view.fold_fraction):
+            view.fold_fraction = fold_fraction(torch.as_tensor(view.displacement)[None])
         x_adv = torch.as_tensor(np.asarray(view.adversarial, np.float32))[None, None]
         adv_seg = self.target(x_adv.to(self.target.device)).argmax(dim=1).cpu()
         view.adversarial_segmentation = adv_seg[0].to(torch.uint8).numpy()

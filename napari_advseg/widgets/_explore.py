@@ -325,6 +325,7 @@ class ExplorePanel(QWidget):
             self._segmentation_hidden = False
         self.last_segmented = result
         self._show_table(result.view)
+        L.refresh_thumbnail(owner.viewer, L.DEFORMATION)
 
     def _fit_table(self) -> None:
         rows = max(self.table.rowCount(), 1)
@@ -348,12 +349,13 @@ class ExplorePanel(QWidget):
         self._show_rho(view)
 
     def _show_rho(self, view) -> None:
-        fold = getattr(view, "fold_fraction", 0.0)
+        text = f"rho (perceptibility) = {view.rho:.4f}"
         if view.adversarial_segmentation is None:
-            note = "; segmenting ..."
+            text += "; segmenting ..."
         else:
-            note = "" if view.organs else "; no organ on this slice"
-        self.rho_label.setText(f"rho (perceptibility) = {view.rho:.4f}; folded pixels {100 * fold:.2f} %" + note)
+            text += f"; folded pixels {100 * view.fold_fraction:.2f} %"
+            text += "" if view.organs else "; no organ on this slice"
+        self.rho_label.setText(text)
 
     # ------------------------------------------------------------------ whole volume
     def apply_to_volume(self) -> None:

@@ -122,7 +122,8 @@ def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, 
                  max_length: float, arrow_spacing: float = 6.0, **kwargs):
     """Add a Vectors layer coloured by arrow length (0 .. ``max_length`` pixels), or update it.
 
-    The same number of arrows as before (the same slice) is written into the layer's own array.
+    The same number of arrows as before (the same slice) is written into the layer's own array. An
+    update leaves the layer-list thumbnail (which napari draws arrow by arrow) to :func:`refresh_thumbnail`.
     """
     layer = _existing(viewer, name, "Vectors")
     features = {"magnitude": np.asarray(magnitude, dtype=np.float32)}
@@ -140,7 +141,13 @@ def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, 
         layer.data[...] = vectors
     else:
         layer.data = np.array(vectors)
-    layer.features = features
-    layer.edge_color = "magnitude"
-    layer.refresh()  # the extent too: the same number of arrows may lie on another slice
+    layer.features = features  # recolours the arrows by the new magnitudes
+    layer.refresh(thumbnail=False)  # the extent too: the same number of arrows may lie on another slice
     return layer
+
+
+def refresh_thumbnail(viewer, name: str) -> None:
+    """Redraw the layer-list thumbnail of an output layer, if there is one (see :func:`show_vectors`)."""
+    layer = _existing(viewer, name, "Vectors")
+    if layer is not None:
+        layer.refresh(data_displayed=False, extent=False, highlight=False)

@@ -103,7 +103,7 @@ class SliceRenderer:
             self.latent = self.explorer.latent_mean_and_sigma()
             self.z = z
         view = self.explorer.render_fields(request.eps_phi, request.eps_b, request.temperature,
-                                           request.use_phi, request.use_bias)
+                                           request.use_phi, request.use_bias, folds=False)  # in stage two
         bias_display = bias_in_display_units(view.bias, config, case.scale)
         h, w = view.displacement.shape[1:]
         arrows = int(min(MAX_ARROWS, max(1, h * w // ARROW_SPACING ** 2)))
