@@ -1,11 +1,18 @@
-"""Slider change to updated napari layers, in a real viewer with the dock widget (run under a display).
+"""Slider change to repainted napari layers, in a real viewer with the dock widget (run under a display).
 
 For phantom volumes of 128, 256 and 512 pixels per side, each with the
-shipped U-Net and generator loaded in the "Adversarial attack" dock: set new
-latent slider values, render the slice (decode, warp, bias, U-Net
-segmentation, Dice table), update every layer, and let Qt repaint the canvas
-(`processEvents`). Prints the median over repeated changes next to the
-core-only figure of bench/explore_speed.py.
+shipped U-Net and generator loaded in the "Adversarial attack" dock: move
+every latent slider (as "Random sample" does) and let the Explore tab work
+as it does for a user (its timer, its two render workers, layer updates in
+the main thread), processing Qt events until
+
+- stage one is on screen: fields, adversarial image, bias, warped reference
+  and arrows updated and the canvas repainted;
+- the full update is: the U-Net's adversarial segmentation and the Dice
+  table of the same code shown and repainted.
+
+Prints the median over repeated changes as a markdown table, with the load
+average (the figures are only comparable on an otherwise idle machine).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/widget_latency.py [--repeats 20]
 """
@@ -13,6 +20,7 @@ core-only figure of bench/explore_speed.py.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -23,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--sizes", default="128,256,512")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     import napari
     import torch
@@ -32,11 +41,22 @@ def main() -> None:
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.widgets import AttackWidget
 
-    torch.set_num_threads(2)
+    def wait_for(condition, timeout: float = 120.0) -> None:
+        """Process Qt events until ``condition()``, then once more (the repaint it asked for)."""
+        deadline = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the Explore tab did not finish a render")
+            QApplication.processEvents()
+            time.sleep(0.0002)
+        QApplication.processEvents()
+
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, napari {napari.__version__}")
-    print("| size | compute: fields, image, U-Net, Dice | layer updates | canvas repaint | total (median ms) |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, napari {napari.__version__}, "
+          f"{args.repeats} slider changes per size, load average {os.getloadavg()[0]:.1f} at the start")
+    print("| size | stage one: image, fields, arrows (median ms) | full update: + segmentation, Dice (median ms) |")
+    print("| --- | --- | --- |")
     for size in (int(s) for s in args.sizes.split(",")):
         phantom = make_phantom(0, (12, size, size), spacing=(5.0, 384.0 / size, 384.0 / size))
         viewer = napari.Viewer(show=True)
@@ -50,31 +70,27 @@ def main() -> None:
         z = int(np.argmax((phantom.labels > 0).sum(axis=(1, 2))))
         viewer.dims.set_current_step(0, z)
         panel = widget.explore
+        wait_for(panel.renders.idle)
         panel.render_now()
         QApplication.processEvents()
-        parts: dict[str, list[float]] = {"compute": [], "layers": [], "repaint": [], "total": []}
+        first, full = [], []
         for i in range(args.repeats + 2):
-            panel._timer.stop()
             start = time.perf_counter()
             panel.phi_sliders.set_eps(np.clip(rng.normal(size=len(panel.phi_sliders.sliders)), -3, 3))
             panel.bias_sliders.set_eps(np.clip(rng.normal(size=len(panel.bias_sliders.sliders)), -3, 3))
-            panel._timer.stop()  # the slider signals queued a debounced render: do it here, timed in parts
-            panel.pending = None
-            result = panel.renderer.render(panel.request_from())
-            computed = time.perf_counter()
-            panel._show(result)
+            seq = panel.renders.pending.seq
+            wait_for(lambda: panel.last_result.request.seq >= seq)
             shown = time.perf_counter()
-            QApplication.processEvents()
+            wait_for(lambda: panel.last_segmented is not None and panel.last_segmented.request.seq >= seq)
             end = time.perf_counter()
-            if i >= 2:
-                for key, value in (("compute", computed - start), ("layers", shown - computed),
-                                   ("repaint", end - shown), ("total", end - start)):
-                    parts[key].append(1000 * value)
-        medians = {k: statistics.median(v) for k, v in parts.items()}
-        print(f"| {size}x{size} | {medians['compute']:.1f} | {medians['layers']:.1f} | {medians['repaint']:.1f} "
-              f"| {medians['total']:.1f} |", flush=True)
+            wait_for(panel.renders.idle)
+            if i >= 2:  # the first changes warm up allocators
+                first.append(1000 * (shown - start))
+                full.append(1000 * (end - start))
+        print(f"| {size}x{size} | {statistics.median(first):.1f} | {statistics.median(full):.1f} |", flush=True)
         widget.shutdown()
         viewer.close()
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

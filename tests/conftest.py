@@ -34,6 +34,21 @@ def shared_ct() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny phantom (CT + labels arrays, voxels of 5 x 3 x 3 mm) and a tiny target checkpoint (widget tests)."""
+    from napari_advseg.data.phantom import make_phantom
+    from napari_advseg.models.target_files import save_target
+    from napari_advseg.models.unet import UNet2D
+
+    folder = tmp_path_factory.mktemp("widget")
+    phantom = make_phantom(1, (8, 64, 64), (5.0, 3.0, 3.0))
+    torch.manual_seed(0)
+    target = folder / "unet.pt"
+    save_target(target, UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
+    return {"hu": phantom.hu.astype(np.float32), "labels": phantom.labels, "target": target, "folder": folder}
+
+
 @pytest.fixture(scope="session")
 def tiny_files(tmp_path_factory):
     """A tiny phantom CT + labels as NIfTI and a small untrained target checkpoint.

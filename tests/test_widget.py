@@ -19,22 +19,7 @@ import torch
 
 pytestmark = pytest.mark.gui
 
-SPACING = (5.0, 3.0, 3.0)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny phantom (CT + labels arrays) and a tiny target checkpoint."""
-    from napari_advseg.data.phantom import make_phantom
-    from napari_advseg.models.target_files import save_target
-    from napari_advseg.models.unet import UNet2D
-
-    folder = tmp_path_factory.mktemp("widget")
-    phantom = make_phantom(1, (8, 64, 64), SPACING)
-    torch.manual_seed(0)
-    target = folder / "unet.pt"
-    save_target(target, UNet2D(base_channels=4, depth=2), normalisation={"mode": "zscore"})
-    return {"hu": phantom.hu.astype(np.float32), "labels": phantom.labels, "target": target, "folder": folder}
+SPACING = (5.0, 3.0, 3.0)  # the voxel size of conftest.py's tiny phantom
 
 
 def _sample_ready() -> bool:
@@ -119,6 +104,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti import load_ct
     from napari_advseg.widgets import _layers as L
+    from napari_advseg.widgets._tasks import MAX_ARROWS
     from napari_advseg.widgets._train import IDLE, PAUSED
 
     viewer = make_napari_viewer()  # registers the plugin's manifest
@@ -179,7 +165,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     z = _organ_slice(widget)
     viewer.dims.set_current_step(0, z)
     qtbot.waitUntil(lambda: L.ADVERSARIAL in viewer.layers and widget.explore.last_result is not None
-                    and widget.explore.last_result.request.z == z and not widget.explore.busy, timeout=30_000)
+                    and widget.explore.last_result.request.z == z and widget.explore.renders.idle(), timeout=30_000)
     adversarial = viewer.layers[L.ADVERSARIAL]
     assert adversarial.data.shape == (1,) + ct.data.shape[1:]
     assert np.allclose(adversarial.translate[0], ct.translate[0] + z * ct.scale[0])
@@ -191,9 +177,9 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     widget.explore.phi_sliders.sliders[0].setValue(25)
     widget.explore.bias_sliders.sliders[1].setValue(-25)
     qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[L.ADVERSARIAL].data, before), timeout=30_000)
-    qtbot.waitUntil(lambda: not widget.explore.busy and widget.explore.pending is None, timeout=30_000)
+    qtbot.waitUntil(widget.explore.renders.idle, timeout=30_000)
     vectors = viewer.layers[L.DEFORMATION].data
-    assert vectors.shape[1:] == (2, 3) and len(vectors) <= 2000
+    assert vectors.shape[1:] == (2, 3) and len(vectors) <= MAX_ARROWS
     assert np.all(vectors[:, 0, 0] == z) and np.all(vectors[:, 1, 0] == 0)
 
     # Apply to the whole volume: the same sliders give the same slice
@@ -269,22 +255,22 @@ def test_screenshot_with_overlays_is_not_the_ct_alone(make_napari_viewer, qtbot,
     widget.explore.render_now()
 
     # a drag: many slider values while renders run; the view ends at the last value, not a queue
+    import napari_advseg.widgets._tasks as tasks
+
     renders = []
-    original = type(widget.explore.renderer).render
+    original = tasks.SliceRenderer.render_fields
 
     def counting(self, request):
         renders.append(request)
         return original(self, request)
 
-    import napari_advseg.widgets._tasks as tasks
-
     monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(tasks.SliceRenderer, "render", counting)
+    monkeypatch.setattr(tasks.SliceRenderer, "render_fields", counting)
     slider = widget.explore.phi_sliders.sliders[0]
     for value in range(-30, 31, 2):
         slider.setValue(value)
         qtbot.wait(2)
-    qtbot.waitUntil(lambda: not widget.explore.busy and widget.explore.pending is None, timeout=30_000)
+    qtbot.waitUntil(widget.explore.renders.idle, timeout=30_000)
     monkeypatch.undo()
     assert widget.explore.last_result.request.eps_phi[0] == pytest.approx(3.0)
     assert 1 <= len(renders) < 31
@@ -425,7 +411,7 @@ def test_session_signals_reach_the_tabs(make_napari_viewer, qtbot, tiny, tmp_pat
     assert "generator: 1 training steps" in widget.data.info_label.text()
     assert [m["step"] for m in widget.train.plot.history] == [m["step"] for m in session.generator_history]
     assert session.latent.eps_phi.shape == (dim,)
-    qtbot.waitUntil(lambda: explore.last_result is not None and not explore.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: explore.last_result is not None and explore.renders.idle(), timeout=30_000)
     assert L.ADVERSARIAL in viewer.layers
 
     explore.phi_sliders.sliders[0].setValue(25)
@@ -434,7 +420,7 @@ def test_session_signals_reach_the_tabs(make_napari_viewer, qtbot, tiny, tmp_pat
 
     viewer.layers.remove("reference")  # a new volume (label-free) reaches Data and Explore
     assert session.labels is None and "label-free" in widget.data.info_label.text()
-    qtbot.waitUntil(lambda: not explore.busy and explore.pending is None, timeout=30_000)
+    qtbot.waitUntil(explore.renders.idle, timeout=30_000)
 
 
 def test_tabs_do_not_reach_into_each_other():

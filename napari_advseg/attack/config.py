@@ -37,6 +37,8 @@ class AttackConfig:
         Weights of the smoothness terms of the displacement and the bias field (Eq. 2).
     lambda_rho : float
         Weight of the norm term ``mean((x_adv - x)^2)`` that keeps rho small.
+        With ``phi_rho_max`` set, the term is ``mean((x_adv - T(x; phi))^2)``:
+        the bias's change alone, the deformation answering to its own budget.
     rho_max : float or None
         A hard budget on each slice's perceptibility (Eq. 7): G multiplies both
         fields of a slice by ``min(1, rho_max / rho)`` (repeated, since warping

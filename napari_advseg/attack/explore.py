@@ -1,8 +1,10 @@
 """Interactive exploration of a generator's latent space on one slice (no Qt here).
 
-The encoder runs once per slice (:meth:`SliceExplorer.set_slice`); every
-slider change then only decodes the fields from new latent codes, warps and
-(optionally) re-segments, which is what keeps a slider drag interactive.
+The encoder and the clean segmentation run once per slice
+(:meth:`SliceExplorer.set_slice`); every slider change then only decodes the
+fields from new latent codes and warps (stage one), and re-segments (stage
+two, which a viewer can show later), which is what keeps a slider drag
+interactive.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from napari_advseg.attack.apply import network_input, target_input_range
 from napari_advseg.evaluation.metrics import dice_per_organ, organ_row
 from napari_advseg.attack.fields import fold_fraction, perceptibility, warp_labels
 from napari_advseg.attack.strength import scale_to_rho
+from napari_advseg.errors import AdvsegError
 
 
 @dataclass
@@ -30,8 +33,10 @@ class SliceView:
     bias : (H, W) normalised units
     clean_segmentation, adversarial_segmentation : (H, W) uint8, or None when not asked for
     warped_reference : (H, W) uint8 (reference labels, or the clean prediction without them)
-    organs : per-organ {"dice_clean", "dice_adv", "drop", "success"} of this slice
+    organs : per-organ {"dice_clean", "dice_adv", "drop", "success"} of this slice (empty until segmented)
     rho : the slice's perceptibility (Eq. 7)
+    fold_fraction : fraction of pixels where the deformation folds (NaN when not counted)
+    dice_clean : per-organ Dice of the clean segmentation (NaN where the organ is absent)
     """
 
     adversarial: np.ndarray
@@ -44,10 +49,17 @@ class SliceView:
     rho: float = math.nan
     fold_fraction: float = 0.0
     adversarial_hu: np.ndarray | None = None
+    dice_clean: dict = field(default_factory=dict)
 
 
 class SliceExplorer:
     """Encode a slice once, then decode any latent deviates quickly.
+
+    A render has two stages, so that a viewer can show the first one while
+    the second runs: :meth:`render_fields` (fields, adversarial image, warped
+    reference, rho; tens of milliseconds) and :meth:`segment` (the target's
+    forward pass and the Dice table; the slow part on large slices).
+    :meth:`render` runs both.
 
     Parameters
     ----------
@@ -71,8 +83,9 @@ class SliceExplorer:
         self._x: torch.Tensor | None = None
         self._features: torch.Tensor | None = None
         self._stats = None
-        self._labels: torch.Tensor | None = None
-        self._clean: torch.Tensor | None = None
+        self._reference: torch.Tensor | None = None
+        self._clean_uint8: np.ndarray | None = None
+        self._dice_clean: dict[str, float] = {}
 
     @property
     def latent_dim(self) -> int:
@@ -81,14 +94,21 @@ class SliceExplorer:
     @torch.no_grad()
     def set_slice(self, image: np.ndarray, labels: np.ndarray | None = None, hu: np.ndarray | None = None) -> None:
         """Encode a normalised slice ``(H, W)``; labels ``(H, W)`` are its reference (optional);
-        ``hu`` ``(H, W)`` its Hounsfield units (used with the explorer's ``scale``)."""
+        ``hu`` ``(H, W)`` its Hounsfield units (used with the explorer's ``scale``).
+
+        What does not depend on the latent code is computed here once: the
+        clean segmentation and its Dice against the reference.
+        """
         x = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None].to(self.device)
         self._hu = None if hu is None or self.scale is None else np.asarray(hu, np.float32)[None]
         self._x = x
         self._features, self._stats = self.generator.encode(x)
         self._gate = self.generator.displacement_gate(x)
-        self._clean = self.target(x.to(self.target.device)).argmax(dim=1).to(self.device)
-        self._labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()[None].to(self.device)
+        clean = self.target(x.to(self.target.device)).argmax(dim=1).cpu()
+        reference = clean if labels is None else torch.as_tensor(np.asarray(labels)).long()[None]
+        self._reference = reference.to(self.device)
+        self._clean_uint8 = clean[0].to(torch.uint8).numpy()
+        self._dice_clean = dice_per_organ(clean, reference, list(self.target.class_names))
 
     def latent_mean_and_sigma(self) -> dict[str, np.ndarray]:
         """The encoder's mean and standard deviation of z_phi and z_b for the current slice."""
@@ -97,30 +117,37 @@ class SliceExplorer:
                 "mu_b": s.mu_b[0].cpu().numpy(), "sigma_b": torch.exp(0.5 * s.logvar_b[0]).cpu().numpy()}
 
     @torch.no_grad()
-    def render(self, eps_phi=None, eps_b=None, temperature: float = 1.0, use_phi: bool = True,
-               use_bias: bool = True, segment: bool = True, rho: float | None = None) -> SliceView:
-        """Fields, adversarial image and (with ``segment``) segmentations for latent deviates.
+    def render_fields(self, eps_phi=None, eps_b=None, temperature: float = 1.0, use_phi: bool = True,
+                      use_bias: bool = True, folds: bool = True, rho: float | None = None) -> SliceView:
+        """Stage one: fields, adversarial image, warped reference and rho for latent deviates.
 
         ``eps_*`` are standard deviations around the encoder's mean (length
         ``latent_dim``); None means the mean. ``use_phi`` / ``use_bias``
-        switch a field off (it is then zero) without retraining. ``rho``:
-        both fields scaled (up or down, past a ``rho_max`` budget too) so that
-        the slice's rho is this (:func:`~napari_advseg.attack.strength.scale_to_rho`;
-        the view's ``rho`` is the one reached); None: the generator's own.
+        switch a field off (it is then zero) without retraining. ``folds``:
+        whether to count folded pixels (``fold_fraction`` is NaN without;
+        :meth:`segment` counts them then). ``rho``: both fields scaled (up or
+        down, past a ``rho_max`` budget too) so that the slice's rho is this
+        (:func:`~napari_advseg.attack.strength.scale_to_rho`; the view's
+        ``rho`` is the one reached); None: the generator's own.
+        The view has no adversarial segmentation and no Dice yet (:meth:`segment`).
         """
         if self._x is None:
-            raise RuntimeError("set_slice() first")
+            raise AdvsegError("no slice to render: call SliceExplorer.set_slice() first")
         x = self._x
         d = self.latent_dim
 
         def deviates(values):
             if values is None:
                 return None
-            return torch.as_tensor(np.asarray(values, dtype=np.float32)).reshape(1, d).to(self.device)
+            values = np.asarray(values, dtype=np.float32)
+            if values.size != d:
+                raise AdvsegError(f"expected {d} latent deviates, got {values.size}")
+            return torch.as_tensor(values).reshape(1, d).to(self.device)
 
         z_phi, z_b = self.generator.latent_codes(self._stats, deviates(eps_phi), deviates(eps_b), temperature)
         displacement, bias = self.generator.limit_rho(
-            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:]), self._gate), self.input_range)
+            x, *self.generator.decode(self._features, z_phi, z_b, tuple(x.shape[-2:]), self._gate),
+            self.input_range)
         cfg = self.config
         use_phi = use_phi and cfg.use_phi
         use_bias = use_bias and cfg.use_bias
@@ -134,28 +161,46 @@ class SliceExplorer:
             displacement, bias = scaled.displacement, scaled.bias
         x_adv, hu_adv = network_input(x, displacement, bias, cfg.bias_mode, use_phi, use_bias, self.input_range,
                                       self._hu, self.scale)
-        reference = self._labels if self._labels is not None else self._clean
+        reference = self._reference
         warped = warp_labels(reference, displacement) if use_phi else reference
-        view = SliceView(
+        return SliceView(
             adversarial=x_adv[0, 0].cpu().numpy(),
             displacement=displacement[0].cpu().numpy(),
             bias=bias[0, 0].cpu().numpy(),
-            clean_segmentation=self._clean[0].to(torch.uint8).cpu().numpy(),
+            clean_segmentation=self._clean_uint8,
             adversarial_segmentation=None,
             warped_reference=warped[0].to(torch.uint8).cpu().numpy(),
             rho=float(perceptibility(x_adv, x)),
-            fold_fraction=fold_fraction(displacement),
+            fold_fraction=(fold_fraction(displacement) if use_phi else 0.0) if folds else math.nan,
             adversarial_hu=None if hu_adv is None else hu_adv[0],
+            dice_clean=self._dice_clean,
         )
-        if segment:
-            adv_seg = self.target(x_adv.to(self.target.device)).argmax(dim=1).cpu()
-            view.adversarial_segmentation = adv_seg[0].to(torch.uint8).numpy()
-            names = list(self.target.class_names)
-            clean = dice_per_organ(self._clean.cpu(), reference.cpu(), names)
-            adv = dice_per_organ(adv_seg, warped.cpu(), names)
-            view.organs = {name: organ_row(clean[name], adv[name]) for name in names[1:]
-                           if not math.isnan(clean[name])}
+
+    @torch.no_grad()
+    def segment(self, view: SliceView) -> SliceView:
+        """Stage two: the target's segmentation of ``view.adversarial`` and the per-organ Dice.
+
+        Fills ``view.adversarial_segmentation`` and ``view.organs`` in place,
+        and ``view.fold_fraction`` if stage one left it out (and returns the
+        view). Uses only the view's own arrays, so it may run after the
+        explorer has moved on to other codes.
+        """
+        if math.isnan(view.fold_fraction):
+            view.fold_fraction = fold_fraction(torch.as_tensor(view.displacement)[None])
+        x_adv = torch.as_tensor(np.asarray(view.adversarial, np.float32))[None, None]
+        adv_seg = self.target(x_adv.to(self.target.device)).argmax(dim=1).cpu()
+        view.adversarial_segmentation = adv_seg[0].to(torch.uint8).numpy()
+        names = list(self.target.class_names)
+        adv = dice_per_organ(adv_seg, torch.as_tensor(view.warped_reference)[None], names)
+        view.organs = {name: organ_row(view.dice_clean[name], adv[name]) for name in names[1:]
+                       if not math.isnan(view.dice_clean[name])}
         return view
+
+    def render(self, eps_phi=None, eps_b=None, temperature: float = 1.0, use_phi: bool = True,
+               use_bias: bool = True, segment: bool = True, rho: float | None = None) -> SliceView:
+        """Both stages: :meth:`render_fields`, then (with ``segment``) :meth:`segment`."""
+        view = self.render_fields(eps_phi, eps_b, temperature, use_phi, use_bias, rho=rho)
+        return self.segment(view) if segment else view
 
 
 def displacement_vectors(displacement: np.ndarray, max_arrows: int = 2000, scale: float = 1.0,

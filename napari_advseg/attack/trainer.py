@@ -199,6 +199,18 @@ class AttackTrainer:
         eps[torch.arange(n), torch.as_tensor(fields)[pick // d], pick % d] = sign * cfg.single_sd
         return eps[:, 0].to(self.device), eps[:, 1].to(self.device)
 
+    def _norm_base(self, x: torch.Tensor, out) -> torch.Tensor:
+        """What the norm term measures the change from: ``x``, or ``T(x; phi)`` when phi has its own budget.
+
+        With ``phi_rho_max`` the deformation answers to that budget (and the
+        edge gate, smoothness and Jacobian terms), and the norm term weighs
+        the bias's change alone; without it, ``mean((x_adv - x)^2)`` as before.
+        """
+        cfg = self.config
+        if cfg.use_phi and cfg.phi_rho_max is not None:
+            return apply_fields(x, out.displacement, None, cfg.bias_mode, self.input_range)
+        return x
+
     def _attack_term(self, x_adv: torch.Tensor, y_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(masked CE of Eq. 5, attack loss of Eq. 4 in the configured reduction) of adversarial slices."""
         cfg = self.config
@@ -262,7 +274,7 @@ class AttackTrainer:
             probe = every.rows((len(chunks) - 1) * n, len(chunks) * n)
             x_probe = self._apply(x, probe)
             single = self._attack_term(x_probe, warp_labels(y, probe.displacement) if cfg.use_phi else y)[1]
-            single_norm = (x_probe - x).pow(2).mean()
+            single_norm = (x_probe - self._norm_base(x, probe)).pow(2).mean()
         y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
         mce, atk = self._attack_term(x_adv, y_adv)
         for p in self.critic.parameters():
@@ -272,7 +284,7 @@ class AttackTrainer:
             p.requires_grad_(True)
         smooth_phi = smoothness(out.displacement)
         smooth_b = smoothness(out.bias)
-        norm = (x_adv - x).pow(2).mean()
+        norm = (x_adv - self._norm_base(x, out)).pow(2).mean()
         jacobian = torch.zeros((), device=self.device)
         if cfg.use_phi and cfg.lambda_jacobian > 0:
             jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor)

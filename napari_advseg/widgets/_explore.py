@@ -1,8 +1,11 @@
 """The "Explore" tab: latent sliders on the shown slice, overlays, per-organ Dice, whole volume.
 
-Renders run in a worker, one at a time. A change made while one runs only
-replaces the pending request (latest wins), and requests are debounced by
-30 ms, so the view follows the slider rather than working through a queue.
+Renders run in two stages in workers (:mod:`._staged`): the fields and the
+adversarial image first, their layers repainted at once, then the target's
+segmentation and the Dice table. Each stage keeps only the latest request,
+so the view follows the slider rather than working through a queue; a
+segmentation is shown only over the image of its own code (a stale one is
+dropped, and the previous one is hidden while its successor is computed).
 The tab follows the session (a new case, target or generator rebuilds the
 sliders and re-renders) and records its sliders, switches and strength
 ("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
@@ -14,18 +17,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QHeaderView,
                             QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from napari_advseg.widgets import _layers as L
+from napari_advseg.widgets._effects import EffectsProbe
 from napari_advseg.widgets._model import LatentChoice, Subscriptions
 from napari_advseg.widgets._sliders import LatentSliders
+from napari_advseg.widgets._staged import StagedRenders
 from napari_advseg.widgets._strength import StrengthPanel
-from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRenderer, SliceRequest, bias_limits, volume_run
-
-DEBOUNCE_MS = 30
+from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest, bias_limits, volume_run
 
 
 class ExplorePanel(QWidget):
@@ -34,17 +37,14 @@ class ExplorePanel(QWidget):
     def __init__(self, owner, parent=None):
         super().__init__(parent)
         self.owner = owner
-        self.renderer: SliceRenderer | None = None
-        self.pending: SliceRequest | None = None
-        self.busy = False
-        self.last_result = None
+        self.renders = StagedRenders(owner, self, self._show, self._show_segmentation, self._on_screen)
+        self.effects = EffectsProbe(self)  # what each slider mostly does on the slice shown
+        self.last_result = None  # the stage-one result on screen
+        self.last_segmented = None  # the result whose segmentation is on screen
+        self._segmentation_hidden = False
         self.volume_job = None
         self._seq = 0
         self._row_height = max(QSlider(Qt.Horizontal).sizeHint().height(), self.fontMetrics().height() + 4)
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self._launch)
 
         self.slice_label = QLabel("no generator yet")
         self.slice_label.setWordWrap(True)
@@ -132,7 +132,7 @@ class ExplorePanel(QWidget):
     def shutdown(self) -> None:
         """Stop listening to the session and drop a pending render (the widget is closing)."""
         self.subscriptions.disconnect_all()
-        self._timer.stop()
+        self.renders.stop()
 
     # ------------------------------------------------------------------ state
     def model_changed(self, *_args) -> None:
@@ -140,7 +140,8 @@ class ExplorePanel(QWidget):
         session = self.owner.session
         if self.owner.closing:
             return
-        self.renderer = None
+        self.renders.renderer = None
+        self.effects.clear()
         dim = session.config.latent_dim if session.config is not None else 0
         self.phi_sliders.set_count(dim)
         self.bias_sliders.set_count(dim)
@@ -176,45 +177,18 @@ class ExplorePanel(QWidget):
         """Ask for a render of the current state (replaces any pending request)."""
         if self.owner.closing or not self.owner.session.can_explore():
             return
-        self.pending = self.request_from()
-        self._timer.start()
+        self.renders.submit(self.request_from())
 
-    def _launch(self) -> None:
-        if self.busy or self.pending is None or self.owner.closing:
-            return
-        session = self.owner.session
-        if not session.can_explore():
-            self.pending = None
-            return
-        request, self.pending = self.pending, None
-        try:
-            if self.renderer is None or self.renderer.revision != session.revision:
-                self.renderer = SliceRenderer(session)
-            self.busy = True
-            self.owner.jobs.function_job("render", self.renderer.render, request, quick=True, connect={
-                "returned": self._show, "errored": self.owner.notify_error, "finished": self._render_done})
-        except Exception as exc:
-            self.busy = False
-            self.owner.notify_error(exc)
-
-    def _render_done(self) -> None:
-        self.busy = False
-        if self.pending is not None and not self.owner.closing:
-            self._launch()
+    def _on_screen(self, result) -> bool:
+        """Whether the adversarial image shown is this result's (same request, same session revision)."""
+        shown = self.last_result
+        return (shown is not None and result.request.seq == shown.request.seq
+                and result.request.revision == self.owner.session.revision)
 
     def render_now(self) -> None:
         """Render the current state on this thread (used at start-up and by scripts)."""
-        session = self.owner.session
-        if not session.can_explore():
-            return
-        if self.busy:  # the worker owns self.renderer right now
-            renderer = SliceRenderer(session)
-        else:
-            if self.renderer is None or self.renderer.revision != session.revision:
-                self.renderer = SliceRenderer(session)
-            renderer = self.renderer
-        self.pending = None
-        self._show(renderer.render(self.request_from()))
+        if self.owner.session.can_explore():
+            self._show(self.renders.render_now(self.request_from()))
 
     def random_sample(self) -> None:
         """Draw every slider from a standard normal (clipped to +-3)."""
@@ -232,6 +206,7 @@ class ExplorePanel(QWidget):
 
     # ------------------------------------------------------------------ showing a result
     def _show(self, result) -> None:
+        """Stage one on screen: image, bias, warped reference, arrows; then the segmentation (or its job)."""
         owner = self.owner
         session = owner.session
         ct = session.layer
@@ -241,20 +216,25 @@ class ExplorePanel(QWidget):
             return  # a render that started before the one already shown
         viewer, view, z = owner.viewer, result.view, result.request.z
         here, whole = L.geometry(ct, z), L.geometry(ct)
-        L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, colormap="gray",
+        L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, in_place=True, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
-        L.show_image(viewer, L.BIAS, result.bias_display[None], here, colormap="PiYG",
+        L.show_image(viewer, L.BIAS, result.bias_display[None], here, in_place=True, colormap="PiYG",
                      contrast_limits=bias_limits(session.config, session.case, result.bias_display),
                      visible=False, opacity=0.6)
-        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, visible=False, opacity=0.5)
-        L.show_labels(viewer, L.ADVERSARIAL_SEG, view.adversarial_segmentation[None], here, opacity=0.45)
+        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, in_place=True, visible=False,
+                      opacity=0.5)
+        if L.ADVERSARIAL_SEG not in viewer.layers:  # created empty now, so that it lies below the outlines
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, np.zeros_like(view.warped_reference)[None], here,
+                          in_place=True, opacity=0.45)
         # the reference, deformed like the image: outlines over the adversarial prediction's fill
-        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, contour=1, opacity=0.9)
+        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True, contour=1,
+                      opacity=0.9)
         L.show_vectors(viewer, L.DEFORMATION, result.vectors, result.magnitude, whole,
                        max_length=session.config.phi_max, arrow_spacing=ARROW_SPACING, edge_width=0.6,
                        vector_style="arrow", opacity=0.9)
         self.last_result = result
-        self._show_table(view)
+        self.effects.slice_shown(z)
+        self._show_rho(view)
         latent = result.latent
         if latent:
             t = result.request.temperature
@@ -265,6 +245,31 @@ class ExplorePanel(QWidget):
         self.slice_label.setText(f"slice {z} of {session.case.volume.n_slices}; Dice against the warped "
                                  f"{reference}; displacement arrows drawn x{arrows:g} "
                                  f"(largest here {float(np.max(result.magnitude, initial=0)):.2f} px)")
+        if view.adversarial_segmentation is not None:
+            self._show_segmentation(result)
+            return
+        # until its own segmentation comes, the previous one (of another code) is hidden and the table greyed
+        layer = viewer.layers[L.ADVERSARIAL_SEG]
+        if layer.visible:
+            layer.visible = False
+            self._segmentation_hidden = True
+        self.table.setEnabled(False)
+        self.renders.queue_segment(result)
+
+    def _show_segmentation(self, result) -> None:
+        """Stage two on screen: the adversarial segmentation and the Dice table, if the image shown is theirs."""
+        owner = self.owner
+        ct = owner.session.layer
+        if owner.closing or ct is None or not self._on_screen(result):
+            return  # stale: the image on screen is of a newer code (or of another slice, case or model)
+        layer = L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, result.view.adversarial_segmentation[None],
+                              L.geometry(ct, result.request.z), in_place=True, opacity=0.45)
+        if self._segmentation_hidden:
+            layer.visible = True
+            self._segmentation_hidden = False
+        self.last_segmented = result
+        self._show_table(result.view)
+        L.refresh_thumbnail(owner.viewer, L.DEFORMATION)
 
     def _fit_table(self) -> None:
         rows = max(self.table.rowCount(), 1)
@@ -273,6 +278,7 @@ class ExplorePanel(QWidget):
 
     def _show_table(self, view) -> None:
         organs = view.organs or {}
+        self.table.setEnabled(True)
         self.table.setRowCount(len(organs))
         self._fit_table()
         for row, (name, entry) in enumerate(organs.items()):
@@ -284,10 +290,17 @@ class ExplorePanel(QWidget):
                 if col:
                     item.setTextAlignment(Qt.AlignCenter)
                 self.table.setItem(row, col, item)
-        fold = getattr(view, "fold_fraction", 0.0)
-        self.rho_label.setText(f"rho (perceptibility) = {view.rho:.4f}; folded pixels {100 * fold:.2f} %"
-                               + ("" if organs else "; no organ on this slice"))
+        self._show_rho(view)
         self.strength.mark(view.rho)
+
+    def _show_rho(self, view) -> None:
+        text = f"rho (perceptibility) = {view.rho:.4f}"
+        if view.adversarial_segmentation is None:
+            text += "; segmenting ..."
+        else:
+            text += f"; folded pixels {100 * view.fold_fraction:.2f} %"
+            text += "" if view.organs else "; no organ on this slice"
+        self.rho_label.setText(text)
 
     # ------------------------------------------------------------------ whole volume
     def apply_to_volume(self) -> None:

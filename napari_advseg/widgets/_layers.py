@@ -73,33 +73,58 @@ def _place(layer, geo: dict) -> None:
         layer.translate = geo["translate"]
 
 
-def show_image(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
-    """Add an Image layer, or update the data and placement of the existing one."""
+def _set_data(layer, data: np.ndarray, in_place: bool) -> None:
+    """New data for an existing layer.
+
+    ``in_place``: written into the layer's own array (a copy made when it was
+    given) where shape and type allow, then redrawn; napari then neither
+    recomputes the layer's extent nor the viewer's dims, which a new array
+    costs on every slider change.
+    """
+    current = layer.data
+    if in_place and current.shape == data.shape and current.dtype == data.dtype:
+        current[...] = data
+        layer.refresh(extent=False)
+    else:
+        layer.data = np.array(data) if in_place else data
+
+
+def show_image(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = False, **kwargs):
+    """Add an Image layer, or update the data and placement of the existing one (see :func:`_set_data`)."""
     layer = _existing(viewer, name, "Image")
     if layer is None:
-        return viewer.add_image(data, name=name, metadata=output_metadata(), **geo, **kwargs)
+        return viewer.add_image(np.array(data) if in_place else data, name=name, metadata=output_metadata(),
+                                **geo, **kwargs)
     _place(layer, geo)
-    layer.data = data
+    _set_data(layer, data, in_place)
     return layer
 
 
-def show_labels(viewer, name: str, data: np.ndarray, geo: dict, **kwargs):
-    """Add a Labels layer with the organ colours, or update the existing one (``contour`` on creation)."""
+def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = False, **kwargs):
+    """Add a Labels layer with the organ colours, or update the existing one (``contour`` on creation).
+
+    Unchanged data is not set again (napari would redraw the layer, contours and all).
+    """
     layer = _existing(viewer, name, "Labels")
     if layer is None:
         contour = kwargs.pop("contour", 0)
-        layer = viewer.add_labels(data, name=name, colormap=organ_colormap(),
+        layer = viewer.add_labels(np.array(data) if in_place else data, name=name, colormap=organ_colormap(),
                                   metadata=output_metadata(), **geo, **kwargs)
         layer.contour = contour
         return layer
     _place(layer, geo)
-    layer.data = data
+    if not np.array_equal(layer.data, data):  # e.g. the clean segmentation: the same for every code
+        _set_data(layer, data, in_place)
     return layer
 
 
 def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, geo: dict,
                  max_length: float, arrow_spacing: float = 6.0, **kwargs):
-    """Add a Vectors layer coloured by arrow length (0 .. ``max_length`` pixels), or update it."""
+    """Add a Vectors layer coloured by arrow length (0 .. ``max_length`` pixels), or update it.
+
+    The same number of arrows as before (the same slice) is written into the layer's own array. An
+    update leaves the layer-list thumbnail (which napari draws arrow by arrow) to :func:`refresh_thumbnail`.
+    """
     layer = _existing(viewer, name, "Vectors")
     features = {"magnitude": np.asarray(magnitude, dtype=np.float32)}
     if layer is None:
@@ -108,11 +133,21 @@ def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, 
         # about as long as the arrows are apart.
         longest = float(np.max(magnitude)) if len(magnitude) else 0.0
         length = float(np.clip(np.round(0.8 * arrow_spacing / max(longest, 1e-3)), 1.0, 20.0))
-        return viewer.add_vectors(vectors, name=name, features=features, edge_color="magnitude",
+        return viewer.add_vectors(np.array(vectors), name=name, features=features, edge_color="magnitude",
                                   edge_colormap=arrow_colormap(), edge_contrast_limits=(0.0, max(max_length, 1e-3)),
                                   length=length, metadata=output_metadata(), **geo, **kwargs)
     _place(layer, geo)
-    layer.data = vectors
-    layer.features = features
-    layer.edge_color = "magnitude"
+    if layer.data.shape == vectors.shape:
+        layer.data[...] = vectors
+    else:
+        layer.data = np.array(vectors)
+    layer.features = features  # recolours the arrows by the new magnitudes
+    layer.refresh(thumbnail=False)  # the extent too: the same number of arrows may lie on another slice
     return layer
+
+
+def refresh_thumbnail(viewer, name: str) -> None:
+    """Redraw the layer-list thumbnail of an output layer, if there is one (see :func:`show_vectors`)."""
+    layer = _existing(viewer, name, "Vectors")
+    if layer is not None:
+        layer.refresh(data_displayed=False, extent=False, highlight=False)

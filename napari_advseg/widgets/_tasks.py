@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._model import AttackSession, Snapshot, fields_mode
 
-MAX_ARROWS = 2000
-"""At most this many displacement arrows per slice."""
+MAX_ARROWS = 1024
+"""At most this many displacement arrows per slice (a 32 x 32 grid on a large slice): the fields are smooth,
+and napari redraws every arrow (and its layer thumbnail, arrow by arrow) on each slider change."""
 
 ARROW_SPACING = 6
 """Arrows are at least this many pixels apart (denser grids read as noise)."""
@@ -75,7 +76,8 @@ class SliceResult:
 class SliceRenderer:
     """A SliceExplorer that re-encodes only when the slice (or the model) changes.
 
-    Used by one render worker at a time (the widget never runs two at once).
+    :meth:`render_fields` is used by one worker at a time; :meth:`segment`
+    may run alongside it in another.
     """
 
     def __init__(self, session: AttackSession):
@@ -100,16 +102,16 @@ class SliceRenderer:
             self.z = z
         return z
 
-    def render(self, request: SliceRequest) -> SliceResult:
+    def render_fields(self, request: SliceRequest) -> SliceResult:
+        """Stage one: the fields, adversarial image and warped reference (no segmentation yet)."""
+        from napari_advseg.attack.apply import bias_in_display_units
         from napari_advseg.attack.explore import displacement_vectors
 
         case, config = self.case, self.config
         z = self._encode(request)
-        view = self.explorer.render(request.eps_phi, request.eps_b, request.temperature,
-                                    request.use_phi, request.use_bias, segment=True, rho=request.rho)
-        from napari_advseg.attack.apply import bias_in_display_units
-
-        adversarial_hu = view.adversarial_hu
+        view = self.explorer.render_fields(request.eps_phi, request.eps_b, request.temperature,
+                                           request.use_phi, request.use_bias, folds=False,  # in stage two
+                                           rho=request.rho)
         bias_display = bias_in_display_units(view.bias, config, case.scale)
         h, w = view.displacement.shape[1:]
         arrows = int(min(MAX_ARROWS, max(1, h * w // ARROW_SPACING ** 2)))
@@ -121,7 +123,20 @@ class SliceRenderer:
         vectors = np.zeros((len(vectors2), 2, 3), np.float32)
         vectors[:, 0, 0] = z
         vectors[:, :, 1:] = vectors2
-        return SliceResult(request, view, adversarial_hu, bias_display, vectors, magnitude, dict(self.latent))
+        return SliceResult(request, view, view.adversarial_hu, bias_display, vectors, magnitude, dict(self.latent))
+
+    def segment(self, result: SliceResult) -> SliceResult:
+        """Stage two: a copy of a stage-one result with the target's segmentation and the Dice table.
+
+        Reads only the result's own arrays and the target, so it may run in
+        one worker while :meth:`render_fields` runs in another; the result
+        given (perhaps on screen) is left as it is.
+        """
+        return replace(result, view=self.explorer.segment(replace(result.view)))
+
+    def render(self, request: SliceRequest) -> SliceResult:
+        """Both stages in one call."""
+        return self.segment(self.render_fields(request))
 
     def dose_response(self, request: SliceRequest, rhos: Sequence[float]):
         """Each organ's Dice at each rho on the request's slice and code (a DoseResponse)."""

@@ -1,0 +1,189 @@
+"""The Explore tab's two render stages: image layers first, segmentation and Dice table after.
+
+Run under a display (``xvfb-run -a``); the scene is test_widget.py's, on the
+``tiny`` fixture of conftest.py. Stage two (the target's pass) is held
+in its worker by a gate where a test needs to see the state between stages.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_widget import SPACING, _organ_slice, _strong_generator, _tiny_scene
+
+pytestmark = pytest.mark.gui
+
+
+class Gate:
+    """Holds the stage-two jobs (``SliceRenderer.segment``) while closed; records the requests they got."""
+
+    def __init__(self):
+        self.open = threading.Event()
+        self.open.set()
+        self.started: list[int] = []
+
+    def held(self, original):
+        def segment(renderer, result):
+            self.started.append(result.request.seq)
+            if not self.open.wait(30):
+                raise TimeoutError("the test never opened the gate")
+            return original(renderer, result)
+        return segment
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    import napari_advseg.widgets._tasks as tasks
+
+    gate = Gate()
+    monkeypatch.setattr(tasks.SliceRenderer, "segment", gate.held(tasks.SliceRenderer.segment))
+    yield gate
+    gate.open.set()  # let a held worker finish before the viewer closes
+
+
+def _code_driven_generator(tiny, folder: Path) -> Path:
+    """A generator trained one step, then with its field decoders perturbed so that the code moves the fields."""
+    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.attack.trainer import AttackTrainer
+    from napari_advseg.data.cases import make_case
+    from napari_advseg.io.atomic import save_torch
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.models.target_load import load_target
+
+    target = load_target(tiny["target"], "cpu")
+    case = make_case(volume_from_array(tiny["hu"], SPACING), tiny["labels"], target.normalisation)
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8), target,
+                            case.images, case.labels, "cpu")
+    trainer.step()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for decoder in (trainer.generator.decoder_phi, trainer.generator.decoder_b):
+            for p in decoder.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    path = folder / "code_driven_generator.pt"
+    save_torch(trainer.state_dict(), path)
+    return path
+
+
+def _explore_scene(make_napari_viewer, qtbot, tiny, folder, make_generator=_strong_generator):
+    """The tiny scene with a generator whose fields are visible, settled on an organ slice."""
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    assert widget.load_generator_file(make_generator(tiny, folder))
+    z = _organ_slice(widget)
+    viewer.dims.set_current_step(0, z)
+    explore = widget.explore
+    qtbot.waitUntil(lambda: explore.last_segmented is not None and explore.last_segmented.request.z == z
+                    and explore.renders.idle(), timeout=30_000)
+    return viewer, explore
+
+
+def _table(explore) -> list[list[str]]:
+    table = explore.table
+    return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+
+
+def test_image_first_then_segmentation_and_table(make_napari_viewer, qtbot, tiny, tmp_path, gate):
+    from napari_advseg.widgets import _layers as L
+
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path)
+    image, segmentation = viewer.layers[L.ADVERSARIAL], viewer.layers[L.ADVERSARIAL_SEG]
+    before, first = np.array(image.data), explore.last_segmented
+    assert segmentation.visible and explore.table.isEnabled()
+
+    gate.open.clear()
+    gate.started.clear()
+    explore.phi_sliders.set_eps(np.full(len(explore.phi_sliders.sliders), 3.0))
+    qtbot.waitUntil(lambda: explore.last_result.request.seq > first.request.seq, timeout=30_000)
+    shown = explore.last_result
+    # stage one is on screen while stage two is held: new image, no segmentation of another code over it
+    assert not np.array_equal(image.data, before) and np.array_equal(image.data[0], shown.adversarial_hu)
+    assert explore.last_segmented is first and not segmentation.visible
+    assert not explore.table.isEnabled() and "segmenting" in explore.rho_label.text()
+    qtbot.waitUntil(lambda: shown.request.seq in gate.started, timeout=30_000)
+
+    gate.open.set()
+    qtbot.waitUntil(lambda: explore.last_segmented.request.seq == shown.request.seq and explore.renders.idle(),
+                    timeout=30_000)
+    view = explore.last_segmented.view
+    assert segmentation.visible and explore.table.isEnabled()
+    assert np.array_equal(segmentation.data[0], view.adversarial_segmentation)
+    assert np.allclose(segmentation.translate, image.translate)
+    assert [row[0] for row in _table(explore)] == list(view.organs)
+    assert [row[2] for row in _table(explore)] == [f"{e['dice_adv']:.3f}" for e in view.organs.values()]
+    assert "segmenting" not in explore.rho_label.text()
+
+
+def test_a_stale_segmentation_is_dropped(make_napari_viewer, qtbot, tiny, tmp_path, gate):
+    from napari_advseg.widgets import _layers as L
+
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path)
+    segmentation = viewer.layers[L.ADVERSARIAL_SEG]
+    handed = []  # (request, whether it became the segmentation on screen) for each finished stage two
+    show = explore.renders.show_segmentation
+
+    def recording(result):
+        show(result)
+        handed.append((result.request.seq, explore.last_segmented is result))
+
+    explore.renders.show_segmentation = recording
+    n = len(explore.phi_sliders.sliders)
+    first = explore.last_result.request.seq
+
+    gate.open.clear()
+    gate.started.clear()
+    explore.phi_sliders.set_eps(np.full(n, 3.0))  # code A: its image is shown, its segmentation held
+    qtbot.waitUntil(lambda: explore.last_result.request.seq > first and len(gate.started) == 1, timeout=30_000)
+    a = gate.started[0]
+    assert explore.last_result.request.seq == a
+    explore.phi_sliders.set_eps(np.full(n, -3.0))  # code B, while A's segmentation is still running
+    qtbot.waitUntil(lambda: explore.last_result.request.seq > a and explore.renders.pending_segment is not None,
+                    timeout=30_000)
+    b = explore.last_result.request.seq
+    assert not segmentation.visible
+
+    gate.open.set()
+    qtbot.waitUntil(lambda: explore.renders.idle() and len(handed) == 2, timeout=30_000)
+    assert handed == [(a, False), (b, True)]  # A's segmentation came back after B's image: dropped
+    assert gate.started == [a, b]
+    assert segmentation.visible
+    assert np.array_equal(segmentation.data[0], explore.last_segmented.view.adversarial_segmentation)
+
+
+def test_a_slider_move_changes_the_dice_table(make_napari_viewer, qtbot, tiny, tmp_path):
+    # The generator must be one whose fields follow the code, or the table would stay put whatever the
+    # sliders do: one training step leaves the decoders' last layers near their zero start (fields ~0
+    # for every code), and _strong_generator's perturbation of every weight saturates both fields
+    # (tanh at phi_max and b_max for every code). Perturbing the decoders alone, by 0.1, gives fields of
+    # about 0.5 px at the mean and 4-6 px at +-3 sigma, and liver Dice of 0.15, 0.145 and 0.12.
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path, _code_driven_generator)
+    before = _table(explore)
+    assert before and all(row[1] != "nan" for row in before)
+    first = explore.last_segmented.request.seq
+    explore.phi_sliders.set_eps(np.full(len(explore.phi_sliders.sliders), 3.0))
+    explore.bias_sliders.set_eps(np.full(len(explore.bias_sliders.sliders), -3.0))
+    qtbot.waitUntil(lambda: explore.last_segmented.request.seq > first and explore.renders.idle(), timeout=30_000)
+    after = _table(explore)
+    assert [row[0] for row in after] == [row[0] for row in before]
+    assert [row[1] for row in after] == [row[1] for row in before]  # the clean Dice does not move
+    assert [row[2] for row in after] != [row[2] for row in before]  # the adversarial Dice does
+
+
+def test_layers_updated_in_place_keep_their_own_arrays(make_napari_viewer):
+    from napari_advseg.widgets import _layers as L
+
+    viewer = make_napari_viewer()
+    geo = {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0)}
+    first, second = np.zeros((1, 8, 8), np.float32), np.ones((1, 8, 8), np.float32)
+    layer = L.show_image(viewer, "image", first, geo, in_place=True)
+    own = layer.data
+    assert L.show_image(viewer, "image", second, geo, in_place=True) is layer
+    assert layer.data is own and np.array_equal(layer.data, second)
+    assert not first.any()  # the array first given is not the one written to
+    labels = L.show_labels(viewer, "labels", first.astype(np.uint8), geo, in_place=True)
+    L.show_labels(viewer, "labels", np.full((1, 8, 10), 2, np.uint8), geo, in_place=True)  # another shape
+    assert labels.data.shape == (1, 8, 10) and (labels.data == 2).all()
