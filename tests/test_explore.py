@@ -16,7 +16,8 @@ from napari_advseg.models.unet import UNet2D
 
 def _explorer():
     torch.manual_seed(0)
-    cfg = AttackConfig(base_channels=4, control_spacing=4, latent_dim=3)
+    # no edge gate and no phi budget: the decoded fields themselves (tests of those in test_latent_effect.py)
+    cfg = AttackConfig(base_channels=4, control_spacing=4, latent_dim=3, phi_edge_gate=None, phi_rho_max=None)
     generator = AttackGenerator(cfg)
     with torch.no_grad():  # make the decoders non-trivial (they start at zero)
         for p in generator.parameters():

@@ -57,7 +57,8 @@ def _code_driven_generator(tiny, folder: Path) -> Path:
 
     target = load_target(tiny["target"], "cpu")
     case = make_case(volume_from_array(tiny["hu"], SPACING), tiny["labels"], target.normalisation)
-    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8), target,
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8, phi_edge_gate=None,
+                                        phi_rho_max=None), target,
                             case.images, case.labels, "cpu")
     trainer.step()
     torch.manual_seed(1)
@@ -187,3 +188,25 @@ def test_layers_updated_in_place_keep_their_own_arrays(make_napari_viewer):
     labels = L.show_labels(viewer, "labels", first.astype(np.uint8), geo, in_place=True)
     L.show_labels(viewer, "labels", np.full((1, 8, 10), 2, np.uint8), geo, in_place=True)  # another shape
     assert labels.data.shape == (1, 8, 10) and (labels.data == 2).all()
+
+
+def test_sliders_say_what_each_number_mostly_does(make_napari_viewer, qtbot, tiny, tmp_path):
+    """The effect labels beside the sliders come from a measurement of this slice, and follow the slice."""
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path)
+    probe = explore.effects
+    z = explore.last_result.request.z
+    qtbot.waitUntil(lambda: probe.measured == (explore.owner.session.revision, z) and not probe.busy,
+                    timeout=60_000)
+    sliders = explore.phi_sliders.sliders + explore.bias_sliders.sliders
+    labels = [label.text() for label in explore.phi_sliders.effects + explore.bias_sliders.effects]
+    assert len(labels) == len(sliders) and any(labels)
+    organs = {"liver", "spleen", "kidney_left", "kidney_right", "pancreas"}
+    assert all(text.split(" ")[0] in organs for text in labels if text)
+    tips = [slider.toolTip() for slider in sliders]
+    assert all("mean" in tip for tip in tips)  # the latent value line is kept
+    assert any("mostly the" in tip for tip in tips)
+    other = next(k for k in range(explore.owner.session.case.volume.n_slices)
+                 if k != z and (explore.owner.session.case.labels[k] > 0).any())
+    viewer.dims.set_current_step(0, other)
+    qtbot.waitUntil(lambda: probe.measured == (explore.owner.session.revision, other) and not probe.busy,
+                    timeout=60_000)

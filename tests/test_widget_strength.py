@@ -19,8 +19,9 @@ def _table(explore) -> list[list[str]]:
 
 def _shown(explore, z: int, rho) -> bool:
     result = explore.last_result
-    return (result is not None and result.request.z == z and result.request.rho == rho and not explore.busy
-            and explore.pending is None)
+    return (result is not None and result.request.z == z and result.request.rho == rho
+            and explore.renders.idle() and explore.last_segmented is not None
+            and explore.last_segmented.request.seq == result.request.seq)
 
 
 def test_set_rho_and_dose_response(make_napari_viewer, qtbot, one_thread):
