@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         finally:
-            from napari_advseg.attack.trainer import shutdown_distributed
+            from napari_advseg.attack.distributed import shutdown_distributed
 
             shutdown_distributed()
     except AdvsegError as exc:

@@ -35,7 +35,8 @@ def test_two_process_training_keeps_ranks_in_sync(tiny_files, tmp_path):
         from napari_advseg.attack.config import AttackConfig
         from napari_advseg.data.cases import load_case
         from napari_advseg.models.target_load import load_target
-        from napari_advseg.attack.trainer import AttackTrainer, shutdown_distributed
+        from napari_advseg.attack.distributed import shutdown_distributed
+        from napari_advseg.attack.trainer import AttackTrainer
         target = load_target({str(tiny_files['target'])!r}, "cpu")
         case = load_case({str(tiny_files['ct'])!r}, {str(tiny_files['labels'])!r}, target.normalisation)
         cfg = AttackConfig(steps=3, batch_size=2, critic_steps=1, base_channels=4, critic_channels=4,

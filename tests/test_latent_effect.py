@@ -139,7 +139,9 @@ def test_single_number_codes_move_one_number_of_a_field_in_use(fields):
                           latent_dim=3, fields=fields, single_sd=2.5)
     trainer = AttackTrainer(config, make_target(UNet2D(base_channels=4, depth=2), device="cpu"), images, labels,
                             device="cpu")
-    eps_phi, eps_b = trainer._single_number_codes(64)
+    from napari_advseg.attack.latent_terms import single_number_codes
+
+    eps_phi, eps_b = single_number_codes(trainer.config, 64, trainer.rng)
     both = torch.cat((eps_phi, eps_b), dim=1)
     assert ((both != 0).sum(dim=1) == 1).all()
     assert set(both[both != 0].abs().tolist()) == {2.5}

@@ -33,52 +33,13 @@ from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
 from napari_advseg.models.generator import AttackGenerator, Critic
+from napari_advseg.attack.distributed import init_distributed
+from napari_advseg.attack.latent_terms import field_diversity, single_number_codes
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
 from napari_advseg.models.unet import predict_labels
 
 GENERATOR_FORMAT = "napari-advseg-generator"
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Join the process group when launched by ``torchrun``; return (rank, world size)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group, if this process joined one (end of a ``torchrun`` job).
-
-    Without it gloo's threads can still be running while the interpreter
-    exits, which now and then aborts a rank ("terminate called without an
-    active exception") after all its work is done.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def field_diversity(out, eps_phi: torch.Tensor, eps_b: torch.Tensor, config: AttackConfig, n: int) -> torch.Tensor:
-    """How much the fields change per unit change of the latent deviates (mode seeking), capped.
-
-    ``out`` holds 2n samples: slices 0..n-1 and n..2n-1 are the same images with
-    different deviates. Per pair: (mean |phi_1 - phi_2| / phi_max + mean |b_1 - b_2| / b_max)
-    over mean |eps_1 - eps_2|, capped at ``config.diversity_cap`` so that the term
-    only lifts the generator out of ignoring its codes and does not push the
-    fields further once they respond.
-    """
-    change = out.displacement.new_zeros(n)
-    if config.use_phi:
-        change = change + (out.displacement[:n] - out.displacement[n:]).abs().flatten(1).mean(1) / config.phi_max
-    if config.use_bias:
-        change = change + (out.bias[:n] - out.bias[n:]).abs().flatten(1).mean(1) / config.b_max
-    code_change = torch.cat(((eps_phi[:n] - eps_phi[n:]).abs(), (eps_b[:n] - eps_b[n:]).abs()), 1).mean(1)
-    return (change / code_change.clamp_min(1e-3)).clamp(max=config.diversity_cap).mean()
 
 
 def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None) -> list[int] | None:
@@ -188,17 +149,6 @@ class AttackTrainer:
         return apply_fields(x, out.displacement if cfg.use_phi else None, out.bias if cfg.use_bias else None,
                             cfg.bias_mode, self.input_range)
 
-    def _single_number_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deviates with one latent number per slice at ``+-single_sd`` (of a field in use), the rest 0."""
-        cfg = self.config
-        d = cfg.latent_dim
-        fields = [k for k, used in enumerate((cfg.use_phi, cfg.use_bias)) if used]
-        pick = torch.randint(len(fields) * d, (n,), generator=self.rng)
-        sign = torch.randint(2, (n,), generator=self.rng).float() * 2.0 - 1.0
-        eps = torch.zeros(n, 2, d)
-        eps[torch.arange(n), torch.as_tensor(fields)[pick // d], pick % d] = sign * cfg.single_sd
-        return eps[:, 0].to(self.device), eps[:, 1].to(self.device)
-
     def _norm_base(self, x: torch.Tensor, out) -> torch.Tensor:
         """What the norm term measures the change from: ``x``, or ``T(x; phi)`` when phi has its own budget.
 
@@ -260,7 +210,7 @@ class AttackTrainer:
         if cfg.lambda_diversity > 0:
             chunks.append(self._noise(n))
         if cfg.lambda_single > 0:
-            chunks.append(self._single_number_codes(n))
+            chunks.append(single_number_codes(cfg, n, self.rng, self.device))
         eps_phi = torch.cat([c[0] for c in chunks])
         eps_b = torch.cat([c[1] for c in chunks])
         every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
