@@ -57,7 +57,11 @@ class AttackConfig:
         strong local magnification, and folding at det J <= 0). 0 = off.
     lambda_atk, lambda_kl, lambda_real : float
         Weights of the attack loss, the KL term of the two VAE heads and the
-        realism (critic) term in the generator loss (Eq. 6).
+        realism (critic) term in the generator loss (Eq. 6). ``lambda_kl`` is
+        1 (it was 0.01): with a weak KL term the encoder's standard deviations
+        shrank to ~0.16 and its means carried the whole attack, so a slider's
+        +-3 standard deviations moved the code by +-0.5 and the outcome by a
+        few Dice points; near N(0, I) the attack comes from the code.
     lambda_diversity, diversity_cap : float
         Weight and cap of a mode-seeking term that rewards fields changing with
         the latent code (per unit of deviate change, fields relative to their
@@ -123,7 +127,7 @@ class AttackConfig:
     lambda_rho: float = 40.0
     rho_max: float | None = None
     lambda_atk: float = 1.0
-    lambda_kl: float = 0.01
+    lambda_kl: float = 1.0
     lambda_real: float = 0.1
     lambda_diversity: float = 10.0
     diversity_cap: float = 0.025
