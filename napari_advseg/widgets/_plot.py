@@ -22,21 +22,34 @@ _SERIES = (
 )
 
 
+def embed_figure(widget: QWidget, figsize: tuple[float, float], background: str, fixed_height: int | None):
+    """A matplotlib figure on a Qt canvas filling ``widget``: ``(figure, canvas)``.
+
+    ``fixed_height``: the canvas's height in pixels, or None to let it grow with the dock.
+    """
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, facecolor=background, layout="constrained")
+    canvas = FigureCanvasQTAgg(figure)
+    if fixed_height is None:
+        canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+    else:
+        canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        canvas.setFixedHeight(fixed_height)
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(canvas)
+    return figure, canvas
+
+
 class TrainingPlot(QWidget):
     """A matplotlib figure of the training history, fed one step at a time."""
 
     def __init__(self, parent=None, background: str = "#262930", foreground: str = "#f0f1f2"):
         super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3.6, 3.6), facecolor=background, layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.figure, self.canvas = embed_figure(self, (3.6, 3.6), background, fixed_height=None)
         self.canvas.setMinimumHeight(240)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
         self.axes = self.figure.subplots(3, 1, sharex=True)
         titles = ("losses", "attack cross-entropy", "perceptibility rho")
         for ax, title in zip(self.axes, titles):

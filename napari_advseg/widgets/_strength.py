@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+from qtpy.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSlider,
                             QVBoxLayout, QWidget)
+
+from napari_advseg.widgets._plot import embed_figure
 
 RHO_SLIDER_MAX = 0.12
 RHO_SLIDER_STEP = 0.002
@@ -26,17 +28,8 @@ class DoseResponsePlot(QWidget):
 
     def __init__(self, parent=None, background: str = "#262930", foreground: str = "#f0f1f2"):
         super().__init__(parent)
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
         self.background, self.foreground = background, foreground
-        self.figure = Figure(figsize=(3.6, 2.6), facecolor=background, layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.canvas.setFixedHeight(220)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
+        self.figure, self.canvas = embed_figure(self, (3.6, 2.6), background, fixed_height=220)
         self.axes = self.figure.subplots()
         self.marker = None
         self.setVisible(False)
