@@ -136,6 +136,8 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                         f"concat: the code concatenated with the features (default {d.latent_decoder})")
     g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
+    g.add_argument("--lambda-kl-phi", type=float, default=d.lambda_kl_phi,
+                   help="weight of z_phi's KL term alone (default: --lambda-kl)")
     g.add_argument("--lambda-real", type=float, default=d.lambda_real,
                    help=f"weight of the critic's realism term (default {d.lambda_real})")
     g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,

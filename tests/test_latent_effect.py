@@ -169,3 +169,24 @@ def test_edge_gate_is_small_on_strong_edges_and_steers_the_displacement():
     out = generator(image, torch.ones(1, 3), torch.ones(1, 3))
     plain = _generator(phi_edge_gate=None, phi_rho_max=None)(image, torch.ones(1, 3), torch.ones(1, 3))
     torch.testing.assert_close(out.displacement, plain.displacement * gate)
+
+
+def test_kl_weight_of_the_deformation_code_alone():
+    from napari_advseg.attack.trainer import AttackTrainer
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 16, 16)).astype(np.float32)
+    labels = np.zeros((4, 16, 16), np.int64)
+    labels[:, 4:10, 4:10] = 1
+    target = make_target(UNet2D(base_channels=4, depth=2), device="cpu")
+
+    def first_loss(**changes) -> float:
+        config = AttackConfig(batch_size=2, critic_steps=1, base_channels=4, critic_channels=4, control_spacing=4,
+                              latent_dim=3, lambda_kl=1.0, **changes)
+        return AttackTrainer(config, target, images, labels, device="cpu").step()["loss_generator"]
+
+    same = first_loss()
+    assert first_loss(lambda_kl_phi=1.0) == pytest.approx(same, rel=1e-6)  # None means lambda_kl
+    assert first_loss(lambda_kl_phi=0.0) != pytest.approx(same, rel=1e-6)
+    with pytest.raises(AdvsegError, match="lambda_kl_phi"):
+        AttackConfig(lambda_kl_phi=-1.0)

@@ -62,6 +62,10 @@ class AttackConfig:
         shrank to ~0.16 and its means carried the whole attack, so a slider's
         +-3 standard deviations moved the code by +-0.5 and the outcome by a
         few Dice points; near N(0, I) the attack comes from the code.
+    lambda_kl_phi : float or None
+        Weight of z_phi's KL term alone (None: ``lambda_kl``). The deformation
+        attacks through the encoder's mean: a weaker KL term for z_phi keeps
+        its attack while z_b stays near N(0, I).
     lambda_diversity, diversity_cap : float
         Weight and cap of a mode-seeking term that rewards fields changing with
         the latent code (per unit of deviate change, fields relative to their
@@ -128,6 +132,7 @@ class AttackConfig:
     rho_max: float | None = None
     lambda_atk: float = 1.0
     lambda_kl: float = 1.0
+    lambda_kl_phi: float | None = None
     lambda_real: float = 0.1
     lambda_diversity: float = 10.0
     diversity_cap: float = 0.025
@@ -187,6 +192,8 @@ class AttackConfig:
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,
              f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
+            (self.lambda_kl_phi is None or self.lambda_kl_phi >= 0,
+             f"lambda_kl_phi must be >= 0 or None, got {self.lambda_kl_phi}"),
             (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing

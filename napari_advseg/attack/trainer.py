@@ -238,13 +238,15 @@ class AttackTrainer:
         jacobian = torch.zeros((), device=self.device)
         if cfg.use_phi and cfg.lambda_jacobian > 0:
             jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor)
-        kl = torch.zeros((), device=self.device)
+        kl_phi = kl_b = torch.zeros((), device=self.device)
         if cfg.use_phi:
-            kl = kl + kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
+            kl_phi = kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
         if cfg.use_bias:
-            kl = kl + kl_divergence(out.stats.mu_b, out.stats.logvar_b)
+            kl_b = kl_divergence(out.stats.mu_b, out.stats.logvar_b)
+        kl = kl_phi + kl_b
+        weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
-                + cfg.beta * smooth_b + cfg.lambda_rho * norm + cfg.lambda_kl * kl
+                + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
                 + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
