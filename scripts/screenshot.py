@@ -54,6 +54,10 @@ def main() -> None:
             widget.tabs.setCurrentIndex(index)
     viewer.reset_view()
     settle(app, 1.5)
+    deadline = time.monotonic() + 120  # the sliders' effect labels are measured in the background
+    while (explore.effects.busy or explore.effects.pending is not None) and time.monotonic() < deadline:
+        settle(app, 0.1)
+    settle(app, 0.5)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(path=str(args.out), canvas_only=False, flash=False)
     print(f"saved {args.out}")

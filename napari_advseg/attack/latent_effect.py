@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FIELD_NAMES = {"phi": "deformation", "b": "bias"}
+SHORT_NAMES = {"kidney_left": "kidney L", "kidney_right": "kidney R", "pancreas": "pancr."}
+"""Organ names short enough to sit beside a slider."""
 
 
 @dataclass
@@ -56,10 +58,10 @@ class LatentEffect:
                 f"field change {fields}")
 
     def short(self) -> str:
-        """A few characters for beside the slider, e.g. ``liver 32``."""
+        """A few characters for beside the slider, e.g. ``liver 32`` (points of Dice swing)."""
         if self.organ is None:
             return ""
-        return f"{self.organ} {self.organ_swing[self.organ]:.0f}"
+        return f"{SHORT_NAMES.get(self.organ, self.organ)} {self.organ_swing[self.organ]:.0f}"
 
 
 def slider_positions(span: float = 3.0, points: int = 7) -> np.ndarray:

@@ -47,7 +47,7 @@ class LatentSliders(QWidget):
             slider.setMinimumWidth(60)
             slider.valueChanged.connect(self._changed)
             value = QLabel("+0.0")
-            value.setMinimumWidth(28)
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("+0.00"))
             self.grid.addWidget(QLabel(str(i)), i + 1, 0)
             self.grid.addWidget(slider, i + 1, 1)
             self.grid.addWidget(value, i + 1, 2)
@@ -59,6 +59,7 @@ class LatentSliders(QWidget):
             self.values.append(value)
             self.effects.append(effect)
         self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
+        self.grid.setColumnStretch(1, 1)  # the slider gives way to the value and effect labels
 
     def _changed(self, *_args) -> None:
         for slider, label in zip(self.sliders, self.values):
