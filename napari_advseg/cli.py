@@ -309,6 +309,15 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hardening_command(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from napari_advseg import cli_harden
+
+        return getattr(cli_harden, f"cmd_{name}")(args)
+
+    return run
+
+
 COMMANDS = {
     "train-target": cmd_train_target,
     "train": cmd_train,
@@ -317,6 +326,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "curve": cmd_curve,
     "make-sample": cmd_make_sample,
+    "harden": _hardening_command("harden"),
+    "robustness": _hardening_command("robustness"),
 }
 """Subcommand name -> the function that runs it (``args.func``)."""
 

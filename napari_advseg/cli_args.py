@@ -163,6 +163,64 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="attack against the reference labels, or argmax f(x) (label-free; automatic without --labels)")
 
 
+def _add_hardening(sub, commands: Mapping[str, Callable[[argparse.Namespace], int]], labels_ref: str) -> None:
+    from napari_advseg.defense.config import HARDEN_METHODS, HardenConfig
+
+    d = HardenConfig()
+    p = sub.add_parser("harden", help="fine-tune a target on generated attacks (or a baseline) to make it robust",
+                       description="Fine-tunes a copy of the target on the training slices (z %% 3 != 2), each "
+                                   "batch a mix of clean and adversarial slices, and writes it as a project "
+                                   "checkpoint (with the settings and the generator's SHA-256 in its metrics) "
+                                   "plus OUT-stem.resume.pt to continue from. Its held-out (z %% 3 == 2) clean "
+                                   "Dice is printed at the end.")
+    _add_data(p, labels_ref)
+    _add_target(p)
+    p.add_argument("--generator", type=Path, help="generator checkpoint trained against the target (default: the "
+                                                  "shipped generator, with the shipped target only)")
+    p.add_argument("--method", choices=list(HARDEN_METHODS), default=d.method,
+                   help="adversarial slices from the generator, or a baseline: clean fine-tuning only, random "
+                        "smooth fields, per-image optimised fields (default generator)")
+    p.add_argument("--steps", type=_positive_int, default=d.steps, help=f"fine-tuning steps (default {d.steps})")
+    p.add_argument("--mix", type=float, default=d.mix, help=f"fraction of each batch made adversarial (default {d.mix:g})")
+    p.add_argument("--rounds", type=_positive_int, default=d.rounds,
+                   help="rounds of the adversarial game: before each round after the first the generator is "
+                        f"trained --generator-steps more steps against the network being hardened (default {d.rounds})")
+    p.add_argument("--generator-steps", type=int, default=d.generator_steps,
+                   help=f"generator steps per extra round (default {d.generator_steps})")
+    p.add_argument("--rho-range", type=_floats, default=[d.rho_low, d.rho_high], metavar="LOW,HIGH",
+                   help=f"adversarial slices are scaled to a rho drawn from this range (default {d.rho_low:g},{d.rho_high:g})")
+    p.add_argument("--opt-steps", type=_positive_int, default=d.opt_steps,
+                   help=f"gradient steps per batch of the optimised-fields method (default {d.opt_steps})")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"slices per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
+    p.add_argument("--out", type=Path, default=Path("hardened.pt"), help="hardened checkpoint (default hardened.pt)")
+    p.add_argument("--resume", action="store_true", help="continue the run whose state is beside --out "
+                                                         "(its settings are used; --steps sets the new total)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
+    _add_common(p)
+    p.set_defaults(func=commands["harden"])
+
+    p = sub.add_parser("robustness", help="robustness report of one or more networks under five attacks",
+                       description="For each --target, on the held-out slices (z %% 3 == 2): clean Dice per "
+                                   "organ and Dice under (a) the generator it was hardened with, (b) a new "
+                                   "generator trained from scratch against it, (c) random smooth fields, (d) "
+                                   "20-step per-image optimised fields and (e) PGD-L2, at each --rhos. Writes "
+                                   "robustness.md, .json and .png to --out.")
+    _add_data(p, labels_ref)
+    p.add_argument("--target", type=Path, action="append", help="a network to report (repeat the option; "
+                                                                 "default: the shipped U-Net)")
+    p.add_argument("--generator", type=Path, help="attack (a) for networks without a hardening record "
+                                                  "(default: the shipped generator with the shipped data)")
+    p.add_argument("--rhos", type=_floats, default=[0.04, 0.08], help="rho values (default 0.04,0.08)")
+    p.add_argument("--new-generator-steps", type=_positive_int, default=200,
+                   help="training steps of each new generator (b) (default 200)")
+    p.add_argument("--samples", type=_positive_int, default=2, help="attacks per slice (default 2)")
+    p.add_argument("--out", type=Path, default=Path("robustness"),
+                   help="folder for the report and the new generators (default robustness/)")
+    _add_common(p)
+    p.set_defaults(func=commands["robustness"])
+
+
 def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
     """The ``advseg`` argument parser.
 
@@ -291,6 +349,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     p.add_argument("--out", type=Path, required=True, help="output folder for curve.json and curve.png")
     _add_common(p)
     p.set_defaults(func=commands["curve"])
+
+    _add_hardening(sub, commands, labels_ref)
 
     p = sub.add_parser("make-sample", help="rebuild the shipped sample data from seeds",
                        description="Phantom subject 0 as the test volume, a U-Net trained on subjects 1-8, a "
