@@ -20,6 +20,7 @@ _SERIES = (
     (1, "attack_ce", "attack CE", "#ef5350"),
     (2, "rho", "rho", "#81c784"),
 )
+_TITLES = ("losses", "attack cross-entropy", "perceptibility rho")
 
 
 def embed_figure(widget: QWidget, figsize: tuple[float, float], background: str, fixed_height: int | None):
@@ -46,12 +47,13 @@ def embed_figure(widget: QWidget, figsize: tuple[float, float], background: str,
 class TrainingPlot(QWidget):
     """A matplotlib figure of the training history, fed one step at a time."""
 
-    def __init__(self, parent=None, background: str = "#262930", foreground: str = "#f0f1f2"):
+    def __init__(self, parent=None, background: str = "#262930", foreground: str = "#f0f1f2",
+                 series=_SERIES, titles=_TITLES):
         super().__init__(parent)
-        self.figure, self.canvas = embed_figure(self, (3.6, 3.6), background, fixed_height=None)
-        self.canvas.setMinimumHeight(240)
-        self.axes = self.figure.subplots(3, 1, sharex=True)
-        titles = ("losses", "attack cross-entropy", "perceptibility rho")
+        self.series = tuple(series)
+        self.figure, self.canvas = embed_figure(self, (3.6, 1.2 * len(titles)), background, fixed_height=None)
+        self.canvas.setMinimumHeight(80 * len(titles))
+        self.axes = self.figure.subplots(len(titles), 1, sharex=True, squeeze=False)[:, 0]
         for ax, title in zip(self.axes, titles):
             ax.set_facecolor(background)
             ax.set_title(title, color=foreground, fontsize=8, loc="left", pad=2)
@@ -61,12 +63,14 @@ class TrainingPlot(QWidget):
             ax.grid(True, color="#3a4048", linewidth=0.5)
         self.axes[-1].set_xlabel("step", color=foreground, fontsize=7)
         self.lines = {}
-        for index, key, label, colour in _SERIES:
+        for index, key, label, colour in self.series:
             (self.lines[key],) = self.axes[index].plot([], [], color=colour, linewidth=1.0, label=label)
-        self.gamma_line = self.axes[1].axhline(0.0, color=foreground, linestyle="--", linewidth=0.8,
-                                               label="gamma")
+        self.gamma_line = self.axes[min(1, len(self.axes) - 1)].axhline(0.0, color=foreground, linestyle="--",
+                                                                        linewidth=0.8, label="gamma")
         self.gamma_line.set_visible(False)
         for ax in self.axes[:2]:
+            if not ax.get_lines():
+                continue
             ax.legend(fontsize=6, loc="upper right", facecolor=background, edgecolor="#5a626c",
                       labelcolor=foreground)
         self.history: list[dict] = []
@@ -105,7 +109,7 @@ class TrainingPlot(QWidget):
         """Draw the whole history now."""
         self._timer.stop()
         steps = [m.get("step", i + 1) for i, m in enumerate(self.history)]
-        for _, key, _, _ in _SERIES:
+        for _, key, _, _ in self.series:
             self.lines[key].set_data(steps, [m.get(key, float("nan")) for m in self.history])
         for ax in self.axes:
             ax.relim()

@@ -1,4 +1,4 @@
-"""AttackWidget: the plugin's dock widget (tabs Data and model, Train, Explore, Export).
+"""AttackWidget: the plugin's dock widget (tabs Data and model, Train, Explore, Harden, Export).
 
 The widget is thin: it builds the tabs, owns the :class:`~._model.AttackSession`
 (the evented state the tabs subscribe to; no tab calls into another) and the
@@ -28,6 +28,7 @@ from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.widgets._data import DataPanel
 from napari_advseg.widgets._explore import ExplorePanel
 from napari_advseg.widgets._export import ExportPanel
+from napari_advseg.widgets._harden import HardenPanel
 from napari_advseg.widgets._model import AttackSession
 from napari_advseg.widgets._train import TrainPanel
 from napari_advseg.widgets._workers import JobRegistry, WorkerError
@@ -66,10 +67,12 @@ class AttackWidget(QWidget):
         self.train = TrainPanel(self)
         self.explore = ExplorePanel(self)
         self.export = ExportPanel(self)
+        self.harden = HardenPanel(self)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.data, "Data and model")
         self.tabs.addTab(self.train, "Train")
         self.tabs.addTab(self.explore, "Explore")
+        self.tabs.addTab(self.harden, "Harden")
         self.tabs.addTab(self.export, "Export")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -84,7 +87,7 @@ class AttackWidget(QWidget):
 
     @property
     def panels(self) -> tuple:
-        return (self.data, self.train, self.explore, self.export)
+        return (self.data, self.train, self.explore, self.harden, self.export)
 
     # ------------------------------------------------------------------ messages
     def notify_error(self, error) -> None:
