@@ -255,6 +255,11 @@ def _slice_header(path: pathlib.Path, force: bool) -> _Slice | None:
         return None
     uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     if not uid or "Rows" not in ds or "Columns" not in ds:
+        sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+        if sop_class is not None and "Image Storage" in str(getattr(sop_class, "name", "")):
+            # pydicom reads what it can of a cut-off file: an image object without its image attributes
+            raise InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt (a "
+                                       f"{sop_class.name} object without Rows, Columns or SeriesInstanceUID)")
         return None  # not an image: DICOMDIR, structured report, presentation state, ...
     try:
         number = int(ds.get("SeriesNumber")) if ds.get("SeriesNumber") not in (None, "") else None
@@ -386,12 +391,20 @@ def choose_series(series: Sequence[DicomSeries], uid: str | None, where: str | o
 
 
 def _fmt(values: np.ndarray) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+    return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"
+
+
+def _most_common(slices: Sequence[_Slice], key) -> _Slice:
+    """The first slice whose ``key`` most slices share: the odd ones out are then the ones named."""
+    counts: dict = {}
+    for s in slices:
+        counts[key(s)] = counts.get(key(s), 0) + 1
+    best = max(counts.values())
+    return next(s for s in slices if counts[key(s)] == best)
 
 
 def _check_slices(slices: Sequence[_Slice]) -> None:
     """Modality, frames, samples, size, spacing and orientation: the same and usable in every file."""
-    first = slices[0]
     for s in slices:
         if s.modality.upper() != "CT":
             raise InputFileError(
@@ -407,18 +420,24 @@ def _check_slices(slices: Sequence[_Slice]) -> None:
                             ("PixelSpacing", s.pixel_spacing)):
             if value is None:
                 raise InputFileError(s.path, f"has no valid {name}: the slice cannot be placed in the patient")
-        if (s.rows, s.columns) != (first.rows, first.columns):
+
+    size = _most_common(slices, lambda s: (s.rows, s.columns))
+    spacing = _most_common(slices, lambda s: tuple(np.round(s.pixel_spacing, 4)))
+    orientation = _most_common(slices, lambda s: tuple(np.round(s.orientation, 4)))
+    for s in slices:
+        if (s.rows, s.columns) != (size.rows, size.columns):
             raise InputFileError(
-                s.path, f"is {s.rows} x {s.columns} pixels (rows x columns) but {first.path.name} is "
-                        f"{first.rows} x {first.columns}: the slices differ in size")
-        if not np.allclose(s.pixel_spacing, first.pixel_spacing, rtol=0, atol=PIXEL_SPACING_ATOL_MM):
+                s.path, f"is {s.rows} x {s.columns} pixels (rows x columns) but {size.path.name} is "
+                        f"{size.rows} x {size.columns}: the slices differ in size")
+        if not np.allclose(s.pixel_spacing, spacing.pixel_spacing, rtol=0, atol=PIXEL_SPACING_ATOL_MM):
             raise InputFileError(
-                s.path, f"has PixelSpacing {_fmt(s.pixel_spacing)} mm but {first.path.name} has "
-                        f"{_fmt(first.pixel_spacing)}: the slices differ in pixel size")
-        if not np.allclose(s.orientation, first.orientation, rtol=0, atol=ORIENTATION_ATOL):
+                s.path, f"has PixelSpacing {_fmt(s.pixel_spacing)} mm but {spacing.path.name} has "
+                        f"{_fmt(spacing.pixel_spacing)}: the slices differ in pixel size")
+        if not np.allclose(s.orientation, orientation.orientation, rtol=0, atol=ORIENTATION_ATOL):
             raise InputFileError(
-                s.path, f"has ImageOrientationPatient {_fmt(s.orientation)} but {first.path.name} has "
-                        f"{_fmt(first.orientation)}: the slices are not parallel (mixed orientations)")
+                s.path, f"has ImageOrientationPatient {_fmt(s.orientation)} but {orientation.path.name} has "
+                        f"{_fmt(orientation.orientation)}: the slices are not parallel (mixed orientations)")
+    first = slices[0]
     if min(first.rows or 0, first.columns or 0) < 1:
         raise InputFileError(first.path, f"has an empty image ({first.rows} x {first.columns} pixels)")
     if not np.all(first.pixel_spacing > 0):
