@@ -285,6 +285,13 @@ def _slice_header(path: pathlib.Path, force: bool) -> _Slice | None:
     )
 
 
+def _no_image(path: pathlib.Path) -> InputFileError:
+    """The error for a given file that holds no DICOM image."""
+    if not is_dicom_file(path):
+        return InputFileError(path, "not a DICOM file: no DICM marker and no image attributes that pydicom can read")
+    return InputFileError(path, "is DICOM but holds no image (no Rows/Columns or no SeriesInstanceUID)")
+
+
 def find_series(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[DicomSeries]:
     """The DICOM image series of a folder, of a list of files, or of one file's folder.
 
@@ -319,7 +326,7 @@ def find_series(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[D
         headers = [_slice_header(file, force=True) for file in files]
         for file, header in zip(files, headers):
             if header is None:
-                raise InputFileError(file, "is DICOM but holds no image (no Rows/Columns or no SeriesInstanceUID)")
+                raise _no_image(file)
     else:
         where = pathlib.Path(path)
         if not where.exists():
@@ -329,7 +336,7 @@ def find_series(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[D
         else:
             first = _slice_header(where, force=True)
             if first is None:
-                raise InputFileError(where, "is DICOM but holds no image (no Rows/Columns or no SeriesInstanceUID)")
+                raise _no_image(where)
             only_uid = first.series_uid
             headers = [_slice_header(file, force=False) if file != where else first
                        for file in _candidate_files(where.parent, recursive=False)]
