@@ -329,8 +329,10 @@ def test_corrupt_file_and_undecodable_pixels(tmp_path):
     ds.save_as(paths[3])
     with pytest.raises(InputFileError) as info:
         load_dicom(folder)
-    assert str(info.value).startswith(f"{paths[3]}: could not decode the pixel data, JPEG 2000 Image Compression "
-                                      "(Lossless Only) (1.2.840.10008.1.2.4.90)")
+    message = str(info.value)
+    assert message.startswith(f"{paths[3]}: could not decode the pixel data, JPEG 2000 Image Compression "
+                              "(Lossless Only) (1.2.840.10008.1.2.4.90): RuntimeError: ")
+    assert "pylibjpeg: Error decoding the J2K data" in message and "\n" not in message  # each plugin's reason
 
     paths[5].write_bytes(paths[5].read_bytes()[:200])  # DICM preamble, then cut off
     with pytest.raises(InputFileError, match="could not be read as DICOM") as info:

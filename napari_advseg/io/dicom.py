@@ -549,7 +549,11 @@ def _read_pixels(s: _Slice, rows: int, columns: int) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - missing decoder, corrupt stream, ...
-        raise InputFileError(s.path, f"could not decode the pixel data, {syntax_name}: {first_line(error, s.path)}") from None
+        # pydicom lists each plugin's failure (or missing dependency) on a line of its own: keep them all
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
+        detail = detail if len(detail) <= 400 else detail[:397] + "..."
+        raise InputFileError(s.path, f"could not decode the pixel data, {syntax_name}: {detail}") from None
     if pixels.shape != (rows, columns):
         raise InputFileError(s.path, f"decoded pixel data have shape {pixels.shape}, expected {rows} x {columns}")
     try:
