@@ -66,10 +66,18 @@ def _say(text: str) -> None:
         print(text, flush=True)
 
 
+def _check_data_args(args: argparse.Namespace) -> None:
+    """``--labels`` and ``--series`` need ``--ct``."""
+    if getattr(args, "ct", None) is None:
+        if getattr(args, "labels", None) is not None:
+            raise AdvsegError("--labels was given without --ct")
+        if getattr(args, "series", None) is not None:
+            raise AdvsegError("--series was given without --ct (a DICOM folder)")
+
+
 def _load_target(args: argparse.Namespace):
     """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
-    if getattr(args, "ct", None) is None and getattr(args, "labels", None) is not None:
-        raise AdvsegError("--labels was given without --ct")
+    _check_data_args(args)
     from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target_load import load_target
 
@@ -88,7 +96,7 @@ def _load_generator(args: argparse.Namespace):
 def _case(args: argparse.Namespace, target):
     from napari_advseg.data.cases import load_case
 
-    return load_case(args.ct, args.labels, target.normalisation, target.class_names)
+    return load_case(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -98,13 +106,14 @@ def cmd_train_target(args: argparse.Namespace) -> int:
     from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
     from napari_advseg.workflows import phantom_training_data, train_target
 
+    _check_data_args(args)
     normalisation = {"mode": args.normalisation}
     if args.normalisation == "window":
         normalisation["window"] = list(args.window)
     if args.ct is not None:
         if args.labels is None:
             raise AdvsegError("train-target needs --labels with --ct")
-        case = load_case(args.ct, args.labels, normalisation)
+        case = load_case(args.ct, args.labels, normalisation, series=args.series)
         train_images, train_labels, _ = case.part("train")
         test_images, test_labels, _ = case.part("test")
         note = f"{args.ct}: slices z % 3 != 2 for training, z % 3 == 2 for testing"
@@ -247,6 +256,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
     from napari_advseg.attack.strength import DEFAULT_RHOS, check_rhos
     from napari_advseg.evaluation.curve import volume_curve, write_curve
+    from napari_advseg.io.volumes import volume_source
 
     target = _load_target(args)
     generator, config, _, path = _load_generator(args)
@@ -271,7 +281,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
                 "temperature": args.temperature, "split": None if args.slices else args.split,
                 "batch_size": args.batch_size, "device": args.device}
     info = {"settings": settings, "generator": path, "target": target.path, "ct": case.volume.path,
-            "slices": index.tolist(), "samples": args.samples}
+            "source": volume_source(case.volume), "slices": index.tolist(), "samples": args.samples}
     paths = write_curve(args.out, curve, target.class_names, info)
     _say("| rho asked | rho reached | " + " | ".join(curve.dice) + " |")
     _say("|" + " --- |" * (len(curve.dice) + 2))

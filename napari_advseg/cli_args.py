@@ -88,8 +88,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data(p: argparse.ArgumentParser, labels_help: str) -> None:
-    p.add_argument("--ct", type=Path, help="CT volume, NIfTI (.nii or .nii.gz) in Hounsfield units "
+    p.add_argument("--ct", type=Path, help="CT volume: a NIfTI file (.nii or .nii.gz) in Hounsfield units, or a "
+                                           "DICOM CT series (its folder or one of its files) "
                                            "(default: the shipped phantom)")
+    p.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID to read when the --ct folder holds "
+                                                   "several series (the error without it lists them)")
     p.add_argument("--labels", type=Path, help=labels_help)
 
 

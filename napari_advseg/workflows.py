@@ -18,6 +18,7 @@ import numpy as np
 
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.io.atomic import atomic_write
+from napari_advseg.io.volumes import volume_source
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
@@ -77,7 +78,8 @@ def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: 
         raise AdvsegError("evaluation needs reference labels (--labels)")
     report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
                              temperature=temperature)
-    report.update({"ct": case.volume.path, "split": part, "target": target.path})
+    report.update({"ct": case.volume.path, "source": volume_source(case.volume), "split": part,
+                   "target": target.path})
     return report
 
 

@@ -13,6 +13,10 @@ the dock widget read them, the sample data adds the model files:
 ``advseg_source`` (:data:`SOURCE`)
     The :class:`~napari_advseg.io.nifti.SourceGeometry` of the file (stored
     affine, shape, header and orientation transform), kept in memory only.
+``advseg_series_uid`` (:data:`SERIES`)
+    The DICOM SeriesInstanceUID of a layer read from a DICOM series (absent
+    for NIfTI); carried into the volume the widget attacks, and so into the
+    JSON sidecar of its exports.
 ``advseg_target``, ``advseg_generator`` (:data:`TARGET`, :data:`GENERATOR`)
     Paths (str) of a target network and a generator trained against it; the
     dock widget loads them when the CT layer is chosen (the sample data sets
@@ -34,6 +38,7 @@ KIND = "advseg_kind"
 PATH = "advseg_path"
 AFFINE = "advseg_affine"
 SOURCE = "advseg_source"
+SERIES = "advseg_series_uid"
 TARGET = "advseg_target"
 GENERATOR = "advseg_generator"
 
@@ -69,12 +74,15 @@ def file_metadata(volume, kind: str, path) -> dict:
     kind : {'ct', 'labels'}
     path : str or path-like
     """
-    return {
+    metadata = {
         KIND: kind,
         PATH: str(path),
         AFFINE: np.asarray(volume.affine, dtype=np.float64).tolist(),
         SOURCE: volume.source,
     }
+    if getattr(volume, "series_uid", None):
+        metadata[SERIES] = volume.series_uid
+    return metadata
 
 
 def with_models(metadata: dict, target=None, generator=None) -> dict:
@@ -117,5 +125,5 @@ def volume_from_layer(data, scale: Sequence[float], metadata: dict | None, name:
     if source is not None and affine is not None:
         volume = volume_from_array(array, scale, metadata.get(PATH) or name)
         return CTVolume(volume.hu, np.asarray(affine, dtype=np.float64), volume.spacing, source,
-                        metadata.get(PATH))
+                        metadata.get(PATH), series_uid=metadata.get(SERIES))
     return volume_from_array(array, scale)

@@ -1,6 +1,6 @@
-"""napari reader: NIfTI CT volumes and label maps as Image and Labels layers.
+"""napari reader: NIfTI CT volumes and label maps, and DICOM CT series, as Image and Labels layers.
 
-Every file is read with :func:`napari_advseg.io.nifti.load_ct`, so an image and
+Every NIfTI file is read with :func:`napari_advseg.io.nifti.load_ct`, so an image and
 a label map from the same voxel grid come out in the same canonical
 ``(Z, Y, X)`` order (inferior -> superior, anterior -> posterior, patient
 right -> left). ``layer.data[z]`` shown by napari with row 0 at the top is then
@@ -12,7 +12,17 @@ needs to put the data back in the file's own orientation and header: its kind,
 the file, the canonical affine and the source geometry (the ``advseg_*``
 entries of :mod:`napari_advseg._napari.layers`).
 
-napari and nibabel are imported inside the functions, so that importing this
+DICOM: a folder (File > Open Folder), one ``.dcm`` file of a series, or a
+list of a series' files is read with :mod:`napari_advseg.io.dicom` into the
+same canonical order, as an Image layer in Hounsfield units with the same
+scale, metadata and display as a NIfTI CT (plus ``advseg_series_uid``). A
+folder holding several series opens each as its own layer, named by its
+SeriesDescription; a series that fails the checks (a one-slice localizer, an
+MR series, a gap, ...) is left out with a notification that names it and the
+problem. To pick one series of a large study, use the dock widget's Data tab
+("DICOM folder…" and its series list) instead.
+
+napari, nibabel and pydicom are imported inside the functions, so that importing this
 module (which napari does when it looks for a reader) stays cheap.
 """
 
@@ -33,6 +43,8 @@ __all__ = [
     "NIFTI_SUFFIXES",
     "get_reader",
     "layer_name",
+    "read_dicom",
+    "series_layer",
     "looks_like_labels",
     "read_layer",
     "read_nifti",
@@ -78,30 +90,46 @@ def layer_name(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _is_dicom_path(path) -> bool:
+    """A ``.dcm`` / ``.dicom`` name, or an existing file that starts like DICOM."""
+    from napari_advseg.io.dicom import DICOM_SUFFIXES, is_dicom_file
+
+    name = os.fspath(path)
+    return name.lower().endswith(DICOM_SUFFIXES) or (os.path.isfile(name) and is_dicom_file(name))
+
+
 def get_reader(path) -> Callable[[str], list[LayerDataTuple]] | None:
-    """npe2 reader contribution: a reader function for a NIfTI file, else None.
+    """npe2 reader contribution: a reader function for a NIfTI file or a DICOM series, else None.
 
     Parameters
     ----------
     path : str, path-like or list
-        What napari asks about. Lists (stacks of files) and folders are
-        declined, as are names that do not end in ``.nii`` or ``.nii.gz``.
+        What napari asks about: a file, a folder, or a list of files (a
+        stack). NIfTI files (``.nii``, ``.nii.gz``), DICOM files (``.dcm``,
+        ``.dicom`` or any file that starts like DICOM), folders holding DICOM
+        files and lists of DICOM files are taken; everything else is
+        declined.
 
     Returns
     -------
     callable or None
-        :func:`read_nifti` when the path names a NIfTI file; None otherwise,
-        so that napari offers the path to other readers.
+        :func:`read_nifti` for a NIfTI file, :func:`read_dicom` for DICOM;
+        None otherwise, so that napari offers the path to other readers.
     """
-    if isinstance(path, (list, tuple)):
-        return None
     try:
-        name = layer_name(path)
+        if isinstance(path, (list, tuple)):
+            if path and all(not os.path.isdir(p) and _is_dicom_path(p) for p in path):
+                return read_dicom
+            return None
+        if os.path.isdir(path):
+            from napari_advseg.io.dicom import looks_like_dicom
+
+            return read_dicom if looks_like_dicom(path) else None
+        if layer_name(path) is not None:
+            return read_nifti
+        return read_dicom if _is_dicom_path(path) else None
     except TypeError:
         return None
-    if name is None or os.path.isdir(path):
-        return None
-    return read_nifti
 
 
 def read_nifti(path) -> list[LayerDataTuple]:
@@ -134,6 +162,78 @@ def read_nifti(path) -> list[LayerDataTuple]:
 
     show_error(message)
     return [(None,)]
+
+
+def read_dicom(path) -> list[LayerDataTuple]:
+    """Read the DICOM CT series of a folder, a file or a list of files, one Image layer per series.
+
+    Parameters
+    ----------
+    path : str, path-like or list
+        A folder (searched recursively), one file of a series (its folder's
+        files of that series are read) or the files of a series.
+
+    Returns
+    -------
+    list of tuple
+        One ``(data, kwargs, "image")`` per series that reads cleanly, see
+        :func:`series_layer`. Series that fail a check are left out and named
+        in one ``show_error`` notification; when none can be read, the
+        notification is all and ``[(None,)]`` is returned (napari adds nothing).
+    """
+    from napari_advseg.io.dicom import find_series
+
+    if isinstance(path, (list, tuple)) and len(path) == 1:
+        path = path[0]
+    problems: list[str] = []
+    layers: list[LayerDataTuple] = []
+    try:
+        found = find_series(list(path) if isinstance(path, (list, tuple)) else path)
+        for series in found:
+            try:
+                layers.append(series_layer(series, unique_names=len(found) > 1))
+            except AdvsegError as error:
+                problems.append(str(error))
+            except MemoryError:
+                problems.append(f"series {series.uid}: not enough memory to read it")
+    except AdvsegError as error:
+        problems.append(str(error))
+    if problems:
+        from napari.utils.notifications import show_error
+
+        skipped = "" if not layers else f"{len(problems)} DICOM series not opened: "
+        show_error(skipped + " | ".join(problems))
+    return layers or [(None,)]
+
+
+def series_layer(series, name: str | None = None, unique_names: bool = False) -> LayerDataTuple:
+    """One DICOM series (:class:`~napari_advseg.io.dicom.DicomSeries`) read as an Image layer data tuple.
+
+    Parameters
+    ----------
+    series : DicomSeries
+        From :func:`napari_advseg.io.dicom.find_series`.
+    name : str, optional
+        Layer name; default the SeriesDescription (or "series N", or the
+        folder's name).
+    unique_names : bool
+        Add the SeriesNumber to the default name (several series of one
+        folder may share a description).
+
+    Raises
+    ------
+    InputFileError
+        The series fails a check of :func:`napari_advseg.io.dicom.read_series`.
+    """
+    from napari_advseg.io.dicom import read_series
+
+    volume = read_series(series)
+    if name is None:
+        name = series.description or (f"series {series.number}" if series.number is not None else "")
+        name = name or os.path.basename(os.path.normpath(os.fspath(series.where))) or "DICOM"
+        if unique_names and series.number is not None and name != f"series {series.number}":
+            name = f"{name} ({series.number})"
+    return _layer_tuple(volume, meta.CT, name, volume.path)
 
 
 def looks_like_labels(values: np.ndarray) -> bool:
@@ -203,19 +303,23 @@ def _organ_colormap(n_values: int):
     return DirectLabelColormap(color_dict=colours)
 
 
-def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | None = None) -> LayerDataTuple:
-    """Read a NIfTI file as one napari layer data tuple, in canonical order.
+def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | None = None,
+               series: str | None = None) -> LayerDataTuple:
+    """Read a NIfTI file (or one DICOM CT series) as one napari layer data tuple, in canonical order.
 
     Parameters
     ----------
     path : str or path-like
         ``.nii`` or ``.nii.gz`` file holding a 3D volume (a 4D file whose
-        extra dimensions have size 1 is accepted).
+        extra dimensions have size 1 is accepted); or a DICOM series (a
+        folder or one of its files, read as a CT image, never as labels).
     kind : {'ct', 'labels'}, optional
         Force the layer type. Default: decided from the values with
         :func:`looks_like_labels` (labels -> Labels layer, else Image).
     name : str, optional
         Layer name; default the file name without ``.nii`` / ``.nii.gz``.
+    series : str, optional
+        DICOM SeriesInstanceUID, for a folder holding several series.
 
     Returns
     -------
@@ -236,15 +340,24 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
     AdvsegError
         Unknown ``kind``.
     """
-    from napari_advseg.io.nifti import load_ct
+    from napari_advseg.io.volumes import load_volume
 
     if kind is not None and kind not in KINDS:
         raise AdvsegError(f"unknown layer kind {kind!r}: choose one of {', '.join(KINDS)}")
-    volume = load_ct(path)
+    volume = load_volume(path, series)
+    if volume.series_uid is not None:
+        if kind == meta.LABELS:
+            raise InputFileError(path, "DICOM series are read as CT images only, not as label maps")
+        kind = meta.CT
     if kind is None:
         kind = meta.LABELS if looks_like_labels(volume.hu) else meta.CT
     if name is None:
-        name = layer_name(path) or os.path.basename(os.fspath(path))
+        name = layer_name(path) or os.path.basename(os.path.normpath(os.fspath(path)))
+    return _layer_tuple(volume, kind, name, path)
+
+
+def _layer_tuple(volume, kind: str, name: str, path) -> LayerDataTuple:
+    """The layer data tuple of a canonical volume (see :func:`read_layer`)."""
     metadata = meta.file_metadata(volume, kind, path)
     kwargs: dict = {"name": name, "scale": tuple(float(s) for s in volume.spacing), "metadata": metadata}
     if kind == meta.LABELS:

@@ -23,6 +23,7 @@ from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import attack_volume, run_attack_volume
 from napari_advseg.io.nifti_save import save_volume
+from napari_advseg.io.volumes import volume_source
 
 OUTPUT_FILES = {
     "adversarial": "adversarial_hu.nii.gz",
@@ -87,6 +88,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
 
     sidecar: dict[str, Any] = {
         "ct": case.volume.path,
+        "source": volume_source(case.volume),
         "generator": generator_path,
         "generator_sha256": file_sha256(generator_path) if generator_path and Path(generator_path).is_file() else None,
         "target": target.path,

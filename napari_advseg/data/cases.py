@@ -12,8 +12,10 @@ from napari_advseg.data.intensity import IntensityScale, scale_for
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.data.samples import sample_file
 from napari_advseg.data.slices import split_slices
+from napari_advseg.errors import AdvsegError
 from napari_advseg.io.geometry import CTVolume
-from napari_advseg.io.nifti import check_labels, load_ct, load_labels
+from napari_advseg.io.nifti import check_labels, load_labels
+from napari_advseg.io.volumes import load_volume
 
 
 @dataclass
@@ -51,16 +53,22 @@ def make_case(volume: CTVolume, labels: np.ndarray | None, normalisation: dict |
 
 
 def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
-              normalisation: dict | None = None, class_names=ORGAN_CLASSES) -> Case:
+              normalisation: dict | None = None, class_names=ORGAN_CLASSES, series: str | None = None) -> Case:
     """Load a CT and (optional) labels; with neither given, the shipped sample.
 
-    A CT given without labels is the label-free mode (labels None).
+    ``ct`` is a NIfTI file or a DICOM series (a folder, one of its files or a
+    list of its files; ``series`` chooses a SeriesInstanceUID when a folder
+    holds several), see :func:`napari_advseg.io.volumes.load_volume`. Labels
+    are NIfTI on the CT's voxel grid. A CT given without labels is the
+    label-free mode (labels None).
     """
     if ct is None:
+        if series is not None:
+            raise AdvsegError("a DICOM series was chosen (--series) without a CT (--ct)")
         ct = sample_file("ct")
         if labels is None:
             labels = sample_file("labels")
-    volume = load_ct(ct)
+    volume = load_volume(ct, series)
     label_array = None if labels is None else load_labels(labels, volume, class_names)
     return make_case(volume, label_array, normalisation)
 

@@ -1,1 +1,1 @@
-"""Files in and out: NIfTI volumes with their geometry and orientation, atomic writes, checkpoints."""
+"""Files in and out: NIfTI volumes and DICOM CT series with their geometry and orientation, atomic writes, checkpoints."""

@@ -52,6 +52,7 @@ __all__ = [
     "SourceGeometry",
     "affine_spacing",
     "canonical_transform",
+    "canonical_volume",
     "count_nonfinite",
     "invert_ornt",
     "reoriented_affine",
@@ -115,7 +116,12 @@ class CTVolume:
     source : SourceGeometry
         Geometry of the file the volume came from, for :func:`~napari_advseg.io.nifti_save.save_volume`.
     path : str or None
-        The file the volume was read from, if any.
+        The file the volume was read from, if any (for a DICOM series: the
+        folder, or the file given).
+    series_uid : str or None
+        The DICOM SeriesInstanceUID when the volume was read from a DICOM
+        series (:mod:`napari_advseg.io.dicom`); None for NIfTI and in-memory
+        volumes. Written to the JSON sidecars of outputs.
     """
 
     hu: np.ndarray
@@ -123,6 +129,7 @@ class CTVolume:
     spacing: tuple[float, float, float]
     source: SourceGeometry
     path: str | None = None
+    series_uid: str | None = None
 
     def __post_init__(self) -> None:
         if np.ndim(self.hu) != 3:
@@ -193,6 +200,58 @@ def count_nonfinite(array: np.ndarray) -> int:
     if not np.issubdtype(array.dtype, np.floating):
         return 0
     return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
+# ---------------------------------------------------------------------------
+# Stored arrays -> canonical volumes
+# ---------------------------------------------------------------------------
+
+
+def canonical_volume(
+    data: np.ndarray,
+    affine: np.ndarray,
+    header: nibabel.Nifti1Header | None,
+    path: str | os.PathLike,
+    series_uid: str | None = None,
+) -> CTVolume:
+    """A CTVolume from a stored 3D float32 array and its RAS+ affine, reoriented to canonical order.
+
+    The one place where a file's array (NIfTI, or a DICOM series stacked as
+    if it were a NIfTI with ``affine``) becomes the canonical ``(Z, Y, X)``
+    volume, so both inputs give the same array and affine for the same scan.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Stored ``(I, J, K)`` array, float32 Hounsfield units (any memory
+        layout; the result is C-contiguous, copied only when needed).
+    affine : numpy.ndarray
+        ``(4, 4)`` affine of ``data``: voxel ``(i, j, k)`` -> RAS+ mm.
+    header : nibabel.Nifti1Header or None
+        Kept in the :class:`SourceGeometry` for writing outputs back.
+    path : str or path-like
+        Named in error messages and kept in :attr:`CTVolume.path`.
+    series_uid : str, optional
+        DICOM SeriesInstanceUID of the volume.
+
+    Raises
+    ------
+    InputFileError
+        A degenerate affine or a zero voxel size.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    shape = tuple(int(n) for n in data.shape)
+    transform = canonical_transform(affine)
+    if transform is None:
+        raise InputFileError(path, "the affine (sform/qform) is degenerate: its voxel axes do not span 3D space")
+    hu = np.ascontiguousarray(nio.apply_orientation(data, transform), dtype=np.float32)
+    canonical_affine = reoriented_affine(affine, transform, shape)
+    spacing = affine_spacing(canonical_affine)
+    if min(spacing) <= 0:
+        raise InputFileError(path, f"the affine gives a zero voxel size (spacing {spacing} mm)")
+    source = SourceGeometry(affine=affine, shape=shape, header=header, ornt_to_canonical=transform)  # type: ignore[arg-type]
+    return CTVolume(hu=hu, affine=canonical_affine, spacing=spacing, source=source, path=str(path),
+                    series_uid=series_uid)
 
 
 # ---------------------------------------------------------------------------

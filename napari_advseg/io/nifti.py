@@ -27,9 +27,8 @@ from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.io.geometry import (
     AFFINE_ATOL_MM,
     CTVolume,
-    SourceGeometry,
-    affine_spacing,
     canonical_transform,
+    canonical_volume,
     count_nonfinite,
     reoriented_affine,
 )
@@ -172,27 +171,14 @@ def load_ct(path: str | os.PathLike) -> CTVolume:
     shape = _spatial_shape(path, image)
     _check_file_dtype(path, image)
     affine = _image_affine(path, image)
-    transform = canonical_transform(affine)
-    if transform is None:
+    if canonical_transform(affine) is None:
         raise InputFileError(path, "the affine (sform/qform) is degenerate: its voxel axes do not span 3D space")
 
     data = _read_data(path, image, dtype=np.float32).reshape(shape)
     bad = count_nonfinite(data)
     if bad:
         raise InputFileError(path, f"holds {bad} NaN or infinite voxel value(s) (after scl_slope/scl_inter)")
-
-    hu = np.ascontiguousarray(nio.apply_orientation(data, transform), dtype=np.float32)
-    canonical_affine = reoriented_affine(affine, transform, shape)
-    spacing = affine_spacing(canonical_affine)
-    if min(spacing) <= 0:
-        raise InputFileError(path, f"the affine gives a zero voxel size (spacing {spacing} mm)")
-    source = SourceGeometry(
-        affine=affine,
-        shape=shape,
-        header=image.header.copy(),
-        ornt_to_canonical=transform,
-    )
-    return CTVolume(hu=hu, affine=canonical_affine, spacing=spacing, source=source, path=str(path))
+    return canonical_volume(data, affine, image.header.copy(), path)
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """The "Data and model" tab: CT and reference layers, target model, generator, device.
 
+A DICOM CT series can be opened here too ("DICOM folder…"): a folder with one
+series is read at once; a folder with several lists them in the series box,
+and "Load series" reads the chosen one as an Image layer (as the napari
+reader would) that becomes the CT.
+
 The tab turns the user's choices into the session's state: the chosen layers
 become the session's volume and labels (a CT layer's metadata may name a
 target and a generator, which are loaded), model files are loaded, the device
@@ -57,6 +62,24 @@ class DataPanel(QWidget):
         self._auto_loaded: set[tuple] = set()
         self._volume_key: tuple | None = None
 
+        self._series: list = []
+        self.dicom_button = QPushButton("DICOM folder…")
+        self.dicom_button.setToolTip("Open a DICOM CT series from a folder (searched with its sub-folders); "
+                                     "a folder with several series lists them for a choice")
+        self.series_combo = QComboBox()
+        self.series_combo.setToolTip("The DICOM series of the folder: description, slices, modality, "
+                                     "SeriesInstanceUID")
+        self.series_combo.setEnabled(False)
+        self.series_button = QPushButton("Load series")
+        self.series_button.setToolTip("Read the chosen series as a CT layer (Hounsfield units)")
+        self.series_button.setEnabled(False)
+        dicom_row = QWidget()
+        dicom_layout = QHBoxLayout(dicom_row)
+        dicom_layout.setContentsMargins(0, 0, 0, 0)
+        dicom_layout.addWidget(self.dicom_button)
+        dicom_layout.addWidget(self.series_combo, 1)
+        dicom_layout.addWidget(self.series_button)
+
         self.ct_combo = QComboBox()
         self.ct_combo.setToolTip("The CT volume (an Image layer in Hounsfield units) to attack")
         self.labels_combo = QComboBox()
@@ -71,6 +94,7 @@ class DataPanel(QWidget):
         self.info_label.setWordWrap(True)
 
         form = QFormLayout()
+        form.addRow("DICOM", dicom_row)
         form.addRow("CT image", self.ct_combo)
         form.addRow("Reference", self.labels_combo)
         form.addRow("Target model", target_row)
@@ -84,6 +108,8 @@ class DataPanel(QWidget):
 
         self.ct_combo.currentIndexChanged.connect(self._combo_changed)
         self.labels_combo.currentIndexChanged.connect(self._combo_changed)
+        self.dicom_button.clicked.connect(self._browse_dicom)
+        self.series_button.clicked.connect(lambda: self.load_series())
         self.target_button.clicked.connect(self._browse_target)
         self.generator_button.clicked.connect(self._browse_generator)
         self.device_combo.activated.connect(lambda i: self.set_device(self.device_combo.itemText(i)))
@@ -248,6 +274,60 @@ class DataPanel(QWidget):
         except Exception as exc:
             self.owner.notify_error(exc)
             self.show_session()
+
+    # ------------------------------------------------------------------ DICOM
+    def _browse_dicom(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder holding a DICOM CT series")
+        if folder:
+            self.open_dicom_folder(folder)
+
+    def open_dicom_folder(self, folder) -> int:
+        """Find the DICOM series of ``folder``; read it when there is one, list them when several.
+
+        Returns the number of series found (0 after an error, which becomes a notification).
+        """
+        from napari_advseg.io.dicom import find_series
+
+        try:
+            found = find_series(folder)
+        except Exception as exc:
+            self.owner.notify_error(exc)
+            found = []
+        self._series = found
+        self.series_combo.clear()
+        for series in found:
+            name = series.description or (f"series {series.number}" if series.number is not None else "series")
+            self.series_combo.addItem(f"{name} ({series.n_files} slices, {series.modality or '?'}) {series.uid}")
+        several = len(found) > 1
+        self.series_combo.setEnabled(several)
+        self.series_button.setEnabled(several)
+        if len(found) == 1:
+            self.load_series(0)
+        elif several:
+            self.info_label.setText(f"{folder} holds {len(found)} DICOM series: choose one above and press "
+                                    "Load series.")
+        return len(found)
+
+    def load_series(self, index: int | None = None):
+        """Read series ``index`` of the list (default: the chosen one) as a CT layer and make it the CT.
+
+        Returns the new layer, or None after an error (a notification).
+        """
+        from napari_advseg._napari.reader import series_layer
+
+        index = self.series_combo.currentIndex() if index is None else int(index)
+        if not 0 <= index < len(self._series):
+            return None
+        try:
+            data, kwargs, _ = series_layer(self._series[index])
+        except Exception as exc:
+            self.owner.notify_error(exc)
+            return None
+        layer = self.viewer.add_image(data, **kwargs)
+        ids = [_uid(item) for item in self._ct_layers]
+        if _uid(layer) in ids and self.ct_combo.currentIndex() != ids.index(_uid(layer)):
+            self.ct_combo.setCurrentIndex(ids.index(_uid(layer)))  # applies the new CT
+        return layer
 
     # ------------------------------------------------------------------ files
     def _browse_target(self) -> None:
