@@ -119,7 +119,8 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
         assert "holds 2 DICOM series" in data.info_label.text()
 
         data.series_combo.setCurrentIndex(1)
-        data.series_button.click()
+        data.series_button.click()  # read in the background: the dock stays responsive
+        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
         assert [layer.name for layer in viewer.layers] == ["Sagittal"]
         assert data.ct_layer().name == "Sagittal"
         volume = widget.session.volume
@@ -130,11 +131,13 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
 
         data.series_combo.setCurrentIndex(0)
         data.series_button.click()
+        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Axial 2.5" and widget.session.volume.series_uid == FIRST
 
         single = tmp_path / "single"
         write_series(single, raw_volume(3), axial_affine(), description="Only one")
         assert data.open_dicom_folder(single) == 1  # one series: read at once
+        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Only one" and not data.series_combo.isEnabled()
     finally:
         widget.close()

@@ -63,6 +63,7 @@ class DataPanel(QWidget):
         self._volume_key: tuple | None = None
 
         self._series: list = []
+        self.series_job = None
         self.dicom_button = QPushButton("DICOM folder…")
         self.dicom_button.setToolTip("Open a DICOM CT series from a folder (searched with its sub-folders); "
                                      "a folder with several series lists them for a choice")
@@ -308,26 +309,43 @@ class DataPanel(QWidget):
                                     "Load series.")
         return len(found)
 
-    def load_series(self, index: int | None = None):
-        """Read series ``index`` of the list (default: the chosen one) as a CT layer and make it the CT.
-
-        Returns the new layer, or None after an error (a notification).
-        """
+    def load_series(self, index: int | None = None) -> bool:
+        """Read series ``index`` of the list (default: the chosen one) in the background; the new
+        Image layer becomes the CT when it arrives. Returns False when nothing was started."""
         from napari_advseg._napari.reader import series_layer
 
         index = self.series_combo.currentIndex() if index is None else int(index)
-        if not 0 <= index < len(self._series):
-            return None
+        if not 0 <= index < len(self._series) or self.series_job is not None:
+            return False
+        series = self._series[index]
         try:
-            data, kwargs, _ = series_layer(self._series[index])
+            self.series_job = self.owner.jobs.function_job("read series", series_layer, series, connect={
+                "returned": self._series_read, "errored": self.owner.notify_error,
+                "finished": self._series_done})
         except Exception as exc:
             self.owner.notify_error(exc)
-            return None
+            return False
+        self.dicom_button.setEnabled(False)
+        self.series_button.setEnabled(False)
+        self.info_label.setText(f"reading {series.n_files} DICOM slices…")
+        return True
+
+    def _series_read(self, layer_data) -> None:
+        if self.owner.closing:
+            return
+        data, kwargs, _ = layer_data
         layer = self.viewer.add_image(data, **kwargs)
         ids = [_uid(item) for item in self._ct_layers]
         if _uid(layer) in ids and self.ct_combo.currentIndex() != ids.index(_uid(layer)):
             self.ct_combo.setCurrentIndex(ids.index(_uid(layer)))  # applies the new CT
-        return layer
+
+    def _series_done(self) -> None:
+        self.series_job = None
+        if self.owner.closing:
+            return
+        self.dicom_button.setEnabled(True)
+        self.series_button.setEnabled(self.series_combo.isEnabled())
+        self.show_session()
 
     # ------------------------------------------------------------------ files
     def _browse_target(self) -> None:
