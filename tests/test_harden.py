@@ -180,7 +180,7 @@ def test_robustness_report_has_every_key_and_writes_its_files(setup, tmp_path):
     original, hardened = report["networks"]
     assert original["hardening"] is None and hardened["hardening"]["method"] == "generator"
     assert original["attacks"]["hardening_generator"] == {"skipped": "no generator",
-                                                          "source": "no hardening record and no attacker given"}
+                                                          "source": "no hardening generator and no attacker given"}
     assert hardened["attacks"]["hardening_generator"]["generator"] == str(setup["files"]["generator"])
     for net in report["networks"]:
         assert set(net["attacks"]) == set(ROBUSTNESS_ATTACKS)
@@ -238,3 +238,22 @@ def test_cli_harden_then_robustness(tiny_files, tmp_path, capsys, one_thread):
                  "--new-generator-steps", "1", "--samples", "1", "--out", str(report_dir)]) == 0
     assert "| h | generator, 3 steps |" in capsys.readouterr().out
     assert {p.name for p in report_dir.iterdir()} >= {"robustness.json", "robustness.md", "robustness.png"}
+
+
+def test_attack_a_is_the_hardening_generator_or_else_the_attacker(setup, tmp_path):
+    from napari_advseg.evaluation.robustness import hardening_generator_of
+    from napari_advseg.models.target_load import load_target
+
+    attacker = str(setup["files"]["generator"])
+    clean = tmp_path / "clean.pt"
+    harden_target(_config(method="clean", steps=1), setup["target"], *setup["train"], clean, device="cpu")
+    assert hardening_generator_of(load_target(clean, "cpu"), attacker) == (
+        attacker, "the attacker given (hardened without a generator)")
+    assert hardening_generator_of(setup["target"], attacker) == (attacker, "the attacker given (not hardened)")
+    game = tmp_path / "game.pt"
+    harden_target(_config(steps=2, rounds=2), setup["target"], *setup["train"], game, generator=attacker,
+                  device="cpu")
+    assert hardening_generator_of(load_target(game, "cpu"), None) == (str(generator_path(game)),
+                                                                      "hardening record (final_generator)")
+    generator_path(game).unlink()
+    assert hardening_generator_of(load_target(game, "cpu"), attacker)[0] is None  # never silently another

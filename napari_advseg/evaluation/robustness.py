@@ -45,20 +45,26 @@ ROBUSTNESS_FILES = {"json": "robustness.json", "markdown": "robustness.md", "png
 
 
 def hardening_generator_of(target, attacker: str | os.PathLike | None) -> tuple[str | None, str]:
-    """(generator path or None, where it comes from) for attack (a)."""
+    """(generator path or None, where it comes from) for attack (a).
+
+    A network hardened with a generator is attacked by the last one it met
+    (the last round's with the adversarial game); a network hardened without
+    one (a baseline) or not hardened at all, by ``attacker``.
+    """
     record = (target.metrics or {}).get("hardening") or {}
-    for key in ("final_generator", "generator"):
-        entry = record.get(key) or {}
+    if record.get("generator"):
+        key = "final_generator" if record.get("final_generator") else "generator"
+        entry = record[key]
         path = entry.get("path")
-        if path and Path(path).is_file():
-            if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
-                return None, f"{path} changed since hardening (SHA-256 differs)"
-            return path, f"hardening record ({key})"
-    if record:
-        return None, "the hardening generator's file is missing"
+        if not path or not Path(path).is_file():
+            return None, f"the file of the generator it was hardened with is missing ({path})"
+        if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+            return None, f"{path} changed since hardening (SHA-256 differs)"
+        return path, f"hardening record ({key})"
     if attacker is not None:
-        return str(attacker), "the attacker given for networks that were not hardened"
-    return None, "no hardening record and no attacker given"
+        why = "hardened without a generator" if record else "not hardened"
+        return str(attacker), f"the attacker given ({why})"
+    return None, "no hardening generator and no attacker given"
 
 
 def network_name(target, taken: set[str]) -> str:
