@@ -120,7 +120,7 @@ class HardenPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("not hardening")
-        self.plot = TrainingPlot(self, series=HARDEN_SERIES, titles=("batch Dice", "loss"))
+        self.plot = TrainingPlot(self, series=HARDEN_SERIES, titles=("batch Dice", "loss"), gamma_axis=None)
         self.dice_label = QLabel("")
         self.dice_label.setWordWrap(True)
         self.switch_button = QPushButton("Use hardened network")

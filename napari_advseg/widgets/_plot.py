@@ -48,7 +48,7 @@ class TrainingPlot(QWidget):
     """A matplotlib figure of the training history, fed one step at a time."""
 
     def __init__(self, parent=None, background: str = "#262930", foreground: str = "#f0f1f2",
-                 series=_SERIES, titles=_TITLES):
+                 series=_SERIES, titles=_TITLES, gamma_axis: int | None = 1):
         super().__init__(parent)
         self.series = tuple(series)
         self.figure, self.canvas = embed_figure(self, (3.6, 1.2 * len(titles)), background, fixed_height=None)
@@ -65,9 +65,12 @@ class TrainingPlot(QWidget):
         self.lines = {}
         for index, key, label, colour in self.series:
             (self.lines[key],) = self.axes[index].plot([], [], color=colour, linewidth=1.0, label=label)
-        self.gamma_line = self.axes[min(1, len(self.axes) - 1)].axhline(0.0, color=foreground, linestyle="--",
-                                                                        linewidth=0.8, label="gamma")
-        self.gamma_line.set_visible(False)
+        self.gamma_axis = gamma_axis
+        self.gamma_line = None  # the attack's target CE, a dashed line on the gamma_axis panel
+        if gamma_axis is not None:
+            self.gamma_line = self.axes[gamma_axis].axhline(0.0, color=foreground, linestyle="--", linewidth=0.8,
+                                                            label="gamma")
+            self.gamma_line.set_visible(False)
         for ax in self.axes[:2]:
             if not ax.get_lines():
                 continue
@@ -87,6 +90,8 @@ class TrainingPlot(QWidget):
         self.redraw()
 
     def set_gamma(self, gamma: float) -> None:
+        if self.gamma_line is None:
+            return
         self.gamma_line.set_ydata([gamma, gamma])
         self.gamma_line.set_visible(True)
 
@@ -114,9 +119,9 @@ class TrainingPlot(QWidget):
         for ax in self.axes:
             ax.relim()
             ax.autoscale_view()
-        if self.history and self.gamma_line.get_visible():
-            low, high = self.axes[1].get_ylim()
+        if self.history and self.gamma_line is not None and self.gamma_line.get_visible():
+            low, high = self.axes[self.gamma_axis].get_ylim()
             gamma = self.gamma_line.get_ydata()[0]
-            self.axes[1].set_ylim(min(low, gamma - 0.1), max(high, gamma + 0.1))
+            self.axes[self.gamma_axis].set_ylim(min(low, gamma - 0.1), max(high, gamma + 0.1))
         self.canvas.draw_idle()
         self._last_draw = time.monotonic()
