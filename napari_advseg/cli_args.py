@@ -171,10 +171,10 @@ def _add_hardening(sub, commands: Mapping[str, Callable[[argparse.Namespace], in
 
     d = HardenConfig()
     p = sub.add_parser("harden", help="fine-tune a target on generated attacks (or a baseline) to make it robust",
-                       description="Fine-tunes a copy of the target on the training slices (z %% 3 != 2), each "
+                       description="Fine-tunes a copy of the target on the training slices (z % 3 != 2), each "
                                    "batch a mix of clean and adversarial slices, and writes it as a project "
                                    "checkpoint (with the settings and the generator's SHA-256 in its metrics) "
-                                   "plus OUT-stem.resume.pt to continue from. Its held-out (z %% 3 == 2) clean "
+                                   "plus OUT-stem.resume.pt to continue from. Its held-out (z % 3 == 2) clean "
                                    "Dice is printed at the end.")
     _add_data(p, labels_ref)
     _add_target(p)
@@ -204,7 +204,7 @@ def _add_hardening(sub, commands: Mapping[str, Callable[[argparse.Namespace], in
     p.set_defaults(func=commands["harden"])
 
     p = sub.add_parser("robustness", help="robustness report of one or more networks under five attacks",
-                       description="For each --target, on the held-out slices (z %% 3 == 2): clean Dice per "
+                       description="For each --target, on the held-out slices (z % 3 == 2): clean Dice per "
                                    "organ and Dice under (a) the generator it was hardened with, (b) a new "
                                    "generator trained from scratch against it, (c) random smooth fields, (d) "
                                    "20-step per-image optimised fields and (e) PGD-L2, at each --rhos. Writes "
@@ -248,7 +248,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
 
     p = sub.add_parser("train-target", help="train the target 2D U-Net and print its test Dice per organ",
                        description="Train the standard 2D U-Net on patches and test it on whole slices. With "
-                                   "--ct/--labels: slices z %% 3 != 2 train, z %% 3 == 2 test. Without: phantom "
+                                   "--ct/--labels: slices z % 3 != 2 train, z % 3 == 2 test. Without: phantom "
                                    "subjects 1-8 train, the sample phantom tests.")
     _add_data(p, "reference labels, NIfTI on the CT's grid (needed with --ct)")
     p.add_argument("--out", type=Path, default=Path("unet.pt"), help="checkpoint to write (default unet.pt)")
