@@ -257,3 +257,26 @@ def test_attack_a_is_the_hardening_generator_or_else_the_attacker(setup, tmp_pat
                                                                       "hardening record (final_generator)")
     generator_path(game).unlink()
     assert hardening_generator_of(load_target(game, "cpu"), attacker)[0] is None  # never silently another
+
+
+def test_quick_hardening_benchmark_reports_the_goals(tmp_path):
+    """bench/hardening.py --quick, end to end, so the script behind docs/hardening.md cannot rot."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(root / "bench" / "hardening.py"), "--quick", "--work",
+                           str(tmp_path / "work"), "--results", str(results)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = (results / "summary_quick.md").read_text()
+    for goal in ("clean Dice within 1 point", "(b) new generator, mean Dice drop", "better than every baseline on (b)",
+                 "better than every baseline on (d)", "within 15 minutes"):
+        assert goal in summary
+    report = json.loads((results / "robustness_quick.json").read_text())
+    assert [net["name"] for net in report["networks"]] == [
+        "unet", "hardened_generator", "hardened_clean", "hardened_random_fields", "hardened_optimised_fields"]
+    times = json.loads((results / "hardening_times_quick.json").read_text())
+    assert set(times) == {"generator", "clean", "random_fields", "optimised_fields"}

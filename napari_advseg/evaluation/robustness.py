@@ -218,7 +218,7 @@ def draw_robustness(report: dict[str, Any]):
     from matplotlib.figure import Figure
 
     networks = report["networks"]
-    figure = Figure(figsize=(4.2 * len(networks), 3.6), layout="constrained")
+    figure = Figure(figsize=(max(6.0, 3.6 * len(networks)), 4.2), layout="constrained")
     axes = figure.subplots(1, len(networks), sharey=True, squeeze=False)[0]
     for ax, net in zip(axes, networks):
         for key, label in ROBUSTNESS_ATTACKS.items():
@@ -233,7 +233,8 @@ def draw_robustness(report: dict[str, Any]):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean Dice over organs (%)")
     axes[0].set_ylim(0, 100)
-    axes[-1].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)) or 1, fontsize=8)
     return figure
 
 
