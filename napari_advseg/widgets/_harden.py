@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._model import Subscriptions
 from napari_advseg.widgets._plot import TrainingPlot
+from napari_advseg.widgets._train import _double, _int
 
 HARDEN_SERIES = (
     (0, "dice_adversarial", "adversarial slices", "#ef5350"),
@@ -74,14 +75,14 @@ class HardenPanel(QWidget):
         for name in HARDEN_METHODS:
             self.method.addItem(METHOD_TEXT[name], name)
         self.method.setToolTip("What the adversarial half of each batch is made of")
-        self.steps = self._int(d.steps, 1, 1_000_000, "Fine-tuning steps")
-        self.mix = self._double(d.mix, 0.0, 1.0, 0.05, "Fraction of each batch replaced by adversarial slices")
-        self.rounds = self._int(d.rounds, 1, 100, "Rounds of the adversarial game: before each round after the "
+        self.steps = _int(d.steps, 1, 1_000_000, "Fine-tuning steps")
+        self.mix = _double(d.mix, 0.0, 1.0, 0.05, 3, "Fraction of each batch replaced by adversarial slices")
+        self.rounds = _int(d.rounds, 1, 100, "Rounds of the adversarial game: before each round after the "
                                                   "first, the generator trains against the network being hardened")
-        self.generator_steps = self._int(d.generator_steps, 0, 100_000, "Generator steps per extra round")
-        self.rho_low = self._double(d.rho_low, 0.001, 0.5, 0.01, "Adversarial slices are scaled to a rho drawn "
+        self.generator_steps = _int(d.generator_steps, 0, 100_000, "Generator steps per extra round")
+        self.rho_low = _double(d.rho_low, 0.001, 0.5, 0.01, 3, "Adversarial slices are scaled to a rho drawn "
                                                                  "from [low, high] (Eq. 7)")
-        self.rho_high = self._double(d.rho_high, 0.001, 0.5, 0.01, "Upper end of the rho range")
+        self.rho_high = _double(d.rho_high, 0.001, 0.5, 0.01, 3, "Upper end of the rho range")
         self.out = QLineEdit(str(Path.home() / "napari-advseg" / "hardened.pt"))
         self.out.setToolTip("The hardened checkpoint; the resume state is written beside it")
         browse = QPushButton("…")
@@ -143,24 +144,6 @@ class HardenPanel(QWidget):
         self.subscriptions = Subscriptions()
         self.subscriptions.connect(owner.session.target_changed, self._target_changed)
         self._set_running(False)
-
-    @staticmethod
-    def _int(value: int, low: int, high: int, tip: str) -> QSpinBox:
-        box = QSpinBox()
-        box.setRange(low, high)
-        box.setValue(value)
-        box.setToolTip(tip)
-        return box
-
-    @staticmethod
-    def _double(value: float, low: float, high: float, step: float, tip: str) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
-        box.setRange(low, high)
-        box.setDecimals(3)
-        box.setSingleStep(step)
-        box.setValue(value)
-        box.setToolTip(tip)
-        return box
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Hardened checkpoint", self.out.text(), "Checkpoints (*.pt)")
