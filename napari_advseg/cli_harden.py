@@ -120,7 +120,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             bar.append(_Bar(args.new_generator_steps, "new generator", args.quiet, initial=int(metrics["step"]) - 1))
         bar[0].step(ce=metrics["attack_ce"], rho=metrics["rho"])
 
-    report = robustness_report(targets, train, test, rhos=args.rhos, attacker=_default_generator(args),
+    attacker = args.generator
+    if attacker is None and args.ct is None:  # the shipped data: the shipped generator attacks what was not hardened
+        attacker = Path(sample_file("generator"))
+    report = robustness_report(targets, train, test, rhos=args.rhos, attacker=attacker,
                                new_generator_steps=args.new_generator_steps, samples=args.samples, seed=args.seed,
                                work_dir=Path(args.out) / "generators", device=args.device, progress=progress)
     if bar:

@@ -280,3 +280,18 @@ def test_quick_hardening_benchmark_reports_the_goals(tmp_path):
         "unet", "hardened_generator", "hardened_clean", "hardened_random_fields", "hardened_optimised_fields"]
     times = json.loads((results / "hardening_times_quick.json").read_text())
     assert set(times) == {"generator", "clean", "random_fields", "optimised_fields"}
+
+
+def test_cli_robustness_on_the_shipped_data_attacks_with_the_shipped_generator(tmp_path, capsys, one_thread):
+    from napari_advseg.cli import main
+    from napari_advseg.data.samples import sample_file
+
+    out = tmp_path / "report"
+    assert main(["robustness", "--target", str(sample_file("target")), "--rhos", "0.06", "--new-generator-steps", "1",
+                 "--samples", "1", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    (net,) = json.loads((out / "robustness.json").read_text())["networks"]
+    attack_a = net["attacks"]["hardening_generator"]
+    assert attack_a["generator"] == str(sample_file("generator"))
+    assert attack_a["source"] == "the attacker given (not hardened)"
+    assert 0.0 <= attack_a["rhos"]["0.06"]["mean_dice"] <= 1.0
