@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_advseg.io.atomic import atomic_write, file_sha256
+from napari_advseg.io.atomic import atomic_write, sha256_if_file
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
@@ -90,9 +90,9 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "ct": case.volume.path,
         "source": volume_source(case.volume),
         "generator": generator_path,
-        "generator_sha256": file_sha256(generator_path) if generator_path and Path(generator_path).is_file() else None,
+        "generator_sha256": sha256_if_file(generator_path),
         "target": target.path,
-        "target_sha256": file_sha256(target.path) if target.path and Path(target.path).is_file() else None,
+        "target_sha256": sha256_if_file(target.path),
         "config": config.to_dict(),
         "seed": seed,
         "temperature": temperature,

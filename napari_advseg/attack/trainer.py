@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch
+from napari_advseg.io.atomic import load_torch_dict, save_torch, sha256_if_file
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
@@ -323,7 +323,7 @@ class AttackTrainer:
             "class_names": list(self.target.class_names),
             "label_source": self.label_source,
             "target": {"path": str(target_path) if target_path else None,
-                       "sha256": file_sha256(target_path) if target_path and Path(target_path).is_file() else None},
+                       "sha256": sha256_if_file(target_path)},
             "data": {"slices": int(self.images.shape[0]), "height": int(self.images.shape[2]),
                      "width": int(self.images.shape[3])},
             "history": [{k: float(v) for k, v in m.items()} for m in self.history],

@@ -34,7 +34,7 @@ from napari_advseg.defense.config import HardenConfig
 from napari_advseg.defense.sources import adversarial_part, batch_dice, load_generator_state, generator_from_state
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch
+from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch, sha256_if_file
 from napari_advseg.models.target import Target, make_target
 from napari_advseg.models.unet import UNet2D
 from napari_advseg.models.unet_training import soft_dice_loss
@@ -58,7 +58,7 @@ def _file_identity(path: str | os.PathLike | None) -> dict[str, Any] | None:
     if path is None:
         return None
     path = Path(path)
-    return {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
+    return {"path": str(path), "sha256": sha256_if_file(path)}
 
 
 class Hardener:

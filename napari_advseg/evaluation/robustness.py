@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.atomic import atomic_write, file_sha256
+from napari_advseg.io.atomic import atomic_write, file_sha256, sha256_if_file
 
 ROBUSTNESS_ATTACKS = {
     "hardening_generator": "(a) generator it was hardened with",
@@ -77,14 +77,17 @@ def network_name(target, taken: set[str]) -> str:
 
 
 def new_generator(target, name: str, train: tuple[Any, Any], work_dir: str | os.PathLike, *, steps: int,
-                  seed: int, device: str, config=None, progress: Callable[[dict], None] | None = None) -> str:
-    """Train (or resume, or reuse) a generator from scratch against ``target``; its checkpoint path."""
+                  seed: int, device: str, sha256: str | None, config=None,
+                  progress: Callable[[dict], None] | None = None) -> str:
+    """Train (or resume, or reuse) a generator from scratch against ``target``; its checkpoint path.
+
+    ``sha256``: the target file's (None for an in-memory network); it keys the folder the generator is kept in.
+    """
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.trainer import load_checkpoint
     from napari_advseg.attack.training import train_generator
 
-    digest = file_sha256(target.path)[:12] if target.path and Path(target.path).is_file() else "memory"
-    folder = Path(work_dir) / f"{name}-{digest}"
+    folder = Path(work_dir) / f"{name}-{sha256[:12] if sha256 else 'memory'}"
     checkpoint = folder / "generator.pt"
     resume = None
     if checkpoint.is_file():
@@ -156,17 +159,18 @@ def robustness_report(targets: Sequence[Any], train: tuple[Any, Any], test: tupl
     say = (lambda message, metrics=None: progress(message, metrics)) if progress else (lambda *a: None)
     for target in targets:
         name = network_name(target, names)
+        sha256 = sha256_if_file(target.path)
         path_a, source_a = hardening_generator_of(target, attacker)
         say(f"{name}: training a new generator ({new_generator_steps} steps)")
         path_b = new_generator(target, name, train, work_dir, steps=new_generator_steps, seed=seed,
-                               device=device, progress=lambda m: say(f"{name}: new generator", m))
+                               device=device, sha256=sha256, progress=lambda m: say(f"{name}: new generator", m))
         entry = network_robustness(target, test, rhos=rhos, samples=samples, seed=seed,
                                    generators={"hardening_generator": path_a, "new_generator": path_b},
                                    progress=lambda message: say(f"{name}: {message}"))
         entry["attacks"]["hardening_generator"]["source"] = source_a
         hardening = (target.metrics or {}).get("hardening") or {}
         networks.append({"name": name, "path": target.path,
-                         "sha256": file_sha256(target.path) if target.path and Path(target.path).is_file() else None,
+                         "sha256": sha256,
                          "hardening": ({"method": hardening["config"]["method"], "steps": hardening["step"],
                                         "rounds": hardening["config"]["rounds"],
                                         "seconds": hardening.get("train_seconds")} if hardening else None),

@@ -77,6 +77,11 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_if_file(path: str | os.PathLike | None) -> str | None:
+    """:func:`file_sha256` of ``path``, or None when it is None or not a file (an in-memory model, a moved file)."""
+    return file_sha256(path) if path and Path(path).is_file() else None
+
+
 def load_torch_dict(path: str | os.PathLike, expected_format: str,
                     required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a project checkpoint with ``weights_only=True`` and check its kind.
