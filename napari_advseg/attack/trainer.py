@@ -370,19 +370,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return load_torch_dict(path, GENERATOR_FORMAT, ("config", "generator", "step", "class_names"))
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "auto"
-                   ) -> tuple[AttackGenerator, AttackConfig, dict[str, Any]]:
-    """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata."""
-    state = load_checkpoint(path)
+def generator_from_state(state: dict[str, Any], device: str | torch.device = "auto", where: str = "the generator"
+                         ) -> tuple[AttackGenerator, AttackConfig]:
+    """The generator of a checkpoint's dictionary, frozen (eval mode, no gradients), and its config."""
     try:
         config = AttackConfig.from_dict(state["config"])
         generator = AttackGenerator(config)
         generator.load_state_dict(state["generator"])
     except (AdvsegError, RuntimeError, TypeError) as exc:
-        raise AdvsegError(f"{path}: generator weights do not fit its config ({first_line(exc)})") from None
+        raise AdvsegError(f"{where}: generator weights do not fit its config ({first_line(exc)})") from None
     generator.to(resolve_device(device)).eval()
     for p in generator.parameters():
         p.requires_grad_(False)
+    return generator, config
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "auto"
+                   ) -> tuple[AttackGenerator, AttackConfig, dict[str, Any]]:
+    """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata."""
+    state = load_checkpoint(path)
+    generator, config = generator_from_state(state, device, where=str(path))
     meta = {k: v for k, v in state.items() if k in ("step", "class_names", "target", "data", "label_source")}
     meta["history"] = state.get("history", [])
     return generator, config, meta

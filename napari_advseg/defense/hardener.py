@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_advseg.defense.config import HardenConfig
-from napari_advseg.defense.sources import adversarial_part, batch_dice, load_generator_state, generator_from_state
+from napari_advseg.attack.trainer import generator_from_state
+from napari_advseg.defense.sources import adversarial_part, batch_dice, load_generator_state
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch, sha256_if_file

@@ -9,7 +9,7 @@ import torch
 
 from napari_advseg.attack.baselines.common import AttackResult
 from napari_advseg.defense.config import HardenConfig
-from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.errors import AdvsegError
 
 
 def load_generator_state(generator: str | os.PathLike | dict, class_names) -> dict[str, Any]:
@@ -22,23 +22,6 @@ def load_generator_state(generator: str | os.PathLike | dict, class_names) -> di
         raise AdvsegError(f"{where}: trained against classes {list(state['class_names'])}, "
                           f"but the target has {list(class_names)}")
     return state
-
-
-def generator_from_state(state: dict[str, Any], device: torch.device):
-    """``(generator in eval mode, its AttackConfig)`` from a checkpoint's dictionary."""
-    from napari_advseg.attack.config import AttackConfig
-    from napari_advseg.models.generator import AttackGenerator
-
-    config = AttackConfig.from_dict(state["config"])
-    generator = AttackGenerator(config)
-    try:
-        generator.load_state_dict(state["generator"])
-    except RuntimeError as exc:
-        raise AdvsegError(f"generator weights do not fit its config ({first_line(exc)})") from None
-    generator.to(device).eval()
-    for parameter in generator.parameters():
-        parameter.requires_grad_(False)
-    return generator, config
 
 
 def adversarial_part(config: HardenConfig, x: torch.Tensor, y: torch.Tensor, target, rho: float,
