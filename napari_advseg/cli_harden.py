@@ -81,10 +81,10 @@ def cmd_harden(args: argparse.Namespace) -> int:
     _say(f"hardened ({hardener.config.method}, {hardener.step_count} steps, {hardener.seconds:.0f} s of "
          f"fine-tuning): saved {out}")
     if report.get("test_dice"):
-        from napari_advseg.defense.driver import clean_dice
+        from napari_advseg.evaluation.metrics import network_dice
 
         _say(f"clean Dice on the {len(test[0])} held-out slices (z % 3 == 2):")
-        _say(f"  original: {_dice_line(clean_dice(target, *test))}")
+        _say(f"  original: {_dice_line(network_dice(target, *test, target.class_names))}")
         _say(f"  hardened: {_dice_line(report['test_dice'])}")
     return 0
 

@@ -7,7 +7,6 @@ callback, and returns what it made; none prints or parses arguments.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.errors import AdvsegError
-from napari_advseg.evaluation.metrics import dice_per_organ
+from napari_advseg.evaluation.metrics import network_dice
 from napari_advseg.evaluation.report import evaluate_attack, format_table
 from napari_advseg.attack.training import train_generator
 
@@ -45,7 +44,6 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                  device: str = "auto", progress: Progress = None, data_note: str = "") -> dict[str, Any]:
     """Train the standard 2D U-Net on patches, test it on whole slices, save it with its Dice."""
     from napari_advseg.models.target_files import save_target
-    from napari_advseg.models.unet import predict_labels
     from napari_advseg.models.unet_training import fit_unet
 
     start = time.perf_counter()
@@ -53,9 +51,7 @@ def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images
                      batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed, device=device,
                      base_channels=base_channels)
     seconds = time.perf_counter() - start
-    prediction = predict_labels(model, test_images)
-    dice = dice_per_organ(prediction, test_labels, list(class_names))
-    metrics = {"test_dice": {k: (None if math.isnan(v) else float(v)) for k, v in dice.items()},
+    metrics = {"test_dice": network_dice(model, test_images, test_labels, list(class_names)),
                "steps": steps, "batch_size": batch_size, "patch_size": patch_size, "lr": lr, "seed": seed,
                "base_channels": base_channels, "train_slices": int(len(train_images)),
                "test_slices": int(len(test_images)), "train_seconds": seconds, "data": data_note}

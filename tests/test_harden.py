@@ -196,10 +196,10 @@ def test_robustness_report_has_every_key_and_writes_its_files(setup, tmp_path):
                 assert abs(row["rho_measured"] - float(next(r for r, v in attack["rhos"].items() if v is row))) \
                     < 0.01
     # the clean Dice is the network's own on the held-out slices
-    from napari_advseg.defense.driver import clean_dice
+    from napari_advseg.evaluation.metrics import network_dice
 
     for net, target in zip(report["networks"], targets):
-        expected = clean_dice(target, *setup["test"])
+        expected = network_dice(target, *setup["test"], target.class_names)
         assert net["clean"] == pytest.approx({o: v for o, v in expected.items() if v is not None})
     paths = write_robustness(tmp_path / "report", report)
     assert json.loads(paths["json"].read_text())["networks"][1]["name"] == "hardened"

@@ -9,26 +9,14 @@ consumer (Stop, closing napari). :func:`harden_target` drives it to the end.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from napari_advseg.defense.config import HardenConfig
 from napari_advseg.defense.hardener import Hardener
-
-
-def clean_dice(target, images, labels) -> dict[str, float | None]:
-    """Clean Dice per organ of a target on (held-out) slices; None for an organ absent from them."""
-    from napari_advseg.evaluation.metrics import dice_per_organ
-    from napari_advseg.models.unet import predict_labels
-
-    prediction = predict_labels(target, np.asarray(images, dtype=np.float32))
-    dice = dice_per_organ(prediction, np.asarray(labels), list(target.class_names))
-    return {k: (None if math.isnan(v) else float(v)) for k, v in dice.items()}
+from napari_advseg.evaluation.metrics import network_dice
 
 
 def hardening_events(config: HardenConfig | None, target, images, labels, out: str | os.PathLike, *,
@@ -79,7 +67,7 @@ def hardening_events(config: HardenConfig | None, target, images, labels, out: s
         nonlocal saved_at
         metrics = {}
         if hardener.complete and test is not None:
-            report["test_dice"] = metrics["test_dice"] = clean_dice(hardener.current_target(), *test)
+            report["test_dice"] = metrics["test_dice"] = network_dice(hardener.current_target(), *test, hardener.class_names)
         report["saved"] = str(hardener.save(out, metrics))
         saved_at = (hardener.step_count, hardener.generator_rounds)
 

@@ -198,14 +198,15 @@ class Hardener:
         loss.backward()
         self.optimiser.step()
         predicted = logits.detach().argmax(dim=1)
-        n_classes = len(self.class_names)
         self.step_count += 1
         seconds = time.perf_counter() - start
         self.seconds += seconds
         metrics = {"step": float(self.step_count), "loss": float(loss.detach()), "ce": float(ce.detach()),
                    "dice_loss": float(dice_loss.detach()), "rho": rho if n_adv else math.nan,
-                   "dice_adversarial": batch_dice(predicted[:n_adv], y[:n_adv], n_classes) if n_adv else math.nan,
-                   "dice_clean": batch_dice(predicted[n_adv:], y[n_adv:], n_classes) if n_adv < len(y) else math.nan,
+                   "dice_adversarial": (batch_dice(predicted[:n_adv], y[:n_adv], self.class_names)
+                                        if n_adv else math.nan),
+                   "dice_clean": (batch_dice(predicted[n_adv:], y[n_adv:], self.class_names)
+                                  if n_adv < len(y) else math.nan),
                    "round": float(config.round_of(self.step_count - 1)), "seconds": seconds}
         self.history.append(metrics)
         return metrics

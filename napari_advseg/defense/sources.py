@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -45,14 +46,9 @@ def adversarial_part(config: HardenConfig, x: torch.Tensor, y: torch.Tensor, tar
     raise AdvsegError(f"the {config.method!r} method makes no adversarial slices")
 
 
-def batch_dice(predicted: torch.Tensor, reference: torch.Tensor, n_classes: int) -> float:
-    """Mean Dice over the organs present in ``reference`` (hard labels, the whole batch pooled)."""
-    scores = []
-    for c in range(1, n_classes):
-        ref = reference == c
-        size = int(ref.sum())
-        if size == 0:
-            continue
-        pred = predicted == c
-        scores.append(2.0 * float((pred & ref).sum()) / (size + float(pred.sum())))
-    return sum(scores) / len(scores) if scores else float("nan")
+def batch_dice(predicted: torch.Tensor, reference: torch.Tensor, class_names) -> float:
+    """Mean Dice over the organs present in ``reference`` (the whole batch pooled); NaN when none is."""
+    from napari_advseg.evaluation.metrics import dice_per_organ
+
+    scores = [d for d in dice_per_organ(predicted, reference, class_names).values() if not math.isnan(d)]
+    return float(sum(scores) / len(scores)) if scores else math.nan

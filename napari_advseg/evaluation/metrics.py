@@ -58,6 +58,19 @@ def dice_per_organ(prediction, reference, class_names: Sequence[str]) -> dict[st
     return {class_names[c]: d for c, d in counter.dice().items()}
 
 
+def network_dice(model, images, labels, class_names: Sequence[str]) -> dict[str, float | None]:
+    """Dice per organ of a network's prediction on a stack of slices (``predict_labels``); None where absent.
+
+    ``model``: a module or a Target; ``images`` normalised ``(N, H, W)``; the
+    values are plain floats, ready for a checkpoint's metrics or JSON.
+    """
+    from napari_advseg.models.unet import predict_labels
+
+    prediction = predict_labels(model, np.asarray(images, dtype=np.float32))
+    dice = dice_per_organ(prediction, np.asarray(labels), class_names)
+    return {k: (None if math.isnan(v) else float(v)) for k, v in dice.items()}
+
+
 def organ_row(dice_clean: float, dice_adv: float) -> dict[str, Any]:
     """One organ's entry of a report: clean and adversarial Dice, relative drop, success."""
     drop = (dice_clean - dice_adv) / dice_clean if dice_clean > 0 else math.nan

@@ -40,7 +40,8 @@ def hardening_run(snapshot, config, out: str, report: dict, resume: bool, steps:
                   ) -> Iterator[dict]:
     """Harden in a worker thread; yields the driver's events (the hardener stays in the thread) and,
     at the end, ``{"kind": "dice", "original": ..., "hardened": ...}`` on the held-out slices."""
-    from napari_advseg.defense.driver import clean_dice, hardening_events
+    from napari_advseg.defense.driver import hardening_events
+    from napari_advseg.evaluation.metrics import network_dice
 
     case = snapshot.case
     train = case.part("train")[:2]
@@ -52,10 +53,9 @@ def hardening_run(snapshot, config, out: str, report: dict, resume: bool, steps:
             hardener = event.pop("hardener")
             event["method"] = hardener.config.method
         yield event
-    if hardener is not None and hardener.complete:
-        yield {"kind": "dice", "original": clean_dice(snapshot.target, *test),
-               "hardened": report.get("test_dice") or clean_dice(hardener.current_target(), *test),
-               "slices": int(len(test[0]))}
+    if hardener is not None and report.get("test_dice"):  # the final save measured it: the run is complete
+        yield {"kind": "dice", "original": network_dice(snapshot.target, *test, snapshot.target.class_names),
+               "hardened": report["test_dice"], "slices": int(len(test[0]))}
 
 
 class HardenPanel(QWidget):
