@@ -103,6 +103,14 @@ def test_checkpoint_is_plain_data_for_weights_only(tmp_path):
     assert load_target(path, "cpu").class_names == ("bg", "a", "b")
 
 
+def test_numpy_scalars_in_metrics_are_stored_as_python_numbers(tmp_path):
+    metrics = {"dice": {"a": np.float64(0.5)}, "history": [np.float32(1.5), np.int64(3)], "flag": np.bool_(True)}
+    path = save_target(tmp_path / "t.pt", tiny_unet(n_classes=3), class_names=["bg", "a", "b"], metrics=metrics)
+    stored = torch.load(path, weights_only=True)["metrics"]  # numpy.float64 subclasses float: it used to fail here
+    assert stored == {"dice": {"a": 0.5}, "history": [1.5, 3], "flag": True}
+    assert type(stored["dice"]["a"]) is float and type(stored["history"][1]) is int
+
+
 def test_arguments_override_stored_metadata(tmp_path):
     path = save_target(tmp_path / "t.pt", tiny_unet(n_classes=2), class_names=["bg", "organ"])
     target = load_target(path, "cpu", class_names=["background", "tumour"], normalisation={"mode": "zscore"})

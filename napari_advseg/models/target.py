@@ -189,10 +189,10 @@ def plain_data(value: Any, where: str) -> Any:
     numpy scalars and arrays and torch tensors become Python numbers and
     lists; tuples become lists. Such data loads with ``weights_only=True``.
     """
+    if isinstance(value, np.generic):  # first: numpy.float64 is also a float, but pickles as numpy
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, (np.ndarray, torch.Tensor)):
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
         return array.tolist()
