@@ -90,14 +90,6 @@ def layer_name(path: str | os.PathLike) -> str | None:
     return None
 
 
-def _is_dicom_path(path) -> bool:
-    """A ``.dcm`` / ``.dicom`` name, or an existing file that starts like DICOM."""
-    from napari_advseg.io.dicom import DICOM_SUFFIXES, is_dicom_file
-
-    name = os.fspath(path)
-    return name.lower().endswith(DICOM_SUFFIXES) or (os.path.isfile(name) and is_dicom_file(name))
-
-
 def get_reader(path) -> Callable[[str], list[LayerDataTuple]] | None:
     """npe2 reader contribution: a reader function for a NIfTI file or a DICOM series, else None.
 
@@ -116,9 +108,11 @@ def get_reader(path) -> Callable[[str], list[LayerDataTuple]] | None:
         :func:`read_nifti` for a NIfTI file, :func:`read_dicom` for DICOM;
         None otherwise, so that napari offers the path to other readers.
     """
+    from napari_advseg.io.dicom import is_dicom_path
+
     try:
         if isinstance(path, (list, tuple)):
-            if path and all(not os.path.isdir(p) and _is_dicom_path(p) for p in path):
+            if path and all(not os.path.isdir(p) and is_dicom_path(p) for p in path):
                 return read_dicom
             return None
         if os.path.isdir(path):
@@ -127,7 +121,7 @@ def get_reader(path) -> Callable[[str], list[LayerDataTuple]] | None:
             return read_dicom if looks_like_dicom(path) else None
         if layer_name(path) is not None:
             return read_nifti
-        return read_dicom if _is_dicom_path(path) else None
+        return read_dicom if is_dicom_path(path) else None
     except TypeError:
         return None
 

@@ -58,6 +58,7 @@ from napari_advseg.io.dicom_series import (  # noqa: F401 - the series API is pa
     choose_series,
     find_series,
     is_dicom_file,
+    is_dicom_path,
     looks_like_dicom,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "choose_series",
     "find_series",
     "is_dicom_file",
+    "is_dicom_path",
     "load_dicom",
     "looks_like_dicom",
     "read_series",

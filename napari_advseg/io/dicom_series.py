@@ -24,6 +24,7 @@ __all__ = [
     "choose_series",
     "find_series",
     "is_dicom_file",
+    "is_dicom_path",
     "looks_like_dicom",
 ]
 
@@ -126,6 +127,12 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
             return handle.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def is_dicom_path(path: str | os.PathLike) -> bool:
+    """A ``.dcm`` / ``.dicom`` name (existing or not), or an existing file that starts like DICOM."""
+    name = os.fspath(path)
+    return name.lower().endswith(DICOM_SUFFIXES) or (os.path.isfile(name) and is_dicom_file(name))
 
 
 def _candidate_files(folder: pathlib.Path, recursive: bool) -> list[pathlib.Path]:

@@ -10,7 +10,6 @@ sidecars written beside outputs.
 from __future__ import annotations
 
 import os
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ def input_kind(path: CtInput) -> str:
 
     A path that does not exist counts as NIfTI (its reader reports it missing).
     """
-    from napari_advseg.io.dicom import DICOM_SUFFIXES, is_dicom_file
+    from napari_advseg.io.dicom import is_dicom_path
 
     if isinstance(path, (list, tuple)):
         return DICOM
@@ -42,7 +41,7 @@ def input_kind(path: CtInput) -> str:
         return DICOM
     if lower.endswith(_NIFTI_SUFFIXES):
         return NIFTI
-    if lower.endswith(DICOM_SUFFIXES) or (os.path.isfile(name) and is_dicom_file(name)):
+    if is_dicom_path(name):
         return DICOM
     return NIFTI
 
