@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from napari_advseg import __version__
-from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS
+from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS, LATENT_RESPONSES
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
 
@@ -137,6 +137,10 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latent-decoder", choices=list(LATENT_DECODERS), default=d.latent_decoder,
                    help="basis: each latent number scales a field pattern of its own (sum_k z_k B_k(x)); "
                         f"concat: the code concatenated with the features (default {d.latent_decoder})")
+    g.add_argument("--phi-response", choices=list(LATENT_RESPONSES), default=d.phi_response,
+                   help="two_sided: each deformation number has one pattern per sign, relu(z) P + relu(-z) N, so a "
+                        "random code mixes attacking patterns; linear: z B "
+                        f"(default {d.phi_response})")
     g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
     g.add_argument("--lambda-kl-phi", type=float, default=d.lambda_kl_phi,

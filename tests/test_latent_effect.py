@@ -33,7 +33,7 @@ def _generator(**changes) -> AttackGenerator:
 
 
 def test_basis_decoder_is_linear_in_the_code_and_zero_code_is_identity():
-    generator = _generator()
+    generator = _generator(phi_response="linear")
     x = torch.randn(2, 1, 16, 16)
     h, _ = generator.encode(x)
     zero = torch.zeros(2, 3)
@@ -47,11 +47,37 @@ def test_basis_decoder_is_linear_in_the_code_and_zero_code_is_identity():
         torch.testing.assert_close(both, one - 2 * two, rtol=1e-4, atol=1e-5)
 
 
+def test_two_sided_phi_response_has_a_pattern_per_sign():
+    """relu(z) P + relu(-z) N: zero code is the identity, each side is linear in |z|, and -z is not the mirror of z."""
+    generator = _generator()
+    assert generator.config.phi_response == "two_sided"
+    decoder = generator.decoder_phi
+    x = torch.randn(2, 1, 16, 16)
+    h, _ = generator.encode(x)
+    assert decoder.patterns(h).shape[1] == 6                      # 2 signs x 3 numbers
+    zero = torch.zeros(2, 3)
+    phi0, _ = generator.decode(h, zero, zero, (16, 16))
+    assert torch.count_nonzero(phi0) == 0
+    plus = torch.tensor([[1.0, 0.0, 0.0]] * 2)
+    torch.testing.assert_close(decoder(h, 2 * plus), 2 * decoder(h, plus), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(decoder(h, -2 * plus), 2 * decoder(h, -plus), rtol=1e-4, atol=1e-5)
+    assert (decoder(h, plus) + decoder(h, -plus)).abs().max() > 1e-3   # the negative side is its own pattern
+    mixed = torch.tensor([[0.5, -1.0, 0.0]] * 2)                    # numbers add up
+    torch.testing.assert_close(decoder(h, mixed),
+                               decoder(h, torch.tensor([[0.5, 0.0, 0.0]] * 2))
+                               + decoder(h, torch.tensor([[0.0, -1.0, 0.0]] * 2)), rtol=1e-4, atol=1e-5)
+    # the bias decoder stays linear in the code
+    torch.testing.assert_close(generator.decoder_b(h, -plus), -generator.decoder_b(h, plus), rtol=1e-4, atol=1e-5)
+
+
 def test_legacy_checkpoints_keep_the_concat_decoder():
     old = AttackConfig().to_dict()
-    del old["latent_decoder"]
+    del old["latent_decoder"], old["phi_response"]
     assert AttackConfig.from_dict(old).latent_decoder == "concat"
+    assert AttackConfig.from_dict(old).phi_response == "linear"
     assert AttackConfig().latent_decoder == "basis"
+    with pytest.raises(AdvsegError, match="phi_response"):
+        AttackConfig(phi_response="x")
     with pytest.raises(AdvsegError, match="latent_decoder"):
         AttackConfig(latent_decoder="x")
     with pytest.raises(AdvsegError, match="phi_control_spacing"):

@@ -18,10 +18,12 @@ CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
 LATENT_DECODERS = ("basis", "concat")
+LATENT_RESPONSES = ("two_sided", "linear")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
-_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None}
+_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+                    "phi_response": "linear"}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -104,6 +106,16 @@ class AttackConfig:
         grows with its value. ``"concat"``: the code is broadcast over space
         and concatenated with the features (checkpoints made before the
         option).
+    phi_response : str
+        How a deformation latent number sets the displacement in the basis
+        decoder. ``"two_sided"`` (default): each number has one pattern for
+        each sign, ``phi = sum_k relu(z_k) P_k(x) + relu(-z_k) N_k(x)``, so
+        moving a slider either way from 0 applies a deformation of its own,
+        growing with the distance, and a random code is a positive mixture of
+        the patterns: a deformation can then attack from codes near N(0, I)
+        (with ``"linear"``, ``sum_k z_k B_k`` averages to the identity over
+        codes and random signs cancel the patterns' attacks). ``"linear"``:
+        one pattern per number (checkpoints made before the option).
     fields : str
         ``"both"``, or the ablations ``"phi"`` (b = 0) and ``"bias"`` (phi = 0).
     bias_mode : str
@@ -144,6 +156,7 @@ class AttackConfig:
     control_spacing: int = 8
     phi_control_spacing: int | None = None
     latent_decoder: str = "basis"
+    phi_response: str = "two_sided"
     phi_edge_gate: float | None = 0.25
     phi_rho_max: float | None = 0.06
     bias_rho_max: float | None = None
@@ -188,6 +201,8 @@ class AttackConfig:
              f"bias_rho_max must be > 0 or None, got {self.bias_rho_max}"),
             (self.latent_decoder in LATENT_DECODERS,
              f"latent_decoder must be one of {LATENT_DECODERS}, got {self.latent_decoder!r}"),
+            (self.phi_response in LATENT_RESPONSES,
+             f"phi_response must be one of {LATENT_RESPONSES}, got {self.phi_response!r}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,

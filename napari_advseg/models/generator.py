@@ -121,35 +121,45 @@ class FieldDecoder(nn.Module):
     ``mode="basis"``: the decoder sees ``h`` only and returns one field
     pattern per latent number; the field is ``sum_k z_k B_k(h)``, linear in
     the code, so each latent number moves the field along a pattern of its
-    own (and ``z = 0`` is the identity). ``mode="concat"``: the code is
+    own (and ``z = 0`` is the identity). With ``two_sided`` each number has
+    two patterns, one per sign: ``sum_k relu(z_k) P_k(h) + relu(-z_k) N_k(h)``
+    (``AttackConfig.phi_response``). ``mode="concat"``: the code is
     broadcast over space and concatenated with ``h`` (the first design; older
     checkpoints). The last convolution starts at zero, so an untrained
     generator is the identity (phi = 0, b = 0) and training moves away from it.
     """
 
-    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int, mode: str = "concat"):
+    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int, mode: str = "concat",
+                 two_sided: bool = False):
         super().__init__()
         self.mode = mode
+        self.two_sided = two_sided and mode == "basis"
         self.latent_dim = latent_dim
+        self.n_patterns = latent_dim * (2 if self.two_sided else 1)
         self.out_channels = out_channels
         extra = latent_dim if mode == "concat" else 0
         self.body = nn.Sequential(
             _conv_block(in_ch + extra, width),
             _conv_block(width, width),
         )
-        patterns = out_channels * latent_dim if mode == "basis" else out_channels
+        patterns = out_channels * self.n_patterns if mode == "basis" else out_channels
         self.head = nn.Conv2d(width, patterns, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def patterns(self, h: torch.Tensor) -> torch.Tensor:
-        """The field patterns ``B_k(h)`` of the basis mode, ``(N, latent_dim, C, h, w)``."""
+        """The field patterns of the basis mode, ``(N, P, C, h, w)``: ``B_k(h)`` (P = latent_dim), or
+        ``P_k`` then ``N_k`` (P = 2 latent_dim) when two-sided."""
         out = self.head(self.body(h))
-        return out.reshape(out.shape[0], self.latent_dim, self.out_channels, *out.shape[2:])
+        return out.reshape(out.shape[0], self.n_patterns, self.out_channels, *out.shape[2:])
+
+    def weights(self, z: torch.Tensor) -> torch.Tensor:
+        """The code's weight on each pattern: ``z``, or ``(relu(z), relu(-z))`` when two-sided."""
+        return torch.cat((F.relu(z), F.relu(-z)), dim=1) if self.two_sided else z
 
     def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.mode == "basis":
-            return torch.einsum("nkchw,nk->nchw", self.patterns(h), z.to(h))
+            return torch.einsum("nkchw,nk->nchw", self.patterns(h), self.weights(z.to(h)))
         z_map = z[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         return self.head(self.body(torch.cat((h, z_map), dim=1)))
 
@@ -166,7 +176,8 @@ class AttackGenerator(nn.Module):
         self.head_phi = LatentHead(ch, config.latent_dim)
         self.head_b = LatentHead(ch, config.latent_dim)
         width = max(ch // 2, 32)
-        self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width, config.latent_decoder)
+        self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width, config.latent_decoder,
+                                        two_sided=config.phi_response == "two_sided")
         self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width, config.latent_decoder)
 
     # -- pieces, so an interactive view can encode once and decode many codes
