@@ -35,7 +35,7 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         lambda_jacobian=args.lambda_jacobian,
         jacobian_floor=args.jacobian_floor, control_spacing=args.control_spacing,
         phi_control_spacing=args.phi_control_spacing, latent_decoder=args.latent_decoder,
-        phi_response=args.phi_response,
+        phi_response=args.phi_response, phi_integration=args.phi_integration,
         lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
         lambda_kl_phi=args.lambda_kl_phi,
     )

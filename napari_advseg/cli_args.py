@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from napari_advseg import __version__
-from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS, LATENT_RESPONSES
+from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS, LATENT_RESPONSES, PHI_INTEGRATIONS
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.data.intensity import DEFAULT_WINDOW, NORMALISATION_MODES
 
@@ -141,6 +141,10 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="two_sided: each deformation number has one pattern per sign, relu(z) P + relu(-z) N, so a "
                         "random code mixes attacking patterns; linear: z B "
                         f"(default {d.phi_response})")
+    g.add_argument("--phi-integration", choices=list(PHI_INTEGRATIONS), default=d.phi_integration,
+                   help="svf: the decoded field is a velocity whose exponential (scaling and squaring) is the "
+                        "displacement, a map that does not fold; direct: the decoded field is the displacement "
+                        f"(default {d.phi_integration})")
     g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
     g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
     g.add_argument("--lambda-kl-phi", type=float, default=d.lambda_kl_phi,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from napari_advseg.attack.fields import (apply_fields, dilate_mask, fold_fraction, jacobian_determinant, perceptibility,
-                                  perceptibility_per_slice, smoothness, upsample_field, warp_image, warp_labels)
+from napari_advseg.attack.fields import (apply_fields, dilate_mask, fold_fraction, integrate_velocity,
+                                  jacobian_determinant, perceptibility, perceptibility_per_slice, smoothness, upsample_field, warp_image, warp_labels)
 
 
 def test_warp_by_zero_is_identity():
@@ -79,6 +79,20 @@ def test_jacobian_identity_and_fold():
     phi[:, 0] = 0.5 * torch.arange(6.0).view(6, 1)
     assert torch.allclose(jacobian_determinant(phi), torch.full((1, 5, 5), 1.5))
     assert fold_fraction(phi) == 0.0
+
+
+def test_integrated_velocity_is_a_translation_for_a_constant_and_does_not_fold():
+    assert torch.count_nonzero(integrate_velocity(torch.zeros(1, 2, 8, 8))) == 0
+    shift = torch.full((1, 2, 8, 8), 1.5)
+    torch.testing.assert_close(integrate_velocity(shift), shift)       # exp of a constant velocity is that shift
+    # a smooth field with 9 px swings over 16 px: used directly as a displacement it folds
+    torch.manual_seed(0)
+    velocity = 9.0 * upsample_field(torch.randn(2, 2, 5, 5), (64, 64))
+    assert fold_fraction(velocity) > 0.05
+    integrated = integrate_velocity(velocity)
+    assert fold_fraction(integrated) == 0.0
+    assert integrated.abs().max() > 3.0                                  # still a large deformation
+    torch.testing.assert_close(integrate_velocity(velocity, steps=0), velocity)
 
 
 def test_perceptibility_by_hand():

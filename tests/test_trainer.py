@@ -46,7 +46,7 @@ def test_generator_shapes_any_size_and_identity_at_start():
 
 
 def test_fields_are_bounded_and_ablations_zero_the_other_field():
-    cfg = AttackConfig(**TINY, phi_max=2.0, b_max=0.3)
+    cfg = AttackConfig(**TINY, phi_max=2.0, b_max=0.3, phi_integration="direct")   # svf bounds the velocity
     gen = AttackGenerator(cfg)
     with torch.no_grad():
         for p in gen.parameters():

@@ -80,6 +80,22 @@ def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
     return out
 
 
+def integrate_velocity(velocity: torch.Tensor, steps: int = 7) -> torch.Tensor:
+    """The displacement of ``exp(v)``, a stationary velocity field integrated by scaling and squaring.
+
+    ``u = v / 2^steps``, then ``steps`` times ``u <- u + u o (id + u)``
+    (``u(p) + u(p + u(p))``, the map composed with itself). A smooth velocity
+    field gives a diffeomorphism: the map does not fold, however large the
+    displacement, which the displacement used directly does not promise.
+    """
+    if steps <= 0:
+        return velocity
+    u = velocity / float(2 ** steps)
+    for _ in range(steps):
+        u = u + warp_image(u, u)
+    return u
+
+
 def upsample_field(coarse: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic upsampling of a control-point field to ``size`` (H, W)."""
     return F.interpolate(coarse, size=size, mode="bicubic", align_corners=True)

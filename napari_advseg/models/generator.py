@@ -19,7 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import apply_fields, edge_gate, perceptibility_per_slice, upsample_field
+from napari_advseg.attack.fields import (apply_fields, edge_gate, integrate_velocity, perceptibility_per_slice,
+                                        upsample_field)
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
@@ -221,6 +222,8 @@ class AttackGenerator(nn.Module):
             displacement = displacement[:, :, : size[0], : size[1]]
             if gate is not None:
                 displacement = displacement * gate
+            if cfg.phi_integration == "svf":
+                displacement = integrate_velocity(displacement)
         else:
             displacement = h.new_zeros((n, 2) + tuple(size))
         if cfg.use_bias:
