@@ -121,7 +121,7 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--phi-rho-max", type=float, default=d.phi_rho_max,
                    help=f"budget on the rho of the warped image alone, T(x; phi) (default {d.phi_rho_max:g}; 0: none)")
     g.add_argument("--bias-rho-max", type=float, default=d.bias_rho_max,
-                   help="budget on the rho of x + b alone (default: none; 0: none)")
+                   help=f"budget on the rho of x + b alone (default {d.bias_rho_max:g}; 0: none)")
     g.add_argument("--lambda-jacobian", type=float, default=d.lambda_jacobian,
                    help="weight of the penalty on local compression, mean(relu(floor - det J)^2) "
                         f"(default {d.lambda_jacobian:g}, off)")
@@ -369,7 +369,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                                    "figures on subject 0.")
     p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
     p.add_argument("--unet-steps", type=_positive_int, default=1500, help="U-Net training steps (default 1500)")
-    p.add_argument("--steps", type=_positive_int, default=600, help="generator training steps (default 600)")
+    p.add_argument("--steps", type=_positive_int, default=800, help="generator training steps (default 800)")
     p.add_argument("--reuse-target", action="store_true",
                    help="keep an existing unet.pt in the folder instead of training it again")
     p.add_argument("--shape", type=_shape, default=(48, 128, 128),

@@ -33,6 +33,9 @@ SAMPLE_SEED = 0
 TRAINING_SUBJECTS = tuple(range(1, 9))
 """Phantom subjects the shipped U-Net learns from; seed 0 is the shipped test volume."""
 ATTACK_SUBJECTS = tuple(range(1, 25))
+SAMPLE_RHO_MAX = 0.08
+"""The shipped generator's hard budget on rho (Eq. 7): the paper's gamma 3 row sits at 0.085, and
+``test_artefact_shipped_generator_passes_the_paper_bar`` holds the sample to 0.08."""
 """Phantom subjects the shipped generator learns from (more than the U-Net's: with only 8 subjects the
 generator attacked them well but carried over less to the unseen subject 0)."""
 
@@ -102,7 +105,7 @@ def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tu
 
 
 def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
-                     attack_steps: int = 600, device: str = "auto", seed: int = 0, reuse_target: bool = False,
+                     attack_steps: int = 800, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
                      attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
                      progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
                                     data_note=f"trained on phantom subjects {list(unet_subjects)}, "
                                               f"tested on subject {SAMPLE_SEED}")
     target = load_target(out / SAMPLE_FILES["target"], device)
-    config = AttackConfig(steps=attack_steps, seed=seed)
+    config = AttackConfig(steps=attack_steps, seed=seed, rho_max=SAMPLE_RHO_MAX)
     start = time.perf_counter()
     with_progress = report_step("generator")
     attack_images, attack_labels = phantom_training_data(normalisation, attack_subjects, shape)

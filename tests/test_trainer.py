@@ -45,6 +45,27 @@ def test_generator_shapes_any_size_and_identity_at_start():
     assert Critic(4)(x).shape == (2,)
 
 
+def test_svf_generator_does_not_fold_where_the_direct_one_does():
+    """The same weights: the decoded field used as the displacement folds, its exponential (svf) does not."""
+    from napari_advseg.attack.fields import fold_fraction
+
+    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None,
+                       phi_integration="direct")
+    torch.manual_seed(1)
+    direct = AttackGenerator(cfg)
+    with torch.no_grad():  # smooth fields of up to 8 px over an 8 px control grid (far steeper ones fold either way)
+        for p in direct.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    svf = AttackGenerator(cfg.replace(phi_integration="svf"))
+    svf.load_state_dict(direct.state_dict())
+    x, eps = torch.randn(4, 1, 64, 64), torch.randn(4, 3)
+    with torch.no_grad():
+        folded, unfolded = direct.eval()(x, eps, eps).displacement, svf.eval()(x, eps, eps).displacement
+    assert fold_fraction(folded) > 0.01
+    assert fold_fraction(unfolded) == 0.0
+    assert unfolded.abs().max() > 2.0
+
+
 def test_fields_are_bounded_and_ablations_zero_the_other_field():
     cfg = AttackConfig(**TINY, phi_max=2.0, b_max=0.3, phi_integration="direct")   # svf bounds the velocity
     gen = AttackGenerator(cfg)

@@ -24,7 +24,7 @@ GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
 _LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
-                    "phi_response": "linear", "phi_integration": "direct"}
+                    "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -53,6 +53,9 @@ class AttackConfig:
         displacement of a slice is scaled down until the warped image alone,
         ``T(x; phi)``, is within ``phi_rho_max`` of ``x`` (Eq. 7), and the bias
         until ``x + b`` alone is within ``bias_rho_max``. None: no such budget.
+        Both default to 0.06, the rho of the paper's phi-only (0.056) and
+        b-only (0.061) rows; together the two fields then come to about the
+        paper's 0.085 (the changes add up nearly orthogonally).
     lambda_jacobian, jacobian_floor : float
         A perceptibility term for the deformation that is not the intensity
         L2: ``lambda_jacobian * mean(relu(jacobian_floor - det J)^2)`` penalises
@@ -171,7 +174,7 @@ class AttackConfig:
     phi_integration: str = "svf"
     phi_edge_gate: float | None = 0.25
     phi_rho_max: float | None = 0.06
-    bias_rho_max: float | None = None
+    bias_rho_max: float | None = 0.06
     lambda_jacobian: float = 0.0
     jacobian_floor: float = 0.5
     base_channels: int = 16
