@@ -191,9 +191,11 @@ def test_edge_gate_is_small_on_strong_edges_and_steers_the_displacement():
     assert float(gate[0, 0, 8, 24]) < 0.5 * float(gate[0, 0, 16, 16])  # outline vs. flat soft tissue
     assert float(gate[0, 0, 20, 24]) > float(gate[0, 0, 8, 24])  # the faint organ edge is gated less
     torch.testing.assert_close(edge_gate(3.0 * image, 0.25), gate)  # independent of the intensity scale
-    generator = _generator(phi_edge_gate=0.25, phi_rho_max=None)
+    # the gate weighs the decoded field (with svf: the velocity, before integration)
+    generator = _generator(phi_edge_gate=0.25, phi_rho_max=None, phi_integration="direct")
     out = generator(image, torch.ones(1, 3), torch.ones(1, 3))
-    plain = _generator(phi_edge_gate=None, phi_rho_max=None)(image, torch.ones(1, 3), torch.ones(1, 3))
+    plain = _generator(phi_edge_gate=None, phi_rho_max=None, phi_integration="direct")(
+        image, torch.ones(1, 3), torch.ones(1, 3))
     torch.testing.assert_close(out.displacement, plain.displacement * gate)
 
 

@@ -63,10 +63,10 @@ def test_make_sample_recipe_yields_an_attack(tmp_path, capsys):
     summary = json.loads((tmp_path / "sample.json").read_text())
     report = summary["report"]
     drops = {organ: row["drop"] for organ, row in report["organs"].items()}
-    # seen here with the issue-9 defaults: mean drop 18 %, every organ 13-22 % (with the earlier defaults:
-    # mean 19 %, spleen -45 %, liver -27 %); the shipped recipe trains far longer on 24 subjects
-    assert report["mean_drop"] >= 0.10, drops
-    assert min(drops.values()) >= 0.05 and max(drops.values()) >= 0.15, drops
+    # seen here: mean drop 8.6 %, organs 2-20 % (rho_max 0.08 and the bias budget 0.06 of the recipe since
+    # issue 9's second pass; before them 18 %, 13-22 %); the shipped recipe trains 800 steps on 24 subjects
+    assert report["mean_drop"] >= 0.06, drops
+    assert min(drops.values()) >= 0.01 and max(drops.values()) >= 0.15, drops
     assert report["rho"] < 0.12 and report["fold_fraction"] < 0.01
     # the files written are the ones evaluated: the checkpoint reloads and gives the same report
     target = load_target(tmp_path / SAMPLE_FILES["target"], "cpu")
