@@ -53,9 +53,9 @@ def _setup(normalisation_key: str, bias_mode: str, b_max: float = 0.6):
     volume = volume_from_array(phantom.hu.astype(np.float32), phantom.spacing)
     labels = check_labels(phantom.labels, volume, phantom.class_names)
     case = make_case(volume, labels, target.normalisation)
-    config = AttackConfig(bias_mode=bias_mode, b_max=b_max, phi_max=3.0, latent_dim=4, phi_rho_max=None, bias_rho_max=None,
-                          phi_edge_gate=None, phi_response="linear",
-                          phi_integration="direct")  # strong raw fields: the test needs a visible attack
+    # strong raw fields, the deformation used directly: the test needs a visible attack
+    config = AttackConfig(bias_mode=bias_mode, b_max=b_max, phi_max=3.0, latent_dim=4, phi_rho_max=None,
+                          bias_rho_max=None, phi_edge_gate=None, phi_response="linear", phi_integration="direct")
     torch.manual_seed(1)
     generator = AttackGenerator(config).eval()
     with torch.no_grad():  # an untrained G decodes near-zero fields: give it strong, varied ones

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from napari_advseg.attack.fields import (apply_fields, dilate_mask, fold_fraction, integrate_velocity,
-                                  jacobian_determinant, perceptibility, perceptibility_per_slice, smoothness, upsample_field, warp_image, warp_labels)
+                                         jacobian_determinant, perceptibility, perceptibility_per_slice, smoothness,
+                                         upsample_field, warp_image, warp_labels)
 
 
 def test_warp_by_zero_is_identity():
