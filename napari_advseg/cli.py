@@ -37,7 +37,8 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         phi_control_spacing=args.phi_control_spacing, latent_decoder=args.latent_decoder,
         phi_response=args.phi_response, phi_integration=args.phi_integration,
         lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
-        lambda_kl_phi=args.lambda_kl_phi,
+        lambda_kl_phi=args.lambda_kl_phi, single_alone=args.single_alone == "alone",
+        lambda_alone=args.lambda_alone,
     )
 
 

@@ -157,6 +157,13 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-single", type=float, default=d.lambda_single,
                    help="weight of the single-number attack term: one latent number at +-3 sd, the rest at the "
                         f"mean, must attack too, so every slider moves the outcome (default {d.lambda_single:g}; 0 off)")
+    g.add_argument("--single-probe", dest="single_alone", choices=["alone", "with-mean"],
+                   default="alone" if d.single_alone else "with-mean",
+                   help="with both fields, a single-number probe applies the probed number's field alone, or with "
+                        "the other field at its mean code (default %(default)s)")
+    g.add_argument("--lambda-alone", type=float, default=d.lambda_alone,
+                   help="with both fields, weight of the attack loss of each field of the random code alone, so "
+                        f"the deformation and the bias each attack by themselves (default {d.lambda_alone:g}; 0 off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,

@@ -180,6 +180,56 @@ def test_single_number_codes_move_one_number_of_a_field_in_use(fields):
     assert off["single_attack_loss"] == 0
 
 
+def _tiny_trainer(**changes):
+    from napari_advseg.attack.trainer import AttackTrainer
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 16, 16)).astype(np.float32)
+    labels = np.zeros((4, 16, 16), np.int64)
+    labels[:, 4:10, 4:10] = 1
+    config = AttackConfig(**{"batch_size": 4, "critic_steps": 1, "base_channels": 4, "critic_channels": 4,
+                             "control_spacing": 4, "latent_dim": 3, **changes})
+    trainer = AttackTrainer(config, make_target(UNet2D(base_channels=4, depth=2), device="cpu"), images, labels,
+                            device="cpu")
+    with torch.no_grad():  # the heads start at zero (identity): give the generator fields
+        for p in trainer.generator.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return trainer
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_single_number_probe_applies_the_probed_field_alone(alone):
+    trainer = _tiny_trainer(single_alone=alone, lambda_diversity=0.0, lambda_alone=0.0, batch_size=8)
+    seen = []
+    apply = trainer._apply
+    trainer._apply = lambda x, out: seen.append(out) or apply(x, out)
+    trainer.step()
+    probe = seen[-1]  # the generator step applies the random code, then the probe
+    phi_size = probe.displacement.flatten(1).abs().amax(dim=1)
+    bias_size = probe.bias.flatten(1).abs().amax(dim=1)
+    on_phi = torch.tensor([bool((z - m).abs().sum() > 1e-5) for z, m in zip(probe.z_phi, probe.stats.mu_phi)])
+    assert on_phi.any() and (~on_phi).any()  # this seed probes numbers of both fields
+    if alone:  # a deformation number's probe has no bias, a bias number's no deformation
+        assert (bias_size[on_phi] == 0).all() and (phi_size[~on_phi] == 0).all()
+        assert (phi_size[on_phi] > 0).all() and (bias_size[~on_phi] > 0).all()
+    else:  # the other field at its mean code
+        assert (phi_size > 0).all() and (bias_size > 0).all()
+
+
+def test_each_field_alone_attack_term_only_with_both_fields():
+    both = _tiny_trainer(lambda_alone=1.0).step()
+    assert both["alone_attack_loss"] > 0
+    assert _tiny_trainer(lambda_alone=0.0).step()["alone_attack_loss"] == 0
+    assert _tiny_trainer(fields="phi", lambda_alone=1.0).step()["alone_attack_loss"] == 0
+    old = AttackConfig().to_dict()
+    del old["single_alone"], old["lambda_alone"]
+    legacy = AttackConfig.from_dict(old)
+    assert legacy.single_alone is False and legacy.lambda_alone == 0.0
+    assert AttackConfig(single_alone=True).single_alone and AttackConfig(lambda_alone=1.0).lambda_alone == 1.0
+    with pytest.raises(AdvsegError, match="lambda_alone"):
+        AttackConfig(lambda_alone=-1.0)
+
+
 def test_edge_gate_is_small_on_strong_edges_and_steers_the_displacement():
     from napari_advseg.attack.fields import edge_gate
 

@@ -24,7 +24,8 @@ GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
 _LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
-                    "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None}
+                    "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
+                    "single_alone": False, "lambda_alone": 0.0}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -84,6 +85,19 @@ class AttackConfig:
         image. It makes every latent number, moved alone over a slider's
         range, an attack of its own (issue 9: sliders that change the
         outcome). 0 = off (checkpoints made before the option).
+    single_alone : bool
+        With both fields: a probe of a deformation number applies the
+        deformation alone (bias off), a probe of a bias number the bias alone
+        (True), rather than with the other field at its mean code (False;
+        checkpoints made before the option). With the other field on, a probe
+        that reaches gamma through that field gives the probed number's
+        patterns no push (with False, the deformation sliders of both-fields
+        generators swing the Dice by 3-5 points only).
+    lambda_alone : float
+        With both fields: weight of the mean of the attack losses (Eq. 4) of
+        each field of the random code alone, ``T(x; phi)`` and ``x + b``: each
+        field must attack by itself too (as in the paper's phi-only and
+        b-only rows), not only their sum. 0 = off.
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -164,6 +178,8 @@ class AttackConfig:
     diversity_cap: float = 0.025
     lambda_single: float = 1.0
     single_sd: float = 3.0
+    single_alone: bool = False
+    lambda_alone: float = 0.0
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
@@ -222,6 +238,7 @@ class AttackConfig:
              f"phi_integration must be one of {PHI_INTEGRATIONS}, got {self.phi_integration!r}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
+            (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,
              f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
             (self.lambda_kl_phi is None or self.lambda_kl_phi >= 0,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,11 +223,19 @@ class AttackTrainer:
         single = single_norm = torch.zeros((), device=self.device)
         if cfg.lambda_single > 0:
             probe = every.rows((len(chunks) - 1) * n, len(chunks) * n)
+            if cfg.single_alone and cfg.fields == "both":  # the probed number's field alone
+                on_phi = (eps_phi[-n:].abs().sum(dim=1) > 0).to(probe.bias.dtype)[:, None, None, None]
+                probe = replace(probe, displacement=probe.displacement * on_phi, bias=probe.bias * (1.0 - on_phi))
             x_probe = self._apply(x, probe)
             single = self._attack_term(x_probe, warp_labels(y, probe.displacement) if cfg.use_phi else y)[1]
             single_norm = (x_probe - self._norm_base(x, probe)).pow(2).mean()
         y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
         mce, atk = self._attack_term(x_adv, y_adv)
+        alone = torch.zeros((), device=self.device)
+        if cfg.lambda_alone > 0 and cfg.fields == "both":  # each field of the random code must attack by itself
+            x_phi = apply_fields(x, out.displacement, None, cfg.bias_mode, self.input_range)
+            x_b = apply_fields(x, None, out.bias, cfg.bias_mode, self.input_range)
+            alone = 0.5 * (self._attack_term(x_phi, y_adv)[1] + self._attack_term(x_b, y)[1])
         for p in self.critic.parameters():
             p.requires_grad_(False)
         realism = realism_loss(self.critic(x_adv))
@@ -248,6 +257,7 @@ class AttackTrainer:
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
                 + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
+                + cfg.lambda_alone * alone
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -257,7 +267,8 @@ class AttackTrainer:
         return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
                 "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
                 "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
-                "diversity": diversity.item(), "single_attack_loss": single.item()}
+                "diversity": diversity.item(), "single_attack_loss": single.item(),
+                "alone_attack_loss": alone.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""
