@@ -38,7 +38,8 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         phi_response=args.phi_response, phi_integration=args.phi_integration,
         lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
         lambda_kl_phi=args.lambda_kl_phi, single_alone=args.single_alone == "alone",
-        lambda_alone=args.lambda_alone,
+        lambda_alone=args.lambda_alone, lambda_excess=args.lambda_excess,
+        lambda_mean=args.lambda_mean,
     )
 
 
@@ -306,11 +307,13 @@ def cmd_make_sample(args: argparse.Namespace) -> int:
         if stage not in bars:
             for bar in bars.values():
                 bar.close()
-            bars[stage] = _Bar(totals[stage], f"train {stage}", args.quiet)
+            bars[stage] = _Bar(totals[stage], f"train {stage}", args.quiet,
+                               initial=max(int(record.get("step", 1)) - 1, 0))  # a resumed generator
         bars[stage].step()
 
     summary = make_sample_data(args.out, unet_steps=args.unet_steps, attack_steps=args.steps,
                                device=args.device, seed=args.seed, reuse_target=args.reuse_target,
+                               resume_generator=args.resume_generator,
                                shape=args.shape, unet_subjects=range(1, args.unet_subjects + 1),
                                attack_subjects=range(1, args.attack_subjects + 1), progress=progress)
     for bar in bars.values():

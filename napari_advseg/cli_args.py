@@ -164,6 +164,12 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-alone", type=float, default=d.lambda_alone,
                    help="with both fields, weight of the attack loss of each field of the random code alone, so "
                         f"the deformation and the bias each attack by themselves (default {d.lambda_alone:g}; 0 off)")
+    g.add_argument("--lambda-excess", type=float, default=d.lambda_excess,
+                   help="weight of the penalty on fields decoded past their rho budgets, so that the mean code "
+                        f"stays mild and a slider's ends reach the budget (default {d.lambda_excess:g}; 0 off)")
+    g.add_argument("--lambda-mean", type=float, default=d.lambda_mean,
+                   help="weight of an extra pull of the encoder's latent means to 0, so that the code the sliders "
+                        f"start from is a mild change (default {d.lambda_mean:g}; 0 off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,
@@ -379,6 +385,9 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     p.add_argument("--steps", type=_positive_int, default=800, help="generator training steps (default 800)")
     p.add_argument("--reuse-target", action="store_true",
                    help="keep an existing unet.pt in the folder instead of training it again")
+    p.add_argument("--resume-generator", action="store_true",
+                   help="continue the folder's generator.pt (its own settings, its exact state) up to --steps in "
+                        "all, instead of training a new one")
     p.add_argument("--shape", type=_shape, default=(48, 128, 128),
                    help="phantom volume size Z,Y,X in voxels (default 48,128,128; smaller for a quick check)")
     p.add_argument("--unet-subjects", type=_positive_int, default=8,

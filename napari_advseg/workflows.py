@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.volumes import volume_source
 from napari_advseg.attack.config import AttackConfig
@@ -108,6 +109,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
                      attack_steps: int = 800, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
                      attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
+                     resume_generator: bool = False,
                      progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Build the shipped sample data from seeds: phantom volume, target U-Net, generator.
 
@@ -118,6 +120,9 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
 
     ``shape`` (Z, Y, X), the subjects, steps and ``unet_patch`` default to
     the shipped sample's; smaller ones make a quick check of the whole recipe.
+    ``resume_generator``: continue ``out/generator.pt`` (its settings and exact
+    training state) up to ``attack_steps`` in all; ``sample.json`` then counts
+    the training seconds of the earlier runs too.
     """
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
@@ -148,12 +153,21 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
                                               f"tested on subject {SAMPLE_SEED}")
     target = load_target(out / SAMPLE_FILES["target"], device)
     config = AttackConfig(steps=attack_steps, seed=seed, rho_max=SAMPLE_RHO_MAX)
+    resume = out / SAMPLE_FILES["generator"] if resume_generator else None
+    earlier_seconds = 0.0
+    if resume is not None:
+        if not resume.is_file():
+            raise AdvsegError(f"no generator to resume in {out}: run make-sample without --resume-generator first")
+        earlier = out / "sample.json"
+        if earlier.is_file():
+            earlier_seconds = float(json.loads(earlier.read_text()).get("attack_train_seconds", 0.0))
+        config = None  # the checkpoint's own
     start = time.perf_counter()
     with_progress = report_step("generator")
     attack_images, attack_labels = phantom_training_data(normalisation, attack_subjects, shape)
     train_generator(config, target, attack_images, attack_labels, out, device=device, checkpoint_every=100,
-                    progress=with_progress)
-    attack_seconds = time.perf_counter() - start
+                    progress=with_progress, resume=resume, steps=attack_steps)
+    attack_seconds = earlier_seconds + time.perf_counter() - start
     generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)
     summary = {"unet": unet_metrics, "attack_train_seconds": attack_seconds, "report": report,

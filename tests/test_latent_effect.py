@@ -112,6 +112,29 @@ def test_per_field_budget_caps_that_field_alone(which):
     torch.testing.assert_close(out.bias if which == "phi" else out.displacement, other)
 
 
+def test_budget_excess_is_the_log_overshoot_of_the_field_before_its_budget():
+    budget = 0.01
+    generator = _generator(phi_max=4.0, phi_rho_max=None, bias_rho_max=budget)
+    x = torch.randn(3, 1, 24, 24)
+    code = torch.full((3, 3), 2.0)
+    out = generator(x, code, code)
+    h, _ = generator.encode(x)
+    phi, raw = generator.decode(h, out.z_phi, out.z_b, (24, 24), generator.displacement_gate(x))
+    rho = perceptibility_per_slice(apply_fields(x, None, raw), x)
+    assert (rho > 2 * budget).all()  # the decoded bias is well past its budget, and scaled down to it
+    torch.testing.assert_close(out.excess, torch.log(rho / budget))
+    within: list = []
+    generator.limit_rho(x, phi, raw * 0.5 * budget / rho.max(), excess=within)
+    assert len(within) == 1 and (within[0] == 0).all()  # a field within its budget costs nothing
+    assert _generator(phi_rho_max=None, bias_rho_max=None)(x, code, code).excess.abs().sum() == 0  # no budget
+    # the trainer penalises it (mean of its square over the step's draws) unless the weight is 0
+    on, off = _tiny_trainer(lambda_excess=2.0).step(), _tiny_trainer(lambda_excess=0.0).step()
+    assert on["budget_excess"] > 0
+    assert on["loss_generator"] - off["loss_generator"] == pytest.approx(2.0 * on["budget_excess"], rel=1e-3)
+    assert AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items()
+                                   if k != "lambda_excess"}).lambda_excess == 0.0
+
+
 def test_jacobian_penalty_costs_contraction_towards_folding_only():
     n = 16
     ramp = torch.arange(n, dtype=torch.float32)
@@ -183,6 +206,7 @@ def test_single_number_codes_move_one_number_of_a_field_in_use(fields):
 def _tiny_trainer(**changes):
     from napari_advseg.attack.trainer import AttackTrainer
 
+    torch.manual_seed(0)  # the target's weights
     rng = np.random.default_rng(0)
     images = rng.normal(size=(4, 16, 16)).astype(np.float32)
     labels = np.zeros((4, 16, 16), np.int64)
@@ -228,6 +252,19 @@ def test_each_field_alone_attack_term_only_with_both_fields():
     assert AttackConfig(single_alone=True).single_alone and AttackConfig(lambda_alone=1.0).lambda_alone == 1.0
     with pytest.raises(AdvsegError, match="lambda_alone"):
         AttackConfig(lambda_alone=-1.0)
+
+
+def test_mean_pull_is_half_the_squared_latent_means_of_the_fields_in_use():
+    trainer = _tiny_trainer(lambda_mean=5.0)
+    with torch.no_grad():
+        _, stats = trainer.generator.encode(trainer.images[:2])
+    assert float(stats.mu_phi.abs().sum() + stats.mu_b.abs().sum()) > 0  # perturbed heads: means off 0
+    assert trainer.step()["mean_pull"] > 0
+    assert _tiny_trainer(lambda_mean=0.0).step()["mean_pull"] == 0
+    legacy = AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items() if k != "lambda_mean"})
+    assert legacy.lambda_mean == 0.0 and AttackConfig().lambda_mean > 0
+    with pytest.raises(AdvsegError, match="lambda_mean"):
+        AttackConfig(lambda_mean=-1.0)
 
 
 def test_edge_gate_is_small_on_strong_edges_and_steers_the_displacement():

@@ -25,7 +25,8 @@ GENERATOR_FILE = "generator.pt"
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
 _LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
-                    "single_alone": False, "lambda_alone": 0.0}
+                    "single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0,
+                    "lambda_mean": 0.0}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -98,6 +99,26 @@ class AttackConfig:
         each field of the random code alone, ``T(x; phi)`` and ``x + b``: each
         field must attack by itself too (as in the paper's phi-only and
         b-only rows), not only their sum. 0 = off.
+    lambda_excess : float
+        Weight of the penalty on fields decoded beyond their budgets
+        (``phi_rho_max``, ``bias_rho_max``, ``rho_max``): the mean over the
+        slices and latent draws of a step of ``relu(log(rho / budget))^2``,
+        ``rho`` that of the field before the budget scales it down. Without
+        it the patterns grow until every code, the encoder's mean included,
+        is far past the budget and scaled down to it: the mean code then
+        attacks in full and a slider only turns the field's direction, so
+        the outcome hardly moves. With it a random code lands near the
+        budget, the mean code (about a fifth of a random code's size) much
+        under it, and a number at +-3 sd at it. 0 = off (checkpoints made
+        before the option).
+    lambda_mean : float
+        Weight of an extra pull of the encoder's means to 0,
+        ``0.5 * sum_k mu_k^2`` for both codes (on top of the KL term's own):
+        the code every slider starts from (all at 0 sd) is the mean, and
+        with means that carry the attack it already attacks in full, so no
+        slider can move the outcome much. With ``lambda_excess`` the
+        patterns cannot grow to make up for small means, and the mean code
+        stays a mild change. 0 = off (checkpoints made before the option).
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -178,8 +199,10 @@ class AttackConfig:
     diversity_cap: float = 0.025
     lambda_single: float = 1.0
     single_sd: float = 3.0
-    single_alone: bool = False
-    lambda_alone: float = 0.0
+    single_alone: bool = True
+    lambda_alone: float = 1.0
+    lambda_excess: float = 1.0
+    lambda_mean: float = 20.0
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
@@ -239,6 +262,8 @@ class AttackConfig:
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
+            (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),
+            (self.lambda_mean >= 0, f"lambda_mean must be >= 0, got {self.lambda_mean}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,
              f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
             (self.lambda_kl_phi is None or self.lambda_kl_phi >= 0,

@@ -253,11 +253,16 @@ class AttackTrainer:
         if cfg.use_bias:
             kl_b = kl_divergence(out.stats.mu_b, out.stats.logvar_b)
         kl = kl_phi + kl_b
+        mean_pull = torch.zeros((), device=self.device)
+        if cfg.lambda_mean > 0:
+            mean_pull = 0.5 * ((out.stats.mu_phi.pow(2).sum(dim=1) if cfg.use_phi else 0.0)
+                               + (out.stats.mu_b.pow(2).sum(dim=1) if cfg.use_bias else 0.0)).mean()
         weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
+        excess = every.excess.pow(2).mean() if every.excess is not None else torch.zeros((), device=self.device)
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
                 + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
-                + cfg.lambda_alone * alone
+                + cfg.lambda_alone * alone + cfg.lambda_excess * excess + cfg.lambda_mean * mean_pull
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,7 +273,8 @@ class AttackTrainer:
                 "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
                 "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
                 "diversity": diversity.item(), "single_attack_loss": single.item(),
-                "alone_attack_loss": alone.item()}
+                "alone_attack_loss": alone.item(), "budget_excess": excess.item(),
+                "mean_pull": mean_pull.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""
