@@ -86,39 +86,31 @@ class AttackConfig:
         image. It makes every latent number, moved alone over a slider's
         range, an attack of its own (issue 9: sliders that change the
         outcome). 0 = off (checkpoints made before the option).
-    single_alone : bool
-        With both fields: a probe of a deformation number applies the
-        deformation alone (bias off), a probe of a bias number the bias alone
-        (True), rather than with the other field at its mean code (False;
-        checkpoints made before the option). With the other field on, a probe
-        that reaches gamma through that field gives the probed number's
-        patterns no push (with False, the deformation sliders of both-fields
-        generators swing the Dice by 3-5 points only).
-    lambda_alone : float
-        With both fields: weight of the mean of the attack losses (Eq. 4) of
-        each field of the random code alone, ``T(x; phi)`` and ``x + b``: each
-        field must attack by itself too (as in the paper's phi-only and
-        b-only rows), not only their sum. 0 = off.
-    lambda_excess : float
-        Weight of the penalty on fields decoded beyond their budgets
-        (``phi_rho_max``, ``bias_rho_max``, ``rho_max``): the mean over the
-        slices and latent draws of a step of ``relu(log(rho / budget))^2``,
+    single_alone, lambda_alone, lambda_excess, lambda_mean
+        Options of issue 9's third pass for the sliders of both-fields
+        generators, all off by default (``docs/explorer.md``, section 0a:
+        together they make every bias slider swing the real CT's Dice by
+        23-56 points, but the deformation sliders stay at 4-6, the attack is
+        weaker and the phantom recipe no longer passes the 30 % bar at 800
+        steps).
+        ``single_alone``: with both fields, a single-number probe of a
+        deformation number applies the deformation alone (bias off), one of
+        a bias number the bias alone, rather than with the other field at its
+        mean code (False).
+        ``lambda_alone``: with both fields, weight of the mean of the attack
+        losses (Eq. 4) of each field of the random code alone, ``T(x; phi)``
+        and ``x + b``, so that each field attacks by itself too. 0 = off.
+        ``lambda_excess``: weight of a penalty on fields decoded past their
+        budgets (``phi_rho_max``, ``bias_rho_max``, ``rho_max``), the mean
+        over a step's slices and draws of ``relu(log(rho / budget))^2`` with
         ``rho`` that of the field before the budget scales it down. Without
         it the patterns grow until every code, the encoder's mean included,
-        is far past the budget and scaled down to it: the mean code then
-        attacks in full and a slider only turns the field's direction, so
-        the outcome hardly moves. With it a random code lands near the
-        budget, the mean code (about a fifth of a random code's size) much
-        under it, and a number at +-3 sd at it. 0 = off (checkpoints made
-        before the option).
-    lambda_mean : float
-        Weight of an extra pull of the encoder's means to 0,
-        ``0.5 * sum_k mu_k^2`` for both codes (on top of the KL term's own):
-        the code every slider starts from (all at 0 sd) is the mean, and
-        with means that carry the attack it already attacks in full, so no
-        slider can move the outcome much. With ``lambda_excess`` the
-        patterns cannot grow to make up for small means, and the mean code
-        stays a mild change. 0 = off (checkpoints made before the option).
+        is past the budget and scaled down to it: the mean code the sliders
+        start from then attacks in full, and a slider mostly turns the
+        field's direction. 0 = off.
+        ``lambda_mean``: weight of an extra pull of the encoder's means to 0,
+        ``0.5 * sum_k mu_k^2`` over both codes (beside the KL term's own), so
+        that with ``lambda_excess`` the mean code stays a mild change. 0 = off.
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -199,10 +191,10 @@ class AttackConfig:
     diversity_cap: float = 0.025
     lambda_single: float = 1.0
     single_sd: float = 3.0
-    single_alone: bool = True
-    lambda_alone: float = 1.0
-    lambda_excess: float = 1.0
-    lambda_mean: float = 20.0
+    single_alone: bool = False
+    lambda_alone: float = 0.0
+    lambda_excess: float = 0.0
+    lambda_mean: float = 0.0
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
