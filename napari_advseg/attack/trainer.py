@@ -258,7 +258,7 @@ class AttackTrainer:
             mean_pull = 0.5 * ((out.stats.mu_phi.pow(2).sum(dim=1) if cfg.use_phi else 0.0)
                                + (out.stats.mu_b.pow(2).sum(dim=1) if cfg.use_bias else 0.0)).mean()
         weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
-        excess = every.excess.pow(2).mean() if every.excess is not None else torch.zeros((), device=self.device)
+        excess = every.excess.pow(2).mean()  # G's forward always measures it
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
                 + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
