@@ -89,9 +89,10 @@ class AttackConfig:
     single_alone, lambda_alone, lambda_excess, lambda_mean
         Options of issue 9's third pass for the sliders of both-fields
         generators, on by default since the fourth pass (``docs/explorer.md``,
-        section 0a). On the real CT, trained 1000 steps, every latent number
-        moved over its slider swings the test slices' Dice by 10.9-59.7
-        points (without them: the deformation numbers 3.3-4.7 and half of
+        sections 0a and 0b). On the real CT, trained 1000 steps, each bias
+        number moved over its slider swings the test slices' Dice by 37-60
+        points and each deformation number by about 10 (10.9-14.8 in one
+        run, 9.5-11.2 in another; without the options: 3.3-4.7, and half of
         the bias numbers under 10), and the encoder's mean code, where every
         slider starts, stays a mild change instead of the full attack. The
         shipped phantom sample is trained with them off
@@ -182,9 +183,9 @@ class AttackConfig:
     critic : str
         ``"gp"`` (WGAN-GP, default) or ``"clip"`` (the original WGAN weight clipping).
     steps : int
-        Generator steps (1000: on the real CT the deformation sliders reach
-        the 10-point bar between 600 and 1000 steps; 600 before the fourth
-        pass).
+        Generator steps (1000: on the real CT the deformation sliders swing
+        the Dice by 4.0-5.7 points at 600 steps and by about 10 at 1000, and
+        at 1300 by less again, 6.1-10.8; 600 before the fourth pass).
     """
 
     gamma: float = 3.0
