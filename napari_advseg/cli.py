@@ -39,7 +39,7 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
         lambda_kl_phi=args.lambda_kl_phi, single_alone=args.single_alone == "alone",
         lambda_alone=args.lambda_alone, lambda_excess=args.lambda_excess,
-        lambda_mean=args.lambda_mean,
+        lambda_mean=args.lambda_mean, single_phi_share=args.single_phi_share,
     )
 
 

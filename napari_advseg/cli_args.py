@@ -161,6 +161,9 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    default="alone" if d.single_alone else "with-mean",
                    help="with both fields, a single-number probe applies the probed number's field alone, or with "
                         "the other field at its mean code (default %(default)s)")
+    g.add_argument("--single-phi-share", type=float, default=d.single_phi_share,
+                   help="with both fields, the share of single-number probes that move a deformation number, e.g. "
+                        "0.75 to train the deformation sliders harder (default: every number equally likely, 0.5)")
     g.add_argument("--lambda-alone", type=float, default=d.lambda_alone,
                    help="with both fields, weight of the attack loss of each field of the random code alone, so "
                         f"the deformation and the bias each attack by themselves (default {d.lambda_alone:g}; 0 off)")

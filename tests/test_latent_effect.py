@@ -305,3 +305,24 @@ def test_kl_weight_of_the_deformation_code_alone():
     assert first_loss(lambda_kl_phi=0.0) != pytest.approx(same, rel=1e-6)
     with pytest.raises(AdvsegError, match="lambda_kl_phi"):
         AttackConfig(lambda_kl_phi=-1.0)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.75, 1.0])
+def test_single_phi_share_sets_the_deformation_share_of_the_probes(share):
+    from napari_advseg.attack.latent_terms import single_number_codes
+
+    config = AttackConfig(latent_dim=4, single_sd=3.0, single_phi_share=share)
+    eps_phi, eps_b = single_number_codes(config, 4000, torch.Generator().manual_seed(0))
+    both = torch.cat((eps_phi, eps_b), dim=1)
+    assert ((both != 0).sum(dim=1) == 1).all()  # still one number per probe
+    on_phi = float((eps_phi != 0).any(dim=1).float().mean())
+    assert abs(on_phi - share) < 0.03
+    if 0 < share < 1:  # every number of both codes is probed
+        assert ((eps_phi != 0).sum(dim=0) > 0).all() and ((eps_b != 0).sum(dim=0) > 0).all()
+    # One field in use: the share does not apply. No share: the draws made before the option.
+    assert (single_number_codes(config.replace(fields="phi"), 50, torch.Generator().manual_seed(1))[1] == 0).all()
+    legacy = config.replace(single_phi_share=None)
+    old = single_number_codes(legacy, 50, torch.Generator().manual_seed(2))
+    assert 0.2 < float((old[0] != 0).any(dim=1).float().mean()) < 0.8
+    with pytest.raises(AdvsegError, match="single_phi_share"):
+        AttackConfig(single_phi_share=1.5)

@@ -86,6 +86,11 @@ class AttackConfig:
         image. It makes every latent number, moved alone over a slider's
         range, an attack of its own (issue 9: sliders that change the
         outcome). 0 = off (checkpoints made before the option).
+    single_phi_share : float or None
+        With both fields, the share of single-number probes that move a
+        deformation number (the rest move a bias number), e.g. 0.75 to train
+        the slower deformation sliders harder. None (default): every number
+        of both codes equally likely, i.e. half and half.
     single_alone, lambda_alone, lambda_excess, lambda_mean
         Options of issue 9's third pass for the sliders of both-fields
         generators, on by default since the fourth pass (``docs/explorer.md``,
@@ -201,6 +206,7 @@ class AttackConfig:
     diversity_cap: float = 0.025
     lambda_single: float = 1.0
     single_sd: float = 3.0
+    single_phi_share: float | None = None
     single_alone: bool = True
     lambda_alone: float = 1.0
     lambda_excess: float = 1.0
@@ -261,6 +267,8 @@ class AttackConfig:
              f"phi_response must be one of {LATENT_RESPONSES}, got {self.phi_response!r}"),
             (self.phi_integration in PHI_INTEGRATIONS,
              f"phi_integration must be one of {PHI_INTEGRATIONS}, got {self.phi_integration!r}"),
+            (self.single_phi_share is None or 0.0 <= self.single_phi_share <= 1.0,
+             f"single_phi_share must be in [0, 1] or None, got {self.single_phi_share}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
