@@ -19,7 +19,7 @@ from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.volumes import volume_source
-from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.errors import AdvsegError
@@ -39,8 +39,8 @@ generator attacked them well but carried over less to the unseen subject 0)."""
 SAMPLE_RHO_MAX = 0.08
 """The shipped generator's hard budget on rho (Eq. 7): the paper's gamma 3 row sits at 0.085, and
 ``test_artefact_shipped_generator_passes_the_paper_bar`` holds the sample to 0.08."""
-SAMPLE_ATTACK_OPTIONS = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
-"""The shipped generator's recipe keeps issue 9's slider options off (``docs/explorer.md``, section 0a):
+SAMPLE_ATTACK_OPTIONS = SLIDER_OPTIONS_OFF
+"""The shipped generator's recipe keeps issue 9's slider options off (``docs/explorer.md``, section 0b):
 with them on, the phantom recipe missed the 30 % bar on the left kidney at 800 and at 1200 steps (-19 %,
 -26 %), and its deformation sliders still moved the slice's Dice by only 1.5-2.6 points."""
 

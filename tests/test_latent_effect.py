@@ -133,6 +133,7 @@ def test_budget_excess_is_the_log_overshoot_of_the_field_before_its_budget():
     assert on["loss_generator"] - off["loss_generator"] == pytest.approx(2.0 * on["budget_excess"], rel=1e-3)
     assert AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items()
                                    if k != "lambda_excess"}).lambda_excess == 0.0
+    assert AttackConfig().lambda_excess == 1.0  # on by default
 
 
 def test_jacobian_penalty_costs_contraction_towards_folding_only():
@@ -249,7 +250,7 @@ def test_each_field_alone_attack_term_only_with_both_fields():
     del old["single_alone"], old["lambda_alone"]
     legacy = AttackConfig.from_dict(old)
     assert legacy.single_alone is False and legacy.lambda_alone == 0.0
-    assert AttackConfig(single_alone=True).single_alone and AttackConfig(lambda_alone=1.0).lambda_alone == 1.0
+    assert AttackConfig().single_alone and AttackConfig().lambda_alone == 1.0  # on by default
     with pytest.raises(AdvsegError, match="lambda_alone"):
         AttackConfig(lambda_alone=-1.0)
 
@@ -262,7 +263,7 @@ def test_mean_pull_is_half_the_squared_latent_means_of_the_fields_in_use():
     assert trainer.step()["mean_pull"] > 0
     assert _tiny_trainer(lambda_mean=0.0).step()["mean_pull"] == 0
     legacy = AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items() if k != "lambda_mean"})
-    assert legacy.lambda_mean == 0.0 and AttackConfig(lambda_mean=20.0).lambda_mean == 20.0
+    assert legacy.lambda_mean == 0.0 and AttackConfig().lambda_mean == 20.0
     with pytest.raises(AdvsegError, match="lambda_mean"):
         AttackConfig(lambda_mean=-1.0)
 

@@ -48,7 +48,7 @@ def gate(monkeypatch):
 
 def _code_driven_generator(tiny, folder: Path) -> Path:
     """A generator trained one step, then with its field decoders perturbed so that the code moves the fields."""
-    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, AttackConfig
     from napari_advseg.attack.trainer import AttackTrainer
     from napari_advseg.data.cases import make_case
     from napari_advseg.io.atomic import save_torch
@@ -60,8 +60,7 @@ def _code_driven_generator(tiny, folder: Path) -> Path:
     # The slider options' extra terms (issue 9, on by default) change where the one step leaves the weights;
     # the figures in test_a_slider_move_changes_the_dice_table were measured without them.
     trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8, phi_edge_gate=None,
-                                        phi_rho_max=None, single_alone=False, lambda_alone=0.0, lambda_excess=0.0,
-                                        lambda_mean=0.0), target,
+                                        phi_rho_max=None, **SLIDER_OPTIONS_OFF), target,
                             case.images, case.labels, "cpu")
     trainer.step()
     torch.manual_seed(1)

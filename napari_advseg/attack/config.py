@@ -23,10 +23,11 @@ PHI_INTEGRATIONS = ("svf", "direct")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 _RETIRED_KEYS = frozenset({"normalisation", "window", "extra"})
+SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
+"""Issue 9's four slider options (on by default since its fourth pass) turned off."""
 _LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
-                    "single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0,
-                    "lambda_mean": 0.0}
+                    **SLIDER_OPTIONS_OFF}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
