@@ -286,10 +286,10 @@ def cmd_curve(args: argparse.Namespace) -> int:
     info = {"settings": settings, "generator": path, "target": target.path, "ct": case.volume.path,
             "source": volume_source(case.volume), "slices": index.tolist(), "samples": args.samples}
     paths = write_curve(args.out, curve, target.class_names, info)
-    _say("| rho asked | rho reached | " + " | ".join(curve.dice) + " |")
-    _say("|" + " --- |" * (len(curve.dice) + 2))
+    _say("| rho asked | rho reached | folds | " + " | ".join(curve.dice) + " |")
+    _say("|" + " --- |" * (len(curve.dice) + 3))
     for i, rho in enumerate(curve.rhos):
-        _say(f"| {rho:.3f} | {curve.achieved[i]:.3f} | "
+        _say(f"| {rho:.3f} | {curve.achieved[i]:.3f} | {100 * curve.folds[i]:.2f} % | "
              + " | ".join(f"{100 * values[i]:.1f}" for values in curve.dice.values()) + " |")
     _say(f"Dice in % (per volume, {args.samples} sample(s) per slice, {len(index)} slices); clean: "
          + ", ".join(f"{organ} {100 * d:.1f}" for organ, d in curve.clean.items()))

@@ -135,6 +135,7 @@ def test_dose_response_starts_at_the_clean_dice_and_falls():
     assert dice[-1] < dice[0] - 0.03
     assert all(b <= a + 0.05 for a, b in zip(dice, dice[1:]))  # monotone up to a little noise
     assert json.loads(json.dumps(curve.to_dict()))["dice"]["liver"] == dice
+    assert len(curve.folds) == len(rhos) and curve.folds[0] == 0.0 and all(0 <= f <= 1 for f in curve.folds)
 
 
 def _strong_generator(tiny_files, folder):
@@ -169,8 +170,10 @@ def test_advseg_curve_and_sample_at_a_rho(tiny_files, tmp_path, capsys, one_thre
     printed = capsys.readouterr().out
     assert "rho reached" in printed and "curve.json" in printed
     curve = json.loads((out / "curve.json").read_text())
-    assert set(curve) >= {"rhos", "achieved_rho", "dice", "clean_dice", "settings", "generator", "target",
-                          "ct", "slices", "samples"}
+    assert set(curve) >= {"rhos", "achieved_rho", "fold_fraction", "dice", "clean_dice", "settings", "generator",
+                          "target", "ct", "slices", "samples"}
+    assert len(curve["fold_fraction"]) == 3 and curve["fold_fraction"][0] == 0.0
+    assert all(0.0 <= f <= 1.0 for f in curve["fold_fraction"]) and "| folds |" in printed
     assert curve["rhos"] == [0.0, 0.02, 0.05] and curve["slices"] == [2, 3, 4, 5, 6]
     assert curve["generator"] == str(generator) and curve["settings"]["samples"] == 2
     assert np.allclose(curve["achieved_rho"], curve["rhos"], rtol=0.01, atol=1e-5)
@@ -186,3 +189,46 @@ def test_advseg_curve_and_sample_at_a_rho(tiny_files, tmp_path, capsys, one_thre
 
     assert main(["curve", *data, "--rhos", "0,-0.1", "--out", str(out)]) == 2
     assert "rho must be" in capsys.readouterr().err
+
+
+def _bump(size: int = 32, amplitude: float = 3.0, width: float = 4.0) -> torch.Tensor:
+    """A smooth displacement along columns, one Gaussian bump; its steepest slope is about -0.45."""
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    bump = amplitude * torch.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * width ** 2))
+    return torch.stack((torch.zeros_like(bump), bump))[None]
+
+
+def test_stronger_displacement_is_linear_up_to_one_and_does_not_fold_past_it():
+    from napari_advseg.attack.fields import fold_fraction
+    from napari_advseg.attack.strength import stronger_displacement
+
+    u = _bump()
+    assert fold_fraction(u) == 0.0
+    for f in (0.0, 0.3, 1.0):
+        assert torch.allclose(stronger_displacement(u, f), u * f)
+    assert fold_fraction(u * 4) > 0.01  # multiplied, the bump folds the tissue
+    stronger = stronger_displacement(u, 4.0)
+    assert fold_fraction(stronger) == 0.0
+    # it moves further, the same way, and is continuous at 1
+    assert float(stronger[0, 1].max()) > 2 * float(u[0, 1].max())
+    assert float(stronger[0, 0].abs().max()) < 0.2 * float(stronger[0, 1].max())
+    assert torch.allclose(stronger_displacement(u, 1.001), u, atol=0.02)
+    # per-slice factors
+    both = stronger_displacement(torch.cat((u, u)), torch.tensor([0.5, 4.0]))
+    assert torch.allclose(both[0], 0.5 * u[0]) and torch.allclose(both[1], stronger[0], atol=1e-5)
+
+
+def test_scale_to_rho_strengthens_a_deformation_without_folding_it():
+    from napari_advseg.attack.fields import fold_fraction
+
+    cols = torch.arange(32, dtype=torch.float32).view(1, 1, 1, 32)
+    x = 1.0 + cols / 32 + 0.5 * torch.sin(cols / 3)  # stripes for the warp to move
+    u = _bump()
+    own = float(_rho(x, u, torch.zeros(1, 1, 32, 32), use_bias=False))
+    goal = 3 * own
+    scaled = scale_to_rho(x, u, torch.zeros(1, 1, 32, 32), goal, use_bias=False)
+    assert bool(scaled.reached.all()) and float(scaled.factor) > 2.5, scaled.factor
+    assert abs(float(_rho(x, scaled.displacement, scaled.bias, use_bias=False)) - goal) <= 0.01 * goal
+    assert fold_fraction(scaled.displacement) == 0.0
+    assert fold_fraction(u * float(scaled.factor)) > 0.0

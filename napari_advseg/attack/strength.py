@@ -2,10 +2,14 @@
 
 rho (Eq. 7) is ``||x_adv - x||_2 / ||x||_2`` of a slice, on the normalised
 intensities the target sees (clipped to its input range). A generator gives
-fields of its own strength; :func:`scale_to_rho` multiplies both fields of
+fields of its own strength; :func:`scale_to_rho` scales both fields of
 each slice by one factor (up or down) until the slice's rho is the one
 asked for. Warping is not linear in the factor and clipping saturates, so
-the factor is searched for (a safeguarded secant), not computed.
+the factor is searched for (a safeguarded secant), not computed. The bias
+is multiplied by the factor; so is the displacement up to its own strength,
+and past it the deformation is followed further along its own flow
+(:func:`stronger_displacement`), since a displacement multiplied past 1
+folds the tissue where the generator's did not.
 :func:`dose_response` runs a grid of rho on one slice and one latent code
 (the Explore tab's curve); :mod:`napari_advseg.evaluation.curve` does the
 same over a volume (``advseg curve``).
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
+from napari_advseg.attack.fields import apply_fields, integrate_velocity, perceptibility_per_slice, warp_image
 from napari_advseg.errors import AdvsegError
 
 DEFAULT_RHOS = tuple(round(0.01 * i, 2) for i in range(13))
@@ -39,7 +43,8 @@ _ITERATIONS = 40
 class ScaledFields:
     """Fields scaled to a rho, slice by slice.
 
-    displacement : (N, 2, H, W) and bias : (N, 1, H, W), both times ``factor``
+    displacement : (N, 2, H, W), :func:`stronger_displacement` at ``factor``
+    bias : (N, 1, H, W), times ``factor``
     adversarial : (N, 1, H, W) the target's input they give (clipped to its range)
     rho : (N,) the rho each slice reached
     factor : (N,) the multiplier of each slice's fields
@@ -66,11 +71,45 @@ def check_rhos(rhos: Sequence[float]) -> list[float]:
     return values
 
 
+def stronger_displacement(displacement: torch.Tensor, factor) -> torch.Tensor:
+    """The deformation of each slice at ``factor`` times its strength, without folding it.
+
+    Up to 1 the displacement is multiplied by the factor (between the
+    identity and a map that does not fold, the map does not fold either, in
+    practice). Past 1 a displacement multiplied by the factor folds where
+    its gradient passes -1 / factor: at twice the strength, a generator's
+    fold-free field folded 0.5 % of a slice's pixels (up to 7.9 %). So past
+    1 the map is composed with the flow of its own displacement,
+    ``u(p) + w(p + u(p))`` with ``w = exp((factor - 1) u)``
+    (:func:`~napari_advseg.attack.fields.integrate_velocity`): a composition
+    of maps that do not fold, which moves the tissue further the way ``u``
+    moves it and equals ``u`` at factor 1.
+
+    displacement : (N, 2, H, W) pixels; factor : float or (N,) per slice.
+    """
+    f = torch.as_tensor(factor, dtype=displacement.dtype, device=displacement.device).reshape(-1, 1, 1, 1)
+    scaled = displacement * f.clamp(max=1.0)
+    extra = (f - 1.0).clamp(min=0.0)
+    if not bool((extra > 0).any()):
+        return scaled
+    velocity = extra * displacement
+    # scaling and squaring wants the first step well under a pixel
+    largest = float(velocity.pow(2).sum(dim=1).sqrt().max())
+    steps = max(7, math.ceil(math.log2(max(largest, 1e-6) / 0.25)))
+    flow = integrate_velocity(velocity, steps)
+    composed = displacement + warp_image(flow, displacement)
+    return torch.where(f > 1.0, composed, scaled)
+
+
 @torch.no_grad()
 def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor, rho, *,
                  bias_mode: str = "additive", use_phi: bool = True, use_bias: bool = True,
                  input_range: tuple[float, float] | None = None, max_factor: float = MAX_FACTOR) -> ScaledFields:
     """Scale both fields of each slice by one factor so that the slice's rho is ``rho``.
+
+    The bias is multiplied by the factor, the displacement scaled by
+    :func:`stronger_displacement` (multiplied up to 1, past 1 followed along
+    its own flow so that it does not fold).
 
     Parameters
     ----------
@@ -100,8 +139,8 @@ def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor
 
     def image(factor: torch.Tensor) -> torch.Tensor:
         f = factor.reshape(-1, 1, 1, 1)
-        return apply_fields(x, displacement * f if use_phi else None, bias * f if use_bias else None,
-                            bias_mode, input_range)
+        return apply_fields(x, stronger_displacement(displacement, factor) if use_phi else None,
+                            bias * f if use_bias else None, bias_mode, input_range)
 
     factor = (goal > 0).to(x.dtype)
     low, r_low = torch.zeros_like(goal), torch.zeros_like(goal)
@@ -129,7 +168,7 @@ def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor
     f = best.reshape(-1, 1, 1, 1)
     adversarial = image(best)
     achieved = perceptibility_per_slice(adversarial, x)
-    return ScaledFields(displacement * f, bias * f, adversarial, achieved, best,
+    return ScaledFields(stronger_displacement(displacement, best), bias * f, adversarial, achieved, best,
                         (achieved - goal).abs() <= ACCURACY * goal + 1e-6)  # rho 0: warping's rounding
 
 
@@ -139,12 +178,14 @@ class DoseResponse:
 
     rhos : the rho values asked for
     achieved : the mean rho reached at each
+    folds : the fraction of pixels folded at each (det J <= 0; as Table 1's folds)
     dice : organ -> adversarial Dice (against the warped reference) at each rho
     clean : organ -> clean Dice
     """
 
     rhos: list[float]
     achieved: list[float] = field(default_factory=list)
+    folds: list[float] = field(default_factory=list)
     dice: dict[str, list[float]] = field(default_factory=dict)
     clean: dict[str, float] = field(default_factory=dict)
 
@@ -153,7 +194,7 @@ class DoseResponse:
         return [abs(a - r) <= ACCURACY * r + 1e-6 for a, r in zip(self.achieved, self.rhos)]
 
     def to_dict(self) -> dict:
-        return {"rhos": list(self.rhos), "achieved_rho": list(self.achieved),
+        return {"rhos": list(self.rhos), "achieved_rho": list(self.achieved), "fold_fraction": list(self.folds),
                 "dice": {k: list(v) for k, v in self.dice.items()}, "clean_dice": dict(self.clean)}
 
 
@@ -182,6 +223,7 @@ def dose_response(explorer, rhos: Sequence[float] = DEFAULT_RHOS, *, eps_phi=Non
     for rho in curve.rhos:
         view = explorer.render(eps_phi, eps_b, temperature, use_phi, use_bias, segment=True, rho=rho)
         curve.achieved.append(float(view.rho))
+        curve.folds.append(float(view.fold_fraction))
         for organ, row in view.organs.items():
             curve.clean.setdefault(organ, row["dice_clean"])
             curve.dice.setdefault(organ, []).append(row["dice_adv"])

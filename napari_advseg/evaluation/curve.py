@@ -55,6 +55,7 @@ def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: 
         report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
                                  temperature=temperature, batch_size=batch_size, progress=progress, rho=rho)
         curve.achieved.append(report["rho"])
+        curve.folds.append(report["fold_fraction"])
         for organ, row in report["organs"].items():
             curve.clean.setdefault(organ, row["dice_clean"])
             curve.dice.setdefault(organ, []).append(row["dice_adv"])
