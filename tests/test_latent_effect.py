@@ -327,3 +327,64 @@ def test_single_phi_share_sets_the_deformation_share_of_the_probes(share):
     assert 0.2 < float((old[0] != 0).any(dim=1).float().mean()) < 0.8
     with pytest.raises(AdvsegError, match="single_phi_share"):
         AttackConfig(single_phi_share=1.5)
+
+
+def test_generator_reports_each_budgets_log_ratio():
+    budget = 0.01
+    generator = _generator(phi_rho_max=budget, bias_rho_max=budget)
+    x = torch.rand(3, 1, 24, 24) + 1.0
+    code = torch.ones(3, generator.config.latent_dim)
+    out = generator(x, code, code)
+    assert set(out.budget_ratios) == {"phi", "bias"}
+    h, _ = generator.encode(x)
+    phi, raw = generator.decode(h, out.z_phi, out.z_b, (24, 24), generator.displacement_gate(x))
+    torch.testing.assert_close(out.budget_ratios["bias"],
+                               torch.log(perceptibility_per_slice(apply_fields(x, None, raw), x) / budget))
+    torch.testing.assert_close(out.budget_ratios["phi"],
+                               torch.log(perceptibility_per_slice(apply_fields(x, phi, None), x) / budget))
+    # the excess is the sum of the ratios past their budgets, as before
+    torch.testing.assert_close(out.excess, sum(r.clamp_min(0) for r in out.budget_ratios.values()))
+    assert set(out.rows(1, 3).budget_ratios) == {"phi", "bias"} and len(out.rows(1, 3).budget_ratios["phi"]) == 2
+
+
+def test_slider_reach_pulls_each_probe_to_its_own_fields_budget():
+    from types import SimpleNamespace
+
+    from napari_advseg.attack.latent_terms import slider_reach
+
+    config = AttackConfig()
+    probe = SimpleNamespace(budget_ratios={"phi": torch.tensor([0.5, -1.0, 2.0]),
+                                           "bias": torch.tensor([3.0, -0.2, 7.0])})
+    eps_phi = torch.tensor([[3.0, 0.0], [0.0, 0.0], [0.0, -3.0]])  # rows 0 and 2 probe deformation numbers
+    # phi ratios of rows 0, 2 and the bias ratio of row 1, squared: under and over the budget alike
+    assert float(slider_reach(probe, eps_phi, config)) == pytest.approx((0.25 + 4.0 + 0.04) / 3)
+    assert float(slider_reach(SimpleNamespace(budget_ratios={}), eps_phi, config)) == 0.0
+    only_bias = SimpleNamespace(budget_ratios={"bias": torch.tensor([3.0, -0.2, 7.0])})
+    assert float(slider_reach(only_bias, eps_phi, config)) == pytest.approx(0.04)
+
+
+def test_lambda_reach_replaces_the_probes_excess_by_their_reach():
+    on = _tiny_trainer(lambda_reach=2.0, lambda_excess=0.0)
+    off = _tiny_trainer(lambda_reach=0.0, lambda_excess=0.0)
+    m_on, m_off = on.step(), off.step()
+    assert m_on["slider_reach"] > 0 and m_off["slider_reach"] == 0
+    assert m_on["loss_generator"] - m_off["loss_generator"] == pytest.approx(2.0 * m_on["slider_reach"], rel=1e-3)
+    # with the reach on, the excess is measured on the random codes only (the probes are the last rows)
+    measured = {}
+    for lam in (0.0, 1.0):
+        trainer = _tiny_trainer(lambda_reach=lam, lambda_excess=1.0, bias_rho_max=1e-4, phi_rho_max=1e-4)
+        outputs = []
+        forward = trainer.generator_ddp.forward
+        trainer.generator_ddp.forward = lambda *a, _f=forward, _o=outputs, **k: _o.append(_f(*a, **k)) or _o[-1]
+        excess = trainer.step()["budget_excess"]
+        measured[lam] = (excess, outputs[-1].excess.detach())  # the generator step's forward comes last
+    n = 4  # three draws of 4 slices: random code, diversity code, probes
+    assert len(measured[0.0][1]) == 3 * n
+    assert measured[0.0][0] == pytest.approx(float(measured[0.0][1].pow(2).mean()), rel=1e-6)
+    assert measured[1.0][0] == pytest.approx(float(measured[1.0][1][: 2 * n].pow(2).mean()), rel=1e-6)
+    assert measured[1.0][0] != pytest.approx(float(measured[1.0][1].pow(2).mean()), rel=1e-5)
+    assert AttackConfig().lambda_reach == 0.0
+    assert AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items()
+                                   if k != "lambda_reach"}).lambda_reach == 0.0
+    with pytest.raises(AdvsegError, match="lambda_reach"):
+        AttackConfig(lambda_reach=-1.0)
