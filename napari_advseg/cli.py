@@ -40,7 +40,6 @@ def _config_from(args: argparse.Namespace, target) -> Any:
         lambda_kl_phi=args.lambda_kl_phi, single_alone=args.single_alone == "alone",
         lambda_alone=args.lambda_alone, lambda_excess=args.lambda_excess,
         lambda_mean=args.lambda_mean, single_phi_share=args.single_phi_share,
-        lambda_reach=args.lambda_reach,
     )
 
 

@@ -173,9 +173,6 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-mean", type=float, default=d.lambda_mean,
                    help="weight of an extra pull of the encoder's latent means to 0, so that the code the sliders "
                         f"start from is a mild change (default {d.lambda_mean:g}; 0 off)")
-    g.add_argument("--lambda-reach", type=float, default=d.lambda_reach,
-                   help="weight of a pull of each single-number probe's field to its budget, so that a slider's "
-                        f"ends are the strongest field the budget allows (default {d.lambda_reach:g}; 0 off)")
     g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
     g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
     g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,

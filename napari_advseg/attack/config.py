@@ -27,7 +27,7 @@ SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess
 """Issue 9's four slider options (on by default since its fourth pass) turned off."""
 _LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
-                    "lambda_reach": 0.0, **SLIDER_OPTIONS_OFF}
+                    **SLIDER_OPTIONS_OFF}
 """Values of options a checkpoint written before them was trained with (its file lacks the key)."""
 
 
@@ -123,15 +123,6 @@ class AttackConfig:
         ``lambda_mean``: weight of an extra pull of the encoder's means to 0,
         ``0.5 * sum_k mu_k^2`` over both codes (beside the KL term's own), so
         that with ``lambda_excess`` the mean code stays a mild change (20). 0 = off.
-    lambda_reach : float
-        Weight of a pull of each single-number probe's field (one latent
-        number at ``+-single_sd``) to its field's budget (``phi_rho_max`` or
-        ``bias_rho_max``): the mean over the probes of ``log(rho / budget)^2``,
-        ``rho`` that of the probed field before the budget scales it. With it,
-        the probes leave ``lambda_excess`` to the random codes. So each
-        slider's ends are the strongest field the budget allows, instead of
-        about 0.8 of it, where the deformation barely attacks (issue 9, fifth
-        pass, ``docs/explorer.md`` 0c). 0 (default) = off.
     latent_dim : int
         Numbers in each latent code z_phi and z_b.
     phi_max : float
@@ -221,7 +212,6 @@ class AttackConfig:
     lambda_alone: float = 1.0
     lambda_excess: float = 1.0
     lambda_mean: float = 20.0
-    lambda_reach: float = 0.0
     latent_dim: int = 8
     phi_max: float = 6.0
     b_max: float = 1.0
@@ -285,7 +275,6 @@ class AttackConfig:
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
             (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),
             (self.lambda_mean >= 0, f"lambda_mean must be >= 0, got {self.lambda_mean}"),
-            (self.lambda_reach >= 0, f"lambda_reach must be >= 0, got {self.lambda_reach}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,
              f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
             (self.lambda_kl_phi is None or self.lambda_kl_phi >= 0,

@@ -2,8 +2,7 @@
 
 - :func:`field_diversity`: a capped mode-seeking term, fields that change with the code;
 - :func:`single_number_codes`: the codes of the single-number attack term, one
-  latent number at ``+-single_sd`` and the rest at the mean;
-- :func:`slider_reach`: how far those probes' fields are from their budgets.
+  latent number at ``+-single_sd`` and the rest at the mean.
 """
 
 from __future__ import annotations
@@ -49,24 +48,3 @@ def single_number_codes(config: AttackConfig, n: int, rng: torch.Generator, devi
     eps = torch.zeros(n, 2, d)
     eps[torch.arange(n), field, number] = sign * config.single_sd
     return eps[:, 0].to(device), eps[:, 1].to(device)
-
-
-def slider_reach(probe, eps_phi: torch.Tensor, config: AttackConfig) -> torch.Tensor:
-    """The mean over single-number probes of ``log(rho / budget)^2`` of the probed field.
-
-    ``probe``: the generator's output for the probes (its ``budget_ratios``
-    hold ``log(rho / budget)`` per budget, before the budgets scale the
-    fields); ``eps_phi``: their deviates, non-zero where a deformation number
-    is probed (otherwise a bias number is). Probes of a field without its own
-    budget count for nothing; 0 when none has one.
-    """
-    ratios = probe.budget_ratios or {}
-    on_phi = eps_phi.abs().sum(dim=1) > 0
-    terms = []
-    if "phi" in ratios and bool(on_phi.any()):
-        terms.append(ratios["phi"][on_phi].pow(2))
-    if "bias" in ratios and bool((~on_phi).any()):
-        terms.append(ratios["bias"][~on_phi].pow(2))
-    if not terms:
-        return eps_phi.new_zeros(())
-    return torch.cat(terms).mean()

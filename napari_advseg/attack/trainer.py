@@ -35,7 +35,7 @@ from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
 from napari_advseg.models.generator import AttackGenerator, Critic
 from napari_advseg.attack.distributed import init_distributed
-from napari_advseg.attack.latent_terms import field_diversity, single_number_codes, slider_reach
+from napari_advseg.attack.latent_terms import field_diversity, single_number_codes
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
 from napari_advseg.models.unet import predict_labels
@@ -220,12 +220,9 @@ class AttackTrainer:
         diversity = torch.zeros((), device=self.device)
         if cfg.lambda_diversity > 0:
             diversity = field_diversity(every.first(2 * n), eps_phi[:2 * n], eps_b[:2 * n], cfg, n)
-        single = single_norm = reach = torch.zeros((), device=self.device)
-        probes_reach = cfg.lambda_single > 0 and cfg.lambda_reach > 0
+        single = single_norm = torch.zeros((), device=self.device)
         if cfg.lambda_single > 0:
             probe = every.rows((len(chunks) - 1) * n, len(chunks) * n)
-            if probes_reach:
-                reach = slider_reach(probe, eps_phi[-n:], cfg)
             if cfg.single_alone and cfg.fields == "both":  # the probed number's field alone
                 on_phi = (eps_phi[-n:].abs().sum(dim=1) > 0).to(probe.bias.dtype)[:, None, None, None]
                 probe = replace(probe, displacement=probe.displacement * on_phi, bias=probe.bias * (1.0 - on_phi))
@@ -261,13 +258,11 @@ class AttackTrainer:
             mean_pull = 0.5 * ((out.stats.mu_phi.pow(2).sum(dim=1) if cfg.use_phi else 0.0)
                                + (out.stats.mu_b.pow(2).sum(dim=1) if cfg.use_bias else 0.0)).mean()
         weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
-        # G's forward always measures it; with lambda_reach the probes answer to their budgets by it instead
-        excess = (every.excess[: (len(chunks) - 1) * n] if probes_reach else every.excess).pow(2).mean()
+        excess = every.excess.pow(2).mean()  # G's forward always measures it
         loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
                 + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
                 + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
                 + cfg.lambda_alone * alone + cfg.lambda_excess * excess + cfg.lambda_mean * mean_pull
-                + cfg.lambda_reach * reach
                 - cfg.lambda_diversity * diversity)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,7 +274,7 @@ class AttackTrainer:
                 "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
                 "diversity": diversity.item(), "single_attack_loss": single.item(),
                 "alone_attack_loss": alone.item(), "budget_excess": excess.item(),
-                "mean_pull": mean_pull.item(), "slider_reach": reach.item()}
+                "mean_pull": mean_pull.item()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""

@@ -46,22 +46,16 @@ _BUDGET_PASSES = 8
 
 
 def _within_budget(adversarial, x: torch.Tensor, fields: tuple[torch.Tensor, ...], budget: float,
-                   excess: list | None = None, ratios: dict | None = None, name: str = ""
-                   ) -> tuple[torch.Tensor, ...]:
+                   excess: list | None = None) -> tuple[torch.Tensor, ...]:
     """Scale ``fields`` per slice by ``min(1, budget / rho)`` until ``rho(adversarial(*fields), x)`` fits.
 
     ``excess``: a list to append ``relu(log(rho / budget))`` of the fields as
-    given (per slice, before any scaling) to. ``ratios``: a dict that gets
-    ``log(rho / budget)`` of the fields as given under ``name``.
+    given (per slice, before any scaling) to.
     """
     for k in range(_BUDGET_PASSES):
         rho = perceptibility_per_slice(adversarial(*fields), x)
-        if k == 0 and (excess is not None or ratios is not None):
-            ratio = torch.log(rho.clamp_min(1e-12) / budget)
-            if excess is not None:
-                excess.append(ratio.clamp_min(0.0))
-            if ratios is not None:
-                ratios[name] = ratio
+        if k == 0 and excess is not None:
+            excess.append(torch.log(rho.clamp_min(1e-12) / budget).clamp_min(0.0))
         if bool((rho <= budget * 1.005).all()):
             break
         scale = (budget / rho.clamp_min(1e-12)).clamp(max=1.0).reshape(-1, 1, 1, 1)
@@ -87,9 +81,6 @@ class GeneratorOutput:
     excess: torch.Tensor | None = None
     """(N,) per slice, the sum over the budgets of ``relu(log(rho / budget))`` of the fields before
     :meth:`AttackGenerator.limit_rho` scaled them (None: not measured)."""
-    budget_ratios: dict[str, torch.Tensor] | None = None
-    """Per budget in use (``"phi"``, ``"bias"``, ``"joint"``), (N,) ``log(rho / budget)`` of the fields
-    before that budget scaled them (None: not measured)."""
 
     def first(self, n: int) -> "GeneratorOutput":
         """The first ``n`` samples of the batch."""
@@ -100,9 +91,7 @@ class GeneratorOutput:
         s, r = self.stats, slice(start, stop)
         return GeneratorOutput(self.displacement[r], self.bias[r], self.z_phi[r], self.z_b[r],
                                LatentStats(s.mu_phi[r], s.logvar_phi[r], s.mu_b[r], s.logvar_b[r]),
-                               None if self.excess is None else self.excess[r],
-                               None if self.budget_ratios is None
-                               else {k: v[r] for k, v in self.budget_ratios.items()})
+                               None if self.excess is None else self.excess[r])
 
 
 class Encoder(nn.Module):
@@ -256,8 +245,8 @@ class AttackGenerator(nn.Module):
         return displacement, bias
 
     def limit_rho(self, x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor,
-                  input_range: tuple[float, float] | None = None, excess: list | None = None,
-                  ratios: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  input_range: tuple[float, float] | None = None, excess: list | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The budgets of the config: each field alone, then both together.
 
         ``phi_rho_max`` scales the displacement of each slice by
@@ -269,24 +258,22 @@ class AttackGenerator(nn.Module):
         on CT slices one or two passes do. Differentiable, so G learns the
         most harmful fields within the budgets. Unchanged without budgets.
         ``excess``: a list that gets, per budget in use, ``relu(log(rho / budget))``
-        per slice of the fields before that budget's scaling; ``ratios``: a
-        dict that gets ``log(rho / budget)`` per slice under ``"phi"``,
-        ``"bias"`` and ``"joint"`` (the budgets in use).
+        per slice of the fields before that budget's scaling.
         """
         cfg = self.config
         phi = displacement if cfg.use_phi else None
         b = bias if cfg.use_bias else None
         if phi is not None and cfg.phi_rho_max is not None:
             (displacement,) = _within_budget(lambda d: apply_fields(x, d, None, cfg.bias_mode, input_range),
-                                             x, (displacement,), cfg.phi_rho_max, excess, ratios, "phi")
+                                             x, (displacement,), cfg.phi_rho_max, excess)
         if b is not None and cfg.bias_rho_max is not None:
             (bias,) = _within_budget(lambda c: apply_fields(x, None, c, cfg.bias_mode, input_range),
-                                     x, (bias,), cfg.bias_rho_max, excess, ratios, "bias")
+                                     x, (bias,), cfg.bias_rho_max, excess)
         if cfg.rho_max is not None:
             displacement, bias = _within_budget(
                 lambda d, c: apply_fields(x, d if cfg.use_phi else None, c if cfg.use_bias else None,
                                           cfg.bias_mode, input_range),
-                x, (displacement, bias), cfg.rho_max, excess, ratios, "joint")
+                x, (displacement, bias), cfg.rho_max, excess)
         return displacement, bias
 
     @staticmethod
@@ -309,12 +296,10 @@ class AttackGenerator(nn.Module):
         h, stats = self.encode(x)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
         excess: list[torch.Tensor] = []
-        ratios: dict[str, torch.Tensor] = {}
         displacement, bias = self.limit_rho(
-            x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:]), self.displacement_gate(x)), input_range, excess,
-            ratios)
+            x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:]), self.displacement_gate(x)), input_range, excess)
         return GeneratorOutput(displacement, bias, z_phi, z_b, stats,
-                               torch.stack(excess).sum(dim=0) if excess else x.new_zeros(x.shape[0]), ratios)
+                               torch.stack(excess).sum(dim=0) if excess else x.new_zeros(x.shape[0]))
 
 
 class Critic(nn.Module):
