@@ -9,7 +9,10 @@ For a generator on a volume's slices (issue 9, fifth pass; docs/explorer.md 0c):
 2. with the deformation alone, each deformation number at +-3 sd: the
    median drop of the slice's mean Dice over organs (points), the folded
    pixels and the largest displacement, at the generator's own strength and
-   scaled to each rho of ``--rhos`` (``attack.strength.scale_to_rho``).
+   scaled to each rho of ``--rhos`` (``attack.strength.scale_to_rho``);
+3. how much of the decoded deformation sits at its bound ``phi_max``
+   (``phi_max * tanh(.)``): the largest ``|tanh|`` of a slice and the pixels
+   past 0.9, at the mean code, a random code and one number at +3 sd.
 
     .venv/bin/python bench/slider_budget.py --ct runs/bench/real/real_ct.nii.gz \\
         --labels runs/bench/real/real_labels.nii.gz --target runs/bench/real/unet.pt \\
@@ -86,7 +89,32 @@ def measure(args: argparse.Namespace) -> str:
             lines.append(f"| {name} | {budget:g} | {float(mean.median()) / budget:.2f} | "
                          f"{float(random.median()) / budget:.2f} | {float(random.quantile(0.9)) / budget:.2f} | "
                          f"{float(single.median()) / budget:.2f} |")
-    lines += ["", "(rho of the field alone before its budget, over the budget)", ""]
+        lines += ["", "(rho of the field alone before its budget, over the budget)", ""]
+        if config.use_phi:
+            from napari_advseg.attack.fields import upsample_field
+
+            padded = (h.shape[2] * config.control_spacing, h.shape[3] * config.control_spacing)
+            lines += [f"Deformation at its bound phi_max {config.phi_max:g} px (medians over slices):", "",
+                      "| code | largest abs tanh | pixels with abs tanh > 0.9 |", "| --- | --- | --- |"]
+            codes = [("mean code", None), ("random code", torch.randn(n, d))]
+            codes += [(f"number {k} at +{args.span:g} sd", torch.zeros(n, d).index_fill_(1, torch.tensor([k]), args.span))
+                      for k in range(d)]
+            largest, past = [], []
+            for label, eps in codes:
+                z_phi, _ = generator.latent_codes(stats, eps, None)
+                ratio = config.control_spacing // config.phi_spacing
+                h_phi = h if ratio == 1 else torch.nn.functional.interpolate(h, scale_factor=ratio, mode="bilinear",
+                                                                             align_corners=False)
+                t = torch.tanh(upsample_field(generator.decoder_phi(h_phi, z_phi), padded))
+                t = t[:, :, : x.shape[-2], : x.shape[-1]].abs()
+                row = (float(t.flatten(1).amax(1).median()), 100 * float((t > 0.9).float().flatten(1).mean(1).median()))
+                if eps is None or label.startswith("random"):
+                    lines.append(f"| {label} | {row[0]:.3f} | {row[1]:.2f} % |")
+                else:
+                    largest.append(row[0])
+                    past.append(row[1])
+            lines += [f"| one number at +{args.span:g} sd (median over numbers) | {statistics.median(largest):.3f} | "
+                      f"{statistics.median(past):.2f} % |", ""]
     if config.use_phi:
         pick = keep if not args.slices or len(keep) <= args.slices else \
             [keep[int(round(k))] for k in np.linspace(0, len(keep) - 1, args.slices)]
