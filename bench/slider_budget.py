@@ -91,30 +91,21 @@ def measure(args: argparse.Namespace) -> str:
                          f"{float(single.median()) / budget:.2f} |")
         lines += ["", "(rho of the field alone before its budget, over the budget)", ""]
         if config.use_phi:
-            from napari_advseg.attack.fields import upsample_field
-
-            padded = (h.shape[2] * config.control_spacing, h.shape[3] * config.control_spacing)
             lines += [f"Deformation at its bound phi_max {config.phi_max:g} px (medians over slices):", "",
                       "| code | largest abs tanh | pixels with abs tanh > 0.9 |", "| --- | --- | --- |"]
-            codes = [("mean code", None), ("random code", torch.randn(n, d))]
-            codes += [(f"number {k} at +{args.span:g} sd", torch.zeros(n, d).index_fill_(1, torch.tensor([k]), args.span))
-                      for k in range(d)]
-            largest, past = [], []
-            for label, eps in codes:
+
+            def at_bound(eps) -> tuple[float, float]:
+                """Median over slices of the largest |tanh| and of the % of pixels past 0.9."""
                 z_phi, _ = generator.latent_codes(stats, eps, None)
-                ratio = config.control_spacing // config.phi_spacing
-                h_phi = h if ratio == 1 else torch.nn.functional.interpolate(h, scale_factor=ratio, mode="bilinear",
-                                                                             align_corners=False)
-                t = torch.tanh(upsample_field(generator.decoder_phi(h_phi, z_phi), padded))
-                t = t[:, :, : x.shape[-2], : x.shape[-1]].abs()
-                row = (float(t.flatten(1).amax(1).median()), 100 * float((t > 0.9).float().flatten(1).mean(1).median()))
-                if eps is None or label.startswith("random"):
-                    lines.append(f"| {label} | {row[0]:.3f} | {row[1]:.2f} % |")
-                else:
-                    largest.append(row[0])
-                    past.append(row[1])
-            lines += [f"| one number at +{args.span:g} sd (median over numbers) | {statistics.median(largest):.3f} | "
-                      f"{statistics.median(past):.2f} % |", ""]
+                t = torch.tanh(generator.phi_pattern(h, z_phi, tuple(x.shape[-2:]))).abs()
+                return float(t.flatten(1).amax(1).median()), 100 * float((t > 0.9).float().flatten(1).mean(1).median())
+
+            for label, eps in (("mean code", None), ("random code", torch.randn(n, d))):
+                largest, past = at_bound(eps)
+                lines.append(f"| {label} | {largest:.3f} | {past:.2f} % |")
+            singles = [at_bound(torch.zeros(n, d).index_fill_(1, torch.tensor([k]), args.span)) for k in range(d)]
+            largest, past = (statistics.median(r[i] for r in singles) for i in (0, 1))
+            lines += [f"| one number at +{args.span:g} sd (median over numbers) | {largest:.3f} | {past:.2f} % |", ""]
     if config.use_phi:
         pick = keep if not args.slices or len(keep) <= args.slices else \
             [keep[int(round(k))] for k in np.linspace(0, len(keep) - 1, args.slices)]

@@ -137,10 +137,12 @@ def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor
         raise AdvsegError(f"rho: one value or one per slice ({n}), got {goal.numel()}")
     check_rhos(goal.tolist())
 
-    def image(factor: torch.Tensor) -> torch.Tensor:
+    def image(factor: torch.Tensor, moved: torch.Tensor | None = None) -> torch.Tensor:
+        """The target's input at ``factor``; ``moved``: the displacement at it, if already computed."""
         f = factor.reshape(-1, 1, 1, 1)
-        return apply_fields(x, stronger_displacement(displacement, factor) if use_phi else None,
-                            bias * f if use_bias else None, bias_mode, input_range)
+        if use_phi and moved is None:
+            moved = stronger_displacement(displacement, factor)
+        return apply_fields(x, moved if use_phi else None, bias * f if use_bias else None, bias_mode, input_range)
 
     factor = (goal > 0).to(x.dtype)
     low, r_low = torch.zeros_like(goal), torch.zeros_like(goal)
@@ -165,10 +167,10 @@ def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor
         grow = (factor * 1.05 * goal / r.clamp_min(1e-12)).clamp(max=max_factor)
         step = torch.where(torch.isfinite(high), secant, grow)
         factor = torch.where(finished, factor, step)
-    f = best.reshape(-1, 1, 1, 1)
-    adversarial = image(best)
+    moved = stronger_displacement(displacement, best)
+    adversarial = image(best, moved)
     achieved = perceptibility_per_slice(adversarial, x)
-    return ScaledFields(stronger_displacement(displacement, best), bias * f, adversarial, achieved, best,
+    return ScaledFields(moved, bias * best.reshape(-1, 1, 1, 1), adversarial, achieved, best,
                         (achieved - goal).abs() <= ACCURACY * goal + 1e-6)  # rho 0: warping's rounding
 
 

@@ -214,6 +214,19 @@ class AttackGenerator(nn.Module):
             return None
         return edge_gate(x, cfg.phi_edge_gate)
 
+    def phi_pattern(self, h: torch.Tensor, z_phi: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The decoded deformation at full resolution ``size`` before its bound, ``(N, 2, H, W)``.
+
+        :meth:`decode` bounds it to ``phi_max * tanh(.)`` (then gates it, and
+        integrates it with ``phi_integration "svf"``); where ``|tanh|`` nears
+        1 the field sits at its bound.
+        """
+        cfg = self.config
+        padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
+        ratio = cfg.control_spacing // cfg.phi_spacing
+        h_phi = h if ratio == 1 else F.interpolate(h, scale_factor=ratio, mode="bilinear", align_corners=False)
+        return upsample_field(self.decoder_phi(h_phi, z_phi), padded)[:, :, : size[0], : size[1]]
+
     def decode(self, h: torch.Tensor, z_phi: torch.Tensor, z_b: torch.Tensor,
                size: tuple[int, int], gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Fields at full resolution ``size`` (H, W) from features and codes.
@@ -225,11 +238,7 @@ class AttackGenerator(nn.Module):
         padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
         n = h.shape[0]
         if cfg.use_phi:
-            ratio = cfg.control_spacing // cfg.phi_spacing
-            h_phi = h if ratio == 1 else F.interpolate(h, scale_factor=ratio, mode="bilinear", align_corners=False)
-            coarse = self.decoder_phi(h_phi, z_phi)
-            displacement = cfg.phi_max * torch.tanh(upsample_field(coarse, padded))
-            displacement = displacement[:, :, : size[0], : size[1]]
+            displacement = cfg.phi_max * torch.tanh(self.phi_pattern(h, z_phi, size))
             if gate is not None:
                 displacement = displacement * gate
             if cfg.phi_integration == "svf":
