@@ -7,8 +7,7 @@ Table-1 row it writes to ``sample.json``. This is how the recipe variants of
 issue 9 (docs/explorer.md, section 0d) were trained; a variant that is kept
 becomes ``SAMPLE_ATTACK_OPTIONS`` itself, and `advseg make-sample` then makes it.
 
-    .venv/bin/python bench/sample_recipe.py --out runs/sample_v6b \\
-        --set '{"phi_rho_max": 0.08, "bias_rho_max": 0.08}' --threads 1
+    .venv/bin/python bench/sample_recipe.py --out runs/sample_v6a --set '{"bias_rho_max": 0.06}' --threads 1
 """
 
 from __future__ import annotations

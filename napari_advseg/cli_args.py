@@ -385,7 +385,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
                                    "figures on subject 0.")
     p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
     p.add_argument("--unet-steps", type=_positive_int, default=1500, help="U-Net training steps (default 1500)")
-    p.add_argument("--steps", type=_positive_int, default=800, help="generator training steps (default 800)")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="generator training steps (default 1000)")
     p.add_argument("--reuse-target", action="store_true",
                    help="keep an existing unet.pt in the folder instead of training it again")
     p.add_argument("--resume-generator", action="store_true",

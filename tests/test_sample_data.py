@@ -66,7 +66,7 @@ def test_make_sample_recipe_yields_an_attack(tmp_path, capsys):
     # 60 steps is where the attack starts, and where it stands then depends on the machine's float
     # round-off: seen mean drop 8.6 %, organs 2-20 % on the machine of issue 9's second pass, and the
     # same code 0.8 %, organs -2-8 %, on an AMD EPYC (avx512) on 2026-12-04 (100 steps there: 8.4 %,
-    # 1-13 %, rho 0.080); the shipped recipe trains 800 steps on 24 subjects. So: the fields are well
+    # 1-13 %, rho 0.080); the shipped recipe trains 1000 steps on 24 subjects. So: the fields are well
     # past the identity, and the attack lowers the Dice on the whole.
     assert report["mean_drop"] > 0.002 and max(drops.values()) >= 0.04, drops
     assert 0.03 < report["rho"] < 0.12 and report["fold_fraction"] < 0.01
