@@ -113,7 +113,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
                      attack_steps: int = 1000, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
                      attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
-                     resume_generator: bool = False,
+                     resume_generator: bool = False, attack_options: dict[str, Any] | None = None,
                      progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Build the shipped sample data from seeds: phantom volume, target U-Net, generator.
 
@@ -126,7 +126,9 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     the shipped sample's; smaller ones make a quick check of the whole recipe.
     ``resume_generator``: continue ``out/generator.pt`` (its settings and exact
     training state) up to ``attack_steps`` in all; ``sample.json`` then counts
-    the training seconds of the earlier runs too.
+    the training seconds of the earlier runs too. ``attack_options``: the
+    ``AttackConfig`` fields of the recipe (default :data:`SAMPLE_ATTACK_OPTIONS`;
+    others for studies of the recipe, ``bench/sample_recipe.py``).
     """
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
@@ -156,7 +158,8 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
                                     data_note=f"trained on phantom subjects {list(unet_subjects)}, "
                                               f"tested on subject {SAMPLE_SEED}")
     target = load_target(out / SAMPLE_FILES["target"], device)
-    config = AttackConfig(steps=attack_steps, seed=seed, rho_max=SAMPLE_RHO_MAX, **SAMPLE_ATTACK_OPTIONS)
+    options = SAMPLE_ATTACK_OPTIONS if attack_options is None else attack_options
+    config = AttackConfig(steps=attack_steps, seed=seed, rho_max=SAMPLE_RHO_MAX, **options)
     resume = out / SAMPLE_FILES["generator"] if resume_generator else None
     earlier_seconds = 0.0
     if resume is not None:

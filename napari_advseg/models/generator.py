@@ -221,11 +221,14 @@ class AttackGenerator(nn.Module):
         integrates it with ``phi_integration "svf"``); where ``|tanh|`` nears
         1 the field sits at its bound.
         """
-        cfg = self.config
-        padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
-        ratio = cfg.control_spacing // cfg.phi_spacing
+        ratio = self.config.control_spacing // self.config.phi_spacing
         h_phi = h if ratio == 1 else F.interpolate(h, scale_factor=ratio, mode="bilinear", align_corners=False)
-        return upsample_field(self.decoder_phi(h_phi, z_phi), padded)[:, :, : size[0], : size[1]]
+        return self._full_size(self.decoder_phi(h_phi, z_phi), h, size)
+
+    def _full_size(self, coarse: torch.Tensor, h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A decoder's coarse field upsampled to the padded size of the features ``h``, cropped to ``size``."""
+        spacing = self.config.control_spacing
+        return upsample_field(coarse, (h.shape[2] * spacing, h.shape[3] * spacing))[:, :, : size[0], : size[1]]
 
     def decode(self, h: torch.Tensor, z_phi: torch.Tensor, z_b: torch.Tensor,
                size: tuple[int, int], gate: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,7 +238,6 @@ class AttackGenerator(nn.Module):
         slice by callers that decode many codes); None where the config has no gate.
         """
         cfg = self.config
-        padded = (h.shape[2] * cfg.control_spacing, h.shape[3] * cfg.control_spacing)
         n = h.shape[0]
         if cfg.use_phi:
             displacement = cfg.phi_max * torch.tanh(self.phi_pattern(h, z_phi, size))
@@ -246,9 +248,7 @@ class AttackGenerator(nn.Module):
         else:
             displacement = h.new_zeros((n, 2) + tuple(size))
         if cfg.use_bias:
-            coarse = self.decoder_b(h, z_b)
-            bias = cfg.b_max * torch.tanh(upsample_field(coarse, padded))
-            bias = bias[:, :, : size[0], : size[1]]
+            bias = cfg.b_max * torch.tanh(self._full_size(self.decoder_b(h, z_b), h, size))
         else:
             bias = h.new_zeros((n, 1) + tuple(size))
         return displacement, bias
