@@ -16,7 +16,7 @@ from napari_advseg.attack.baselines.registry import ATTACKS, generator_attack
 from napari_advseg.attack.baselines.smooth_fields import (optimised_smooth_fields, random_smooth_fields,
                                                           scale_fields_to_rho)
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.attack.fields import perceptibility_per_slice, smoothness, warp_image
 from napari_advseg.attack.losses import masked_cross_entropy, organ_mask
 from napari_advseg.models.target import make_target

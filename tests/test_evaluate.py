@@ -12,7 +12,7 @@ from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.evaluation.metrics import OverlapCounter, dice_from_counts, dice_per_organ, organ_row
 from napari_advseg.evaluation.report import evaluate_attack, format_table
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 from napari_advseg.models.unet import UNet2D
 

@@ -9,7 +9,7 @@ import torch
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.explore import SliceExplorer, displacement_vectors
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 from napari_advseg.models.unet import UNet2D
 

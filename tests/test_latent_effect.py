@@ -15,7 +15,7 @@ from napari_advseg.attack.explore import SliceExplorer
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility_per_slice
 from napari_advseg.attack.latent_effect import latent_effects, slider_positions
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 from napari_advseg.models.unet import UNet2D
 

@@ -14,7 +14,7 @@ from napari_advseg.attack.explore import SliceExplorer
 from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
 from napari_advseg.attack.strength import MAX_FACTOR, dose_response, scale_to_rho
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 
 

@@ -11,7 +11,7 @@ import torch
 from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.generator import AttackGenerator, Critic
+from napari_advseg.attack.generator import AttackGenerator, Critic
 from napari_advseg.models.target import make_target
 from napari_advseg.attack.trainer import AttackTrainer, load_checkpoint, load_generator
 from napari_advseg.models.unet import UNet2D
@@ -223,7 +223,7 @@ def test_config_round_trip_and_validation():
 
 
 def test_field_diversity_by_hand_and_capped():
-    from napari_advseg.models.generator import GeneratorOutput, LatentStats
+    from napari_advseg.attack.generator import GeneratorOutput, LatentStats
     from napari_advseg.attack.trainer import field_diversity
 
     cfg = AttackConfig(phi_max=2.0, b_max=0.5, latent_dim=2, diversity_cap=10.0)

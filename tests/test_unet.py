@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.models.unet import UNet2D, dice_scores, predict_labels
+from napari_advseg.evaluation.metrics import dice_scores
+from napari_advseg.models.unet import UNet2D, predict_labels
 from napari_advseg.models.unet_training import _PatchSampler, fit_unet, soft_dice_loss, train_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")

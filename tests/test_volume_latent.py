@@ -16,7 +16,7 @@ from napari_advseg.data.cases import phantom_case
 from napari_advseg.data.samples import sample_file
 from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.continuity import volume_discontinuity
-from napari_advseg.models.generator import AttackGenerator
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target_load import load_target
 
 

@@ -35,7 +35,7 @@ from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.volume_fields import FieldBatch, generate_fields, slice_batch, smoothed_fields
-from napari_advseg.evaluation.metrics import OverlapCounter, organ_row
+from napari_advseg.data.overlap import OverlapCounter, organ_row
 
 
 def input_range(normalisation: dict | None) -> tuple[float, float] | None:

@@ -17,7 +17,7 @@ import torch
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.apply import network_input, target_input_range
-from napari_advseg.evaluation.metrics import dice_per_organ, organ_row
+from napari_advseg.data.overlap import dice_per_organ, organ_row
 from napari_advseg.attack.fields import fold_fraction, perceptibility, warp_labels
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.errors import AdvsegError

@@ -33,7 +33,7 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
-from napari_advseg.models.generator import AttackGenerator, Critic
+from napari_advseg.attack.generator import AttackGenerator, Critic
 from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import field_diversity, single_number_codes
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,

@@ -1,61 +1,57 @@
 """Dice per organ and attack success: the counts every report is made of.
 
 - Dice per organ over a volume's slices, from voxel counts accumulated slice
-  batch by slice batch (:class:`OverlapCounter`); NaN where the organ is
-  absent from the reference.
-- An attack on an organ succeeds when ``Dice_adv <= 0.7 * Dice_clean``.
+  batch by slice batch (:class:`OverlapCounter`, from
+  :mod:`napari_advseg.data.overlap`, where the attack's views count too); NaN
+  where the organ is absent from the reference.
+- An attack on an organ succeeds when ``Dice_adv <= 0.7 * Dice_clean``, on a
+  volume (:func:`organ_row`) or slice by slice (:func:`slice_successes`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
-SUCCESS_DROP = 0.30
-"""Relative Dice decrease at which an attack on an organ counts as a success."""
+from napari_advseg.data.overlap import SUCCESS_DROP, OverlapCounter, dice_from_counts, dice_per_organ, organ_row
+from napari_advseg.errors import AdvsegError
+
+__all__ = ["SUCCESS_DROP", "OverlapCounter", "dice_from_counts", "dice_per_organ", "dice_scores", "network_dice",
+           "organ_row", "slice_successes"]
 
 
-def dice_from_counts(intersection: float, predicted: float, reference: float) -> float:
-    """``2|A n B| / (|A| + |B|)``; NaN when the organ is absent from the reference."""
-    if reference == 0:
-        return math.nan
-    return 2.0 * intersection / (predicted + reference)
+def dice_scores(pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, n_classes: int) -> dict[int, float]:
+    """Dice overlap of each foreground class between a prediction and a reference.
 
+    Parameters
+    ----------
+    pred, ref : np.ndarray or torch.Tensor
+        Integer label maps of the same shape (any number of dimensions).
+    n_classes : int
+        Number of classes, background (0) included.
 
-class OverlapCounter:
-    """Accumulates per-class voxel counts over the slices of one volume."""
-
-    def __init__(self, n_classes: int):
-        self.n_classes = n_classes
-        self.intersection = np.zeros(n_classes, dtype=np.int64)
-        self.predicted = np.zeros(n_classes, dtype=np.int64)
-        self.reference = np.zeros(n_classes, dtype=np.int64)
-
-    def add(self, prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> None:
-        pred = torch.as_tensor(prediction).flatten().long().cpu()
-        ref = torch.as_tensor(reference).flatten().long().cpu()
-        n = self.n_classes
-        # values outside 0..n-1 belong to no scored class: negatives fold into background, larger
-        # values fall off the end of the counts
-        self.predicted += torch.bincount(pred.clamp(min=0), minlength=n).numpy()[:n]
-        self.reference += torch.bincount(ref.clamp(min=0), minlength=n).numpy()[:n]
-        same = pred[pred == ref]
-        self.intersection += torch.bincount(same.clamp(min=0), minlength=n).numpy()[:n]
-
-    def dice(self) -> dict[int, float]:
-        return {c: dice_from_counts(self.intersection[c], self.predicted[c], self.reference[c])
-                for c in range(1, self.n_classes)}
-
-
-def dice_per_organ(prediction, reference, class_names: Sequence[str]) -> dict[str, float]:
-    """Dice of each organ (class > 0) over a whole volume or slice stack; NaN where absent."""
-    counter = OverlapCounter(len(class_names))
-    counter.add(prediction, reference)
-    return {class_names[c]: d for c, d in counter.dice().items()}
+    Returns
+    -------
+    dict[int, float]
+        For each class ``c`` in ``1..n_classes-1``: ``2|P∩R| / (|P|+|R|)``
+        with ``P``, ``R`` the voxels labelled ``c``; ``nan`` when ``c`` is
+        absent from the reference (leave those out of any average, e.g. with
+        ``np.nanmean``).
+    """
+    if isinstance(pred, torch.Tensor):
+        pred = pred.detach().cpu().numpy()
+    if isinstance(ref, torch.Tensor):
+        ref = ref.detach().cpu().numpy()
+    pred = np.asarray(pred)
+    ref = np.asarray(ref)
+    if pred.shape != ref.shape:
+        raise AdvsegError(f"cannot score a prediction of shape {pred.shape} against a reference of shape {ref.shape}")
+    counter = OverlapCounter(n_classes)
+    counter.add(pred, ref)
+    return {c: float(d) for c, d in counter.dice().items()}
 
 
 def network_dice(model, images, labels, class_names: Sequence[str]) -> dict[str, float | None]:
@@ -69,13 +65,6 @@ def network_dice(model, images, labels, class_names: Sequence[str]) -> dict[str,
     prediction = predict_labels(model, np.asarray(images, dtype=np.float32))
     dice = dice_per_organ(prediction, np.asarray(labels), class_names)
     return {k: (None if math.isnan(v) else float(v)) for k, v in dice.items()}
-
-
-def organ_row(dice_clean: float, dice_adv: float) -> dict[str, Any]:
-    """One organ's entry of a report: clean and adversarial Dice, relative drop, success."""
-    drop = (dice_clean - dice_adv) / dice_clean if dice_clean > 0 else math.nan
-    return {"dice_clean": float(dice_clean), "dice_adv": float(dice_adv), "drop": float(drop),
-            "success": bool(dice_clean > 0 and dice_adv <= (1.0 - SUCCESS_DROP) * dice_clean)}
 
 
 def slice_successes(pred_clean: torch.Tensor, reference: torch.Tensor, pred_adv: torch.Tensor,

@@ -1,1 +1,1 @@
-"""The networks: the U-Net target and its training, the generator and critic, target loading."""
+"""The targets: the project's U-Net and its training, target files and loading (TorchScript, U-Net checkpoints)."""

@@ -7,8 +7,9 @@ ReLU, 2x2 max pooling on the way down, 2x2 transposed convolutions on the way
 up, skip connections by concatenation, and a 1x1 convolution head giving one
 logit map per class.
 
-:func:`predict_labels` and :func:`dice_scores` apply and score a trained
-network; :mod:`napari_advseg.models.unet_training` trains it.
+:func:`predict_labels` applies a trained network (Dice scores it in
+:mod:`napari_advseg.evaluation.metrics`); :mod:`napari_advseg.models.unet_training`
+trains it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from napari_advseg.errors import AdvsegError
 __all__ = [
     "UNet2D",
     "predict_labels",
-    "dice_scores",
 ]
 
 
@@ -237,38 +237,3 @@ def predict_labels(
     n_classes = int(logits.shape[1]) if outputs else 1
     out = result.numpy().astype(np.uint8 if n_classes <= 256 else np.int64)
     return out[0] if single else out
-
-
-def dice_scores(
-    pred: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor, n_classes: int
-) -> dict[int, float]:
-    """Dice overlap of each foreground class between a prediction and a reference.
-
-    Parameters
-    ----------
-    pred, ref : np.ndarray or torch.Tensor
-        Integer label maps of the same shape (any number of dimensions).
-    n_classes : int
-        Number of classes, background (0) included.
-
-    Returns
-    -------
-    dict[int, float]
-        For each class ``c`` in ``1..n_classes-1``: ``2|P∩R| / (|P|+|R|)``
-        with ``P``, ``R`` the voxels labelled ``c``; ``nan`` when ``c`` is
-        absent from the reference (leave those out of any average, e.g. with
-        ``np.nanmean``).
-    """
-    if isinstance(pred, torch.Tensor):
-        pred = pred.detach().cpu().numpy()
-    if isinstance(ref, torch.Tensor):
-        ref = ref.detach().cpu().numpy()
-    pred = np.asarray(pred)
-    ref = np.asarray(ref)
-    if pred.shape != ref.shape:
-        raise AdvsegError(f"cannot score a prediction of shape {pred.shape} against a reference of shape {ref.shape}")
-    from napari_advseg.evaluation.metrics import OverlapCounter
-
-    counter = OverlapCounter(n_classes)
-    counter.add(pred, ref)
-    return {c: float(d) for c, d in counter.dice().items()}
