@@ -232,3 +232,30 @@ def test_scale_to_rho_strengthens_a_deformation_without_folding_it():
     assert abs(float(_rho(x, scaled.displacement, scaled.bias, use_bias=False)) - goal) <= 0.01 * goal
     assert fold_fraction(scaled.displacement) == 0.0
     assert fold_fraction(u * float(scaled.factor)) > 0.0
+
+
+def test_sample_and_the_robustness_report_give_one_image_at_a_rho(one_thread):
+    """The shipped generator at rho 0.08, for the same slices and latent deviates: the image ``advseg sample``
+    scores (``attack_slices``) is the image the robustness report's generator attack gives."""
+    from napari_advseg.attack.apply import attack_slices
+    from napari_advseg.attack.baselines.registry import generator_attack
+    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.data.cases import load_case
+    from napari_advseg.data.samples import sample_file
+    from napari_advseg.models.target_load import load_target
+
+    target = load_target(sample_file("target"), "cpu")
+    generator, config, _ = load_generator(sample_file("generator"), "cpu")
+    case = load_case(None, None, target.normalisation, target.class_names)
+    middle = case.volume.n_slices // 2
+    images = case.images[middle - 1:middle + 1, 16:112, 16:112]
+    labels = case.labels[middle - 1:middle + 1, 16:112, 16:112]
+    sampled = next(attack_slices(generator, config, target, images, labels, batch_size=2,
+                                 rng=torch.Generator().manual_seed(4), rho=0.08))
+    x, y = torch.as_tensor(images)[:, None], torch.as_tensor(labels).long()
+    report = generator_attack(x, y, target, 0.08, torch.Generator().manual_seed(4), generator=generator,
+                              config=config)
+    assert torch.allclose(sampled.adversarial, report.adversarial, rtol=0, atol=1e-6)
+    assert torch.allclose(sampled.displacement, report.displacement, rtol=0, atol=1e-6)
+    assert torch.allclose(sampled.rho, torch.full((2,), 0.08), rtol=0.01, atol=0)
+    assert torch.equal(sampled.warped_reference, report.warped_labels)

@@ -10,6 +10,15 @@ is multiplied by the factor; so is the displacement up to its own strength,
 and past it the deformation is followed further along its own flow
 (:func:`stronger_displacement`), since a displacement multiplied past 1
 folds the tissue where the generator's did not.
+:func:`scale_to_rho` is the one meaning of "the generator at rho r": ``advseg
+sample --rho``, ``curve``, Explore, the robustness report, the benchmark and
+hardening (through
+:func:`~napari_advseg.attack.baselines.registry.generator_attack`) all call
+it. Two other scalings are different things: the training budgets
+(:meth:`~napari_advseg.attack.generator.AttackGenerator.limit_rho`) only scale
+down, differentiably, inside G's forward pass; the smooth-field baselines
+multiply fields whose size is arbitrary to begin with
+(:func:`~napari_advseg.attack.baselines.smooth_fields.scale_fields_to_rho`).
 :func:`dose_response` runs a grid of rho on one slice and one latent code
 (the Explore tab's curve); :mod:`napari_advseg.evaluation.curve` does the
 same over a volume (``advseg curve``).

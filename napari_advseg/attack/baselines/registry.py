@@ -11,15 +11,12 @@ from collections.abc import Callable
 
 import torch
 
-from napari_advseg.attack.baselines.common import AttackResult, check_inputs, per_slice, sync_device
-from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
-from napari_advseg.attack.baselines.smooth_fields import (
-    optimised_smooth_fields,
-    random_smooth_fields,
-    scale_fields_to_rho,
-)
 from napari_advseg.attack.apply import target_input_range
+from napari_advseg.attack.baselines.common import AttackResult, check_inputs, sync_device
+from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
+from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
 from napari_advseg.attack.fields import apply_fields, warp_labels
+from napari_advseg.attack.strength import scale_to_rho
 
 __all__ = [
     "ATTACKS",
@@ -56,11 +53,12 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     """The trained generator as a peer: one forward pass with random latent deviates.
 
     With ``rho`` None the fields are used as G makes them (its own rho); with a
-    number, both fields are multiplied by one per-slice factor (found by
-    :func:`scale_fields_to_rho`, as for the other field attacks) so the slice's
-    perceptibility is exactly ``rho``: the same generator used at a set
-    strength. ``target`` and the other options are not used (G never queries
-    the target at inference); ``seconds`` counts the forward pass and the scaling.
+    number, each slice's fields are scaled to that rho by
+    :func:`~napari_advseg.attack.strength.scale_to_rho`, the routine behind
+    ``advseg sample --rho``, ``curve`` and Explore, so "the generator at rho r"
+    is one image whichever command asks. ``target`` and the other options are
+    not used (G never queries the target at inference); ``seconds`` counts the
+    forward pass and the scaling.
     """
     options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
@@ -68,8 +66,6 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
         raise TypeError(f"generator_attack got unexpected options {sorted(options)}")
     if rho is not None:
         check_inputs(x, y, rho)
-        if config.bias_mode != "additive":
-            raise ValueError("scaling to a rho is defined for the additive bias mode only")
     device = next(generator.parameters()).device
     sync_device(x.device)
     start = time.perf_counter()
@@ -80,8 +76,9 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
     phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
     if rho is not None:
-        s = scale_fields_to_rho(x, phi if config.use_phi else None, bias if config.use_bias else None, rho)
-        phi, bias = phi * per_slice(s, phi), bias * per_slice(s, bias)
+        scaled = scale_to_rho(x, phi, bias, rho, bias_mode=config.bias_mode, use_phi=config.use_phi,
+                              use_bias=config.use_bias, input_range=limits)
+        phi, bias = scaled.displacement, scaled.bias
     adversarial = apply_fields(x, phi, bias, config.bias_mode, limits)
     warped = warp_labels(y, phi) if config.use_phi else y
     sync_device(x.device)
