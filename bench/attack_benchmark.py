@@ -277,7 +277,7 @@ def generator_peer(args: argparse.Namespace, path: Path):
     import functools
 
     from napari_advseg.attack.baselines.registry import generator_attack
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
 
     generator, config, _ = load_generator(path, args.device)
     fn = functools.partial(generator_attack, generator=generator, config=config)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from napari_advseg.attack.apply import attack_volume, run_attack_volume
-from napari_advseg.attack.trainer import load_generator
+from napari_advseg.attack.checkpoint import load_generator
 from napari_advseg.data.cases import load_case
 from napari_advseg.data.samples import sample_file
 from napari_advseg.evaluation.continuity import field_discontinuity, volume_discontinuity

@@ -23,7 +23,7 @@ from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
 from napari_advseg.attack.explore import SliceExplorer, displacement_vectors
 from napari_advseg.data.phantom import make_phantom
 from napari_advseg.models.target_load import load_target
-from napari_advseg.attack.trainer import load_generator
+from napari_advseg.attack.checkpoint import load_generator
 from napari_advseg.data.intensity import fit_intensity_scale
 
 

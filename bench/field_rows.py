@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_advseg.attack.config import AttackConfig
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.data.cases import load_case
     from napari_advseg.evaluation.report import format_table
     from napari_advseg.models.target_load import load_target

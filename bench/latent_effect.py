@@ -38,7 +38,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     from napari_advseg.attack.explore import SliceExplorer
     from napari_advseg.attack.latent_effect import iter_latent_effects
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.data.cases import load_case
     from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target_load import load_target

@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     from napari_advseg.attack.explore import SliceExplorer
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.data.cases import load_case
     from napari_advseg.models.target_load import load_target
 

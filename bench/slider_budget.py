@@ -42,7 +42,7 @@ def measure(args: argparse.Namespace) -> str:
 
     from napari_advseg.attack.explore import SliceExplorer
     from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.data.cases import load_case
     from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target_load import load_target

@@ -100,10 +100,10 @@ def test_every_baseline_method_trains_at_the_same_step_budget(setup, tmp_path, m
 
 def test_adversarial_part_is_at_the_drawn_rho_with_labels_warped(setup):
     from napari_advseg.attack.fields import perceptibility_per_slice, warp_labels
-    from napari_advseg.attack.trainer import generator_from_state
+    from napari_advseg.attack.checkpoint import generator_from_state
     from napari_advseg.defense.sources import adversarial_part, load_generator_state
 
-    state = load_generator_state(setup["files"]["generator"], setup["target"].class_names)
+    state = load_generator_state(setup["files"]["generator"], setup["target"])
     generator = generator_from_state(state, torch.device("cpu"))
     organ_pixels = (setup["train"][1] > 0).reshape(len(setup["train"][1]), -1).sum(axis=1)
     pick = np.argsort(organ_pixels)[-2:]  # the two slices with the most organ

@@ -10,7 +10,7 @@ from napari_advseg.cli import main
 from napari_advseg.data.cases import load_case
 from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
 from napari_advseg.models.target_load import load_target
-from napari_advseg.attack.trainer import load_generator
+from napari_advseg.attack.checkpoint import load_generator
 from napari_advseg.workflows import evaluate_case
 
 

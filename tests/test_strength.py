@@ -239,7 +239,7 @@ def test_sample_and_the_robustness_report_give_one_image_at_a_rho(one_thread):
     scores (``attack_slices``) is the image the robustness report's generator attack gives."""
     from napari_advseg.attack.apply import attack_slices
     from napari_advseg.attack.baselines.registry import generator_attack
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.data.cases import load_case
     from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target_load import load_target

@@ -13,7 +13,8 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.generator import AttackGenerator, Critic
 from napari_advseg.models.target import make_target
-from napari_advseg.attack.trainer import AttackTrainer, load_checkpoint, load_generator
+from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
+from napari_advseg.attack.trainer import AttackTrainer
 from napari_advseg.models.unet import UNet2D
 
 TINY = dict(batch_size=2, critic_steps=2, base_channels=4, critic_channels=4, control_spacing=4, latent_dim=3)
@@ -224,7 +225,7 @@ def test_config_round_trip_and_validation():
 
 def test_field_diversity_by_hand_and_capped():
     from napari_advseg.attack.generator import GeneratorOutput, LatentStats
-    from napari_advseg.attack.trainer import field_diversity
+    from napari_advseg.attack.latent_terms import field_diversity
 
     cfg = AttackConfig(phi_max=2.0, b_max=0.5, latent_dim=2, diversity_cap=10.0)
     n = 1

@@ -8,7 +8,8 @@ import torch
 
 import napari_advseg.attack.training as training
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.trainer import AttackTrainer, load_checkpoint
+from napari_advseg.attack.checkpoint import load_checkpoint
+from napari_advseg.attack.trainer import AttackTrainer
 from napari_advseg.attack.training import train_generator, training_events
 from napari_advseg.models.target import make_target
 from napari_advseg.models.unet import UNet2D

@@ -10,7 +10,7 @@ import torch
 
 from napari_advseg.attack.apply import attack_volume, run_attack_volume
 from napari_advseg.attack.sampling import read_sample
-from napari_advseg.attack.trainer import load_generator
+from napari_advseg.attack.checkpoint import load_generator
 from napari_advseg.cli import main
 from napari_advseg.data.cases import phantom_case
 from napari_advseg.data.samples import sample_file

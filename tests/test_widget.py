@@ -100,7 +100,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
                                                          monkeypatch):
     import nibabel
 
-    from napari_advseg.attack.trainer import GENERATOR_FORMAT
+    from napari_advseg.attack.checkpoint import GENERATOR_FORMAT
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti import load_ct
     from napari_advseg.widgets import _layers as L

@@ -27,11 +27,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_advseg.io.atomic import load_torch_dict, save_torch, sha256_if_file
+from napari_advseg.io.atomic import save_torch, sha256_if_file
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
-from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import target_input_range
+from napari_advseg.attack.checkpoint import GENERATOR_FORMAT, check_generator_fits, load_checkpoint
+from napari_advseg.attack.checkpoint import generator_from_state, load_generator  # noqa: F401  (cli, workflows)
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
 from napari_advseg.attack.generator import AttackGenerator, Critic
 from napari_advseg.attack.distributed import init_distributed
@@ -39,8 +41,6 @@ from napari_advseg.attack.latent_terms import field_diversity, single_number_cod
 from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
                      organ_mask, per_organ_attack_loss, realism_loss)
 from napari_advseg.models.unet import predict_labels
-
-GENERATOR_FORMAT = "napari-advseg-generator"
 
 
 def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None) -> list[int] | None:
@@ -338,6 +338,7 @@ class AttackTrainer:
             "rng": self._rng_states(),
             "world_size": self.world_size,
             "class_names": list(self.target.class_names),
+            "normalisation": getattr(self.target, "normalisation", None),
             "label_source": self.label_source,
             "target": {"path": str(target_path) if target_path else None,
                        "sha256": sha256_if_file(target_path)},
@@ -374,39 +375,7 @@ class AttackTrainer:
         config = AttackConfig.from_dict(state["config"])
         if config_changes:
             config = config.replace(**config_changes)
-        if list(state["class_names"]) != list(target.class_names):
-            raise AdvsegError(f"{path}: trained against classes {state['class_names']}, "
-                              f"but the target has {list(target.class_names)}")
+        check_generator_fits(state, target, str(path))
         trainer = cls(config, target, images, labels, device)
         trainer.load_state_dict(state)
         return trainer
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a generator checkpoint (``weights_only=True``) and check its kind."""
-    return load_torch_dict(path, GENERATOR_FORMAT, ("config", "generator", "step", "class_names"))
-
-
-def generator_from_state(state: dict[str, Any], device: str | torch.device = "auto", where: str = "the generator"
-                         ) -> tuple[AttackGenerator, AttackConfig]:
-    """The generator of a checkpoint's dictionary, frozen (eval mode, no gradients), and its config."""
-    try:
-        config = AttackConfig.from_dict(state["config"])
-        generator = AttackGenerator(config)
-        generator.load_state_dict(state["generator"])
-    except (AdvsegError, RuntimeError, TypeError) as exc:
-        raise AdvsegError(f"{where}: generator weights do not fit its config ({first_line(exc)})") from None
-    generator.to(resolve_device(device)).eval()
-    for p in generator.parameters():
-        p.requires_grad_(False)
-    return generator, config
-
-
-def load_generator(path: str | os.PathLike, device: str | torch.device = "auto"
-                   ) -> tuple[AttackGenerator, AttackConfig, dict[str, Any]]:
-    """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata."""
-    state = load_checkpoint(path)
-    generator, config = generator_from_state(state, device, where=str(path))
-    meta = {k: v for k, v in state.items() if k in ("step", "class_names", "target", "data", "label_source")}
-    meta["history"] = state.get("history", [])
-    return generator, config, meta

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_advseg.defense.config import HardenConfig
-from napari_advseg.attack.trainer import generator_from_state
+from napari_advseg.attack.checkpoint import generator_from_state
 from napari_advseg.defense.sources import adversarial_part, batch_dice, load_generator_state
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
@@ -112,7 +112,7 @@ class Hardener:
         self.generator_state = None
         if config.needs_generator:
             self.generator_source = None if isinstance(generator, dict) else _file_identity(generator)
-            self.generator_state = load_generator_state(generator, self.class_names)
+            self.generator_state = load_generator_state(generator, target)
         self.generator_rounds = 1  # rounds whose generator is ready (round 0 uses the given one)
         self._generator = None
         self._generator_trainer = None

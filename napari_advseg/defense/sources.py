@@ -13,15 +13,12 @@ from napari_advseg.defense.config import HardenConfig
 from napari_advseg.errors import AdvsegError
 
 
-def load_generator_state(generator: str | os.PathLike | dict, class_names) -> dict[str, Any]:
-    """A generator checkpoint's dictionary, checked against the target's classes."""
-    from napari_advseg.attack.trainer import load_checkpoint
+def load_generator_state(generator: str | os.PathLike | dict, target) -> dict[str, Any]:
+    """A generator checkpoint's dictionary, checked against the target (classes and normalisation)."""
+    from napari_advseg.attack.checkpoint import check_generator_fits, load_checkpoint
 
     state = generator if isinstance(generator, dict) else load_checkpoint(generator)
-    if list(state["class_names"]) != list(class_names):
-        where = "the generator" if isinstance(generator, dict) else str(generator)
-        raise AdvsegError(f"{where}: trained against classes {list(state['class_names'])}, "
-                          f"but the target has {list(class_names)}")
+    check_generator_fits(state, target, "the generator" if isinstance(generator, dict) else str(generator))
     return state
 
 

@@ -84,7 +84,7 @@ def new_generator(target, name: str, train: tuple[Any, Any], work_dir: str | os.
     ``sha256``: the target file's (None for an in-memory network); it keys the folder the generator is kept in.
     """
     from napari_advseg.attack.config import AttackConfig
-    from napari_advseg.attack.trainer import load_checkpoint
+    from napari_advseg.attack.checkpoint import load_checkpoint
     from napari_advseg.attack.training import train_generator
 
     folder = Path(work_dir) / f"{name}-{sha256[:12] if sha256 else 'memory'}"
@@ -113,7 +113,7 @@ def network_robustness(target, test: tuple[Any, Any], *, rhos: Sequence[float], 
                        ) -> dict[str, Any]:
     """One network's entry: clean Dice and every attack at every rho (``generators``: (a)/(b) paths)."""
     from napari_advseg.attack.baselines.registry import generator_attack
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.evaluation.baselines import evaluate_baseline
 
     volumes = [(np.asarray(test[0], dtype=np.float32), np.asarray(test[1]))]
@@ -125,7 +125,7 @@ def network_robustness(target, test: tuple[Any, Any], *, rhos: Sequence[float], 
             if path is None:
                 attacks[key] = {"skipped": "no generator"}
                 continue
-            generator, config, _ = load_generator(path, target.device)
+            generator, config, _ = load_generator(path, target.device, target=target)
             attack: Any = functools.partial(generator_attack, generator=generator, config=config)
             entry: dict[str, Any] = {"generator": path, "rhos": {}}
         else:

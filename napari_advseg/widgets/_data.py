@@ -254,8 +254,8 @@ class DataPanel(QWidget):
                 self.owner.notify_error(exc)
                 return False
             if had_generator and session.generator is None:
-                self.owner.notify_info("The current generator was trained against other classes than this "
-                                       "target: train a new one or load a matching one.")
+                self.owner.notify_info("The current generator was trained against other classes or intensities "
+                                       "than this target: train a new one or load a matching one.")
             self.apply_inputs()  # the labels are checked against the new class names
         return True
 

@@ -12,7 +12,7 @@ widget stays light.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,7 +126,7 @@ class AttackSession:
         self.config: AttackConfig | None = None
         self.generator_path: str | None = None
         self.generator_step = 0
-        self.generator_classes: tuple[str, ...] = ()
+        self.generator_meta: dict = {}  # the checkpoint's class names and normalisation (attack.checkpoint)
         self.generator_history: list[dict] = []
         self.volume = None
         self.labels: np.ndarray | None = None
@@ -176,28 +176,27 @@ class AttackSession:
         self.target = target
         self.target_path = str(path)
         what = ["target"]
-        if self.generator is not None and not self._generator_fits(self.generator_classes):
+        if self.generator is not None and not self._generator_fits():
             self.generator = self.config = self.generator_path = None
             what.append("generator")
         self._changed(*what)
 
     def load_generator(self, path: str | os.PathLike) -> None:
         """Load a trained generator checkpoint as the current generator."""
-        from napari_advseg.attack.trainer import load_generator
+        from napari_advseg.attack.checkpoint import load_generator
 
-        generator, config, meta = load_generator(path, self.device)
-        classes = tuple(meta.get("class_names", ()))
-        if self.target is not None and classes and not self._generator_fits(classes):
-            raise AdvsegError(f"{path}: trained against classes {list(classes)}, but the target has "
-                              f"{list(self.target.class_names)}")
+        generator, config, meta = load_generator(path, self.device, target=self.target)
         self.generator, self.config, self.generator_path = generator, config, str(path)
-        self.generator_classes = classes
+        self.generator_meta = meta
         self.generator_step = int(meta.get("step", 0))
         self.generator_history = list(meta.get("history", []))
         self._changed("generator")
 
-    def _generator_fits(self, classes: Sequence[str]) -> bool:
-        return self.target is None or not classes or tuple(classes) == tuple(self.target.class_names)
+    def _generator_fits(self) -> bool:
+        from napari_advseg.attack.checkpoint import generator_mismatch
+
+        return self.target is None or generator_mismatch(self.generator_meta, self.target.class_names,
+                                                         self.target.normalisation) is None
 
     def set_device(self, device: str) -> None:
         """Switch device: reload the target and the generator there (errors leave the old ones)."""

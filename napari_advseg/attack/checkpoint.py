@@ -1,0 +1,101 @@
+"""Generator checkpoints: reading one, the frozen generator it holds, and whether it fits a target.
+
+A generator's fields are in the normalised units of the target it was trained
+against and its attack loss names that target's classes, so a generator only
+fits a target with the same class names and the same intensity normalisation
+(:func:`generator_mismatch`). :func:`load_generator` refuses a mismatch when
+it is given the target; the trainer's resume, hardening and the widget's
+session check with the same function, so every face says the same thing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.generator import AttackGenerator
+from napari_advseg.device import resolve_device
+from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.io.atomic import load_torch_dict
+
+GENERATOR_FORMAT = "napari-advseg-generator"
+
+META_KEYS = ("step", "class_names", "normalisation", "target", "data", "label_source")
+"""What :func:`load_generator` returns of a checkpoint besides the weights (with its ``history``)."""
+
+
+def _intensities(normalisation: Mapping | None) -> tuple:
+    """What a normalisation means for the generator's units: the mode, and a window's HU bounds."""
+    normalisation = dict(normalisation or {"mode": "zscore"})
+    window = normalisation.get("window") if normalisation.get("mode") == "window" else None
+    return normalisation.get("mode", "zscore"), None if window is None else tuple(float(v) for v in window)
+
+
+def _describe(normalisation: Mapping | None) -> str:
+    mode, window = _intensities(normalisation)
+    return f"the HU window [{window[0]:g}, {window[1]:g}]" if window else f"{mode} intensities"
+
+
+def generator_mismatch(meta: Mapping[str, Any], class_names: Sequence[str],
+                       normalisation: Mapping | None = None) -> str | None:
+    """Why a generator (its checkpoint's ``meta``) does not fit a target, or None when it does.
+
+    The class names must be the same, in the same order. The normalisation is
+    compared where the checkpoint records it (checkpoints before that record
+    only the classes): the mode, and for a window target the window in HU.
+    """
+    trained = list(meta.get("class_names") or [])
+    if trained and trained != list(class_names):
+        return f"trained against classes {trained}, but the target has {list(class_names)}"
+    recorded = meta.get("normalisation")
+    if recorded is not None and _intensities(recorded) != _intensities(normalisation):
+        return (f"trained against a target that sees {_describe(recorded)}, "
+                f"but this target sees {_describe(normalisation)}")
+    return None
+
+
+def check_generator_fits(meta: Mapping[str, Any], target, where: str = "the generator") -> None:
+    """AdvsegError ``"{where}: {why}"`` unless the generator of ``meta`` fits ``target`` (:func:`generator_mismatch`)."""
+    why = generator_mismatch(meta, tuple(target.class_names), getattr(target, "normalisation", None))
+    if why is not None:
+        raise AdvsegError(f"{where}: {why}")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a generator checkpoint (``weights_only=True``) and check its kind."""
+    return load_torch_dict(path, GENERATOR_FORMAT, ("config", "generator", "step", "class_names"))
+
+
+def generator_from_state(state: dict[str, Any], device: str | torch.device = "auto", where: str = "the generator"
+                         ) -> tuple[AttackGenerator, AttackConfig]:
+    """The generator of a checkpoint's dictionary, frozen (eval mode, no gradients), and its config."""
+    try:
+        config = AttackConfig.from_dict(state["config"])
+        generator = AttackGenerator(config)
+        generator.load_state_dict(state["generator"])
+    except (AdvsegError, RuntimeError, TypeError) as exc:
+        raise AdvsegError(f"{where}: generator weights do not fit its config ({first_line(exc)})") from None
+    generator.to(resolve_device(device)).eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    return generator, config
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "auto", target=None
+                   ) -> tuple[AttackGenerator, AttackConfig, dict[str, Any]]:
+    """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata.
+
+    With ``target``, a generator that does not fit it is refused
+    (:func:`check_generator_fits`) before its weights are built.
+    """
+    state = load_checkpoint(path)
+    if target is not None:
+        check_generator_fits(state, target, str(path))
+    generator, config = generator_from_state(state, device, where=str(path))
+    meta = {k: v for k, v in state.items() if k in META_KEYS}
+    meta["history"] = state.get("history", [])
+    return generator, config, meta
