@@ -226,8 +226,8 @@ def _tiny_trainer(**changes):
 def test_single_number_probe_applies_the_probed_field_alone(alone):
     trainer = _tiny_trainer(single_alone=alone, lambda_diversity=0.0, lambda_alone=0.0, batch_size=8)
     seen = []
-    apply = trainer._apply
-    trainer._apply = lambda x, out: seen.append(out) or apply(x, out)
+    apply = trainer.loss.apply
+    trainer.loss.apply = lambda x, out: seen.append(out) or apply(x, out)
     trainer.step()
     probe = seen[-1]  # the generator step applies the random code, then the probe
     phi_size = probe.displacement.flatten(1).abs().amax(dim=1)

@@ -1,12 +1,12 @@
 """AttackTrainer: alternate critic and generator steps, yield metrics, checkpoint, resume exactly.
 
 The loop of Eq. 6: several WGAN critic steps (Eq. 3, gradient penalty or
-clipping), then one generator step on
-``L_G = lambda_real L_real + lambda_atk |gamma - L_mce| + alpha |grad phi|^2
-+ beta |grad b|^2 + lambda_rho mean((x_adv - x)^2) + lambda_kl KL``,
-both with RMSProp. Every random draw (batches, latent noise, penalty mixing)
-comes from the trainer's own :class:`torch.Generator`, whose state is saved
-in the checkpoint, so N steps + save + resume + N steps equals 2N steps.
+clipping), then one generator step on the weighted sum of the loss terms of
+:class:`~napari_advseg.attack.generator_loss.GeneratorLoss`, both with
+RMSProp. Every random draw (batches, latent noise, penalty mixing) comes from
+the trainer's own :class:`torch.Generator`, whose state is saved in the
+checkpoint (:mod:`napari_advseg.attack.checkpoint` reads it back), so N steps
++ save + resume + N steps equals 2N steps.
 
 Under ``torchrun`` (WORLD_SIZE > 1) the generator is wrapped in
 DistributedDataParallel; the critic's gradients are averaged by hand, since
@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,12 @@ from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.checkpoint import GENERATOR_FORMAT, check_generator_fits, load_checkpoint
 from napari_advseg.attack.checkpoint import generator_from_state, load_generator  # noqa: F401  (cli, workflows)
-from napari_advseg.attack.fields import apply_fields, jacobian_penalty, perceptibility, smoothness, warp_labels
+from napari_advseg.attack.fields import perceptibility
+from napari_advseg.attack.generator_loss import GeneratorLoss
 from napari_advseg.attack.generator import AttackGenerator, Critic
 from napari_advseg.attack.distributed import init_distributed
-from napari_advseg.attack.latent_terms import field_diversity, single_number_codes
-from napari_advseg.attack.losses import (attack_loss, critic_loss, gradient_penalty, kl_divergence, masked_cross_entropy,
-                     organ_mask, per_organ_attack_loss, realism_loss)
+from napari_advseg.attack.latent_terms import single_number_codes
+from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask
 from napari_advseg.models.unet import predict_labels
 
 
@@ -95,6 +94,7 @@ class AttackTrainer:
             if tuple(self.labels.shape) != tuple(self.images.shape[:1] + self.images.shape[2:]):
                 raise AdvsegError(f"labels of shape {tuple(self.labels.shape)} do not match images of shape "
                                   f"{tuple(self.images.shape[:1] + self.images.shape[2:])}")
+        self.loss = GeneratorLoss(config, target, self.input_range, self.organ_ids, self.attacked_ids)
         attacked = organ_mask(self.labels, self.organ_ids, 0).flatten(1).sum(dim=1) > 0
         self.slice_pool = torch.nonzero(attacked).flatten()
         if self.slice_pool.numel() == 0:
@@ -142,35 +142,7 @@ class AttackTrainer:
 
     def _adversarial(self, model: torch.nn.Module, x: torch.Tensor):
         out = model(x, *self._noise(x.shape[0]), input_range=self.input_range)
-        return out, self._apply(x, out)
-
-    def _apply(self, x: torch.Tensor, out) -> torch.Tensor:
-        """Eq. 1 as the target sees it (clipped to its input range: see attack.apply)."""
-        cfg = self.config
-        return apply_fields(x, out.displacement if cfg.use_phi else None, out.bias if cfg.use_bias else None,
-                            cfg.bias_mode, self.input_range)
-
-    def _norm_base(self, x: torch.Tensor, out) -> torch.Tensor:
-        """What the norm term measures the change from: ``x``, or ``T(x; phi)`` when phi has its own budget.
-
-        With ``phi_rho_max`` the deformation answers to that budget (and the
-        edge gate, smoothness and Jacobian terms), and the norm term weighs
-        the bias's change alone; without it, ``mean((x_adv - x)^2)`` as before.
-        """
-        cfg = self.config
-        if cfg.use_phi and cfg.phi_rho_max is not None:
-            return apply_fields(x, out.displacement, None, cfg.bias_mode, self.input_range)
-        return x
-
-    def _attack_term(self, x_adv: torch.Tensor, y_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(masked CE of Eq. 5, attack loss of Eq. 4 in the configured reduction) of adversarial slices."""
-        cfg = self.config
-        logits = self.target(x_adv)
-        mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
-        mce = masked_cross_entropy(logits, y_adv, mask)
-        if cfg.attack_reduction == "pixels":
-            return mce, attack_loss(mce, cfg.gamma)
-        return mce, per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
+        return out, self.loss.apply(x, out)
 
     # ------------------------------------------------------------------ steps
     def _critic_step(self) -> dict[str, float]:
@@ -204,9 +176,8 @@ class AttackTrainer:
         x, y = self._batch()
         n = x.shape[0]
         # Up to three latent draws per slice in one forward pass (one DDP call): the paper's random code,
-        # a second random code for the diversity term (fields that change with the code), and a
-        # single-number probe (one latent number at +-single_sd, the rest at the mean) for the
-        # single-number attack term (every slider alone must move the outcome).
+        # a second random code for the diversity term, and a single-number probe (one latent number at
+        # +-single_sd, the rest at the mean) for the single-number attack term.
         chunks = [self._noise(n)]
         if cfg.lambda_diversity > 0:
             chunks.append(self._noise(n))
@@ -215,66 +186,20 @@ class AttackTrainer:
         eps_phi = torch.cat([c[0] for c in chunks])
         eps_b = torch.cat([c[1] for c in chunks])
         every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
-        out = every.first(n)
-        x_adv = self._apply(x, out)
-        diversity = torch.zeros((), device=self.device)
-        if cfg.lambda_diversity > 0:
-            diversity = field_diversity(every.first(2 * n), eps_phi[:2 * n], eps_b[:2 * n], cfg, n)
-        single = single_norm = torch.zeros((), device=self.device)
-        if cfg.lambda_single > 0:
-            probe = every.rows((len(chunks) - 1) * n, len(chunks) * n)
-            if cfg.single_alone and cfg.fields == "both":  # the probed number's field alone
-                on_phi = (eps_phi[-n:].abs().sum(dim=1) > 0).to(probe.bias.dtype)[:, None, None, None]
-                probe = replace(probe, displacement=probe.displacement * on_phi, bias=probe.bias * (1.0 - on_phi))
-            x_probe = self._apply(x, probe)
-            single = self._attack_term(x_probe, warp_labels(y, probe.displacement) if cfg.use_phi else y)[1]
-            single_norm = (x_probe - self._norm_base(x, probe)).pow(2).mean()
-        y_adv = warp_labels(y, out.displacement) if cfg.use_phi else y
-        mce, atk = self._attack_term(x_adv, y_adv)
-        alone = torch.zeros((), device=self.device)
-        if cfg.lambda_alone > 0 and cfg.fields == "both":  # each field of the random code must attack by itself
-            x_phi = apply_fields(x, out.displacement, None, cfg.bias_mode, self.input_range)
-            x_b = apply_fields(x, None, out.bias, cfg.bias_mode, self.input_range)
-            alone = 0.5 * (self._attack_term(x_phi, y_adv)[1] + self._attack_term(x_b, y)[1])
-        for p in self.critic.parameters():
-            p.requires_grad_(False)
-        realism = realism_loss(self.critic(x_adv))
-        for p in self.critic.parameters():
-            p.requires_grad_(True)
-        smooth_phi = smoothness(out.displacement)
-        smooth_b = smoothness(out.bias)
-        norm = (x_adv - self._norm_base(x, out)).pow(2).mean()
-        jacobian = torch.zeros((), device=self.device)
-        if cfg.use_phi and cfg.lambda_jacobian > 0:
-            jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor)
-        kl_phi = kl_b = torch.zeros((), device=self.device)
-        if cfg.use_phi:
-            kl_phi = kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
-        if cfg.use_bias:
-            kl_b = kl_divergence(out.stats.mu_b, out.stats.logvar_b)
-        kl = kl_phi + kl_b
-        mean_pull = torch.zeros((), device=self.device)
-        if cfg.lambda_mean > 0:
-            mean_pull = 0.5 * ((out.stats.mu_phi.pow(2).sum(dim=1) if cfg.use_phi else 0.0)
-                               + (out.stats.mu_b.pow(2).sum(dim=1) if cfg.use_bias else 0.0)).mean()
-        weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
-        excess = every.excess.pow(2).mean()  # G's forward always measures it
-        loss = (cfg.lambda_real * realism + cfg.lambda_atk * atk + cfg.alpha * smooth_phi
-                + cfg.beta * smooth_b + cfg.lambda_rho * norm + weight_phi * kl_phi + cfg.lambda_kl * kl_b
-                + cfg.lambda_jacobian * jacobian + cfg.lambda_single * (single + cfg.lambda_rho * single_norm)
-                + cfg.lambda_alone * alone + cfg.lambda_excess * excess + cfg.lambda_mean * mean_pull
-                - cfg.lambda_diversity * diversity)
+        terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic)
+        loss = self.loss.total(terms)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         with torch.no_grad():
-            rho = perceptibility(x_adv, x)
-        return {"loss_generator": loss.item(), "attack_ce": mce.item(), "attack_loss": atk.item(),
-                "realism": realism.item(), "rho": rho.item(), "smooth_phi": smooth_phi.item(),
-                "smooth_b": smooth_b.item(), "norm": norm.item(), "jacobian": jacobian.item(), "kl": kl.item(),
-                "diversity": diversity.item(), "single_attack_loss": single.item(),
-                "alone_attack_loss": alone.item(), "budget_excess": excess.item(),
-                "mean_pull": mean_pull.item()}
+            rho = perceptibility(extra["x_adv"], x)
+        reported = {"loss_generator": loss, "attack_ce": extra["attack_ce"], "attack_loss": terms["attack"],
+                    "realism": terms["realism"], "rho": rho, "smooth_phi": terms["smooth_phi"],
+                    "smooth_b": terms["smooth_b"], "norm": terms["norm"], "jacobian": terms["jacobian"],
+                    "kl": terms["kl_phi"] + terms["kl_b"], "diversity": terms["diversity"],
+                    "single_attack_loss": terms["single"], "alone_attack_loss": terms["alone"],
+                    "budget_excess": terms["excess"], "mean_pull": terms["mean_pull"]}
+        return {key: value.item() for key, value in reported.items()}
 
     def step(self) -> dict[str, float]:
         """One training step (``critic_steps`` critic updates, one generator update); its metrics."""
