@@ -1,4 +1,4 @@
-"""Hardening a target (issue 10): the run, its files, exact resume, the baselines and the robustness report."""
+"""Hardening a target: the run, its files, exact resume, the baselines and the robustness report."""
 
 from __future__ import annotations
 

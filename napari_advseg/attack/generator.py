@@ -41,8 +41,8 @@ class LatentStats:
     logvar_b: torch.Tensor
 
 
-_BUDGET_PASSES = 8
-"""Most rescaling passes of :meth:`AttackGenerator.limit_rho`."""
+_BUDGET_ROUNDS = 8
+"""Most rescaling rounds of :meth:`AttackGenerator.limit_rho`."""
 
 
 def _within_budget(adversarial, x: torch.Tensor, fields: tuple[torch.Tensor, ...], budget: float,
@@ -52,7 +52,7 @@ def _within_budget(adversarial, x: torch.Tensor, fields: tuple[torch.Tensor, ...
     ``excess``: a list to append ``relu(log(rho / budget))`` of the fields as
     given (per slice, before any scaling) to.
     """
-    for k in range(_BUDGET_PASSES):
+    for k in range(_BUDGET_ROUNDS):
         rho = perceptibility_per_slice(adversarial(*fields), x)
         if k == 0 and excess is not None:
             excess.append(torch.log(rho.clamp_min(1e-12) / budget).clamp_min(0.0))
@@ -135,8 +135,8 @@ class FieldDecoder(nn.Module):
     own (and ``z = 0`` is the identity). With ``two_sided`` each number has
     two patterns, one per sign: ``sum_k relu(z_k) P_k(h) + relu(-z_k) N_k(h)``
     (``AttackConfig.phi_response``). ``mode="concat"``: the code is
-    broadcast over space and concatenated with ``h`` (the first design; older
-    checkpoints). The last convolution starts at zero, so an untrained
+    broadcast over space and concatenated with ``h`` (checkpoints made with
+    that decoder load with it). The last convolution starts at zero, so an untrained
     generator is the identity (phi = 0, b = 0) and training moves away from it.
     """
 
@@ -262,9 +262,8 @@ class AttackGenerator(nn.Module):
         ``min(1, budget / rho(T(x; phi)))``, ``bias_rho_max`` the bias by
         ``min(1, budget / rho(x + b))``, and ``rho_max`` both fields by
         ``min(1, rho_max / rho(x_adv))``. Each is repeated (at most
-        ``_BUDGET_PASSES`` times) until every slice is within 0.5 % of its
-        budget, as warping is not linear in the displacement; for smooth fields
-        on CT slices one or two passes do. Differentiable, so G learns the
+        ``_BUDGET_ROUNDS`` times) until every slice is within 0.5 % of its
+        budget, as warping is not linear in the displacement. Differentiable, so G learns the
         most harmful fields within the budgets. Unchanged without budgets.
         ``excess``: a list that gets, per budget in use, ``relu(log(rho / budget))``
         per slice of the fields before that budget's scaling.
@@ -298,7 +297,7 @@ class AttackGenerator(nn.Module):
     def forward(self, x: torch.Tensor, eps_phi: torch.Tensor | None = None,
                 eps_b: torch.Tensor | None = None, temperature: float = 1.0,
                 input_range: tuple[float, float] | None = None) -> GeneratorOutput:
-        """One pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
+        """One forward pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
         (the reparameterisation's noise, or slider positions); None uses the mean.
         ``input_range``: the target's visible intensities, for the rho budget
         (:func:`napari_advseg.attack.fields.apply_fields`)."""

@@ -1,4 +1,4 @@
-"""The two terms of the generator loss that make latent codes matter (issue 9).
+"""The two terms of the generator loss that make latent codes matter.
 
 - :func:`field_diversity`: a capped mode-seeking term, fields that change with the code;
 - :func:`single_number_codes`: the codes of the single-number attack term, one

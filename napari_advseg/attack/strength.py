@@ -86,9 +86,8 @@ def stronger_displacement(displacement: torch.Tensor, factor) -> torch.Tensor:
     Up to 1 the displacement is multiplied by the factor (between the
     identity and a map that does not fold, the map does not fold either, in
     practice). Past 1 a displacement multiplied by the factor folds where
-    its gradient passes -1 / factor: at twice the strength, a generator's
-    fold-free field folded 0.5 % of a slice's pixels (up to 7.9 %). So past
-    1 the map is composed with the flow of its own displacement,
+    its gradient passes -1 / factor, even where the generator's own field
+    does not fold. So past 1 the map is composed with the flow of its own displacement,
     ``u(p) + w(p + u(p))`` with ``w = exp((factor - 1) u)``
     (:func:`~napari_advseg.attack.fields.integrate_velocity`): a composition
     of maps that do not fold, which moves the tissue further the way ``u``
