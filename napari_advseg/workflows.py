@@ -25,24 +25,14 @@ from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.evaluation.metrics import network_dice
 from napari_advseg.evaluation.report import evaluate_attack, format_table
 from napari_advseg.attack.training import train_generator
+from napari_advseg.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
+                                         SAMPLE_RHO_MAX, SAMPLE_SEED, TRAINING_SUBJECTS, UNET_STEPS)
 
 Progress = Callable[[dict[str, Any]], None] | None
 
-PHANTOM_SHAPE = (48, 128, 128)
-SAMPLE_SEED = 0
-TRAINING_SUBJECTS = tuple(range(1, 9))
-"""Phantom subjects the shipped U-Net learns from; seed 0 is the shipped test volume."""
-ATTACK_SUBJECTS = tuple(range(1, 25))
-"""Phantom subjects the shipped generator learns from (more than the U-Net's: with only 8 subjects the
-generator attacked them well but carried over less to the unseen subject 0)."""
-SAMPLE_RHO_MAX = 0.08
-"""The shipped generator's hard budget on rho (Eq. 7): the paper's gamma 3 row sits at 0.085, and
-``test_artefact_shipped_generator_passes_the_paper_bar`` holds the sample to 0.08."""
-SAMPLE_ATTACK_OPTIONS = {"phi_rho_max": 0.08, "bias_rho_max": 0.08}
-"""The shipped generator's recipe beside ``AttackConfig``'s defaults (issue 9's slider options on,
-``phi_max`` 12): a budget of 0.08 per field, under the recipe's ``rho_max`` 0.08 on the whole
-(``docs/explorer.md``, section 0d). With the defaults' 0.06 per field the recipe missed the 30 % bar on
-both kidneys; with ``phi_max`` 18 or 24 the attack fell apart (0/5 organs)."""
+__all__ = ["ATTACK_SUBJECTS", "PHANTOM_SHAPE", "SAMPLE_ATTACK_OPTIONS", "SAMPLE_RHO_MAX", "SAMPLE_SEED",
+           "TRAINING_SUBJECTS", "evaluate_case", "make_sample_data", "phantom_training_data", "sweep_rows",
+           "train_target", "write_report"]
 
 
 def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -109,8 +99,8 @@ def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tu
     return rows
 
 
-def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
-                     attack_steps: int = 1000, device: str = "auto", seed: int = 0, reuse_target: bool = False,
+def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = UNET_STEPS,
+                     attack_steps: int = ATTACK_STEPS, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
                      attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
                      resume_generator: bool = False, attack_options: dict[str, Any] | None = None,

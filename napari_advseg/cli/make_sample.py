@@ -6,27 +6,33 @@ import argparse
 from pathlib import Path
 
 from napari_advseg.cli.arguments import add_common, non_negative_int, shape
+from napari_advseg.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_SEED,
+                                         TRAINING_SUBJECTS, UNET_STEPS)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("make-sample", help="rebuild the shipped sample data from seeds",
-                       description="Phantom subject 0 as the test volume, a U-Net trained on subjects 1-8, a "
-                                   "generator trained against it on subjects 1-24, and sample.json with their "
-                                   "figures on subject 0.")
+                       description=f"Phantom subject {SAMPLE_SEED} as the test volume, a U-Net trained on "
+                                   f"subjects 1-{len(TRAINING_SUBJECTS)}, a generator trained against it on "
+                                   f"subjects 1-{len(ATTACK_SUBJECTS)}, and sample.json with their figures on "
+                                   f"subject {SAMPLE_SEED}.")
+    z, y, x = PHANTOM_SHAPE
     p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
-    p.add_argument("--unet-steps", type=non_negative_int, default=1500, help="U-Net training steps (default 1500)")
-    p.add_argument("--steps", type=non_negative_int, default=1000, help="generator training steps (default 1000)")
+    p.add_argument("--unet-steps", type=non_negative_int, default=UNET_STEPS,
+                   help=f"U-Net training steps (default {UNET_STEPS})")
+    p.add_argument("--steps", type=non_negative_int, default=ATTACK_STEPS,
+                   help=f"generator training steps (default {ATTACK_STEPS})")
     p.add_argument("--reuse-target", action="store_true",
                    help="keep an existing unet.pt in the folder instead of training it again")
     p.add_argument("--resume-generator", action="store_true",
                    help="continue the folder's generator.pt (its own settings, its exact state) up to --steps in "
                         "all, instead of training a new one")
-    p.add_argument("--shape", type=shape, default=(48, 128, 128),
-                   help="phantom volume size Z,Y,X in voxels (default 48,128,128; smaller for a quick check)")
-    p.add_argument("--unet-subjects", type=non_negative_int, default=8,
-                   help="the U-Net learns from phantom subjects 1..N (default 8)")
-    p.add_argument("--attack-subjects", type=non_negative_int, default=24,
-                   help="the generator learns from phantom subjects 1..N (default 24)")
+    p.add_argument("--shape", type=shape, default=PHANTOM_SHAPE,
+                   help=f"phantom volume size Z,Y,X in voxels (default {z},{y},{x}; smaller for a quick check)")
+    p.add_argument("--unet-subjects", type=non_negative_int, default=len(TRAINING_SUBJECTS),
+                   help=f"the U-Net learns from phantom subjects 1..N (default {len(TRAINING_SUBJECTS)})")
+    p.add_argument("--attack-subjects", type=non_negative_int, default=len(ATTACK_SUBJECTS),
+                   help=f"the generator learns from phantom subjects 1..N (default {len(ATTACK_SUBJECTS)})")
     add_common(p)
     p.set_defaults(func=run)
 
