@@ -7,8 +7,8 @@ from pathlib import Path
 
 from napari_advseg.device import DEVICE_CHOICES
 
-__all__ = ["LABELS_HELP", "SPLITS", "add_common", "add_data", "add_target", "floats", "non_negative_float",
-           "non_negative_int", "shape", "slice_list", "window"]
+__all__ = ["LABELS_HELP", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target", "floats",
+           "non_negative_float", "non_negative_int", "shape", "slice_list", "window"]
 
 SPLITS = ("all", "train", "test")
 """Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
@@ -78,21 +78,59 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """``--device``, ``--seed``, ``--quiet``."""
+class _HelpAll(argparse.Action):
+    """``--help-all``: show the expert options too, print the help and exit."""
+
+    def __init__(self, option_strings, expert: "ExpertOptions", help: str | None = None, **_):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.expert = expert
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.expert.show()
+        parser.print_help()
+        parser.exit()
+
+
+class ExpertOptions:
+    """Options a subcommand accepts but hides from ``--help``; its ``--help-all`` lists them."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self._hidden: list[tuple[argparse.Action, str | None]] = []
+        parser.add_argument("--help-all", action=_HelpAll, expert=self,
+                            help="show this help with every option, the expert ones too, and exit")
+
+    def hide(self, action: argparse.Action) -> argparse.Action:
+        """Leave ``action`` out of ``--help`` (it still parses)."""
+        self._hidden.append((action, action.help))
+        action.help = argparse.SUPPRESS
+        return action
+
+    def show(self) -> None:
+        for action, text in self._hidden:
+            action.help = text
+
+    def __len__(self) -> int:
+        return len(self._hidden)
+
+
+def add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """``--device``, ``--seed`` (unless the command takes it from its config) and ``--quiet``."""
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP) -> None:
-    """``--ct``, ``--series``, ``--labels``."""
+def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert: ExpertOptions | None = None) -> None:
+    """``--ct``, ``--series`` (an expert option where ``expert`` is given), ``--labels``."""
     p.add_argument("--ct", type=Path, help="CT volume: a NIfTI file (.nii or .nii.gz) in Hounsfield units, or a "
                                            "DICOM CT series (its folder or one of its files) "
                                            "(default: the shipped phantom)")
-    p.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID to read when the --ct folder holds "
-                                                   "several series (the error without it lists them)")
+    series = p.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID to read when the --ct folder "
+                                                            "holds several series (the error without it lists them)")
+    if expert is not None:
+        expert.hide(series)
     p.add_argument("--labels", type=Path, help=labels_help)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from napari_advseg.errors import AdvsegError
 
-__all__ = ["ProgressBar", "check_data_args", "default_generator", "dice_line", "load_case", "load_generator",
-           "load_target", "say"]
+__all__ = ["ProgressBar", "check_data_args", "default_generator", "dice_line", "is_main_rank", "load_case",
+           "load_generator", "load_target", "say"]
 
 
 def is_main_rank() -> bool:

@@ -1,122 +1,196 @@
-"""The attack's options on the command line (``train``, ``sweep``): flags and the config they make."""
+"""The attack's options on the command line, built from :class:`AttackConfig`'s field metadata.
+
+One flag per field (``--lambda-rho`` for ``lambda_rho``), with the field's
+type, default, choices and help line. Everyday fields show in ``--help``, the
+rest under ``--help-all``, grouped as :data:`~napari_advseg.attack.config.GROUPS`.
+``--config FILE`` (TOML or JSON) sets fields too; precedence: the defaults,
+then the file, then flags given on the command line. Every optional field
+takes ``none``; an optional limit or strength also takes 0 for off.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Any
 
-from napari_advseg.attack.config import FIELD_MODES, LATENT_DECODERS, LATENT_RESPONSES, PHI_INTEGRATIONS
-from napari_advseg.cli.arguments import non_negative_int
+from napari_advseg.attack.config import GROUPS, AttackConfig
+from napari_advseg.cli.arguments import ExpertOptions
+from napari_advseg.errors import AdvsegError
+
+__all__ = ["add_attack_options", "attack_fields", "config_from", "load_config_file", "parse_value"]
 
 
-def add_attack_options(p: argparse.ArgumentParser) -> None:
-    from napari_advseg.attack.config import AttackConfig
-
-    d = AttackConfig()
-    g = p.add_argument_group("attack (method.md)")
-    g.add_argument("--gamma", type=float, default=d.gamma, help=f"attack strength, the masked CE aimed for (Eq. 4; default {d.gamma})")
-    g.add_argument("--steps", type=non_negative_int, default=d.steps, help=f"generator steps (default {d.steps})")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"slices per step (default {d.batch_size})")
-    g.add_argument("--fields", choices=list(FIELD_MODES), default=d.fields,
-                   help="fields to learn: both, or the ablations phi (b = 0) and bias (phi = 0) (default both)")
-    g.add_argument("--organs", help="comma-separated organs to attack, e.g. liver,pancreas (default: all)")
-    g.add_argument("--alpha", type=float, default=d.alpha, help=f"smoothness weight of phi (Eq. 2; default {d.alpha})")
-    g.add_argument("--beta", type=float, default=d.beta, help=f"smoothness weight of b (Eq. 2; default {d.beta})")
-    g.add_argument("--lambda-rho", type=float, default=d.lambda_rho,
-                   help=f"weight of the norm term mean((x_adv - x)^2) (default {d.lambda_rho})")
-    g.add_argument("--rho-max", type=float, default=d.rho_max,
-                   help="hard budget on each slice's rho (Eq. 7): G scales its fields down to it (default: none)")
-    g.add_argument("--phi-rho-max", type=float, default=d.phi_rho_max,
-                   help=f"budget on the rho of the warped image alone, T(x; phi) (default {d.phi_rho_max:g}; 0: none)")
-    g.add_argument("--bias-rho-max", type=float, default=d.bias_rho_max,
-                   help=f"budget on the rho of x + b alone (default {d.bias_rho_max:g}; 0: none)")
-    g.add_argument("--lambda-jacobian", type=float, default=d.lambda_jacobian,
-                   help="weight of the penalty on local compression, mean(relu(floor - det J)^2) "
-                        f"(default {d.lambda_jacobian:g}, off)")
-    g.add_argument("--jacobian-floor", type=float, default=d.jacobian_floor,
-                   help=f"Jacobian determinant below which compression costs (default {d.jacobian_floor:g})")
-    g.add_argument("--control-spacing", type=int, default=d.control_spacing,
-                   help=f"pixels between the fields' control points, a power of two (default {d.control_spacing})")
-    g.add_argument("--phi-control-spacing", type=int, default=d.phi_control_spacing,
-                   help="a finer control grid for the displacement alone (default: --control-spacing)")
-    g.add_argument("--phi-edge-gate", type=float, default=d.phi_edge_gate,
-                   help="multiply the displacement by a weight small on strong edges (body outline, bone, gas) "
-                        f"of this strength, so its rho goes to soft tissue (default {d.phi_edge_gate:g}; 0: off)")
-    g.add_argument("--latent-decoder", choices=list(LATENT_DECODERS), default=d.latent_decoder,
-                   help="basis: each latent number scales a field pattern of its own (sum_k z_k B_k(x)); "
-                        f"concat: the code concatenated with the features (default {d.latent_decoder})")
-    g.add_argument("--phi-response", choices=list(LATENT_RESPONSES), default=d.phi_response,
-                   help="two_sided: each deformation number has one pattern per sign, relu(z) P + relu(-z) N, so a "
-                        "random code mixes attacking patterns; linear: z B "
-                        f"(default {d.phi_response})")
-    g.add_argument("--phi-integration", choices=list(PHI_INTEGRATIONS), default=d.phi_integration,
-                   help="svf: the decoded field is a velocity whose exponential (scaling and squaring) is the "
-                        "displacement, a map that does not fold; direct: the decoded field is the displacement "
-                        f"(default {d.phi_integration})")
-    g.add_argument("--lambda-atk", type=float, default=d.lambda_atk, help=f"weight of the attack loss (default {d.lambda_atk})")
-    g.add_argument("--lambda-kl", type=float, default=d.lambda_kl, help=f"weight of the KL terms (default {d.lambda_kl})")
-    g.add_argument("--lambda-kl-phi", type=float, default=d.lambda_kl_phi,
-                   help="weight of z_phi's KL term alone (default: --lambda-kl)")
-    g.add_argument("--lambda-real", type=float, default=d.lambda_real,
-                   help=f"weight of the critic's realism term (default {d.lambda_real})")
-    g.add_argument("--lambda-diversity", type=float, default=d.lambda_diversity,
-                   help="weight of the capped mode-seeking term that makes fields change with the latent code "
-                        f"(default {d.lambda_diversity:g}, on; 0 turns it off)")
-    g.add_argument("--lambda-single", type=float, default=d.lambda_single,
-                   help="weight of the single-number attack term: one latent number at +-3 sd, the rest at the "
-                        f"mean, must attack too, so every slider moves the outcome (default {d.lambda_single:g}; 0 off)")
-    g.add_argument("--single-probe", dest="single_alone", choices=["alone", "with-mean"],
-                   default="alone" if d.single_alone else "with-mean",
-                   help="with both fields, a single-number probe applies the probed number's field alone, or with "
-                        "the other field at its mean code (default %(default)s)")
-    g.add_argument("--single-phi-share", type=float, default=d.single_phi_share,
-                   help="with both fields, the share of single-number probes that move a deformation number, e.g. "
-                        "0.75 to train the deformation sliders harder (default: every number equally likely, 0.5)")
-    g.add_argument("--lambda-alone", type=float, default=d.lambda_alone,
-                   help="with both fields, weight of the attack loss of each field of the random code alone, so "
-                        f"the deformation and the bias each attack by themselves (default {d.lambda_alone:g}; 0 off)")
-    g.add_argument("--lambda-excess", type=float, default=d.lambda_excess,
-                   help="weight of the penalty on fields decoded past their rho budgets, so that the mean code "
-                        f"stays mild and a slider's ends reach the budget (default {d.lambda_excess:g}; 0 off)")
-    g.add_argument("--lambda-mean", type=float, default=d.lambda_mean,
-                   help="weight of an extra pull of the encoder's latent means to 0, so that the code the sliders "
-                        f"start from is a mild change (default {d.lambda_mean:g}; 0 off)")
-    g.add_argument("--phi-max", type=float, default=d.phi_max, help=f"bound on each displacement component, pixels (default {d.phi_max})")
-    g.add_argument("--b-max", type=float, default=d.b_max, help=f"bound on the bias field, normalised units (default {d.b_max})")
-    g.add_argument("--bias-mode", choices=["additive", "multiplicative"], default=d.bias_mode,
-                   help="T(x)+b (CT) or T(x)*exp(b) (MR-like) (default additive)")
-    g.add_argument("--critic", choices=["gp", "clip"], default=d.critic,
-                   help="WGAN-GP gradient penalty, or the paper's weight clipping (default gp)")
-    g.add_argument("--critic-steps", type=non_negative_int, default=d.critic_steps,
-                   help=f"critic updates per generator update (default {d.critic_steps})")
-    g.add_argument("--lr", type=float, default=d.lr_generator, help=f"generator RMSProp learning rate (default {d.lr_generator})")
-    g.add_argument("--lr-critic", type=float, default=d.lr_critic, help=f"critic RMSProp learning rate (default {d.lr_critic})")
-    g.add_argument("--attack-reduction", choices=["organs", "pixels"], default=d.attack_reduction,
-                   help="organs: mean over organs of |gamma - masked CE of the organ|; pixels: one masked CE over "
-                        "all organ pixels, Eq. 5 as written (default organs)")
-    g.add_argument("--label-mode", choices=["reference", "predicted"], default=d.label_mode,
-                   help="attack against the reference labels, or argmax f(x) (label-free; automatic without --labels)")
+def attack_fields() -> dict[str, dataclasses.Field]:
+    """AttackConfig's fields a new run can set (a field with one choice has nothing to choose)."""
+    return {f.name: f for f in dataclasses.fields(AttackConfig) if len(f.metadata["choices"]) != 1}
 
 
-def config_from(args: argparse.Namespace, target) -> Any:
-    from napari_advseg.attack.config import AttackConfig
+def _base_type(f: dataclasses.Field) -> str:
+    """``"float"``, ``"int"``, ``"bool"``, ``"str"`` or ``"list"``, from the field's annotation."""
+    annotation = str(f.type).replace(" ", "")
+    for name in ("list", "float", "int", "bool", "str"):
+        if annotation.startswith(name):
+            return name
+    raise TypeError(f"AttackConfig.{f.name}: no command-line type for {f.type}")
 
-    organs = None if not args.organs else [o.strip() for o in args.organs.split(",") if o.strip()]
-    return AttackConfig(
-        gamma=args.gamma, steps=args.steps, batch_size=args.batch_size, fields=args.fields, organs=organs,
-        alpha=args.alpha, beta=args.beta, lambda_rho=args.lambda_rho, rho_max=args.rho_max,
-        lambda_atk=args.lambda_atk,
-        lambda_kl=args.lambda_kl, lambda_real=args.lambda_real, phi_max=args.phi_max, b_max=args.b_max,
-        bias_mode=args.bias_mode, critic=args.critic, critic_steps=args.critic_steps, lr_generator=args.lr,
-        lr_critic=args.lr_critic, label_mode=args.label_mode, seed=args.seed,
-        attack_reduction=args.attack_reduction, lambda_diversity=args.lambda_diversity,
-        phi_rho_max=args.phi_rho_max or None, bias_rho_max=args.bias_rho_max or None,
-        lambda_jacobian=args.lambda_jacobian,
-        jacobian_floor=args.jacobian_floor, control_spacing=args.control_spacing,
-        phi_control_spacing=args.phi_control_spacing, latent_decoder=args.latent_decoder,
-        phi_response=args.phi_response, phi_integration=args.phi_integration,
-        lambda_single=args.lambda_single, phi_edge_gate=args.phi_edge_gate or None,
-        lambda_kl_phi=args.lambda_kl_phi, single_alone=args.single_alone == "alone",
-        lambda_alone=args.lambda_alone, lambda_excess=args.lambda_excess,
-        lambda_mean=args.lambda_mean, single_phi_share=args.single_phi_share,
-    )
+
+def _optional(f: dataclasses.Field) -> bool:
+    return str(f.type).replace(" ", "").endswith("|None")
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse_value(f: dataclasses.Field, text: str) -> Any:
+    """A field's value from text, the one parse for flags and strings in a config file.
+
+    ``none`` is None for every optional field; 0 is None (off) for the
+    optional limits and strengths too.
+    """
+    kind = _base_type(f)
+    text = text.strip()
+    if _optional(f) and text.lower() == "none":
+        return None
+    if kind == "list":
+        return [item.strip() for item in text.split(",") if item.strip()] or None
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+            raise ValueError(f"expected on or off, got {text!r}")
+        return lowered in ("true", "on", "yes", "1")
+    if kind == "str":
+        return text
+    try:
+        value = int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}"
+                         f"{' or none' if _optional(f) else ''}, got {text!r}") from None
+    return None if f.metadata["zero_is_off"] and value == 0 else value
+
+
+def _flag_type(f: dataclasses.Field):
+    def convert(text: str) -> Any:
+        try:
+            return parse_value(f, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = _base_type(f)  # argparse names the type in its errors
+    return convert
+
+
+def _metavar(f: dataclasses.Field) -> str:
+    kind = _base_type(f)
+    base = {"int": "N", "float": "X", "list": "A,B", "str": "S"}.get(kind, "S")
+    return f"{base}|none" if _optional(f) and kind != "list" else base
+
+
+def add_attack_options(p: argparse.ArgumentParser, expert: ExpertOptions, skip: tuple[str, ...] = ()) -> None:
+    """``--config`` and one flag per settable AttackConfig field; the non-everyday ones hidden by ``expert``.
+
+    The flags leave the namespace untouched unless given (defaults come from
+    :func:`config_from`), so a config file can sit between the two. ``skip``:
+    fields the command sets itself (no flag).
+    """
+    defaults = AttackConfig()
+    everyday = p.add_argument_group("attack (everyday options; --help-all lists every option, by group)")
+    everyday.add_argument("--config", type=Path, metavar="FILE",
+                          help="TOML or JSON file of attack options (AttackConfig fields, e.g. a run folder's "
+                               "config.json); flags given here override it")
+    groups = {key: p.add_argument_group(f"attack: {title}") for key, title in GROUPS.items()}
+    for name, f in attack_fields().items():
+        if name in skip:
+            continue
+        default = getattr(defaults, name)
+        help_text = f"{f.metadata['help']} (default: {_show(default)})".replace("%", "%%")
+        choices = f.metadata["choices"] or None
+        group = everyday if f.metadata["everyday"] else groups[f.metadata["group"]]
+        flag = "--" + name.replace("_", "-")
+        if _base_type(f) == "bool":
+            action = group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                        default=argparse.SUPPRESS, help=help_text)
+        else:
+            action = group.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text,
+                                        choices=list(choices) if choices else None,
+                                        type=None if choices else _flag_type(f),
+                                        metavar=None if choices else _metavar(f))
+        if not f.metadata["everyday"]:
+            expert.hide(action)
+
+
+def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+    """A config file's value for field ``f``, checked as a flag's would be."""
+    name = f.name
+    legacy = f.metadata["legacy"]
+    if value in legacy:
+        raise AdvsegError(f"{source}: {name} {value!r} is kept only so that old checkpoints load; new runs use "
+                          f"{f.metadata['choices'][0]!r}")
+    if isinstance(value, str) and _base_type(f) != "str":
+        try:
+            return parse_value(f, value)
+        except ValueError as exc:
+            raise AdvsegError(f"{source}: {name}: {exc}") from None
+    kind = _base_type(f)
+    if value is None:
+        if _optional(f):
+            return None
+    elif kind == "bool" and isinstance(value, bool):
+        return value
+    elif kind == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value) or None
+    elif kind == "str" and isinstance(value, str):
+        if f.metadata["choices"] and value not in f.metadata["choices"]:
+            raise AdvsegError(f"{source}: {name} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        return value
+    elif kind in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind == "int" and value != int(value):
+            raise AdvsegError(f"{source}: {name} must be an integer, got {value!r}")
+        value = int(value) if kind == "int" else float(value)
+        return None if f.metadata["zero_is_off"] and value == 0 else value
+    raise AdvsegError(f"{source}: {name} cannot be {value!r} (expected {kind}{' or none' if _optional(f) else ''})")
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The AttackConfig fields a TOML (``.toml``) or JSON file sets, each checked; unknown keys are an error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AdvsegError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise AdvsegError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise AdvsegError(f"{path}: a config file is .toml or .json")
+    except (ValueError, json.JSONDecodeError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise AdvsegError(f"{path}: not valid {path.suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise AdvsegError(f"{path}: expected a table of attack options at the top level")
+    fields = {f.name: f for f in dataclasses.fields(AttackConfig)}
+    for key in data:
+        if key not in fields:
+            raise AdvsegError(f"{path}: unknown attack option {key!r} (the keys are AttackConfig fields, "
+                              f"e.g. gamma, steps, phi_rho_max)")
+    return {key: _coerce(fields[key], value, str(path)) for key, value in data.items()}
+
+
+def config_from(args: argparse.Namespace) -> AttackConfig:
+    """The attack config of a command: the defaults, then ``--config``'s file, then the flags given."""
+    values = load_config_file(args.config) if getattr(args, "config", None) is not None else {}
+    values.update({name: getattr(args, name) for name in attack_fields() if hasattr(args, name)})
+    return AttackConfig(**values)

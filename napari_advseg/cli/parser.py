@@ -17,11 +17,13 @@ SUBCOMMANDS = (target.add_parser, train.add_train_parser, evaluate.add_parser, t
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``advseg`` argument parser; ``parse_args(...).func(args)`` runs the chosen command."""
-    parser = argparse.ArgumentParser(prog="advseg", description=(
+    parser = argparse.ArgumentParser(prog="advseg", allow_abbrev=False, description=(
         "Attack a segmentation CNN with a learnt generator of smooth deformations and bias fields "
         "(Chen et al., MICCAI-W 2019). Inputs left out default to the shipped sample data."))
     parser.add_argument("--version", action="version", version=f"advseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        command.allow_abbrev = False  # a flag is its field's full name, never a prefix of it
     return parser
