@@ -19,30 +19,20 @@ from napari_advseg.data.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.volumes import volume_source
-from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.config import CONFIG_FILE, AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.evaluation.metrics import network_dice
 from napari_advseg.evaluation.report import evaluate_attack, format_table
 from napari_advseg.attack.training import train_generator
+from napari_advseg.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
+                                         SAMPLE_RHO_MAX, SAMPLE_SEED, TRAINING_SUBJECTS, UNET_STEPS)
 
 Progress = Callable[[dict[str, Any]], None] | None
 
-PHANTOM_SHAPE = (48, 128, 128)
-SAMPLE_SEED = 0
-TRAINING_SUBJECTS = tuple(range(1, 9))
-"""Phantom subjects the shipped U-Net learns from; seed 0 is the shipped test volume."""
-ATTACK_SUBJECTS = tuple(range(1, 25))
-"""Phantom subjects the shipped generator learns from (more than the U-Net's: with only 8 subjects the
-generator attacked them well but carried over less to the unseen subject 0)."""
-SAMPLE_RHO_MAX = 0.08
-"""The shipped generator's hard budget on rho (Eq. 7): the paper's gamma 3 row sits at 0.085, and
-``test_artefact_shipped_generator_passes_the_paper_bar`` holds the sample to 0.08."""
-SAMPLE_ATTACK_OPTIONS = {"phi_rho_max": 0.08, "bias_rho_max": 0.08}
-"""The shipped generator's recipe beside ``AttackConfig``'s defaults (issue 9's slider options on,
-``phi_max`` 12): a budget of 0.08 per field, under the recipe's ``rho_max`` 0.08 on the whole
-(``docs/explorer.md``, section 0d). With the defaults' 0.06 per field the recipe missed the 30 % bar on
-both kidneys; with ``phi_max`` 18 or 24 the attack fell apart (0/5 organs)."""
+__all__ = ["ATTACK_SUBJECTS", "PHANTOM_SHAPE", "SAMPLE_ATTACK_OPTIONS", "SAMPLE_RHO_MAX", "SAMPLE_SEED",
+           "TRAINING_SUBJECTS", "evaluate_case", "make_sample_data", "phantom_training_data", "sweep_rows",
+           "train_target", "write_report", "write_run_config"]
 
 
 def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -87,6 +77,12 @@ def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: 
     return report
 
 
+def write_run_config(folder: str | os.PathLike, config: AttackConfig) -> Path:
+    """Write ``folder/config.json``: the run's full attack configuration, readable and reusable (``--config``)."""
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    return atomic_write(Path(folder) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+
+
 def write_report(rows: list[tuple[str, dict[str, Any]]], json_path: str | os.PathLike | None,
                  markdown_path: str | os.PathLike | None = None) -> str:
     """Format the rows as the Table-1 Markdown; write JSON (one report, or a list) and Markdown."""
@@ -109,8 +105,8 @@ def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tu
     return rows
 
 
-def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = 1500,
-                     attack_steps: int = 1000, device: str = "auto", seed: int = 0, reuse_target: bool = False,
+def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: int = UNET_STEPS,
+                     attack_steps: int = ATTACK_STEPS, device: str = "auto", seed: int = 0, reuse_target: bool = False,
                      shape: Sequence[int] = PHANTOM_SHAPE, unet_subjects: Sequence[int] = TRAINING_SUBJECTS,
                      attack_subjects: Sequence[int] = ATTACK_SUBJECTS, unet_patch: int = 96,
                      resume_generator: bool = False, attack_options: dict[str, Any] | None = None,
@@ -133,7 +129,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target_load import load_target
-    from napari_advseg.attack.trainer import load_generator
+    from napari_advseg.attack.trainer import load_checkpoint, load_generator
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti_save import save_volume
 
@@ -168,12 +164,13 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
         earlier = out / "sample.json"
         if earlier.is_file():
             earlier_seconds = float(json.loads(earlier.read_text()).get("attack_train_seconds", 0.0))
-        config = None  # the checkpoint's own
+        config = AttackConfig.from_dict(load_checkpoint(resume)["config"]).replace(steps=attack_steps)
+    write_run_config(out, config)
     start = time.perf_counter()
     with_progress = report_step("generator")
     attack_images, attack_labels = phantom_training_data(normalisation, attack_subjects, shape)
     train_generator(config, target, attack_images, attack_labels, out, device=device, checkpoint_every=100,
-                    progress=with_progress, resume=resume, steps=attack_steps)
+                    progress=with_progress, resume=resume, steps=attack_steps)  # a resume keeps its own config
     attack_seconds = earlier_seconds + time.perf_counter() - start
     generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)

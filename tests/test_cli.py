@@ -29,7 +29,11 @@ def test_help_lists_every_command_and_explains_flags():
         assert command in result.stdout
     result = subprocess.run([sys.executable, "-m", "napari_advseg.cli", "train", "--help"], capture_output=True,
                             text=True)
-    assert "--gamma" in result.stdout and "default 3.0" in result.stdout and "--device" in result.stdout
+    assert "--gamma" in result.stdout and "(default: 3)" in result.stdout and "--device" in result.stdout
+    assert "--lambda-mean" not in result.stdout  # an expert option: --help-all lists it
+    result = subprocess.run([sys.executable, "-m", "napari_advseg.cli", "train", "--help-all"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "--lambda-mean" in result.stdout and "--gamma" in result.stdout
 
 
 def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
@@ -38,6 +42,10 @@ def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
     assert code == 0, err
     ckpt = tmp_path / "run" / "generator.pt"
     assert ckpt.is_file()
+    from napari_advseg.attack.trainer import load_checkpoint
+
+    written = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert written == load_checkpoint(ckpt)["config"] and written["steps"] == 2  # the resolved config
 
     code, out, err = run(["evaluate", *data, "--generator", ckpt, "--json", tmp_path / "report.json",
                           "--samples", "1", "--device", "cpu"], capsys)
@@ -89,6 +97,7 @@ def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
                           "--resume", ckpt], capsys)
     assert code == 0, err
     assert "step 3" in out
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == load_checkpoint(ckpt)["config"]
 
 
 def _bad_files(tmp_path, tiny_files):
@@ -177,3 +186,5 @@ def test_train_target_and_sweep_tiny(tiny_files, tmp_path, capsys):
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [r["row"] for r in rows] == ["gamma 1", "gamma 2", "phi only (gamma 2)", "b only (gamma 2)"]
     assert rows[2]["config"]["fields"] == "phi" and rows[3]["config"]["fields"] == "bias"
+    for folder, row in zip(("gamma_1", "gamma_2", "phi_only_gamma_2", "b_only_gamma_2"), rows):
+        assert json.loads((tmp_path / "sweep" / folder / "config.json").read_text()) == row["config"]

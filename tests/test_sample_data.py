@@ -92,6 +92,7 @@ def test_make_sample_resumes_its_generator(tmp_path, capsys):
     assert main(common + ["--steps", "2"]) == 0
     first = json.loads((tmp_path / "sample.json").read_text())["attack_train_seconds"]
     assert main(common + ["--steps", "4", "--resume-generator"]) == 0, capsys.readouterr().err
-    _, _, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
+    _, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
     assert meta["step"] == 4
+    assert json.loads((tmp_path / "config.json").read_text()) == config.to_dict()  # the run's resolved config
     assert json.loads((tmp_path / "sample.json").read_text())["attack_train_seconds"] > first

@@ -38,12 +38,8 @@ def single_number_codes(config: AttackConfig, n: int, rng: torch.Generator, devi
     """
     d = config.latent_dim
     fields = [k for k, used in enumerate((config.use_phi, config.use_bias)) if used]
-    if config.single_phi_share is not None and len(fields) == 2:  # the deformation's share of the probes
-        field = (torch.rand(n, generator=rng) >= config.single_phi_share).long()  # 0 phi, 1 b
-        number = torch.randint(d, (n,), generator=rng)
-    else:  # every number of the codes in use equally likely (the draws before the option, unchanged)
-        pick = torch.randint(len(fields) * d, (n,), generator=rng)
-        field, number = torch.as_tensor(fields)[pick // d], pick % d
+    pick = torch.randint(len(fields) * d, (n,), generator=rng)  # every number of the codes in use equally likely
+    field, number = torch.as_tensor(fields)[pick // d], pick % d
     sign = torch.randint(2, (n,), generator=rng).float() * 2.0 - 1.0
     eps = torch.zeros(n, 2, d)
     eps[torch.arange(n), field, number] = sign * config.single_sd

@@ -1,8 +1,21 @@
-"""Hardening a target against the attack: fine-tuning on generated attacks and its baselines."""
+"""Hardening a target against the attack: fine-tuning on generated attacks and its baselines.
 
-from napari_advseg.defense.config import HARDEN_METHODS, HardenConfig
-from napari_advseg.defense.driver import harden_target, hardening_events
-from napari_advseg.defense.hardener import Hardener, generator_path, resume_path
+The names below load on first use, so ``napari_advseg.defense.config`` (the
+settings, no torch) can be imported alone, as the command line's parser does.
+"""
 
-__all__ = ["HARDEN_METHODS", "HardenConfig", "Hardener", "harden_target", "hardening_events", "generator_path",
-           "resume_path"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"HARDEN_METHODS": "config", "HardenConfig": "config", "harden_target": "driver",
+            "hardening_events": "driver", "Hardener": "hardener", "generator_path": "hardener",
+            "resume_path": "hardener"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""Argument types and option groups the subcommands share (torch-free: the parser imports it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_advseg.device import DEVICE_CHOICES
+
+__all__ = ["LABELS_HELP", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target", "floats",
+           "non_negative_float", "non_negative_int", "shape", "slice_list", "window"]
+
+SPLITS = ("all", "train", "test")
+"""Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
+LABELS_HELP = "reference labels, NIfTI on the CT's grid (default: the sample's labels when --ct is left out)"
+
+
+def floats(text: str) -> list[float]:
+    """``"0.5,1,2"`` -> [0.5, 1.0, 2.0]."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def slice_list(text: str) -> list[int]:
+    """``"3,10-12"`` -> [3, 10, 11, 12] (axial slice indices of the canonical volume)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(v) for v in part.split("-", 1))
+                out.extend(range(low, high + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected slice indices like 3,10-12, got {text!r}") from None
+    return out
+
+
+def window(text: str) -> tuple[float, float]:
+    """``"LOW,HIGH"`` in HU, LOW < HIGH."""
+    values = floats(text)
+    if len(values) != 2 or values[0] >= values[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in HU with LOW < HIGH, got {text!r}")
+    return values[0], values[1]
+
+
+def shape(text: str) -> tuple[int, int, int]:
+    """``"Z,Y,X"``, three integers >= 4 (voxels)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers), got {text!r}") from None
+    if len(values) != 3 or min(values) < 4:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X (three integers >= 4), got {text!r}")
+    return values
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+class _HelpAll(argparse.Action):
+    """``--help-all``: show the expert options too, print the help and exit."""
+
+    def __init__(self, option_strings, expert: "ExpertOptions", help: str | None = None, **_):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+        self.expert = expert
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.expert.show()
+        parser.print_help()
+        parser.exit()
+
+
+class ExpertOptions:
+    """Options a subcommand accepts but hides from ``--help``; its ``--help-all`` lists them."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        self._hidden: list[tuple[argparse.Action, str | None]] = []
+        parser.add_argument("--help-all", action=_HelpAll, expert=self,
+                            help="show this help with every option, the expert ones too, and exit")
+
+    def hide(self, action: argparse.Action) -> argparse.Action:
+        """Leave ``action`` out of ``--help`` (it still parses)."""
+        self._hidden.append((action, action.help))
+        action.help = argparse.SUPPRESS
+        return action
+
+    def show(self) -> None:
+        for action, text in self._hidden:
+            action.help = text
+
+    def __len__(self) -> int:
+        return len(self._hidden)
+
+
+def add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """``--device``, ``--seed`` (unless the command takes it from its config) and ``--quiet``."""
+    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
+                   help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert: ExpertOptions | None = None) -> None:
+    """``--ct``, ``--series`` (an expert option where ``expert`` is given), ``--labels``."""
+    p.add_argument("--ct", type=Path, help="CT volume: a NIfTI file (.nii or .nii.gz) in Hounsfield units, or a "
+                                           "DICOM CT series (its folder or one of its files) "
+                                           "(default: the shipped phantom)")
+    series = p.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID to read when the --ct folder "
+                                                            "holds several series (the error without it lists them)")
+    if expert is not None:
+        expert.hide(series)
+    p.add_argument("--labels", type=Path, help=labels_help)
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    """``--target``."""
+    p.add_argument("--target", type=Path, help="target segmentation network: a project checkpoint (.pt from "
+                                               "train-target) or TorchScript (default: the shipped U-Net)")

@@ -1,0 +1,100 @@
+"""What the subcommands share while running: progress bars, output, and loading the inputs.
+
+Nothing heavy is imported at module level; each helper imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_advseg.errors import AdvsegError
+
+__all__ = ["ProgressBar", "check_data_args", "default_generator", "dice_line", "is_main_rank", "load_case",
+           "load_generator", "load_target", "say"]
+
+
+def is_main_rank() -> bool:
+    """True outside torchrun, and on rank 0 of a torchrun job (the one that prints)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class ProgressBar:
+    """A tqdm progress bar on stderr that can be switched off (and is only on rank 0)."""
+
+    def __init__(self, total: int, desc: str, quiet: bool, initial: int = 0):
+        self.bar = None
+        if not quiet and is_main_rank():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def step(self, n: int = 1, **postfix: Any) -> None:
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def say(text: str) -> None:
+    """Print a line of the command's output (rank 0 only)."""
+    if is_main_rank():
+        print(text, flush=True)
+
+
+def check_data_args(args: argparse.Namespace) -> None:
+    """``--labels`` and ``--series`` need ``--ct``."""
+    if getattr(args, "ct", None) is None:
+        if getattr(args, "labels", None) is not None:
+            raise AdvsegError("--labels was given without --ct")
+        if getattr(args, "series", None) is not None:
+            raise AdvsegError("--series was given without --ct (a DICOM folder)")
+
+
+def load_target(args: argparse.Namespace):
+    """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
+    check_data_args(args)
+    from napari_advseg.data.samples import sample_file
+    from napari_advseg.models.target_load import load_target as load
+
+    return load(args.target or sample_file("target"), args.device)
+
+
+def load_generator(args: argparse.Namespace):
+    """``(generator, config, meta, path)`` of ``--generator`` (or the shipped generator)."""
+    from napari_advseg.attack.trainer import load_generator as load
+    from napari_advseg.data.samples import sample_file
+
+    path = args.generator or sample_file("generator")
+    generator, config, meta = load(path, args.device)
+    return generator, config, meta, str(path)
+
+
+def load_case(args: argparse.Namespace, target):
+    """The case of ``--ct``/``--labels``/``--series`` (or the shipped phantom), scaled for ``target``."""
+    from napari_advseg.data.cases import load_case as load
+
+    return load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
+
+
+def default_generator(args: argparse.Namespace) -> Path | None:
+    """``--generator``, or the shipped one when the shipped target and data are used."""
+    from napari_advseg.data.samples import sample_file
+
+    if args.generator is not None:
+        return args.generator
+    if args.target is None and args.ct is None:
+        return Path(sample_file("generator"))
+    return None
+
+
+def dice_line(dice: dict) -> str:
+    """``"liver 95.1, spleen 93.0"``: Dice in % per organ, absent organs left out."""
+    return ", ".join(f"{organ} {100 * d:.1f}" for organ, d in dice.items() if d is not None)

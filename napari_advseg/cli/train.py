@@ -1,0 +1,134 @@
+"""``advseg train`` and ``advseg sweep``: train a generator, or one per Table-1 row and evaluate each."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from napari_advseg.attack.config import GENERATOR_FILE
+from napari_advseg.cli.arguments import SPLITS, ExpertOptions, add_common, add_data, add_target, floats
+from napari_advseg.cli.options import add_attack_options, config_from
+from napari_advseg.errors import AdvsegError
+
+DEFAULT_GAMMAS = "0.5,1.0,1.5,2.0,2.5,3.0"
+"""The gammas of ``sweep``'s rows (the paper's Table 1)."""
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train (or resume) a generator against a target",
+                       description="Train the attack generator. Without --labels the attack is label-free "
+                                   "(argmax of the target on the clean slice is the reference). The run folder "
+                                   "gets generator.pt and config.json (the full attack configuration).")
+    expert = ExpertOptions(p)
+    add_data(p, expert=expert)
+    add_target(p)
+    add_attack_options(p, expert)
+    p.add_argument("--split", choices=list(SPLITS), default="all",
+                   help="slices to train on: all, train (z %% 3 != 2) or test (z %% 3 == 2) (default all)")
+    p.add_argument("--out", type=Path, default=Path("runs/attack"),
+                   help="folder for generator.pt (default runs/attack)")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from, exactly (its config is used; "
+                                               "--steps sets the new total)")
+    expert.hide(p.add_argument("--checkpoint-every", type=int, default=50,
+                               help="steps between checkpoints (default 50)"))
+    add_common(p, seed=False)
+    p.set_defaults(func=run_train)
+
+
+def add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="train and evaluate one generator per gamma plus the phi-only and b-only ablations",
+                       description="Table 1: one row per gamma, then the ablations phi only and b only. Each "
+                                   "row's folder gets generator.pt and config.json.")
+    expert = ExpertOptions(p)
+    add_data(p, expert=expert)
+    add_target(p)
+    add_attack_options(p, expert, skip=("gamma", "fields"))  # each row sets its own
+    p.add_argument("--gammas", type=floats, default=floats(DEFAULT_GAMMAS), help=f"gammas (default {DEFAULT_GAMMAS})")
+    p.add_argument("--ablation-gamma", type=float, default=2.0, help="gamma of the ablation rows (default 2.0)")
+    p.add_argument("--no-ablations", action="store_true", help="skip the phi-only and b-only rows")
+    p.add_argument("--train-split", choices=list(SPLITS), default="all", help="slices to train on (default all)")
+    p.add_argument("--test-split", choices=list(SPLITS), default="all", help="slices to test on (default all)")
+    p.add_argument("--samples", type=int, default=2, help="adversarial samples per slice (default 2)")
+    p.add_argument("--out", type=Path, default=Path("runs/sweep"), help="folder for the runs and table (default runs/sweep)")
+    add_common(p, seed=False)
+    p.set_defaults(func=run_sweep)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from napari_advseg.attack.config import AttackConfig
+    from napari_advseg.attack.training import train_generator
+    from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
+    from napari_advseg.workflows import write_run_config
+
+    config = config_from(args)
+    target = load_target(args)
+    case = load_case(args, target)
+    images, labels, _ = case.part(args.split)
+    start_step = 0
+    resolved = config
+    if args.resume is not None:
+        from napari_advseg.attack.trainer import load_checkpoint
+
+        checkpoint = load_checkpoint(args.resume)
+        start_step = int(checkpoint["step"])
+        resolved = AttackConfig.from_dict(checkpoint["config"]).replace(steps=config.steps)
+    if is_main_rank():
+        write_run_config(args.out, resolved)
+    bar = ProgressBar(max(config.steps - start_step, 0) + start_step, f"train generator (gamma {config.gamma:g})",
+                      args.quiet, initial=start_step)
+    try:
+        trainer, out = train_generator(config, target, images, labels, args.out, device=args.device,
+                                       resume=args.resume, steps=config.steps,
+                                       checkpoint_every=args.checkpoint_every,
+                                       progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
+    except KeyboardInterrupt:
+        bar.close()
+        say(f"interrupted: checkpoint saved to {Path(args.out) / GENERATOR_FILE}")
+        return 130
+    bar.close()
+    if trainer.history:
+        last = trainer.history[-1]
+        say(f"step {trainer.step_count}: attack CE {last['attack_ce']:.3f} (gamma {config.gamma:g}), "
+            f"rho {last['rho']:.3f}, critic W {last.get('wasserstein', float('nan')):.3f}")
+    say(f"saved {out}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from napari_advseg.attack.training import train_generator
+    from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
+    from napari_advseg.workflows import evaluate_case, sweep_rows, write_report, write_run_config
+
+    base = config_from(args)
+    target = load_target(args)
+    case = load_case(args, target)
+    if case.labels is None:
+        raise AdvsegError("sweep needs reference labels (--labels) to evaluate")
+    images, labels, _ = case.part(args.train_split)
+    out = Path(args.out)
+    rows = []
+    plan = sweep_rows(args.gammas, None if args.no_ablations else args.ablation_gamma)
+    for label, changes in plan:
+        config = base.replace(**changes)
+        run_dir = out / label.replace(" ", "_").replace("(", "").replace(")", "")
+        if is_main_rank():
+            write_run_config(run_dir, config)
+        bar = ProgressBar(config.steps, label, args.quiet)
+        start = time.perf_counter()
+        trainer, _ = train_generator(config, target, images, labels, run_dir, device=args.device,
+                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
+        train_seconds = time.perf_counter() - start
+        bar.close()
+        generator = trainer.generator.eval()
+        report = evaluate_case(generator, config, target, case, part=args.test_split, samples=args.samples,
+                               seed=config.seed)
+        report["generator"] = str(run_dir / GENERATOR_FILE)
+        report["train_seconds"] = train_seconds
+        report["train_slices"] = int(len(images))
+        rows.append((label, report))
+        write_report(rows, out / "sweep.json", out / "table.md")  # keep what is done if a later row fails
+        say(f"{label}: mean drop {100 * report['mean_drop']:.1f} %, rho {report['rho']:.3f}")
+    say(write_report(rows, out / "sweep.json", out / "table.md"))
+    say(f"wrote {out / 'table.md'} and {out / 'sweep.json'}")
+    return 0
