@@ -129,7 +129,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target_load import load_target
-    from napari_advseg.attack.trainer import load_checkpoint, load_generator
+    from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti_save import save_volume
 

@@ -86,6 +86,23 @@ def test_the_command_line_refuses_to_resume_a_generator_of_other_classes(tiny_fi
     assert _classes_message(other, target) in err
 
 
+@pytest.mark.parametrize("command", ["evaluate", "sample", "curve"])
+def test_evaluate_sample_and_curve_refuse_a_generator_of_other_classes(tiny_files, tmp_path, capsys, command):
+    from napari_advseg.cli import main
+
+    target = load_target(tiny_files["target"], "cpu")
+    other = _saved_with(tiny_files, tmp_path, class_names=OTHER_CLASSES)
+    args = [command, "--ct", tiny_files["ct"], "--labels", tiny_files["labels"], "--target", tiny_files["target"],
+            "--generator", other, "--device", "cpu", "--quiet"]
+    if command != "evaluate":
+        args += ["--out", tmp_path / "out"]
+    code = main([str(a) for a in args])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert _classes_message(other, target) in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_widget_session_refuses_a_generator_of_other_classes(tiny_files, tmp_path):
     from napari_advseg.widgets._model import AttackSession
 

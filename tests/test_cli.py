@@ -42,7 +42,7 @@ def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
     assert code == 0, err
     ckpt = tmp_path / "run" / "generator.pt"
     assert ckpt.is_file()
-    from napari_advseg.attack.trainer import load_checkpoint
+    from napari_advseg.attack.checkpoint import load_checkpoint
 
     written = json.loads((tmp_path / "run" / "config.json").read_text())
     assert written == load_checkpoint(ckpt)["config"] and written["steps"] == 2  # the resolved config

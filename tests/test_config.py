@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_advseg.attack.config import _LEGACY_DEFAULTS, GROUPS, AttackConfig
-from napari_advseg.attack.trainer import AttackTrainer, load_checkpoint, load_generator
+from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
+from napari_advseg.attack.trainer import AttackTrainer
 from napari_advseg.data.samples import sample_file
 from napari_advseg.errors import AdvsegError
 from napari_advseg.models.target import make_target

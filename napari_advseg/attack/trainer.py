@@ -32,7 +32,6 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.checkpoint import GENERATOR_FORMAT, check_generator_fits, load_checkpoint
-from napari_advseg.attack.checkpoint import generator_from_state, load_generator  # noqa: F401  (cli, workflows)
 from napari_advseg.attack.fields import perceptibility
 from napari_advseg.attack.generator_loss import GeneratorLoss
 from napari_advseg.attack.generator import AttackGenerator, Critic

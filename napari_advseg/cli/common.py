@@ -67,13 +67,17 @@ def load_target(args: argparse.Namespace):
     return load(args.target or sample_file("target"), args.device)
 
 
-def load_generator(args: argparse.Namespace):
-    """``(generator, config, meta, path)`` of ``--generator`` (or the shipped generator)."""
-    from napari_advseg.attack.trainer import load_generator as load
+def load_generator(args: argparse.Namespace, target):
+    """``(generator, config, meta, path)`` of ``--generator`` (or the shipped generator).
+
+    A generator trained against other classes or another input range than
+    ``target``'s is refused with the same message as everywhere else.
+    """
+    from napari_advseg.attack.checkpoint import load_generator as load
     from napari_advseg.data.samples import sample_file
 
     path = args.generator or sample_file("generator")
-    generator, config, meta = load(path, args.device)
+    generator, config, meta = load(path, args.device, target=target)
     return generator, config, meta, str(path)
 
 

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_advseg.io.volumes import volume_source
 
     target = load_target(args)
-    generator, config, _, path = load_generator(args)
+    generator, config, _, path = load_generator(args, target)
     case = load_case(args, target)
     if case.labels is None:
         raise AdvsegError("curve needs reference labels (--labels) to score Dice")

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_advseg.workflows import evaluate_case, write_report
 
     target = load_target(args)
-    generator, config, _, path = load_generator(args)
+    generator, config, _, path = load_generator(args, target)
     case = load_case(args, target)
     report = evaluate_case(generator, config, target, case, part=args.split, samples=args.samples,
                            seed=args.seed, temperature=args.temperature)

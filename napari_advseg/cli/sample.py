@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import ProgressBar, load_case, load_generator, load_target, say
 
     target = load_target(args)
-    generator, config, _, path = load_generator(args)
+    generator, config, _, path = load_generator(args, target)
     case = load_case(args, target)
     for name in ("eps_phi", "eps_b"):
         values = getattr(args, name)

@@ -68,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     start_step = 0
     resolved = config
     if args.resume is not None:
-        from napari_advseg.attack.trainer import load_checkpoint
+        from napari_advseg.attack.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(args.resume)
         start_step = int(checkpoint["step"])
