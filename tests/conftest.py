@@ -21,7 +21,7 @@ def _few_threads():
 
 @pytest.fixture
 def one_thread():
-    """One CPU thread for the test: on a busy 2-core machine torch's thread pool slows tiny nets ~10x."""
+    """One CPU thread for the test: for tiny nets on a busy machine, torch's thread pool costs more than it gains."""
     torch.set_num_threads(1)
     yield
 
