@@ -1,4 +1,4 @@
-"""One harness for issue 4: Table 1, the peers at matched rho, speed and memory.
+"""The attack benchmark in one harness: Table 1, the peers at matched rho, speed and memory.
 
     .venv/bin/python bench/attack_benchmark.py            # the full run (hours of CPU)
     .venv/bin/python bench/attack_benchmark.py --quick    # tiny sizes, seconds: what CI runs
@@ -85,7 +85,7 @@ SETTINGS = {
     "memory_shape": ((300, 512, 512), (6, 64, 64)),
 }
 GOAL_RHO = 0.05
-"""The perceptibility the issue asks every organ to succeed at, on the real CT."""
+"""The perceptibility (Eq. 7) at which every organ should reach the bar, on the real CT."""
 
 
 def setting(args: argparse.Namespace, name: str):
@@ -480,7 +480,7 @@ def stage_speed(args: argparse.Namespace, name: str, files: dict) -> dict:
     slices. The generator is evaluated every ``bar_every`` steps (2 samples per
     slice); training time excludes those evaluations, wall time includes them.
     Two runs from scratch: the defaults, and the defaults within the budget
-    ``rho_max = GOAL_RHO`` (the issue's rho goal); each stops at the bar or
+    ``rho_max = GOAL_RHO`` (the benchmark's rho goal); each stops at the bar or
     when its time budget is spent.
     """
     from napari_advseg.attack.config import AttackConfig

@@ -1,4 +1,4 @@
-"""How long opening a DICOM CT series takes (issue 11): a 512 x 512 x 300 series, and compressed slices.
+"""How long opening a DICOM CT series takes: a 512 x 512 x 300 series, and compressed slices.
 
     .venv/bin/python bench/dicom_open.py                  # writes to a temporary folder, prints the figures
     .venv/bin/python bench/dicom_open.py --slices 60      # a smaller series, for a quick look

@@ -1,4 +1,4 @@
-"""Inter-slice discontinuity of the fields: codes per slice (before) against one code per volume (after).
+"""Inter-slice discontinuity of the fields: latent codes drawn per slice against one code per volume.
 
 Attacks a whole volume with a generator (``attack_volume``, the path of
 ``advseg sample``) with random latent deviates drawn per slice, once per

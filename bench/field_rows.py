@@ -1,4 +1,4 @@
-"""Table-1 rows of one gamma with both fields, phi only and b only, on the benchmark's real CT (issue 9).
+"""Table-1 rows of one gamma with both fields, phi only and b only, on the benchmark's real CT.
 
 Trains (unless the checkpoint exists) one generator per row on the training
 slices (z % 3 != 2) of the real CT prepared by ``bench/attack_benchmark.py``

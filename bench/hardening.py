@@ -1,4 +1,4 @@
-"""Issue 10's benchmark: harden the real-CT U-Net on generated attacks and against its baselines, and report.
+"""The hardening benchmark: harden the real-CT U-Net on generated attacks and against its baselines, and report.
 
     .venv/bin/python bench/hardening.py            # real CT (runs/bench/real from bench/attack_benchmark.py)
     .venv/bin/python bench/hardening.py --quick    # a tiny phantom and a few steps: what CI runs
@@ -11,7 +11,7 @@ Stages, each skipped when its output exists (so a stopped run picks up where it 
    ``generator`` (the adversarial game, ``--rounds``), ``clean``,
    ``random_fields``, ``optimised_fields``; wall time of each;
 3. ``advseg robustness`` of the original and the four hardened networks;
-4. ``summary.md``: the goals of the issue checked against the report's figures.
+4. ``summary.md``: the hardening goals checked against the report's figures.
 
 Results go to ``--results`` (default ``bench/results/issue10``, ``_quick`` names with ``--quick``).
 """
@@ -94,7 +94,7 @@ def harden_all(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, di
 
 
 def goals(report: dict, times: dict) -> list[str]:
-    """The issue's goals, each with the figures behind it."""
+    """The hardening goals, each with the figures behind it."""
     nets = {net["name"]: net for net in report["networks"]}
     original = nets["unet"]
     hardened = nets["hardened_generator"]
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("json", "md", "png"):
         source = out / f"robustness.{kind}"
         (args.results / f"robustness{args.suffix}.{kind}").write_bytes(source.read_bytes())
-    summary = ["# Issue 10: hardening benchmark", "", f"Machine: {json.dumps(machine())}", "",
+    summary = ["# Hardening benchmark", "", f"Machine: {json.dumps(machine())}", "",
                "## Goals", *goals(report, times), "",
                f"Robustness report: {report_seconds / 60:.1f} min (new generators: "
                f"{setting(args, 'new_generator_steps')} steps each).", "",

@@ -6,7 +6,7 @@ slice: the change of the displacement (px, mean over pixels of
 |phi(+3) - phi(-3)|), of the bias (HU, the same for b) and the swing of the
 slice's mean Dice over its organs (points, max - min over the slider
 positions), with the organ it moves most. Printed as a Markdown table of
-medians over the slices, then the goal of issue 9 (median swing >= 10 points
+medians over the slices, then the sliders' goal (median swing >= 10 points
 for every number, the strongest >= 25).
 
     .venv/bin/python bench/latent_effect.py                       # the shipped sample's generator

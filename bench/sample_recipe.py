@@ -3,9 +3,8 @@
 Copies the shipped U-Net into --out, trains a generator there exactly as
 `advseg make-sample --reuse-target` does, but with the recipe's options
 (``workflows.SAMPLE_ATTACK_OPTIONS``) updated by --set (JSON), and prints the
-Table-1 row it writes to ``sample.json``. This is how the recipe variants of
-issue 9 (docs/explorer.md, section 0d) were trained; a variant that is kept
-becomes ``SAMPLE_ATTACK_OPTIONS`` itself, and `advseg make-sample` then makes it.
+Table-1 row it writes to ``sample.json``. A variant that is kept becomes
+``SAMPLE_ATTACK_OPTIONS`` itself, and `advseg make-sample` then makes it.
 
     .venv/bin/python bench/sample_recipe.py --out runs/sample_v6a --set '{"bias_rho_max": 0.06}' --threads 1
 """

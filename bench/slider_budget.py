@@ -1,6 +1,6 @@
 """How far a slider's end is from its field's budget, and what the deformation does at that budget.
 
-For a generator on a volume's slices (issue 9, fifth pass; docs/explorer.md 0c):
+For a generator on a volume's slices:
 
 1. the rho (Eq. 7) of each field alone *before* its budget scales it
    (``phi_rho_max``, ``bias_rho_max``), over the budget: at the encoder's

@@ -1,27 +1,37 @@
-"""Shared fixtures: tiny targets and data so the suite stays fast on 2 CPU cores."""
+"""Shared fixtures: tiny targets and data so the suite stays fast on 2 CPU cores.
+
+Every test, and every process a test starts, computes on one CPU thread: when another job keeps the
+cores busy, torch's OpenMP threads spin waiting for each other and a training step takes many times
+longer than on one thread. ``OMP_NUM_THREADS`` set before the run wins for the child processes.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import numpy as np
-import pytest
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads OpenMP; inherited by child processes
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abdomen_ct"
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
+def _one_thread_each():
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
 @pytest.fixture
 def one_thread():
-    """One CPU thread for the test: on a busy 2-core machine torch's thread pool slows tiny nets ~10x."""
+    """One CPU thread for the test (every test has it already; kept for the tests that name it)."""
     torch.set_num_threads(1)
     yield
 

@@ -105,31 +105,72 @@ def test_napari_manifest_has_one_source():
     assert packaged.is_symlink() and packaged.resolve() == top.resolve()
 
 
-def _npe2_plugins(env: dict, cwd: Path, *python_args: str) -> dict:
-    proc = subprocess.run([sys.executable, *python_args, "-m", "npe2", "list", "--format", "json"],
+def _npe2_plugins(env: dict, cwd: Path, *python_args: str, python: str = sys.executable) -> dict:
+    proc = subprocess.run([python, *python_args, "-m", "npe2", "list", "--format", "json"],
                           capture_output=True, text=True, timeout=240, env=env, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {entry["name"]: entry for entry in json.loads(proc.stdout)}
 
 
-@pytest.mark.slow
-def test_editable_install_and_built_wheel_expose_the_manifest_to_npe2(tmp_path):
-    import os
+def _setuptools_table() -> dict:
+    import tomllib
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # The development (editable) install.
-    plugins = _npe2_plugins(env, REPO)
-    assert "napari-advseg" in plugins
-    assert plugins["napari-advseg"]["npe2"] is True
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["setuptools"]
 
-    # A wheel built from this tree, installed into a folder of its own and run without the editable
-    # install's path hook (python -S skips .pth files): npe2 must find the plugin in the wheel alone.
+
+def test_every_package_is_listed_and_the_sample_is_mapped():
+    """pyproject.toml lists the packages by hand (the sample's mapped folder rules out `packages.find`):
+    the list must hold every folder with an ``__init__.py`` and the sample, which lives at the top level only."""
+    from napari_advseg.data.samples import SAMPLE_FILES
+
+    table = _setuptools_table()
+    on_disk = {".".join(path.parent.relative_to(REPO).parts) for path in PKG_DIR.rglob("__init__.py")
+               if "__pycache__" not in path.parts}
+    assert set(table["packages"]) == on_disk | {f"{PKG}.sample_data"}
+    assert table["package-dir"] == {f"{PKG}.sample_data": "sample_data"}
+    for name in SAMPLE_FILES.values():
+        assert (REPO / "sample_data" / name).is_file(), name
+    assert not (PKG_DIR / "sample_data").exists(), "the sample has one home: the repository's sample_data/"
+
+
+def _copy_source(dest: Path) -> Path:
+    """This tree without VCS data, environments or build leftovers (a build/ folder could carry stale modules)."""
     import shutil
 
-    # Build from a copy of the source alone: a build/ folder left in the checkout could carry stale modules.
-    source, wheels, target = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
-    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+    shutil.copytree(REPO, dest, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "runs", "__pycache__", ".pytest_cache"))
+    return dest
+
+
+# Prints where the package and each shipped sample file are found, one path a line.
+_WHERE = ("import napari_advseg; from napari_advseg.data.samples import SAMPLE_FILES, sample_file; "
+          "print(napari_advseg.__file__); [print(sample_file(kind)) for kind in SAMPLE_FILES]")
+
+
+def _assert_found_in(stdout: str, package_dir: Path, sample_dir: Path) -> None:
+    """The package comes from ``package_dir`` and each sample file from ``sample_dir``, same bytes as ours."""
+    import filecmp
+
+    from napari_advseg.data.samples import SAMPLE_FILES
+
+    lines = stdout.split()
+    assert len(lines) == 1 + len(SAMPLE_FILES), stdout
+    assert Path(lines[0]) == package_dir / "__init__.py", lines[0]
+    for line, name in zip(lines[1:], SAMPLE_FILES.values()):
+        assert Path(line) == sample_dir / name, line
+        assert filecmp.cmp(line, REPO / "sample_data" / name, shallow=False), name
+
+
+def test_built_wheel_carries_the_sample_and_the_manifest(tmp_path):
+    """A wheel built from this tree, installed into a folder of its own and run without the editable
+    install's path hook (python -S skips .pth files): the package, its sample files and npe2's view of
+    the plugin all come from the wheel alone."""
+    import os
+    import sysconfig
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    source, wheels, target = _copy_source(tmp_path / "source"), tmp_path / "wheels", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=600, cwd=tmp_path)
@@ -137,20 +178,50 @@ def test_editable_install_and_built_wheel_expose_the_manifest_to_npe2(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=600)
     assert (target / PKG / "napari.yaml").read_bytes() == (REPO / "napari.yaml").read_bytes()
-    import sysconfig
+    assert not (target / "sample_data").exists()   # inside the package, not beside it
 
-    site = sysconfig.get_paths()["purelib"]
-    env["PYTHONPATH"] = os.pathsep.join([str(target), site])
-    probe = ("import napari_advseg; from napari_advseg.data.samples import SAMPLE_FILES, sample_file; "
-             "print(napari_advseg.__file__); [print(sample_file(kind)) for kind in SAMPLE_FILES]")
-    where = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=120,
+    env["PYTHONPATH"] = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
+    where = subprocess.run([sys.executable, "-S", "-c", _WHERE], capture_output=True, text=True, timeout=120,
                            env=env, cwd=tmp_path)
-    lines = where.stdout.split()
-    assert where.returncode == 0 and len(lines) == 5, where.stdout + where.stderr
-    # the package and its shipped sample (CT, labels, U-Net, generator) come from the wheel
-    assert all(line.startswith(str(target)) for line in lines), lines
+    assert where.returncode == 0, where.stderr
+    _assert_found_in(where.stdout, target / PKG, target / PKG / "sample_data")
     plugins = _npe2_plugins(env, tmp_path, "-S")  # not from the repository: cwd is on sys.path
     assert "napari-advseg" in plugins
+    assert plugins["napari-advseg"]["npe2"] is True
+
+
+def test_editable_install_finds_the_top_level_sample_and_the_manifest(tmp_path):
+    """``pip install -e`` of a copy of this tree into a fresh virtual environment, run from another folder:
+    the package comes from the copy's napari_advseg/ and the sample from the copy's top-level sample_data/.
+
+    The fresh environment has no pip or setuptools of its own: a ``.pth`` line puts this interpreter's
+    site-packages after its own (a plain path: the editable hook of the development install is not run).
+    """
+    import os
+    import sysconfig
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # The development install (editable, from this checkout or the one whose venv runs the suite).
+    plugins = _npe2_plugins(env, REPO)
+    assert plugins["napari-advseg"]["npe2"] is True
+
+    source, venv, elsewhere = _copy_source(tmp_path / "source"), tmp_path / "venv", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True, timeout=60, env=env).stdout.strip()
+    (Path(site) / "_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run([python, "-m", "pip", "--disable-pip-version-check", "--no-input", "install", "-q",
+                              "--no-deps", "--no-build-isolation", "-e", str(source)],
+                             capture_output=True, text=True, timeout=600, env=env, cwd=elsewhere)
+    assert install.returncode == 0, install.stderr[-2000:]
+
+    where = subprocess.run([python, "-c", _WHERE], capture_output=True, text=True, timeout=120, env=env,
+                           cwd=elsewhere)
+    assert where.returncode == 0, where.stderr
+    _assert_found_in(where.stdout, source / PKG, source / "sample_data")
+    plugins = _npe2_plugins(env, elsewhere, python=python)
     assert plugins["napari-advseg"]["npe2"] is True
 
 

@@ -1,4 +1,4 @@
-"""The Harden tab: a background run with progress and a live plot, then the target switch (issue 10).
+"""The Harden tab: a background run with progress and a live plot, then the target switch.
 
 Runs on the shipped sample under a display (``xvfb-run -a``).
 """

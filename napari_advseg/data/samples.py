@@ -19,11 +19,20 @@ SAMPLE_FILES = {
 
 
 def sample_data_dir() -> Path:
-    """The shipped ``sample_data/`` folder (``$ADVSEG_SAMPLE_DATA`` overrides it)."""
+    """The shipped sample's folder (``$ADVSEG_SAMPLE_DATA`` overrides it).
+
+    A wheel installs it inside the package, as ``napari_advseg/sample_data/``; a source checkout,
+    and the editable install made from one, keep it at the repository's top level, ``sample_data/``
+    (``pyproject.toml`` maps the one onto the other).
+    """
     env = os.environ.get("ADVSEG_SAMPLE_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "sample_data"
+    package = Path(__file__).resolve().parents[1]
+    installed, checkout = package / "sample_data", package.parent / "sample_data"
+    if not installed.is_dir() and checkout.is_dir() and (package.parent / "pyproject.toml").is_file():
+        return checkout
+    return installed
 
 
 def sample_file(kind: str) -> Path:

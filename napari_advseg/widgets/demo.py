@@ -3,7 +3,8 @@
     python -m napari_advseg.widgets.demo
 
 The sample data (CT, reference labels, the target U-Net and a trained
-generator) come from ``napari_advseg/sample_data/`` (``advseg make-sample`` builds them).
+generator) come from the repository's ``sample_data/``, installed as ``napari_advseg/sample_data/``
+(``advseg make-sample`` builds them).
 """
 
 from __future__ import annotations
