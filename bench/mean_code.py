@@ -5,7 +5,7 @@ over organs of the clean slice, of the adversarial slice at the encoder's
 mean code (every slider at 0 sd), and of that code with the bias off or the
 deformation off, with the mean |mu| of each latent code. A generator whose
 mean code already attacks in full leaves the sliders little to move
-(docs/explorer.md).
+(results: docs/results.md).
 
     .venv/bin/python bench/mean_code.py --generator runs/bench/real/f5_e3/both.pt
 """

@@ -25,7 +25,7 @@ from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.evaluation.metrics import network_dice
 from napari_advseg.evaluation.report import evaluate_attack, format_table
 from napari_advseg.attack.training import train_generator
-from napari_advseg.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
+from napari_advseg.data.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
                                          SAMPLE_RHO_MAX, SAMPLE_SEED, TRAINING_SUBJECTS, UNET_STEPS)
 
 Progress = Callable[[dict[str, Any]], None] | None

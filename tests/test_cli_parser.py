@@ -43,7 +43,7 @@ def test_help_and_argument_errors_load_no_heavy_module():
 
 def test_the_cli_modules_import_no_heavy_module():
     code = ("import sys, napari_advseg.cli.parser, napari_advseg.cli.common, napari_advseg.attack.config, "
-            "napari_advseg.defense.config, napari_advseg.sample_recipe; "
+            "napari_advseg.defense.config, napari_advseg.data.sample_recipe; "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_advseg.cli.arguments import add_common, non_negative_int, shape
-from napari_advseg.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_SEED,
+from napari_advseg.data.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_SEED,
                                          TRAINING_SUBJECTS, UNET_STEPS)
 
 
