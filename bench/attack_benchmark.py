@@ -130,7 +130,7 @@ def machine() -> dict:
 # --------------------------------------------------------------------------------------------- data
 def prepare_real(work: Path, size: int = 128) -> tuple[Path, Path]:
     """The real CT's organ slices, padded in-plane to ``size`` x ``size`` with air, as NIfTI in ``work``."""
-    from napari_advseg.data.organs import ORGAN_CLASSES
+    from napari_advseg.organs import ORGAN_CLASSES
     from napari_advseg.data.slices import organ_slices
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti import load_ct, load_labels

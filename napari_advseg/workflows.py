@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.volumes import volume_source

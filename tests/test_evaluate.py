@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.evaluation.metrics import OverlapCounter, dice_from_counts, dice_per_organ, organ_row
 from napari_advseg.evaluation.report import evaluate_attack, format_table

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nifti_helpers import ORIENTATIONS, STORED_SHAPE, ZOOMS, stored_data, write_nifti
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import InputFileError
 from napari_advseg.io.nifti import load_ct, load_labels
 from napari_advseg.io.nifti_save import save_volume

@@ -8,7 +8,7 @@ import pytest
 from nibabel import orientations as nio
 
 from nifti_helpers import ORIENTATIONS, STORED_SHAPE, stored_data, write_nifti
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import InputFileError
 from napari_advseg.io.geometry import volume_from_array
 from napari_advseg.io.nifti import check_labels, load_ct, load_labels

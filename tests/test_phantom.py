@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.data.phantom import Phantom, make_phantom
 from napari_advseg.data.phantom_anatomy import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, PANCREAS, SPLEEN
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.models.target import Target, check_normalisation, make_target, validate_target
 from napari_advseg.models.target_files import CHECKPOINT_FORMAT, export_torchscript, save_target

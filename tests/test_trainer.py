@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.generator import AttackGenerator, Critic

@@ -286,7 +286,7 @@ def _label_array(values: np.ndarray, path) -> np.ndarray:
 
 def _organ_colormap(n_values: int):
     """The shared organ colours as a napari colormap, or None when they do not cover the labels."""
-    from napari_advseg.data.organs import ORGAN_COLOURS
+    from napari_advseg.organs import ORGAN_COLOURS
 
     if n_values > len(ORGAN_COLOURS):
         return None

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import ProgressBar, check_data_args, say
     from napari_advseg.data.cases import load_case, phantom_case
-    from napari_advseg.data.organs import ORGAN_CLASSES
+    from napari_advseg.organs import ORGAN_CLASSES
     from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
     from napari_advseg.workflows import phantom_training_data, train_target
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_advseg.data.intensity import IntensityScale, scale_for
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.data.samples import sample_file
 from napari_advseg.data.slices import split_slices
 from napari_advseg.errors import AdvsegError

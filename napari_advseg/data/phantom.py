@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.data.phantom_anatomy import Subject
 from napari_advseg.data.phantom_render import render
 

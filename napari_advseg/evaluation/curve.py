@@ -17,7 +17,7 @@ from typing import Any
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.strength import DoseResponse, check_rhos
-from napari_advseg.data.organs import ORGAN_COLOURS
+from napari_advseg.organs import ORGAN_COLOURS
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 

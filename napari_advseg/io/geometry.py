@@ -30,7 +30,7 @@ exactly in any viewer.
 Affines map voxel indices to world coordinates in RAS+ millimetres, as in
 nibabel. Label maps are ``uint8`` arrays on the same canonical grid, with the
 values of the class map (by default
-:data:`napari_advseg.data.organs.ORGAN_CLASSES`).
+:data:`napari_advseg.organs.ORGAN_CLASSES`).
 """
 
 from __future__ import annotations

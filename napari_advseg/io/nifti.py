@@ -22,7 +22,7 @@ import numpy as np
 from nibabel import orientations as nio
 from nibabel.filebasedimages import ImageFileError
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.io.geometry import (
     AFFINE_ATOL_MM,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.data.intensity import NORMALISATION_MODES

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from napari_advseg.data.organs import ORGAN_CLASSES
+from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.models.target import (

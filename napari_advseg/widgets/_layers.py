@@ -27,7 +27,7 @@ def organ_colormap():
     """A DirectLabelColormap with the plugin's organ colours (grey for other values)."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    from napari_advseg.data.organs import ORGAN_COLOURS
+    from napari_advseg.organs import ORGAN_COLOURS
 
     colours = dict(ORGAN_COLOURS)
     colours[None] = (0.6, 0.6, 0.6, 1.0)

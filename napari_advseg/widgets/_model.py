@@ -221,7 +221,7 @@ class AttackSession:
         """Set the CT volume (CTVolume), its reference labels ((Z, Y, X) or None = label-free) and the
         layer it came from; labels that do not fit raise AdvsegError and change nothing."""
         if labels is not None:
-            from napari_advseg.data.organs import ORGAN_CLASSES
+            from napari_advseg.organs import ORGAN_CLASSES
             from napari_advseg.io.nifti import check_labels
 
             names = self.target.class_names if self.target is not None else ORGAN_CLASSES
@@ -255,7 +255,7 @@ class AttackSession:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        from napari_advseg.data.organs import ORGAN_CLASSES
+        from napari_advseg.organs import ORGAN_CLASSES
 
         return tuple(self.target.class_names) if self.target is not None else tuple(ORGAN_CLASSES)
 
