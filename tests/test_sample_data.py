@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from napari_advseg.cli import main
@@ -47,37 +48,35 @@ def test_evaluate_with_no_arguments_uses_the_sample(tmp_path, capsys):
     assert len(report["organs"]) == 5
 
 
-@pytest.mark.slow
-def test_make_sample_recipe_yields_an_attack(tmp_path, capsys):
+RECIPE_STEPS = 10
+"""Generator steps of the recipe check: enough for the recipe's fields to reach their budget."""
+
+
+def test_make_sample_recipe_trains_fields_away_from_the_identity(tmp_path, capsys):
     """The code behind sample_data/, at a small size: `advseg make-sample` on an 8-slice phantom, the
-    generator trained 60 steps on two subjects against the shipped U-Net, breaks organs on subject 0
-    (an untrained generator is the identity: drop 0)."""
+    generator trained on two subjects against the shipped U-Net. An untrained generator of the same
+    recipe is the identity (rho 0); the trained one perturbs subject 0 up to the recipe's budget,
+    without folds. Whether it lowers the Dice needs far more steps than a test affords: the shipped
+    sample's own check is ``test_artefact_shipped_generator_passes_the_paper_bar``."""
     import shutil
 
+    from napari_advseg.attack.trainer import AttackTrainer
+
     shutil.copy(sample_data_dir() / SAMPLE_FILES["target"], tmp_path / SAMPLE_FILES["target"])
-    code = main(["make-sample", "--out", str(tmp_path), "--reuse-target", "--steps", "60", "--shape", "8,128,128",
-                 "--attack-subjects", "2", "--device", "cpu", "--quiet"])
+    code = main(["make-sample", "--out", str(tmp_path), "--reuse-target", "--steps", str(RECIPE_STEPS),
+                 "--shape", "8,128,128", "--attack-subjects", "2", "--device", "cpu", "--quiet"])
     assert code == 0, capsys.readouterr().err
-    for name in SAMPLE_FILES.values():
-        assert (tmp_path / name).is_file()
-    summary = json.loads((tmp_path / "sample.json").read_text())
-    report = summary["report"]
-    drops = {organ: row["drop"] for organ, row in report["organs"].items()}
-    # 60 steps is where the attack starts, and where it stands then depends on the machine's float
-    # round-off: seen mean drop 8.6 %, organs 2-20 % on the machine of issue 9's second pass, and the
-    # same code 0.8 %, organs -2-8 %, on an AMD EPYC (avx512) on 2026-12-04 (100 steps there: 8.4 %,
-    # 1-13 %, rho 0.080); the shipped recipe trains 1000 steps on 24 subjects. So: the fields are well
-    # past the identity, and the attack lowers the Dice on the whole.
-    assert report["mean_drop"] > 0.002 and max(drops.values()) >= 0.04, drops
-    assert 0.03 < report["rho"] < 0.12 and report["fold_fraction"] < 0.01
-    # the files written are the ones evaluated: the checkpoint reloads and gives the same report
+    report = json.loads((tmp_path / "sample.json").read_text())["report"]
+
     target = load_target(tmp_path / SAMPLE_FILES["target"], "cpu")
-    generator, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
-    assert meta["step"] == 60
-    again = evaluate_case(generator, config, target, load_case(tmp_path / SAMPLE_FILES["ct"],
-                                                               tmp_path / SAMPLE_FILES["labels"],
-                                                               target.normalisation), samples=4, seed=0)
-    assert again["mean_drop"] == pytest.approx(report["mean_drop"], abs=1e-9)
+    _, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
+    assert meta["step"] == RECIPE_STEPS
+    case = load_case(tmp_path / SAMPLE_FILES["ct"], tmp_path / SAMPLE_FILES["labels"], target.normalisation)
+    untrained = AttackTrainer(config, target, case.images, case.labels, "cpu").generator
+    baseline = evaluate_case(untrained, config, target, case, samples=4, seed=0)
+    assert baseline["rho"] < 1e-6 and baseline["mean_drop"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.03 < report["rho"] - baseline["rho"] and report["rho"] <= config.rho_max + 0.005
+    assert report["fold_fraction"] < 0.01
 
 
 def test_make_sample_resumes_its_generator(tmp_path, capsys):
@@ -90,7 +89,16 @@ def test_make_sample_resumes_its_generator(tmp_path, capsys):
     assert main(common + ["--steps", "3", "--resume-generator"]) == 2  # nothing to resume yet
     assert "no generator to resume" in capsys.readouterr().err
     assert main(common + ["--steps", "2"]) == 0
-    first = json.loads((tmp_path / "sample.json").read_text())["attack_train_seconds"]
+    summary = json.loads((tmp_path / "sample.json").read_text())
+    first = summary["attack_train_seconds"]
+    # the files written are the ones evaluated: the checkpoint reloads and gives the same report
+    target = load_target(tmp_path / SAMPLE_FILES["target"], "cpu")
+    generator, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
+    assert meta["step"] == 2
+    again = evaluate_case(generator, config, target, load_case(tmp_path / SAMPLE_FILES["ct"],
+                                                               tmp_path / SAMPLE_FILES["labels"],
+                                                               target.normalisation), samples=4, seed=0)
+    np.testing.assert_equal(json.loads(json.dumps(again["organs"], default=float)), summary["report"]["organs"])
     assert main(common + ["--steps", "4", "--resume-generator"]) == 0, capsys.readouterr().err
     _, config, meta = load_generator(tmp_path / SAMPLE_FILES["generator"], "cpu")
     assert meta["step"] == 4
