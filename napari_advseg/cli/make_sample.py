@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                                    f"subjects 1-{len(ATTACK_SUBJECTS)}, and sample.json with their figures on "
                                    f"subject {SAMPLE_SEED}.")
     z, y, x = PHANTOM_SHAPE
-    p.add_argument("--out", type=Path, default=None, help="folder (default: the package's sample_data/)")
+    p.add_argument("--out", type=Path, default=None, help="folder (default: the shipped sample_data/ folder)")
     p.add_argument("--unet-steps", type=non_negative_int, default=UNET_STEPS,
                    help=f"U-Net training steps (default {UNET_STEPS})")
     p.add_argument("--steps", type=non_negative_int, default=ATTACK_STEPS,
