@@ -51,12 +51,12 @@ import numpy as np
 
 from napari_advseg.errors import InputFileError, first_line
 from napari_advseg.io.dicom_geometry import check_slices, stack_geometry
+from napari_advseg.io.dicom_header import SliceHeader
 from napari_advseg.io.geometry import CTVolume, canonical_volume
 from napari_advseg.io.dicom_series import (  # noqa: F401 - the series API is part of this module's
     DICOM_SUFFIXES,
     DicomSeries,
     SeveralSeriesError,
-    _Slice,
     choose_series,
     find_series,
     is_dicom_file,
@@ -83,7 +83,7 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _read_pixels(s: _Slice, rows: int, columns: int) -> np.ndarray:
+def _read_pixels(s: SliceHeader, rows: int, columns: int) -> np.ndarray:
     """One slice's pixels in HU (float64, ``(rows, columns)``), RescaleSlope/Intercept applied."""
     import pydicom
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_advseg.errors import InputFileError
-from napari_advseg.io.dicom_series import _Slice
+from napari_advseg.io.dicom_header import SliceHeader
 
 __all__ = ["check_slices", "stack_geometry"]
 
@@ -37,7 +37,7 @@ def _fmt(values: np.ndarray) -> str:
     return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"
 
 
-def _most_common(slices: Sequence[_Slice], key) -> _Slice:
+def _most_common(slices: Sequence[SliceHeader], key) -> SliceHeader:
     """The first slice whose ``key`` most slices share: the odd ones out are then the ones named."""
     counts: dict = {}
     for s in slices:
@@ -46,7 +46,7 @@ def _most_common(slices: Sequence[_Slice], key) -> _Slice:
     return next(s for s in slices if counts[key(s)] == best)
 
 
-def check_slices(slices: Sequence[_Slice]) -> None:
+def check_slices(slices: Sequence[SliceHeader]) -> None:
     """Modality, frames, samples, size, spacing and orientation: the same and usable in every file."""
     for s in slices:
         if s.modality.upper() != "CT":
@@ -93,7 +93,7 @@ def check_slices(slices: Sequence[_Slice]) -> None:
                         "are not two perpendicular unit vectors")
 
 
-def stack_geometry(slices: Sequence[_Slice]) -> tuple[np.ndarray, np.ndarray]:
+def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarray]:
     """Sort the slices along the normal and check their spacing.
 
     Returns ``(order, affine_ras)``: the indices of ``slices`` from the
