@@ -222,7 +222,7 @@ class AttackSession:
         layer it came from; labels that do not fit raise AdvsegError and change nothing."""
         if labels is not None:
             from napari_advseg.organs import ORGAN_CLASSES
-            from napari_advseg.io.nifti import check_labels
+            from napari_advseg.io.labels import check_labels
 
             names = self.target.class_names if self.target is not None else ORGAN_CLASSES
             labels = check_labels(labels, volume, names, name=f"labels layer {labels_name!r}")
