@@ -22,7 +22,7 @@ from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._dicom import DicomSeriesRow
 from napari_advseg.widgets._layers import is_output
-from napari_advseg.widgets._model import Subscriptions
+from napari_advseg.widgets._subscriptions import Subscriptions
 
 NO_LABELS = "none (label-free)"
 MODEL_FILTER = "PyTorch models (*.pt *.pth *.ts *.zip);;All files (*)"

@@ -24,10 +24,11 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGroup
 
 from napari_advseg.widgets import _layers as L
 from napari_advseg.widgets._effects import EffectsProbe
-from napari_advseg.widgets._model import LatentChoice, Subscriptions
+from napari_advseg.widgets._model import LatentChoice
 from napari_advseg.widgets._sliders import LatentSliders
 from napari_advseg.widgets._staged import StagedRenders
 from napari_advseg.widgets._strength import StrengthPanel
+from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest, bias_limits, volume_run
 
 

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QL
                             QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.widgets._model import Subscriptions
+from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._plot import TrainingPlot
 from napari_advseg.widgets._train import _double, _int
 

@@ -19,7 +19,8 @@ from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayou
 
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.config import GENERATOR_FILE
-from napari_advseg.widgets._model import DEFAULT_CONFIG, Subscriptions
+from napari_advseg.widgets._model import DEFAULT_CONFIG
+from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import training_run
 from napari_advseg.widgets._plot import TrainingPlot
 
