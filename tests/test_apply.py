@@ -24,7 +24,8 @@ from napari_advseg.data.cases import make_case
 from napari_advseg.data.phantom import make_phantom
 from napari_advseg.data.intensity import IntensityScale
 from napari_advseg.io.geometry import volume_from_array
-from napari_advseg.io.nifti import check_labels, load_ct, load_labels
+from napari_advseg.io.labels import check_labels
+from napari_advseg.io.nifti import load_ct, load_labels
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 

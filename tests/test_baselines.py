@@ -13,8 +13,8 @@ from napari_advseg.evaluation.baselines import evaluate_baseline
 from napari_advseg.evaluation.metrics import slice_successes
 from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd, segpgd_lambda
 from napari_advseg.attack.baselines.registry import ATTACKS, generator_attack
-from napari_advseg.attack.baselines.smooth_fields import (optimised_smooth_fields, random_smooth_fields,
-                                                          scale_fields_to_rho)
+from napari_advseg.attack.baselines.field_scaling import scale_fields_to_rho
+from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.attack.fields import perceptibility_per_slice, smoothness, warp_image

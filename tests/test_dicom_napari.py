@@ -111,16 +111,16 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
     viewer.window.add_dock_widget(widget, name="Adversarial attack")
     data = widget.data
     try:
-        assert data.open_dicom_folder(folder) == 2
+        assert data.dicom.open_dicom_folder(folder) == 2
         assert len(viewer.layers) == 0  # nothing read before the user chooses
-        assert data.series_combo.isEnabled() and data.series_button.isEnabled()
-        items = [data.series_combo.itemText(i) for i in range(data.series_combo.count())]
+        assert data.dicom.series_combo.isEnabled() and data.dicom.series_button.isEnabled()
+        items = [data.dicom.series_combo.itemText(i) for i in range(data.dicom.series_combo.count())]
         assert items == [f"Axial 2.5 (12 slices, CT) {FIRST}", f"Sagittal (12 slices, CT) {SECOND}"]
         assert "holds 2 DICOM series" in data.info_label.text()
 
-        data.series_combo.setCurrentIndex(1)
-        data.series_button.click()  # read in the background: the dock stays responsive
-        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
+        data.dicom.series_combo.setCurrentIndex(1)
+        data.dicom.series_button.click()  # read in the background: the dock stays responsive
+        qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
         assert [layer.name for layer in viewer.layers] == ["Sagittal"]
         assert data.ct_layer().name == "Sagittal"
         volume = widget.session.volume
@@ -129,15 +129,15 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
         assert np.array_equal(volume.hu, expected.hu)
         np.testing.assert_allclose(volume.affine, expected.affine, atol=1e-9)
 
-        data.series_combo.setCurrentIndex(0)
-        data.series_button.click()
-        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
+        data.dicom.series_combo.setCurrentIndex(0)
+        data.dicom.series_button.click()
+        qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Axial 2.5" and widget.session.volume.series_uid == FIRST
 
         single = tmp_path / "single"
         write_series(single, raw_volume(3), axial_affine(), description="Only one")
-        assert data.open_dicom_folder(single) == 1  # one series: read at once
-        qtbot.waitUntil(lambda: data.series_job is None, timeout=30_000)
-        assert data.ct_layer().name == "Only one" and not data.series_combo.isEnabled()
+        assert data.dicom.open_dicom_folder(single) == 1  # one series: read at once
+        qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
+        assert data.ct_layer().name == "Only one" and not data.dicom.series_combo.isEnabled()
     finally:
         widget.close()

@@ -1,4 +1,4 @@
-"""Tests for label maps in napari_advseg.io.nifti: load_labels and check_labels."""
+"""Tests for label maps: napari_advseg.io.nifti.load_labels and napari_advseg.io.labels.check_labels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from nifti_helpers import ORIENTATIONS, STORED_SHAPE, stored_data, write_nifti
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import InputFileError
 from napari_advseg.io.geometry import volume_from_array
-from napari_advseg.io.nifti import check_labels, load_ct, load_labels
+from napari_advseg.io.labels import check_labels
+from napari_advseg.io.nifti import load_ct, load_labels
 from napari_advseg.io.nifti_save import save_volume
 
 

@@ -8,7 +8,8 @@ import nibabel
 import numpy as np
 import pytest
 
-from napari_advseg._napari.reader import get_reader, layer_name, looks_like_labels, read_nifti
+from napari_advseg._napari.label_values import looks_like_labels
+from napari_advseg._napari.reader import get_reader, layer_name, read_nifti
 from napari_advseg._napari.writer import write_image, write_labels
 
 STORED_SHAPE = (7, 9, 5)  # (I, J, K): distinct sizes, so a wrong transpose shows

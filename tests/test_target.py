@@ -16,7 +16,8 @@ from torch import nn
 
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, InputFileError
-from napari_advseg.models.target import Target, check_normalisation, make_target, validate_target
+from napari_advseg.models.target import Target, make_target, validate_target
+from napari_advseg.models.target_meta import check_normalisation
 from napari_advseg.models.target_files import CHECKPOINT_FORMAT, export_torchscript, save_target
 from napari_advseg.models.target_load import load_target
 from napari_advseg.models.unet import UNet2D

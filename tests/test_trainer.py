@@ -11,7 +11,8 @@ import torch
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
-from napari_advseg.attack.generator import AttackGenerator, Critic
+from napari_advseg.attack.critic import Critic
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.models.target import make_target
 from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
 from napari_advseg.attack.trainer import AttackTrainer

@@ -1,4 +1,4 @@
-"""Tests of napari_advseg.models.unet and unet_training: the U-Net, its training, prediction and Dice."""
+"""Tests of napari_advseg.models.unet, unet_patches and unet_training: the U-Net, its training, prediction and Dice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.metrics import dice_scores
 from napari_advseg.models.unet import UNet2D, predict_labels
-from napari_advseg.models.unet_training import _PatchSampler, fit_unet, soft_dice_loss, train_unet
+from napari_advseg.models.unet_patches import PatchSampler
+from napari_advseg.models.unet_training import fit_unet, soft_dice_loss, train_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -171,7 +172,7 @@ def test_patch_sampler_prefers_small_organs():
     labels = np.zeros((4, 128, 128), np.int64)
     labels[:, 10:90, 10:90] = 1  # large organ
     labels[2, 110:114, 110:114] = 2  # tiny organ, one slice
-    sampler = _PatchSampler(images, labels, 3, 32, rng, augment=True)
+    sampler = PatchSampler(images, labels, 3, 32, rng, augment=True)
     _, patches = sampler.batch(400)
     assert patches.shape == (400, 32, 32)
     with_small = (patches == 2).flatten(1).any(1).float().mean().item()
@@ -180,7 +181,7 @@ def test_patch_sampler_prefers_small_organs():
 
 def test_patch_size_clipped_to_the_image():
     images, labels = disks(3, size=20, seed=0)
-    sampler = _PatchSampler(images, labels, 2, 96, np.random.default_rng(0), augment=True)
+    sampler = PatchSampler(images, labels, 2, 96, np.random.default_rng(0), augment=True)
     x, y = sampler.batch(5)
     assert x.shape == (5, 1, 20, 20) and y.shape == (5, 20, 20)
 

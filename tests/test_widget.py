@@ -183,8 +183,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     assert np.all(vectors[:, 0, 0] == z) and np.all(vectors[:, 1, 0] == 0)
 
     # Apply to the whole volume: the same sliders give the same slice
-    widget.explore.volume_button.click()
-    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and widget.explore.volume_job is None,
+    widget.explore.volume.button.click()
+    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and widget.explore.volume.job is None,
                     timeout=60_000)
     volume = viewer.layers[L.VOLUME_ADVERSARIAL].data
     assert volume.shape == ct.data.shape

@@ -67,8 +67,8 @@ def test_set_rho_and_dose_response(make_napari_viewer, qtbot, one_thread):
     assert strength.plot.marker.get_xdata()[0] == pytest.approx(explore.last_result.view.rho)
     assert "organ(s)" in strength.curve_status.text()
 
-    explore.volume_button.click()  # the whole volume at the rho set: slice z as shown
-    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and explore.volume_job is None, timeout=60_000)
+    explore.volume.button.click()  # the whole volume at the rho set: slice z as shown
+    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and explore.volume.job is None, timeout=60_000)
     assert np.allclose(viewer.layers[L.VOLUME_ADVERSARIAL].data[z], viewer.layers[L.ADVERSARIAL].data[0], atol=0.5)
 
     strength.set_rho(None)  # back to the generator's own strength

@@ -31,33 +31,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import numpy as np
-
 from napari_advseg._napari import layers as meta
+from napari_advseg._napari.label_values import label_array, looks_like_labels
 from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.data.intensity import DEFAULT_WINDOW
 
 __all__ = [
     "CT_CONTRAST_LIMITS",
-    "MAX_LABEL_VALUES",
     "NIFTI_SUFFIXES",
     "get_reader",
     "layer_name",
     "read_dicom",
     "series_layer",
-    "looks_like_labels",
     "read_layer",
     "read_nifti",
 ]
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 """File name endings the reader accepts (case-insensitive)."""
-
-MAX_LABEL_VALUES = 64
-"""A file with more distinct values than this is read as an image, never as labels."""
-
-MAX_LABEL_VALUE = 65535
-"""Largest value a file may hold to be read as labels (float32 holds it exactly)."""
 
 CT_CONTRAST_LIMITS: tuple[float, float] = DEFAULT_WINDOW
 """Initial display window of CT images: an abdominal soft-tissue window in HU."""
@@ -230,60 +221,6 @@ def series_layer(series, name: str | None = None, unique_names: bool = False) ->
     return _layer_tuple(volume, meta.CT, name, volume.path)
 
 
-def looks_like_labels(values: np.ndarray) -> bool:
-    """Whether an array's values look like a label map rather than a CT.
-
-    Labels hold whole, non-negative numbers (at most :data:`MAX_LABEL_VALUE`)
-    with at most :data:`MAX_LABEL_VALUES` distinct values. A CT in HU has
-    negative values (air is -1000) or hundreds of distinct values, so it
-    stays an image even when stored as integers.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        The volume (any shape, real numbers). It is scanned slice by slice
-        along the first axis, so no full-size temporary copy is made.
-
-    Returns
-    -------
-    bool
-    """
-    values = np.asarray(values)
-    if values.dtype == np.bool_:
-        return True
-    if values.size == 0 or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-        return False
-    low, high = values.min(), values.max()
-    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > MAX_LABEL_VALUE:
-        return False
-    floating = np.issubdtype(values.dtype, np.floating)
-    seen = np.zeros(int(high) + 1, dtype=bool)
-    for chunk in values.reshape(values.shape[0] if values.ndim > 1 else 1, -1):
-        if floating and not np.array_equal(chunk, np.rint(chunk)):
-            return False
-        seen |= np.bincount(chunk.astype(np.int64), minlength=seen.size) > 0
-        if np.count_nonzero(seen) > MAX_LABEL_VALUES:
-            return False
-    return True
-
-
-def _label_array(values: np.ndarray, path) -> np.ndarray:
-    """Whole non-negative numbers as the smallest fitting integer array."""
-    if values.size and (not np.all(np.isfinite(values)) or not np.array_equal(values, np.rint(values))):
-        raise InputFileError(path, "a label map must hold whole numbers")
-    low = float(values.min()) if values.size else 0.0
-    high = float(values.max()) if values.size else 0.0
-    if low < 0 or high > MAX_LABEL_VALUE:
-        raise InputFileError(path, f"label values must lie in 0..{MAX_LABEL_VALUE}, found {low:g}..{high:g}")
-    if high <= np.iinfo(np.uint8).max:
-        dtype = np.uint8
-    elif high <= np.iinfo(np.int16).max:
-        dtype = np.int16
-    else:
-        dtype = np.int32
-    return np.ascontiguousarray(values, dtype=dtype)
-
-
 def _organ_colormap(n_values: int):
     """The shared organ colours as a napari colormap, or None when they do not cover the labels."""
     from napari_advseg.organs import ORGAN_COLOURS
@@ -309,7 +246,8 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
         folder or one of its files, read as a CT image, never as labels).
     kind : {'ct', 'labels'}, optional
         Force the layer type. Default: decided from the values with
-        :func:`looks_like_labels` (labels -> Labels layer, else Image).
+        :func:`~napari_advseg._napari.label_values.looks_like_labels` (labels -> Labels layer,
+        else Image).
     name : str, optional
         Layer name; default the file name without ``.nii`` / ``.nii.gz``.
     series : str, optional
@@ -355,7 +293,7 @@ def _layer_tuple(volume, kind: str, name: str, path) -> LayerDataTuple:
     metadata = meta.file_metadata(volume, kind, path)
     kwargs: dict = {"name": name, "scale": tuple(float(s) for s in volume.spacing), "metadata": metadata}
     if kind == meta.LABELS:
-        data = _label_array(volume.hu, path)
+        data = label_array(volume.hu, path)
         colormap = _organ_colormap(int(data.max()) + 1 if data.size else 1)
         if colormap is not None:
             kwargs["colormap"] = colormap

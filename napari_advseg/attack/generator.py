@@ -1,4 +1,4 @@
-"""The generator G (encoder, two VAE heads, two field decoders) and the WGAN critic D.
+"""The generator G: an encoder, two VAE heads and two field decoders, and the fields' rho budgets.
 
 Fig. 1 of the paper: an encoder maps the slice ``x`` to features ``h``; two
 VAE heads give ``(mu_k, logvar_k)`` of a latent code ``z_k`` for the
@@ -7,6 +7,8 @@ architecture but separate weights decode ``h`` and ``z_k`` into the fields.
 The decoders work on a coarse control-point grid (one point every
 ``control_spacing`` pixels) and the result is upsampled bicubically, so both
 fields are smooth by construction and the network accepts any slice size.
+The layers live in :mod:`napari_advseg.attack.generator_blocks`; the critic D
+in :mod:`napari_advseg.attack.critic`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,7 @@ import torch.nn.functional as F
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import (apply_fields, edge_gate, integrate_velocity, perceptibility_per_slice,
                                         upsample_field)
-
-
-def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.LeakyReLU(0.2, inplace=True),
-    )
+from napari_advseg.attack.generator_blocks import Encoder, FieldDecoder, LatentHead
 
 
 @dataclass
@@ -92,87 +87,6 @@ class GeneratorOutput:
         return GeneratorOutput(self.displacement[r], self.bias[r], self.z_phi[r], self.z_b[r],
                                LatentStats(s.mu_phi[r], s.logvar_phi[r], s.mu_b[r], s.logvar_b[r]),
                                None if self.excess is None else self.excess[r])
-
-
-class Encoder(nn.Module):
-    """Strided convolutions down to the control-point grid: ``(N,1,H,W) -> (N,C,H/s,W/s)``."""
-
-    def __init__(self, base: int, levels: int):
-        super().__init__()
-        layers: list[nn.Module] = [_conv_block(1, base)]
-        ch = base
-        for level in range(levels):
-            out = min(base * 2 ** (level + 1), base * 8)
-            layers += [_conv_block(ch, out, stride=2), _conv_block(out, out)]
-            ch = out
-        self.body = nn.Sequential(*layers)
-        self.out_channels = ch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class LatentHead(nn.Module):
-    """A VAE head: pooled features -> (mu, logvar) of one latent code."""
-
-    def __init__(self, in_ch: int, latent_dim: int):
-        super().__init__()
-        self.fc = nn.Linear(2 * in_ch, 2 * latent_dim)
-        self.latent_dim = latent_dim
-
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = torch.cat((h.mean(dim=(2, 3)), h.amax(dim=(2, 3))), dim=1)
-        mu, logvar = self.fc(pooled).chunk(2, dim=1)
-        return mu, logvar.clamp(-10.0, 4.0)
-
-
-class FieldDecoder(nn.Module):
-    """Features ``h`` and a latent code -> a coarse field.
-
-    ``mode="basis"``: the decoder sees ``h`` only and returns one field
-    pattern per latent number; the field is ``sum_k z_k B_k(h)``, linear in
-    the code, so each latent number moves the field along a pattern of its
-    own (and ``z = 0`` is the identity). With ``two_sided`` each number has
-    two patterns, one per sign: ``sum_k relu(z_k) P_k(h) + relu(-z_k) N_k(h)``
-    (``AttackConfig.phi_response``). ``mode="concat"``: the code is
-    broadcast over space and concatenated with ``h`` (checkpoints made with
-    that decoder load with it). The last convolution starts at zero, so an untrained
-    generator is the identity (phi = 0, b = 0) and training moves away from it.
-    """
-
-    def __init__(self, in_ch: int, latent_dim: int, out_channels: int, width: int, mode: str = "concat",
-                 two_sided: bool = False):
-        super().__init__()
-        self.mode = mode
-        self.two_sided = two_sided and mode == "basis"
-        self.latent_dim = latent_dim
-        self.n_patterns = latent_dim * (2 if self.two_sided else 1)
-        self.out_channels = out_channels
-        extra = latent_dim if mode == "concat" else 0
-        self.body = nn.Sequential(
-            _conv_block(in_ch + extra, width),
-            _conv_block(width, width),
-        )
-        patterns = out_channels * self.n_patterns if mode == "basis" else out_channels
-        self.head = nn.Conv2d(width, patterns, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def patterns(self, h: torch.Tensor) -> torch.Tensor:
-        """The field patterns of the basis mode, ``(N, P, C, h, w)``: ``B_k(h)`` (P = latent_dim), or
-        ``P_k`` then ``N_k`` (P = 2 latent_dim) when two-sided."""
-        out = self.head(self.body(h))
-        return out.reshape(out.shape[0], self.n_patterns, self.out_channels, *out.shape[2:])
-
-    def weights(self, z: torch.Tensor) -> torch.Tensor:
-        """The code's weight on each pattern: ``z``, or ``(relu(z), relu(-z))`` when two-sided."""
-        return torch.cat((F.relu(z), F.relu(-z)), dim=1) if self.two_sided else z
-
-    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        if self.mode == "basis":
-            return torch.einsum("nkchw,nk->nchw", self.patterns(h), self.weights(z.to(h)))
-        z_map = z[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
-        return self.head(self.body(torch.cat((h, z_map), dim=1)))
 
 
 class AttackGenerator(nn.Module):
@@ -308,24 +222,3 @@ class AttackGenerator(nn.Module):
             x, *self.decode(h, z_phi, z_b, tuple(x.shape[-2:]), self.displacement_gate(x)), input_range, excess)
         return GeneratorOutput(displacement, bias, z_phi, z_b, stats,
                                torch.stack(excess).sum(dim=0) if excess else x.new_zeros(x.shape[0]))
-
-
-class Critic(nn.Module):
-    """The Wasserstein critic D: a slice ``(N, 1, H, W)`` -> a score ``(N,)``.
-
-    No batch normalisation (the gradient penalty is per sample); any size.
-    """
-
-    def __init__(self, base: int = 16, levels: int = 4):
-        super().__init__()
-        layers: list[nn.Module] = []
-        ch = 1
-        for level in range(levels):
-            out = base * 2 ** level
-            layers += [nn.Conv2d(ch, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
-            ch = out
-        self.body = nn.Sequential(*layers)
-        self.fc = nn.Linear(ch, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x).mean(dim=(2, 3))).squeeze(1)

@@ -18,7 +18,7 @@ it. Two other scalings are different things: the training budgets
 (:meth:`~napari_advseg.attack.generator.AttackGenerator.limit_rho`) only scale
 down, differentiably, inside G's forward pass; the smooth-field baselines
 multiply fields whose size is arbitrary to begin with
-(:func:`~napari_advseg.attack.baselines.smooth_fields.scale_fields_to_rho`).
+(:func:`~napari_advseg.attack.baselines.field_scaling.scale_fields_to_rho`).
 :func:`dose_response` runs a grid of rho on one slice and one latent code
 (the Explore tab's curve); :mod:`napari_advseg.evaluation.curve` does the
 same over a volume (``advseg curve``).

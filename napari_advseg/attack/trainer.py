@@ -34,7 +34,8 @@ from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.checkpoint import GENERATOR_FORMAT, check_generator_fits, load_checkpoint
 from napari_advseg.attack.fields import perceptibility
 from napari_advseg.attack.generator_loss import GeneratorLoss
-from napari_advseg.attack.generator import AttackGenerator, Critic
+from napari_advseg.attack.critic import Critic
+from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import single_number_codes
 from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask

@@ -14,7 +14,8 @@ from napari_advseg.data.samples import sample_file
 from napari_advseg.data.slices import split_slices
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.geometry import CTVolume
-from napari_advseg.io.nifti import check_labels, load_labels
+from napari_advseg.io.labels import check_labels
+from napari_advseg.io.nifti import load_labels
 from napari_advseg.io.volumes import load_volume
 
 

@@ -1,6 +1,7 @@
 """Finding DICOM CT series: which files of a folder (or list) are DICOM images, grouped by SeriesInstanceUID.
 
-:func:`find_series` reads only the headers (no pixel data) and groups the
+:func:`find_series` reads only the headers (no pixel data, with
+:func:`napari_advseg.io.dicom_header.read_slice_header`) and groups the
 image files by series; :func:`choose_series` picks one by UID or raises
 :class:`SeveralSeriesError` listing them. :mod:`napari_advseg.io.dicom` checks,
 stacks and reads the chosen series. Nothing here imports napari or Qt.
@@ -13,9 +14,8 @@ import pathlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from napari_advseg.errors import AdvsegError, InputFileError, first_line
+from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.io.dicom_header import SliceHeader, read_slice_header
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -31,34 +31,11 @@ __all__ = [
 DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
 """File name endings taken for DICOM without looking inside (files without one are checked for ``DICM``)."""
 
-_HEADER_TAGS = [
-    "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "Modality", "SOPClassUID", "Rows", "Columns",
-    "ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "NumberOfFrames", "SamplesPerPixel",
-    "InstanceNumber",
-]
 _MAX_LISTED_FILES = 3
 
 # ---------------------------------------------------------------------------
 # What a folder holds
 # ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Slice:
-    """The header fields of one DICOM image file that the series checks need."""
-
-    path: pathlib.Path
-    series_uid: str
-    modality: str
-    rows: int | None
-    columns: int | None
-    orientation: np.ndarray | None  # (6,) row then column direction cosines, LPS
-    position: np.ndarray | None  # (3,) ImagePositionPatient, LPS mm
-    pixel_spacing: np.ndarray | None  # (2,) row spacing, column spacing (mm)
-    frames: int
-    samples: int
-    description: str
-    number: int | None
 
 
 @dataclass
@@ -87,7 +64,7 @@ class DicomSeries:
     modality: str
     files: tuple[pathlib.Path, ...]
     where: pathlib.Path
-    _slices: list[_Slice] = field(default_factory=list, repr=False, compare=False)
+    _slices: list[SliceHeader] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def n_files(self) -> int:
@@ -177,70 +154,6 @@ def looks_like_dicom(path: str | os.PathLike, max_files: int = 64) -> bool:
     return False
 
 
-def _floats(value, n: int) -> np.ndarray | None:
-    if value is None:
-        return None
-    try:
-        array = np.array([float(v) for v in value], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return array if array.shape == (n,) and np.all(np.isfinite(array)) else None
-
-
-def _read_header(path: pathlib.Path, force: bool):
-    """pydicom's dataset of a file's header (pixels not read); None for a file that is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=force, specific_tags=_HEADER_TAGS)
-    except InvalidDicomError:
-        if force:
-            raise InputFileError(path, "not a DICOM file that pydicom can read") from None
-        return None
-    except MemoryError:
-        raise
-    except Exception as error:  # noqa: BLE001 - pydicom raises many kinds on corrupt files
-        raise InputFileError(path, f"could not be read as DICOM: corrupt or truncated ({first_line(error, path)})") from None
-
-
-def _slice_header(path: pathlib.Path, force: bool) -> _Slice | None:
-    """The fields of one file, or None when it is not a DICOM image (not DICOM, DICOMDIR, report, ...)."""
-    ds = _read_header(path, force)
-    if ds is None:
-        return None
-    uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
-    if not uid or "Rows" not in ds or "Columns" not in ds:
-        sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
-        if sop_class is not None and "Image Storage" in str(getattr(sop_class, "name", "")):
-            # pydicom reads what it can of a cut-off file: an image object without its image attributes
-            raise InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt (a "
-                                       f"{sop_class.name} object without Rows, Columns or SeriesInstanceUID)")
-        return None  # not an image: DICOMDIR, structured report, presentation state, ...
-    try:
-        number = int(ds.get("SeriesNumber")) if ds.get("SeriesNumber") not in (None, "") else None
-    except (TypeError, ValueError):
-        number = None
-    try:
-        frames = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        frames = 1
-    return _Slice(
-        path=path,
-        series_uid=uid,
-        modality=str(ds.get("Modality", "") or "").strip(),
-        rows=int(ds.Rows) if ds.Rows is not None else None,
-        columns=int(ds.Columns) if ds.Columns is not None else None,
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
-        frames=frames,
-        samples=int(ds.get("SamplesPerPixel") or 1),
-        description=str(ds.get("SeriesDescription", "") or "").strip(),
-        number=number,
-    )
-
-
 def _no_image(path: pathlib.Path) -> InputFileError:
     """The error for a given file that holds no DICOM image."""
     if not is_dicom_file(path):
@@ -279,7 +192,7 @@ def find_series(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[D
         for file in files:
             if not file.is_file():
                 raise InputFileError(file, "file not found")
-        headers = [_slice_header(file, force=True) for file in files]
+        headers = [read_slice_header(file, force=True) for file in files]
         for file, header in zip(files, headers):
             if header is None:
                 raise _no_image(file)
@@ -288,16 +201,16 @@ def find_series(path: str | os.PathLike | Sequence[str | os.PathLike]) -> list[D
         if not where.exists():
             raise InputFileError(where, "not found")
         if where.is_dir():
-            headers = [_slice_header(file, force=False) for file in _candidate_files(where, recursive=True)]
+            headers = [read_slice_header(file, force=False) for file in _candidate_files(where, recursive=True)]
         else:
-            first = _slice_header(where, force=True)
+            first = read_slice_header(where, force=True)
             if first is None:
                 raise _no_image(where)
             only_uid = first.series_uid
-            headers = [_slice_header(file, force=False) if file != where else first
+            headers = [read_slice_header(file, force=False) if file != where else first
                        for file in _candidate_files(where.parent, recursive=False)]
 
-    groups: dict[str, list[_Slice]] = {}
+    groups: dict[str, list[SliceHeader]] = {}
     for header in headers:
         if header is not None and (only_uid is None or header.series_uid == only_uid):
             groups.setdefault(header.series_uid, []).append(header)

@@ -9,40 +9,31 @@ Every target is put in eval mode with ``requires_grad=False`` on all
 parameters and checked by :func:`validate_target`: one forward pass must give
 a 4D logits tensor with one channel per class and the input's height and width.
 Files holding targets are written by :mod:`napari_advseg.models.target_files`
-and read by :mod:`napari_advseg.models.target_load`.
+and read by :mod:`napari_advseg.models.target_load`; the class names and the
+normalisation stored with them are checked by :mod:`napari_advseg.models.target_meta`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
-from napari_advseg.data.intensity import NORMALISATION_MODES
+from napari_advseg.models.target_meta import check_class_names, check_normalisation
 
 __all__ = [
-    "DEFAULT_NORMALISATION",
     "VALIDATION_SIZE",
     "Target",
-    "check_class_names",
-    "check_normalisation",
     "freeze",
     "make_target",
-    "plain_data",
     "validate_target",
 ]
 
-DEFAULT_NORMALISATION: dict = {"mode": "zscore"}
-"""A target's input normalisation when its file names none. The others: ``{"mode": "window",
-"window": [lo, hi]}`` (HU clipped to ``[lo, hi]`` and mapped linearly to ``[-1, 1]``)."""
 VALIDATION_SIZE = 64
 """Height and width (pixels) of the test input :func:`make_target`, the loader and the exporter use."""
 
@@ -132,86 +123,6 @@ def _target_error(path: str | None, problem: str) -> AdvsegError:
     return InputFileError(path, problem) if path else AdvsegError(f"target model: {problem}")
 
 
-def check_normalisation(normalisation: Any) -> dict:
-    """Check a normalisation description and return a clean copy.
-
-    Parameters
-    ----------
-    normalisation : dict or None
-        ``{"mode": "zscore"}`` or ``{"mode": "window", "window": [lo, hi]}``
-        with ``lo < hi`` in HU; ``None`` means z-score. Other keys are kept if
-        they hold plain values.
-
-    Returns
-    -------
-    dict
-        A new dict; ``"window"`` becomes a list of two floats.
-
-    Raises
-    ------
-    ValueError
-        For an unknown mode or a bad window.
-    """
-    if normalisation is None:
-        return dict(DEFAULT_NORMALISATION)
-    if not isinstance(normalisation, dict):
-        raise ValueError(f"normalisation must be a dict like {{'mode': 'zscore'}}, got {normalisation!r}")
-    mode = normalisation.get("mode")
-    if mode not in NORMALISATION_MODES:
-        raise ValueError(
-            f"unknown normalisation mode {mode!r}: expected one of {', '.join(map(repr, NORMALISATION_MODES))}"
-        )
-    clean = plain_data(normalisation, "normalisation")
-    if mode == "window":
-        window = normalisation.get("window")
-        try:
-            lo, hi = (float(v) for v in window)
-        except (TypeError, ValueError):
-            raise ValueError(f"normalisation mode 'window' needs 'window': [lo, hi] in HU, got {window!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"normalisation window must be two finite numbers lo < hi, got {window!r}")
-        clean["window"] = [lo, hi]
-    return clean
-
-
-def check_class_names(class_names: Any) -> tuple[str, ...]:
-    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or len(class_names) == 0:
-        raise ValueError(f"class names must be a non-empty list of strings, got {class_names!r}")
-    names = tuple(class_names)
-    if not all(isinstance(n, str) for n in names):
-        raise ValueError(f"class names must be strings, got {list(names)!r}")
-    return names
-
-
-def plain_data(value: Any, where: str) -> Any:
-    """A copy of ``value`` made of dict/list/str/int/float/bool/None only.
-
-    numpy scalars and arrays and torch tensors become Python numbers and
-    lists; tuples become lists. Such data loads with ``weights_only=True``.
-    """
-    if isinstance(value, np.generic):  # first: numpy.float64 is also a float, but pickles as numpy
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
-        return array.tolist()
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if isinstance(key, np.generic):
-                key = key.item()
-            if not isinstance(key, (str, int)):
-                key = str(key)
-            out[key] = plain_data(item, f"{where}[{key!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [plain_data(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise ValueError(
-        f"{where} holds a {type(value).__name__}; only numbers, strings, lists and dicts can be stored"
-    )
-
-
 def make_target(
     model: nn.Module,
     *,
@@ -231,7 +142,7 @@ def make_target(
     class_names : sequence of str
         Name of each output channel.
     normalisation : dict, optional
-        See :func:`check_normalisation`; default z-score.
+        See :func:`~napari_advseg.models.target_meta.check_normalisation`; default z-score.
     device : str or torch.device, optional
         Default: where the model's parameters are (CPU for a parameterless model).
     validate : bool

@@ -35,15 +35,8 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write
-from napari_advseg.models.target import (
-    VALIDATION_SIZE,
-    Target,
-    check_class_names,
-    check_normalisation,
-    freeze,
-    plain_data,
-    validate_target,
-)
+from napari_advseg.models.target import VALIDATION_SIZE, Target, freeze, validate_target
+from napari_advseg.models.target_meta import check_class_names, check_normalisation, plain_data
 from napari_advseg.models.unet import UNet2D
 
 __all__ = [

@@ -26,14 +26,8 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import InputFileError, first_line
-from napari_advseg.models.target import (
-    VALIDATION_SIZE,
-    Target,
-    check_class_names,
-    check_normalisation,
-    freeze,
-    validate_target,
-)
+from napari_advseg.models.target import VALIDATION_SIZE, Target, freeze, validate_target
+from napari_advseg.models.target_meta import check_class_names, check_normalisation
 from napari_advseg.models.target_files import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,

@@ -1,9 +1,7 @@
 """The "Data and model" tab: CT and reference layers, target model, generator, device.
 
-A DICOM CT series can be opened here too ("DICOM folder…"): a folder with one
-series is read at once; a folder with several lists them in the series box,
-and "Load series" reads the chosen one as an Image layer (as the napari
-reader would) that becomes the CT.
+A DICOM CT series can be opened here too (the "DICOM folder…" row of
+:mod:`napari_advseg.widgets._dicom`); the Image layer it reads becomes the CT.
 
 The tab turns the user's choices into the session's state: the chosen layers
 become the session's volume and labels (a CT layer's metadata may name a
@@ -22,8 +20,9 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QL
 from napari_advseg._napari import layers as meta
 from napari_advseg.device import DEVICE_CHOICES
 from napari_advseg.errors import AdvsegError
+from napari_advseg.widgets._dicom import DicomSeriesRow
 from napari_advseg.widgets._layers import is_output
-from napari_advseg.widgets._model import Subscriptions
+from napari_advseg.widgets._subscriptions import Subscriptions
 
 NO_LABELS = "none (label-free)"
 MODEL_FILTER = "PyTorch models (*.pt *.pth *.ts *.zip);;All files (*)"
@@ -62,25 +61,6 @@ class DataPanel(QWidget):
         self._auto_loaded: set[tuple] = set()
         self._volume_key: tuple | None = None
 
-        self._series: list = []
-        self.series_job = None
-        self.dicom_button = QPushButton("DICOM folder…")
-        self.dicom_button.setToolTip("Open a DICOM CT series from a folder (searched with its sub-folders); "
-                                     "a folder with several series lists them for a choice")
-        self.series_combo = QComboBox()
-        self.series_combo.setToolTip("The DICOM series of the folder: description, slices, modality, "
-                                     "SeriesInstanceUID")
-        self.series_combo.setEnabled(False)
-        self.series_button = QPushButton("Load series")
-        self.series_button.setToolTip("Read the chosen series as a CT layer (Hounsfield units)")
-        self.series_button.setEnabled(False)
-        dicom_row = QWidget()
-        dicom_layout = QHBoxLayout(dicom_row)
-        dicom_layout.setContentsMargins(0, 0, 0, 0)
-        dicom_layout.addWidget(self.dicom_button)
-        dicom_layout.addWidget(self.series_combo, 1)
-        dicom_layout.addWidget(self.series_button)
-
         self.ct_combo = QComboBox()
         self.ct_combo.setToolTip("The CT volume (an Image layer in Hounsfield units) to attack")
         self.labels_combo = QComboBox()
@@ -93,9 +73,11 @@ class DataPanel(QWidget):
         self.normalisation_label = QLabel("(no target loaded)")
         self.info_label = QLabel("")
         self.info_label.setWordWrap(True)
+        self.dicom = DicomSeriesRow(owner, show_text=self.info_label.setText, read=self.select_ct,
+                                    finished=self.show_session)
 
         form = QFormLayout()
-        form.addRow("DICOM", dicom_row)
+        form.addRow("DICOM", self.dicom)
         form.addRow("CT image", self.ct_combo)
         form.addRow("Reference", self.labels_combo)
         form.addRow("Target model", target_row)
@@ -109,8 +91,6 @@ class DataPanel(QWidget):
 
         self.ct_combo.currentIndexChanged.connect(self._combo_changed)
         self.labels_combo.currentIndexChanged.connect(self._combo_changed)
-        self.dicom_button.clicked.connect(self._browse_dicom)
-        self.series_button.clicked.connect(lambda: self.load_series())
         self.target_button.clicked.connect(self._browse_target)
         self.generator_button.clicked.connect(self._browse_generator)
         self.device_combo.activated.connect(lambda i: self.set_device(self.device_combo.itemText(i)))
@@ -180,6 +160,12 @@ class DataPanel(QWidget):
         """The chosen reference Labels layer, or None (label-free)."""
         index = self.labels_combo.currentIndex() - 1
         return self._label_layers[index] if 0 <= index < len(self._label_layers) else None
+
+    def select_ct(self, layer) -> None:
+        """Choose a CT layer of the list (a layer not listed is ignored); a change applies it."""
+        ids = [_uid(item) for item in self._ct_layers]
+        if _uid(layer) in ids and self.ct_combo.currentIndex() != ids.index(_uid(layer)):
+            self.ct_combo.setCurrentIndex(ids.index(_uid(layer)))
 
     def select_labels(self, layer) -> None:
         """Choose a reference layer (None: label-free)."""
@@ -275,77 +261,6 @@ class DataPanel(QWidget):
         except Exception as exc:
             self.owner.notify_error(exc)
             self.show_session()
-
-    # ------------------------------------------------------------------ DICOM
-    def _browse_dicom(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder holding a DICOM CT series")
-        if folder:
-            self.open_dicom_folder(folder)
-
-    def open_dicom_folder(self, folder) -> int:
-        """Find the DICOM series of ``folder``; read it when there is one, list them when several.
-
-        Returns the number of series found (0 after an error, which becomes a notification).
-        """
-        from napari_advseg.io.dicom import find_series
-
-        try:
-            found = find_series(folder)
-        except Exception as exc:
-            self.owner.notify_error(exc)
-            found = []
-        self._series = found
-        self.series_combo.clear()
-        for series in found:
-            name = series.description or (f"series {series.number}" if series.number is not None else "series")
-            self.series_combo.addItem(f"{name} ({series.n_files} slices, {series.modality or '?'}) {series.uid}")
-        several = len(found) > 1
-        self.series_combo.setEnabled(several)
-        self.series_button.setEnabled(several)
-        if len(found) == 1:
-            self.load_series(0)
-        elif several:
-            self.info_label.setText(f"{folder} holds {len(found)} DICOM series: choose one above and press "
-                                    "Load series.")
-        return len(found)
-
-    def load_series(self, index: int | None = None) -> bool:
-        """Read series ``index`` of the list (default: the chosen one) in the background; the new
-        Image layer becomes the CT when it arrives. Returns False when nothing was started."""
-        from napari_advseg._napari.reader import series_layer
-
-        index = self.series_combo.currentIndex() if index is None else int(index)
-        if not 0 <= index < len(self._series) or self.series_job is not None:
-            return False
-        series = self._series[index]
-        try:
-            self.series_job = self.owner.jobs.function_job("read series", series_layer, series, connect={
-                "returned": self._series_read, "errored": self.owner.notify_error,
-                "finished": self._series_done})
-        except Exception as exc:
-            self.owner.notify_error(exc)
-            return False
-        self.dicom_button.setEnabled(False)
-        self.series_button.setEnabled(False)
-        self.info_label.setText(f"reading {series.n_files} DICOM slices…")
-        return True
-
-    def _series_read(self, layer_data) -> None:
-        if self.owner.closing:
-            return
-        data, kwargs, _ = layer_data
-        layer = self.viewer.add_image(data, **kwargs)
-        ids = [_uid(item) for item in self._ct_layers]
-        if _uid(layer) in ids and self.ct_combo.currentIndex() != ids.index(_uid(layer)):
-            self.ct_combo.setCurrentIndex(ids.index(_uid(layer)))  # applies the new CT
-
-    def _series_done(self) -> None:
-        self.series_job = None
-        if self.owner.closing:
-            return
-        self.dicom_button.setEnabled(True)
-        self.series_button.setEnabled(self.series_combo.isEnabled())
-        self.show_session()
 
     # ------------------------------------------------------------------ files
     def _browse_target(self) -> None:

@@ -9,26 +9,27 @@ dropped, and the previous one is hidden while its successor is computed).
 The tab follows the session (a new case, target or generator rebuilds the
 sliders and re-renders) and records its sliders, switches and strength
 ("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
-Export tab uses.
+Export tab uses. The per-organ table is :mod:`._dice_table`, the "Apply to
+whole volume" row :mod:`._volume_row`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QGroupBox, QHBoxLayout, QHeaderView,
-                            QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSlider,
+                            QVBoxLayout, QWidget)
 
 from napari_advseg.widgets import _layers as L
+from napari_advseg.widgets._dice_table import DiceTable
 from napari_advseg.widgets._effects import EffectsProbe
-from napari_advseg.widgets._model import LatentChoice, Subscriptions
+from napari_advseg.widgets._model import LatentChoice
 from napari_advseg.widgets._sliders import LatentSliders
 from napari_advseg.widgets._staged import StagedRenders
 from napari_advseg.widgets._strength import StrengthPanel
-from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest, bias_limits, volume_run
+from napari_advseg.widgets._subscriptions import Subscriptions
+from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest, bias_limits
+from napari_advseg.widgets._volume_row import VolumeRow
 
 
 class ExplorePanel(QWidget):
@@ -42,7 +43,6 @@ class ExplorePanel(QWidget):
         self.last_result = None  # the stage-one result on screen
         self.last_segmented = None  # the result whose segmentation is on screen
         self._segmentation_hidden = False
-        self.volume_job = None
         self._seq = 0
         self._row_height = max(QSlider(Qt.Horizontal).sizeHint().height(), self.fontMetrics().height() + 4)
 
@@ -87,34 +87,11 @@ class ExplorePanel(QWidget):
         scroll.setFrameShape(QScrollArea.NoFrame)
         self.slider_scroll = scroll
 
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["organ", "Dice clean", "Dice adv.", "drop", "success"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
-        self.table.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self._fit_table()
+        self.table = DiceTable()
         self.rho_label = QLabel("")
         self.strength = StrengthPanel(owner, self.request_from, self._controls_changed)
 
-        self.volume_button = QPushButton("Apply to whole volume")
-        self.volume_button.setToolTip("Attack every slice with these slider values (new layers; no files)")
-        self.volume_button.clicked.connect(self.apply_to_volume)
-        self.one_code = QCheckBox("one code per volume")
-        self.one_code.setChecked(True)
-        self.one_code.setToolTip("Ticked: the sliders' code for every slice. Unticked: fresh random deviates "
-                                 "for each slice (seed 0); the fields then jump between slices")
-        self.volume_progress = QProgressBar()
-        self.volume_progress.setFormat("")
-        self.volume_progress.setValue(0)
-        volume_group = QGroupBox()
-        volume_row = QHBoxLayout(volume_group)
-        volume_row.setContentsMargins(4, 4, 4, 4)
-        volume_row.addWidget(self.volume_button)
-        volume_row.addWidget(self.one_code)
-        volume_row.addWidget(self.volume_progress, 1)
+        self.volume = VolumeRow(owner, self.request_from)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.slice_label)
@@ -125,7 +102,7 @@ class ExplorePanel(QWidget):
         layout.addWidget(self.rho_label)
         layout.addWidget(self.strength)
         layout.addStretch(1)
-        layout.addWidget(volume_group)
+        layout.addWidget(self.volume)
         self.subscriptions = Subscriptions()
         self.subscriptions.connect(owner.session.changed, self.model_changed)
 
@@ -271,25 +248,8 @@ class ExplorePanel(QWidget):
         self._show_table(result.view)
         L.refresh_thumbnail(owner.viewer, L.DEFORMATION)
 
-    def _fit_table(self) -> None:
-        rows = max(self.table.rowCount(), 1)
-        height = self.table.horizontalHeader().sizeHint().height() + rows * 22 + 4
-        self.table.setFixedHeight(min(height, 260))
-
     def _show_table(self, view) -> None:
-        organs = view.organs or {}
-        self.table.setEnabled(True)
-        self.table.setRowCount(len(organs))
-        self._fit_table()
-        for row, (name, entry) in enumerate(organs.items()):
-            drop = entry["drop"]
-            cells = [name, f"{entry['dice_clean']:.3f}", f"{entry['dice_adv']:.3f}",
-                     "n/a" if math.isnan(drop) else f"{100 * drop:.0f} %", "yes" if entry["success"] else "no"]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if col:
-                    item.setTextAlignment(Qt.AlignCenter)
-                self.table.setItem(row, col, item)
+        self.table.show_organs(view.organs or {})
         self._show_rho(view)
         self.strength.mark(view.rho)
 
@@ -301,53 +261,3 @@ class ExplorePanel(QWidget):
             text += f"; folded pixels {100 * view.fold_fraction:.2f} %"
             text += "" if view.organs else "; no organ on this slice"
         self.rho_label.setText(text)
-
-    # ------------------------------------------------------------------ whole volume
-    def apply_to_volume(self) -> None:
-        """Attack every slice with the current sliders and strength; results become two whole-volume layers."""
-        owner = self.owner
-        try:
-            owner.session.require("volume", "target", "generator")
-        except Exception as exc:
-            owner.notify_error(exc)
-            return
-        if self.volume_job is not None:
-            return
-        request = self.request_from()
-        n = owner.session.case.volume.n_slices
-        self.volume_progress.setRange(0, n)
-        self.volume_progress.setValue(0)
-        self.volume_progress.setFormat("%v/%m slices")
-        inner = volume_run(owner.session.snapshot(), request.eps_phi, request.eps_b, request.temperature,
-                           request.use_phi, request.use_bias, rho=request.rho,
-                           latent="volume" if self.one_code.isChecked() else "slice")
-        self._volume_revision = owner.session.revision
-        self.volume_button.setEnabled(False)
-        try:
-            self.volume_job = owner.jobs.generator_job("volume", inner, connect={
-                "yielded": self._volume_progress, "returned": self._volume_done,
-                "errored": owner.notify_error, "finished": self._volume_finished})
-        except Exception as exc:
-            self.volume_button.setEnabled(True)
-            owner.notify_error(exc)
-
-    def _volume_progress(self, progress) -> None:
-        if not self.owner.closing:
-            self.volume_progress.setValue(progress[0])
-
-    def _volume_done(self, arrays) -> None:
-        owner = self.owner
-        ct = owner.session.layer
-        if owner.closing or ct is None or arrays is None or self._volume_revision != owner.session.revision:
-            return
-        adversarial, segmentation = arrays
-        whole = L.geometry(ct)
-        L.show_image(owner.viewer, L.VOLUME_ADVERSARIAL, adversarial, whole, colormap="gray",
-                     contrast_limits=tuple(ct.contrast_limits))
-        L.show_labels(owner.viewer, L.VOLUME_SEG, segmentation, whole, opacity=0.45)
-
-    def _volume_finished(self) -> None:
-        self.volume_job = None
-        if not self.owner.closing:
-            self.volume_button.setEnabled(True)
-

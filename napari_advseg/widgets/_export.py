@@ -14,7 +14,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                             QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
-from napari_advseg.widgets._model import Subscriptions
+from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import Cancelled, existing_outputs, export_run
 
 CURRENT, RANGE, ALL = "current", "range", "all"

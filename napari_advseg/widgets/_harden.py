@@ -19,9 +19,9 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QL
                             QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.widgets._model import Subscriptions
 from napari_advseg.widgets._plot import TrainingPlot
-from napari_advseg.widgets._train import _double, _int
+from napari_advseg.widgets._spinboxes import double_box, int_box
+from napari_advseg.widgets._subscriptions import Subscriptions
 
 HARDEN_SERIES = (
     (0, "dice_adversarial", "adversarial slices", "#ef5350"),
@@ -75,14 +75,14 @@ class HardenPanel(QWidget):
         for name in HARDEN_METHODS:
             self.method.addItem(METHOD_TEXT[name], name)
         self.method.setToolTip("What the adversarial half of each batch is made of")
-        self.steps = _int(d.steps, 1, 1_000_000, "Fine-tuning steps")
-        self.mix = _double(d.mix, 0.0, 1.0, 0.05, 3, "Fraction of each batch replaced by adversarial slices")
-        self.rounds = _int(d.rounds, 1, 100, "Rounds of the adversarial game: before each round after the "
+        self.steps = int_box(d.steps, 1, 1_000_000, "Fine-tuning steps")
+        self.mix = double_box(d.mix, 0.0, 1.0, 0.05, 3, "Fraction of each batch replaced by adversarial slices")
+        self.rounds = int_box(d.rounds, 1, 100, "Rounds of the adversarial game: before each round after the "
                                                   "first, the generator trains against the network being hardened")
-        self.generator_steps = _int(d.generator_steps, 0, 100_000, "Generator steps per extra round")
-        self.rho_low = _double(d.rho_low, 0.001, 0.5, 0.01, 3, "Adversarial slices are scaled to a rho drawn "
+        self.generator_steps = int_box(d.generator_steps, 0, 100_000, "Generator steps per extra round")
+        self.rho_low = double_box(d.rho_low, 0.001, 0.5, 0.01, 3, "Adversarial slices are scaled to a rho drawn "
                                                                  "from [low, high] (Eq. 7)")
-        self.rho_high = _double(d.rho_high, 0.001, 0.5, 0.01, 3, "Upper end of the rho range")
+        self.rho_high = double_box(d.rho_high, 0.001, 0.5, 0.01, 3, "Upper end of the rho range")
         self.out = QLineEdit(str(Path.home() / "napari-advseg" / "hardened.pt"))
         self.out.setToolTip("The hardened checkpoint; the resume state is written beside it")
         browse = QPushButton("…")

@@ -12,7 +12,7 @@ widget stays light.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,7 +222,7 @@ class AttackSession:
         layer it came from; labels that do not fit raise AdvsegError and change nothing."""
         if labels is not None:
             from napari_advseg.organs import ORGAN_CLASSES
-            from napari_advseg.io.nifti import check_labels
+            from napari_advseg.io.labels import check_labels
 
             names = self.target.class_names if self.target is not None else ORGAN_CLASSES
             labels = check_labels(labels, volume, names, name=f"labels layer {labels_name!r}")
@@ -289,19 +289,3 @@ class AttackSession:
     def make_config(self, **settings: Any) -> AttackConfig:
         """An AttackConfig from the Train tab's settings."""
         return AttackConfig(**settings)
-
-
-class Subscriptions:
-    """A tab's connections to session signals, dropped all at once when the widget closes."""
-
-    def __init__(self) -> None:
-        self._pairs: list[tuple[Any, Callable]] = []
-
-    def connect(self, signal, slot: Callable) -> None:
-        signal.connect(slot)
-        self._pairs.append((signal, slot))
-
-    def disconnect_all(self) -> None:
-        for signal, slot in self._pairs:
-            signal.disconnect(slot)
-        self._pairs = []

@@ -13,35 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLineEdit,
-                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLineEdit, QListWidget,
+                            QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.config import GENERATOR_FILE
-from napari_advseg.widgets._model import DEFAULT_CONFIG, Subscriptions
+from napari_advseg.widgets._model import DEFAULT_CONFIG
+from napari_advseg.widgets._spinboxes import double_box, int_box
+from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import training_run
 from napari_advseg.widgets._plot import TrainingPlot
 
 IDLE, RUNNING, PAUSED, STOPPING = "idle", "running", "paused", "stopping"
-
-
-def _double(value: float, low: float, high: float, step: float, decimals: int, tip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
-
-
-def _int(value: int, low: int, high: int, tip: str) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
 
 
 def format_left(seconds: float) -> str:
@@ -65,13 +48,13 @@ class TrainPanel(QWidget):
         """Extra AttackConfig values (e.g. ``critic_steps``) for settings the form does not show."""
         c = DEFAULT_CONFIG
 
-        self.gamma = _double(c.gamma, 0.0, 50.0, 0.5, 2, "Attack strength: the masked cross-entropy to reach")
-        self.alpha = _double(c.alpha, 0.0, 100.0, 0.01, 3, "Smoothness weight of the deformation field")
-        self.beta = _double(c.beta, 0.0, 100.0, 0.01, 3, "Smoothness weight of the bias field")
-        self.steps = _int(c.steps, 1, 1_000_000, "Total training steps (a resumed run continues up to it)")
-        self.batch_size = _int(c.batch_size, 1, 512, "Slices per training batch")
-        self.lr = _double(c.lr_generator, 1e-6, 1.0, 1e-4, 6, "Learning rate of the generator (RMSProp)")
-        self.seed = _int(c.seed, 0, 2_147_483_647, "Random seed (batches, latent noise)")
+        self.gamma = double_box(c.gamma, 0.0, 50.0, 0.5, 2, "Attack strength: the masked cross-entropy to reach")
+        self.alpha = double_box(c.alpha, 0.0, 100.0, 0.01, 3, "Smoothness weight of the deformation field")
+        self.beta = double_box(c.beta, 0.0, 100.0, 0.01, 3, "Smoothness weight of the bias field")
+        self.steps = int_box(c.steps, 1, 1_000_000, "Total training steps (a resumed run continues up to it)")
+        self.batch_size = int_box(c.batch_size, 1, 512, "Slices per training batch")
+        self.lr = double_box(c.lr_generator, 1e-6, 1.0, 1e-4, 6, "Learning rate of the generator (RMSProp)")
+        self.seed = int_box(c.seed, 0, 2_147_483_647, "Random seed (batches, latent noise)")
         self.organs = QListWidget()
         self.organs.setToolTip("Organs whose masks the attack targets")
         self.organs.setMaximumHeight(92)

@@ -25,8 +25,8 @@ is nonlinear in the displacement, so no closed form exists); intensity
 perturbations are projected on the L2 ball of radius ``rho * ||x_n||_2``.
 
 Modules: :mod:`.common` (the result type and per-slice helpers every attack
-shares), :mod:`.smooth_fields` (the two field attacks and the rescaling of
-fields to rho), :mod:`.pgd` (PGD-L2 and SegPGD), :mod:`.registry`
+shares), :mod:`.smooth_fields` (the two field attacks), :mod:`.field_scaling` (the
+rescaling of fields to rho), :mod:`.pgd` (PGD-L2 and SegPGD), :mod:`.registry`
 (:data:`~.registry.ATTACKS`, which maps names to callables with the uniform
 signature ``fn(x, y, target, rho, rng, **options)``, and the trained generator
 as a peer). They are scored by :func:`napari_advseg.evaluation.baselines.evaluate_baseline`,
