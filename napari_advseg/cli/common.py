@@ -88,6 +88,13 @@ def load_case(args: argparse.Namespace, target):
     return load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
 
 
+def load_attack(args: argparse.Namespace):
+    """``(target, generator, config, generator_path, case)`` for the commands that run a trained generator."""
+    target = load_target(args)
+    generator, config, _, path = load_generator(args, target)
+    return target, generator, config, path, load_case(args, target)
+
+
 def default_generator(args: argparse.Namespace) -> Path | None:
     """``--generator``, or the shipped one when the shipped target and data are used."""
     from napari_advseg.data.samples import sample_file

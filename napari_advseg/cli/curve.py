@@ -34,13 +34,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from napari_advseg.attack.strength import DEFAULT_RHOS, check_rhos
-    from napari_advseg.cli.common import ProgressBar, load_case, load_generator, load_target, say
+    from napari_advseg.cli.common import ProgressBar, load_attack, say
     from napari_advseg.evaluation.curve import volume_curve, write_curve
     from napari_advseg.io.volumes import volume_source
 
-    target = load_target(args)
-    generator, config, _, path = load_generator(args, target)
-    case = load_case(args, target)
+    target, generator, config, path, case = load_attack(args)
     if case.labels is None:
         raise AdvsegError("curve needs reference labels (--labels) to score Dice")
     if args.slices:

@@ -24,12 +24,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_advseg.cli.common import load_case, load_generator, load_target, say
+    from napari_advseg.cli.common import load_attack, say
     from napari_advseg.workflows import evaluate_case, write_report
 
-    target = load_target(args)
-    generator, config, _, path = load_generator(args, target)
-    case = load_case(args, target)
+    target, generator, config, path, case = load_attack(args)
     report = evaluate_case(generator, config, target, case, part=args.split, samples=args.samples,
                            seed=args.seed, temperature=args.temperature)
     report["generator"] = path

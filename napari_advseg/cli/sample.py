@@ -39,11 +39,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_advseg.attack.sampling import sample_volume
-    from napari_advseg.cli.common import ProgressBar, load_case, load_generator, load_target, say
+    from napari_advseg.cli.common import ProgressBar, load_attack, say
 
-    target = load_target(args)
-    generator, config, _, path = load_generator(args, target)
-    case = load_case(args, target)
+    target, generator, config, path, case = load_attack(args)
     for name in ("eps_phi", "eps_b"):
         values = getattr(args, name)
         if values is not None and len(values) != config.latent_dim:
