@@ -31,8 +31,8 @@ from napari_advseg.data.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHA
 Progress = Callable[[dict[str, Any]], None] | None
 
 __all__ = ["ATTACK_SUBJECTS", "PHANTOM_SHAPE", "SAMPLE_ATTACK_OPTIONS", "SAMPLE_RHO_MAX", "SAMPLE_SEED",
-           "TRAINING_SUBJECTS", "evaluate_case", "make_sample_data", "phantom_training_data", "sweep_rows",
-           "train_target", "write_report", "write_run_config"]
+           "TRAINING_SUBJECTS", "clean_report", "evaluate_case", "make_sample_data", "phantom_training_data",
+           "sweep_rows", "train_target", "write_report", "write_run_config"]
 
 
 def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -72,9 +72,29 @@ def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: 
         raise AdvsegError("evaluation needs reference labels (--labels)")
     report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
                              temperature=temperature)
-    report.update({"ct": case.volume.path, "source": volume_source(case.volume), "split": part,
-                   "target": target.path})
+    report.update(_case_record(target, case, part))
     return report
+
+
+def clean_report(target, case: Case, *, part: str = "all") -> dict[str, Any]:
+    """The target's clean Dice per organ on one case (a split of its slices), with no attack.
+
+    Shaped like :func:`evaluate_case`'s report where the two share keys:
+    ``organs`` (``{name: {"dice_clean"}}``, None where the organ is absent),
+    ``slices``, and the record of the case and the target; ``generator`` None.
+    """
+    images, labels, _ = case.part(part)
+    if labels is None:
+        raise AdvsegError("evaluation needs reference labels (--labels)")
+    dice = network_dice(target, images, labels, list(target.class_names))
+    return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "slices": int(len(images)),
+            "generator": None, **_case_record(target, case, part)}
+
+
+def _case_record(target, case: Case, part: str) -> dict[str, Any]:
+    """What a report records of its case and target: files, split, the target's normalisation and classes."""
+    return {"ct": case.volume.path, "source": volume_source(case.volume), "split": part, "target": target.path,
+            "normalisation": dict(target.normalisation), "class_names": list(target.class_names)}
 
 
 def write_run_config(folder: str | os.PathLike, config: AttackConfig) -> Path:

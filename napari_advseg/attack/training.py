@@ -88,14 +88,17 @@ def training_events(config: AttackConfig | None, target, images, labels, checkpo
 def train_generator(config: AttackConfig | None, target, images, labels, out_dir: str | os.PathLike, *,
                     device: str = "auto", resume: str | os.PathLike | None = None, steps: int | None = None,
                     checkpoint_every: int = 50,
-                    progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[AttackTrainer, Path]:
+                    progress: Callable[[dict[str, Any]], None] | None = None,
+                    report: dict[str, Any] | None = None) -> tuple[AttackTrainer, Path]:
     """Drive :func:`training_events` to the end; ``progress(metrics)`` after each step.
 
     Returns the trainer and ``out_dir/generator.pt``. A failed final save
-    raises; Ctrl-C saves first, then propagates.
+    raises; Ctrl-C (or a KeyboardInterrupt raised by ``progress`` to stop
+    after a step) saves first, then propagates. ``report``: filled in as
+    :func:`training_events`'s, for a caller that stops early.
     """
     out = Path(out_dir) / GENERATOR_FILE
-    report: dict[str, Any] = {}
+    report = {} if report is None else report
     trainer = None
     with contextlib.closing(training_events(config, target, images, labels, out, device=device, resume=resume,
                                             steps=steps, checkpoint_every=checkpoint_every,

@@ -3,6 +3,9 @@
 Every input left out defaults to the shipped sample data. Errors in the
 input print one line naming the file and the problem (exit status 2), never a
 traceback; set ``ADVSEG_DEBUG=1`` to see tracebacks of unexpected errors.
+SIGINT (Ctrl-C) and SIGTERM stop a command after its current step, saving
+what a training command has done (:mod:`~napari_advseg.cli.stop`); the exit
+status is 130 or 143.
 
 Layout: :mod:`~napari_advseg.cli.parser` builds the parser from the
 subcommand modules (``target``, ``train``, ``evaluate``, ``sample``,
@@ -27,23 +30,26 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``advseg`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     from napari_advseg.cli.parser import build_parser
 
+    from napari_advseg.cli.stop import exit_status, stop_on_signals
+
     args = build_parser().parse_args(argv)
     try:
-        import torch
+        with stop_on_signals():
+            from napari_advseg.cli.common import apply_threads
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        try:
-            return int(args.func(args) or 0)
-        finally:
-            from napari_advseg.attack.distributed import shutdown_distributed
+            apply_threads(getattr(args, "threads", None))
+            try:
+                return int(args.func(args) or 0)
+            finally:
+                from napari_advseg.attack.distributed import shutdown_distributed
 
-            shutdown_distributed()
+                shutdown_distributed()
     except AdvsegError as exc:
         print(f"advseg: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("advseg: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"advseg: stopped ({exc or 'interrupted'})", file=sys.stderr)
+        return exit_status(exc)
     except Exception as exc:  # last resort: one line, unless debugging
         if os.environ.get("ADVSEG_DEBUG"):
             raise

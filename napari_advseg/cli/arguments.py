@@ -8,7 +8,7 @@ from pathlib import Path
 from napari_advseg.device import DEVICE_CHOICES
 
 __all__ = ["LABELS_HELP", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target", "floats",
-           "non_negative_float", "non_negative_int", "shape", "slice_list", "window"]
+           "non_negative_float", "non_negative_int", "positive_int", "shape", "slice_list", "window"]
 
 SPLITS = ("all", "train", "test")
 """Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
@@ -113,10 +113,19 @@ class ExpertOptions:
         return len(self._hidden)
 
 
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
-    """``--device``, ``--seed`` (unless the command takes it from its config) and ``--quiet``."""
+    """``--device``, ``--threads``, ``--seed`` (unless the command takes it from its config) and ``--quiet``."""
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to compute: auto picks cuda, then mps, then cpu (default: auto)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU threads of torch (default: torch's own choice; 1 is often fastest on a busy machine)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="random seed of every draw (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

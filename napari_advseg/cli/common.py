@@ -13,7 +13,7 @@ from typing import Any
 
 from napari_advseg.errors import AdvsegError
 
-__all__ = ["ProgressBar", "check_data_args", "default_generator", "dice_line", "is_main_rank", "load_case",
+__all__ = ["ProgressBar", "apply_threads", "check_data_args", "default_generator", "dice_line", "is_main_rank", "load_case",
            "load_generator", "load_target", "say"]
 
 
@@ -23,10 +23,19 @@ def is_main_rank() -> bool:
 
 
 class ProgressBar:
-    """A tqdm progress bar on stderr that can be switched off (and is only on rank 0)."""
+    """A tqdm progress bar on stderr that can be switched off (and is only on rank 0).
+
+    It is also the command's step loop for :mod:`~napari_advseg.cli.stop`:
+    while it is open, SIGINT/SIGTERM stop the command at the next
+    :meth:`step`, that is after the step that was running.
+    """
 
     def __init__(self, total: int, desc: str, quiet: bool, initial: int = 0):
+        from napari_advseg.cli.stop import loop_opened
+
         self.bar = None
+        self._open = True
+        loop_opened()
         if not quiet and is_main_rank():
             from tqdm import tqdm
 
@@ -37,10 +46,36 @@ class ProgressBar:
             if postfix:
                 self.bar.set_postfix({k: f"{v:.3g}" for k, v in postfix.items()}, refresh=False)
             self.bar.update(n)
+        from napari_advseg.cli.stop import check_stop
+
+        check_stop()
 
     def close(self) -> None:
+        from napari_advseg.cli.stop import loop_closed
+
+        if self._open:
+            self._open = False
+            loop_closed()
         if self.bar is not None:
             self.bar.close()
+
+
+def apply_threads(threads: int | None) -> None:
+    """``--threads``: torch's intra-op CPU threads, and its inter-op threads where torch still allows it.
+
+    None keeps torch's default. Torch refuses a second change of the inter-op
+    pool (or one after parallel work began); that pool is then left as it is.
+    """
+    import torch
+
+    if threads is None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        return
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass
 
 
 def say(text: str) -> None:

@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
                        description="Print a Markdown table shaped like the paper's Table 1 and optionally write JSON.")
     add_data(p)
     add_target(p)
-    p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator)")
+    p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator with the "
+                                                  "shipped target and data; otherwise none: clean Dice only)")
     p.add_argument("--split", choices=list(SPLITS), default="all", help="slices to test on (default all)")
     p.add_argument("--samples", type=int, default=4, help="adversarial samples per slice (default 4)")
     p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
@@ -24,10 +25,25 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_advseg.cli.common import load_attack, say
+    from napari_advseg.cli.common import default_generator, load_case, load_generator, load_target, say
+
+    target = load_target(args)
+    generator_path = default_generator(args)
+    if generator_path is None:
+        return _run_clean(args, target, load_case(args, target))
+    if args.generator is None:
+        say(f"generator: the shipped sample generator ({generator_path}), trained against the shipped target")
+    else:
+        say(f"generator: {generator_path}")
+    args.generator = generator_path
+    generator, config, _, path = load_generator(args, target)
+    return _run_attack(args, target, generator, config, path, load_case(args, target))
+
+
+def _run_attack(args, target, generator, config, path: str, case) -> int:
+    from napari_advseg.cli.common import say
     from napari_advseg.workflows import evaluate_case, write_report
 
-    target, generator, config, path, case = load_attack(args)
     report = evaluate_case(generator, config, target, case, part=args.split, samples=args.samples,
                            seed=args.seed, temperature=args.temperature)
     report["generator"] = path
@@ -36,4 +52,31 @@ def run(args: argparse.Namespace) -> int:
     say(table)
     say(f"Dice in % on {report['slices']} slices ({args.split}) of {case.name}, {args.samples} sample(s) per "
         f"slice; adversarial Dice against the warped reference; * = drop >= 30 %.")
+    return 0
+
+
+def _run_clean(args, target, case) -> int:
+    """No generator for this target and data: the target's clean Dice only, written as the report."""
+    import json
+
+    from napari_advseg.cli.common import say
+    from napari_advseg.io.atomic import atomic_write
+    from napari_advseg.workflows import clean_report
+
+    say("no --generator: clean Dice only (the shipped generator attacks only the shipped target on the shipped "
+        "data; train one with advseg train --target ...)")
+    report = clean_report(target, case, part=args.split)
+    rows = ["| organ | clean Dice (%) |", "| --- | --- |"]
+    for organ, row in report["organs"].items():
+        dice = row["dice_clean"]
+        rows.append(f"| {organ} | {'absent' if dice is None else f'{100 * dice:.1f}'} |")
+    table = "\n".join(rows)
+    if args.json is not None:
+        text = json.dumps(report, indent=2, default=float)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
+    if args.markdown is not None:
+        atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
+    say(table)
+    say(f"Dice in % on {report['slices']} slices ({args.split}) of {case.name}; target normalisation "
+        f"{report['normalisation']}.")
     return 0

@@ -117,11 +117,13 @@ def run_harden(args: argparse.Namespace) -> int:
                                               generator=generator, device=args.device, resume=args.resume,
                                               steps=args.steps if args.resume else None,
                                               checkpoint_every=args.checkpoint_every, test=test, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from napari_advseg.cli.stop import exit_status
+
         for bar in bars.values():
             bar.close()
         say(f"interrupted: saved {args.out} and {resume_path(args.out)} (continue with --resume)")
-        return 130
+        return exit_status(exc)
     for bar in bars.values():
         bar.close()
     say(f"hardened ({hardener.config.method}, {hardener.step_count} steps, {hardener.seconds:.0f} s of "

@@ -59,6 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
+    from napari_advseg.cli.stop import exit_status
     from napari_advseg.workflows import write_run_config
 
     config = config_from(args)
@@ -77,15 +78,22 @@ def run_train(args: argparse.Namespace) -> int:
         write_run_config(args.out, resolved)
     bar = ProgressBar(max(config.steps - start_step, 0) + start_step, f"train generator (gamma {config.gamma:g})",
                       args.quiet, initial=start_step)
+    report: dict = {}
     try:
         trainer, out = train_generator(config, target, images, labels, args.out, device=args.device,
                                        resume=args.resume, steps=config.steps,
                                        checkpoint_every=args.checkpoint_every,
-                                       progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
-    except KeyboardInterrupt:
+                                       progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]),
+                                       report=report)
+    except KeyboardInterrupt as exc:
         bar.close()
-        say(f"interrupted: checkpoint saved to {Path(args.out) / GENERATOR_FILE}")
-        return 130
+        if "saved" in report:
+            say(f"stopped at step {report['step']}, saved {report['saved']} (continue with --resume)")
+        elif "save_error" in report:
+            say(f"stopped at step {report['step']}, NOT saved: {report['save_error']}")
+        else:
+            say("stopped before training began; nothing saved")
+        return exit_status(exc)
     bar.close()
     if trainer.history:
         last = trainer.history[-1]
