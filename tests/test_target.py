@@ -383,7 +383,7 @@ def test_model_that_fails_or_returns_labels(tmp_path):
         def forward(self, x):
             return self.conv(x)
 
-    assert "fails" in load_error(script_file(tmp_path, TwoChannelInput(), "two_in.ts"))
+    assert "expects 2 input channels" in load_error(script_file(tmp_path, TwoChannelInput(), "two_in.ts"))
 
     class Labels(nn.Module):
         def forward(self, x):

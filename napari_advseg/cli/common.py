@@ -117,10 +117,16 @@ def load_generator(args: argparse.Namespace, target):
 
 
 def load_case(args: argparse.Namespace, target):
-    """The case of ``--ct``/``--labels``/``--series`` (or the shipped phantom), scaled for ``target``."""
-    from napari_advseg.data.cases import load_case as load
+    """The case of ``--ct``/``--labels``/``--series`` (or the shipped phantom), scaled for ``target``.
 
-    return load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
+    The target is checked at the case's slice size before anything runs on it.
+    """
+    from napari_advseg.data.cases import load_case as load
+    from napari_advseg.models.target import validate_target
+
+    case = load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
+    validate_target(target, *case.images.shape[-2:])
+    return case
 
 
 def load_attack(args: argparse.Namespace):

@@ -7,7 +7,11 @@ and how its input intensities were normalised.
 
 Every target is put in eval mode with ``requires_grad=False`` on all
 parameters and checked by :func:`validate_target`: one forward pass must give
-a 4D logits tensor with one channel per class and the input's height and width.
+a 4D logits tensor with one channel per class and the input's height and width;
+a failure names its cause (input channels, output channels, output size).
+Networks that need a height and width divisible by their stride (found by
+:func:`find_input_multiple`) get their input padded and their logits cropped
+back by :meth:`Target.__call__`, so any slice size works.
 Files holding targets are written by :mod:`napari_advseg.models.target_files`
 and read by :mod:`napari_advseg.models.target_load`; the class names and the
 normalisation stored with them are checked by :mod:`napari_advseg.models.target_meta`.
@@ -18,24 +22,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import re
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
+from napari_advseg.models.unet import UNet2D
 
 __all__ = [
     "VALIDATION_SIZE",
     "Target",
+    "find_input_multiple",
     "freeze",
     "make_target",
     "validate_target",
 ]
 
 VALIDATION_SIZE = 64
-"""Height and width (pixels) of the test input :func:`make_target`, the loader and the exporter use."""
+"""Height and width (pixels) of the test input :func:`make_target`, the loader and the exporter use.
+
+A multiple of every stride up to 64, so a network that needs divisible sizes passes it unpadded."""
+
+_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+"""Input multiples (pixels) :func:`find_input_multiple` tries, smallest first."""
+_PROBE_MIN = 96
+"""Smallest probe size (pixels): large enough that a stride-32 network keeps 3x3 pixels at its bottleneck."""
 
 
 # --------------------------------------------------------------------------
@@ -67,6 +83,9 @@ class Target:
         Where the network lives; inputs are moved there.
     metrics : dict
         Scores stored with a checkpoint (e.g. validation Dice), else empty.
+    input_multiple : int
+        The network needs its input height and width divisible by this many
+        pixels (its total stride); 1 when it takes any size.
     """
 
     model: nn.Module
@@ -76,6 +95,7 @@ class Target:
     path: str | None
     device: torch.device
     metrics: dict = field(default_factory=dict)
+    input_multiple: int = 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the frozen network.
@@ -91,8 +111,33 @@ class Target:
         torch.Tensor
             Logits, shape ``(N, n_classes, H, W)``. Gradients flow back to
             ``x``; the weights receive none.
+
+        Notes
+        -----
+        When ``H`` or ``W`` is not a multiple of :attr:`input_multiple`, the
+        input is padded by edge replication (split evenly between both sides,
+        like :class:`~napari_advseg.models.unet.UNet2D`) and the logits are
+        cropped back; both steps pass gradients. Replication is used rather
+        than a constant because the normalised value of air differs between
+        normalisations and volumes, while the edge pixels are always in range.
+        Inputs that already fit are passed unchanged.
         """
-        return self.model(x.to(self.device, torch.float32))
+        x = x.to(self.device, torch.float32)
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        multiple = self.input_multiple
+        pad_h = (multiple - height % multiple) % multiple
+        pad_w = (multiple - width % multiple) % multiple
+        if pad_h == 0 and pad_w == 0:
+            return self.model(x)
+        top, left = pad_h // 2, pad_w // 2
+        logits = self.model(F.pad(x, [left, pad_w - left, top, pad_h - top], mode="replicate"))
+        if tuple(logits.shape[-2:]) != (height + pad_h, width + pad_w):
+            raise _target_error(
+                self.path,
+                f"the model output is {logits.shape[-2]}x{logits.shape[-1]} pixels for a "
+                f"{height + pad_h}x{width + pad_w} (padded) input; the logits must have the input's size",
+            )
+        return logits[..., top : top + height, left : left + width]
 
     @property
     def n_classes(self) -> int:
@@ -146,7 +191,9 @@ def make_target(
     device : str or torch.device, optional
         Default: where the model's parameters are (CPU for a parameterless model).
     validate : bool
-        Run :func:`validate_target` on a 64x64 input.
+        Run :func:`validate_target` on a 64x64 input and find the network's
+        input multiple (:func:`find_input_multiple`); without it the input
+        multiple is 1 (no padding).
 
     Returns
     -------
@@ -167,6 +214,7 @@ def make_target(
     target = Target(freeze(model), names, norm, "memory", None, torch_device)
     if validate:
         validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
+        target.input_multiple = find_input_multiple(target)
     return target
 
 
@@ -175,10 +223,58 @@ def make_target(
 # --------------------------------------------------------------------------
 
 
+def _root_cause(error: BaseException) -> str:
+    """The last ``SomeError: message`` line of an error's text (TorchScript puts the real cause there), else its first line."""
+    causes = re.findall(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$", str(error), flags=re.MULTILINE)
+    if not causes:
+        return first_line(error)
+    name, message = causes[-1]
+    text = f"{name.rsplit('.', 1)[-1]}: {message.strip()}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _first_conv_weight(model: nn.Module) -> torch.Tensor | None:
+    """The first 4D parameter in registration order, normally the first convolution's weight ``(out, in, kh, kw)``."""
+    try:
+        for _, parameter in model.named_parameters():
+            if parameter.ndim == 4:
+                return parameter
+    except Exception:  # noqa: BLE001 - a foreign module may not list its parameters
+        return None
+    return None
+
+
+def _failure(target: Target, error: BaseException, height: int, width: int) -> AdvsegError:
+    """An error naming why the network failed on a ``(1, 1, height, width)`` input: input channels, else the cause."""
+    match = re.search(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels", str(error))
+    weight = _first_conv_weight(target.model)
+    if match:
+        expected, source = int(match.group(1)), "its first convolution"
+    elif weight is not None and int(weight.shape[1]) != 1:
+        expected, source = int(weight.shape[1]), f"its first convolution's weight is {tuple(weight.shape)}"
+    else:
+        expected = None
+    if expected is not None and expected != 1:
+        return _target_error(
+            target.path,
+            f"the model expects {expected} input channels ({source}) but a target is given 1 "
+            "(one CT slice, shape (N, 1, H, W)); export a single-channel network",
+        )
+    padded = ""
+    multiple = target.input_multiple
+    if height % multiple or width % multiple:
+        padded = f" (padded to a multiple of {multiple} pixels)"
+    return _target_error(
+        target.path,
+        f"the model fails on a single-channel (1, 1, {height}, {width}) test image{padded}: {_root_cause(error)}",
+    )
+
+
 def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
     """Check that the network's output fits the class names and the input size.
 
-    Runs one forward pass (no gradients) on a zero tensor of shape
+    Runs one forward pass of ``target`` (no gradients; padded to
+    :attr:`Target.input_multiple` as every call is) on a zero tensor of shape
     ``(1, 1, height, width)``.
 
     Parameters
@@ -186,24 +282,25 @@ def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
     target : Target
         The network to check.
     height, width : int
-        Size of the test input in pixels.
+        Size of the test input in pixels (a CT's slice size where it is known).
 
     Raises
     ------
     AdvsegError
         (an :class:`InputFileError` naming ``target.path`` when there is one)
-        when the forward pass fails, or the output is not a 4D floating point
-        tensor ``(1, len(class_names), height, width)``.
+        when the forward pass fails (the message names the expected number of
+        input channels when that is the cause, else the error's last line), or
+        the output is not a 4D floating point tensor
+        ``(1, len(class_names), height, width)``.
     """
     x = torch.zeros(1, 1, height, width, device=target.device)
     try:
         with torch.no_grad():
-            out = target.model(x)
+            out = target(x)
+    except AdvsegError:
+        raise
     except Exception as error:  # noqa: BLE001 - any failure of a foreign model is reported
-        raise _target_error(
-            target.path,
-            f"the model fails on a single-channel (1, 1, {height}, {width}) test image: {first_line(error)}",
-        ) from None
+        raise _failure(target, error, height, width) from None
     if not isinstance(out, torch.Tensor):
         raise _target_error(
             target.path, f"the model returns a {type(out).__name__}, expected one logits tensor (N, C, H, W)"
@@ -232,3 +329,48 @@ def validate_target(target: Target, height: int = 64, width: int = 64) -> None:
         raise _target_error(
             target.path, f"the model outputs {out.dtype} values; expected floating point logits, not labels"
         )
+
+
+def _probe_size(multiple: int) -> int:
+    """An odd multiple of ``multiple`` of at least :data:`_PROBE_MIN` pixels (so it is no multiple of ``2 * multiple``)."""
+    factor = -(-_PROBE_MIN // multiple)
+    return multiple * (factor + 1 - factor % 2)
+
+
+def find_input_multiple(target: Target) -> int:
+    """The smallest input multiple (pixels) the network needs for its height and width.
+
+    A :class:`~napari_advseg.models.unet.UNet2D` pads its input itself (1).
+    Any other network is run (no gradients) on zero images of an odd multiple
+    of 1, 2, 4, ... 64 pixels (at least 96), unpadded, until one gives logits
+    of the input's size. Call it after :func:`validate_target` passed on a
+    :data:`VALIDATION_SIZE` input.
+
+    Raises
+    ------
+    AdvsegError
+        When no size but :data:`VALIDATION_SIZE` works (e.g. a network traced
+        for one input size), naming the failure at the largest probe.
+    """
+    if isinstance(target.model, UNet2D):
+        return 1
+    last = ""
+    for multiple in _MULTIPLES:
+        size = _probe_size(multiple)
+        x = torch.zeros(1, 1, size, size, device=target.device)
+        try:
+            with torch.no_grad():
+                out = target.model(x)
+        except Exception as error:  # noqa: BLE001 - a failure here means "not this multiple"
+            last = _root_cause(error)
+            continue
+        if isinstance(out, torch.Tensor) and out.ndim == 4 and tuple(out.shape[-2:]) == (size, size):
+            return multiple
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        last = f"output {shape}"
+    raise _target_error(
+        target.path,
+        f"the model works on a {VALIDATION_SIZE}x{VALIDATION_SIZE} input but on no other size tried "
+        f"(up to {_probe_size(_MULTIPLES[-1])}x{_probe_size(_MULTIPLES[-1])}: {last}); "
+        "a target must take any slice size that is a multiple of its stride",
+    )

@@ -13,7 +13,8 @@ Two file kinds hold a target (both are read by
     Any TorchScript archive (for instance one written by
     :func:`export_torchscript`, or a network from another project). Class
     names and normalisation come from its ``advseg.json`` extra file when
-    present. Note that a TorchScript archive holds code; load only files from
+    present; it may also declare ``"input_multiple"``, the number of pixels
+    the input's height and width must be divisible by (else it is probed). Note that a TorchScript archive holds code; load only files from
     trusted sources.
 
 Both writers go through :func:`napari_advseg.io.atomic.atomic_write`, so an

@@ -26,7 +26,7 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import InputFileError, first_line
-from napari_advseg.models.target import VALIDATION_SIZE, Target, freeze, validate_target
+from napari_advseg.models.target import VALIDATION_SIZE, Target, find_input_multiple, freeze, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 from napari_advseg.models.target_files import (
     CHECKPOINT_FORMAT,
@@ -202,6 +202,7 @@ def load_target(
     *,
     class_names: Sequence[str] | None = None,
     normalisation: dict | None = None,
+    slice_size: tuple[int, int] | None = None,
 ) -> Target:
     """Load a target network from a project checkpoint or a TorchScript archive.
 
@@ -221,12 +222,18 @@ def load_target(
         TorchScript), else :data:`napari_advseg.ORGAN_CLASSES`.
     normalisation : dict, optional
         Likewise; the fallback is ``{"mode": "zscore"}``.
+    slice_size : (int, int), optional
+        Height and width (pixels) of the slices the target will see; the
+        network is then also checked at that size.
 
     Returns
     -------
     Target
-        Frozen (eval mode, no parameter requires grad), on ``device``, and
-        checked by :func:`validate_target` on a 64x64 input.
+        Frozen (eval mode, no parameter requires grad), on ``device``,
+        checked by :func:`validate_target` on a 64x64 input (and at
+        ``slice_size``), with its :attr:`~Target.input_multiple` taken from
+        ``"input_multiple"`` in ``advseg.json`` when declared there, else
+        found by :func:`find_input_multiple`.
 
     Raises
     ------
@@ -235,7 +242,8 @@ def load_target(
         image, random bytes, pickled Python objects, a dict of another format),
         its weights do not fit its network description (the keys are listed),
         its class names or normalisation are invalid, or the network's output
-        does not fit (channels vs. class names, or spatial size).
+        does not fit (input channels, output channels vs. class names, or
+        spatial size).
     AdvsegError
         For an unavailable device.
     """
@@ -265,8 +273,14 @@ def load_target(
     metrics = meta.get("metrics") or {}
     if not isinstance(metrics, dict):
         metrics = {}
+    declared = meta.get("input_multiple")
+    if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int) or declared < 1):
+        raise InputFileError(path, f"has an invalid input_multiple {declared!r} (expected a positive integer)")
 
     model = freeze(model.to(torch_device))
     target = Target(model, names, norm, kind, str(path), torch_device, metrics)
     validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
+    target.input_multiple = declared if declared is not None else find_input_multiple(target)
+    if slice_size is not None:
+        validate_target(target, int(slice_size[0]), int(slice_size[1]))
     return target
