@@ -31,13 +31,16 @@ def run(args: argparse.Namespace) -> int:
     generator_path = default_generator(args)
     if generator_path is None:
         return _run_clean(args, target, load_case(args, target))
-    if args.generator is None:
+    shipped = args.generator is None
+    args.generator = generator_path
+    generator, config, _, path = load_generator(args, target)
+    case = load_case(args, target)
+    # the first line of the report says which generator attacks (printed once the inputs are known to load)
+    if shipped:
         say(f"generator: the shipped sample generator ({generator_path}), trained against the shipped target")
     else:
         say(f"generator: {generator_path}")
-    args.generator = generator_path
-    generator, config, _, path = load_generator(args, target)
-    return _run_attack(args, target, generator, config, path, load_case(args, target))
+    return _run_attack(args, target, generator, config, path, case)
 
 
 def _run_attack(args, target, generator, config, path: str, case) -> int:
