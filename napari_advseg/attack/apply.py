@@ -39,14 +39,14 @@ from napari_advseg.data.overlap import OverlapCounter, organ_row
 
 
 def input_range(normalisation: dict | None) -> tuple[float, float] | None:
-    """The normalised intensities a target can see: ``(low, high)`` for a window target, else None.
+    """The normalised intensities a target can see: ``(low, high)`` for a window or CT target, else None.
 
-    A window target clips HU to its window before the network, so its inputs
-    lie in the window's image under the scaling ([-1, 1]); a z-score target's
-    inputs are unbounded.
+    A window (or ``'ct'``) target clips HU to fixed bounds before the network,
+    so its inputs lie in their image under the scaling ([-1, 1] for a default
+    window); z-score and ``'none'`` targets' inputs are unbounded.
     """
     normalisation = normalisation or {}
-    if normalisation.get("mode") != "window":
+    if normalisation.get("mode") not in ("window", "ct"):
         return None
     scale = scale_for(np.zeros(1, np.float32), normalisation)
     low, high = scale.apply(np.array([scale.clip_low, scale.clip_high], np.float32))

@@ -31,13 +31,25 @@ META_KEYS = ("step", "class_names", "normalisation", "target", "data", "label_so
 def _intensities(normalisation: Mapping | None) -> tuple:
     """What a normalisation means for the generator's units: the mode, and a window's HU bounds."""
     normalisation = dict(normalisation or {"mode": "zscore"})
-    window = normalisation.get("window") if normalisation.get("mode") == "window" else None
-    return normalisation.get("mode", "zscore"), None if window is None else tuple(float(v) for v in window)
+    mode = normalisation.get("mode", "zscore")
+    window = normalisation.get("window") if mode == "window" else None
+    if mode == "ct":
+        return mode, tuple(float(v) for v in normalisation["clip"]), float(normalisation["mean"]), float(normalisation["std"])
+    if window is not None and [float(v) for v in normalisation.get("range", (-1, 1))] != [-1.0, 1.0]:
+        return mode, tuple(float(v) for v in window), tuple(float(v) for v in normalisation["range"])
+    return mode, None if window is None else tuple(float(v) for v in window)
 
 
 def _describe(normalisation: Mapping | None) -> str:
-    mode, window = _intensities(normalisation)
-    return f"the HU window [{window[0]:g}, {window[1]:g}]" if window else f"{mode} intensities"
+    mode, *values = _intensities(normalisation)
+    if mode == "ct":
+        (low, high), mean, std = values
+        return f"CT intensities clipped to [{low:g}, {high:g}] HU, mean {mean:g}, std {std:g}"
+    if mode == "window" and values[0] is not None:
+        window = values[0]
+        mapped = f" mapped to [{values[1][0]:g}, {values[1][1]:g}]" if len(values) > 1 else ""
+        return f"the HU window [{window[0]:g}, {window[1]:g}]{mapped}"
+    return f"{mode} intensities"
 
 
 def generator_mismatch(meta: Mapping[str, Any], class_names: Sequence[str],

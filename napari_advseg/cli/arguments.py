@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from napari_advseg.device import DEVICE_CHOICES
 
-__all__ = ["LABELS_HELP", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target", "floats",
-           "non_negative_float", "non_negative_int", "positive_int", "shape", "slice_list", "window"]
+__all__ = ["LABELS_HELP", "NORMALISATION_SYNTAX", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target",
+           "add_target_overrides", "class_names", "floats", "non_negative_float", "non_negative_int", "normalisation",
+           "positive_int", "shape", "slice_list", "target_overrides", "window"]
 
 SPLITS = ("all", "train", "test")
 """Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
@@ -45,6 +47,65 @@ def window(text: str) -> tuple[float, float]:
     if len(values) != 2 or values[0] >= values[1]:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH in HU with LOW < HIGH, got {text!r}")
     return values[0], values[1]
+
+
+NORMALISATION_SYNTAX = "zscore | window:LO,HI[:A,B] | ct:LO,HI,MEAN,STD | none"
+"""What ``--normalisation`` accepts (HU; A,B is the window's output range, default -1,1)."""
+
+
+def normalisation(text: str) -> dict:
+    """``--normalisation``: ``zscore``, ``window:LO,HI[:A,B]``, ``ct:LO,HI,MEAN,STD`` or ``none`` -> a normalisation dict.
+
+    ``window`` clips HU to [LO, HI] and maps it linearly to [A, B] (default
+    [-1, 1]); ``ct`` clips HU to [LO, HI], subtracts MEAN and divides by STD
+    (HU, STD > 0); ``none`` passes HU unchanged. Checked fully here, without
+    torch, so a bad value is an argument error.
+    """
+    mode, _, rest = text.strip().partition(":")
+    mode = mode.strip().lower()
+    bad = argparse.ArgumentTypeError(f"expected {NORMALISATION_SYNTAX}, got {text!r}")
+    if mode in ("zscore", "none"):
+        if rest.strip():
+            raise bad
+        return {"mode": mode}
+    if mode == "window":
+        parts = rest.split(":")
+        if len(parts) not in (1, 2):
+            raise bad
+        try:
+            pairs = [_increasing_pair(part) for part in parts]
+        except ValueError:
+            raise bad from None
+        out = {"mode": "window", "window": pairs[0]}
+        if len(pairs) == 2:
+            out["range"] = pairs[1]
+        return out
+    if mode == "ct":
+        try:
+            values = [float(v) for v in rest.split(",")]
+        except ValueError:
+            raise bad from None
+        if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[0] >= values[1] or values[3] <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected ct:LO,HI,MEAN,STD in HU with LO < HI and STD > 0, got {text!r}")
+        return {"mode": "ct", "clip": values[:2], "mean": values[2], "std": values[3]}
+    raise bad
+
+
+def _increasing_pair(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] >= values[1]:
+        raise ValueError(text)
+    return values
+
+
+def class_names(text: str) -> list[str]:
+    """``--class-names``: ``"background,liver,spleen"`` -> one name per output channel, none empty or repeated."""
+    names = [name.strip() for name in text.split(",")]
+    if not names or any(not name for name in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated class names, one per output channel, none empty or repeated, got {text!r}")
+    return names
 
 
 def shape(text: str) -> tuple[int, int, int]:
@@ -144,6 +205,23 @@ def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert:
 
 
 def add_target(p: argparse.ArgumentParser) -> None:
-    """``--target``."""
+    """``--target`` and what may be declared about it (:func:`add_target_overrides`)."""
     p.add_argument("--target", type=Path, help="target segmentation network: a project checkpoint (.pt from "
                                                "train-target) or TorchScript (default: the shipped U-Net)")
+    add_target_overrides(p)
+
+
+def add_target_overrides(p: argparse.ArgumentParser) -> None:
+    """``--normalisation`` and ``--class-names``: they override what the target's files declare."""
+    p.add_argument("--normalisation", type=normalisation, metavar="SPEC",
+                   help=f"how the target's input was normalised ({NORMALISATION_SYNTAX}; HU, A,B the window's "
+                        "output range, default -1,1); overrides the model file and its .json sidecar "
+                        "(default: what they declare, else zscore)")
+    p.add_argument("--class-names", type=class_names, metavar="NAMES",
+                   help="the target's output channels, comma-separated, e.g. background,liver,spleen; overrides "
+                        "the model file and its .json sidecar")
+
+
+def target_overrides(args: argparse.Namespace) -> dict:
+    """``{"class_names": ..., "normalisation": ...}`` of the parsed flags (None where not given)."""
+    return {"class_names": getattr(args, "class_names", None), "normalisation": getattr(args, "normalisation", None)}

@@ -14,7 +14,7 @@ from typing import Any
 from napari_advseg.errors import AdvsegError
 
 __all__ = ["ProgressBar", "apply_threads", "check_data_args", "default_generator", "dice_line", "is_main_rank", "load_case",
-           "load_generator", "load_target", "say"]
+           "load_generator", "load_target", "say", "warn"]
 
 
 def is_main_rank() -> bool:
@@ -94,12 +94,26 @@ def check_data_args(args: argparse.Namespace) -> None:
 
 
 def load_target(args: argparse.Namespace):
-    """The target of ``--target`` (or the shipped U-Net); checks the data arguments first."""
+    """The target of ``--target`` (or the shipped U-Net); checks the data arguments first.
+
+    ``--normalisation`` and ``--class-names`` override what the target's files
+    declare; what was assumed for want of a declaration is said on stderr.
+    """
     check_data_args(args)
+    from napari_advseg.cli.arguments import target_overrides
     from napari_advseg.data.samples import sample_file
     from napari_advseg.models.target_load import load_target as load
 
-    return load(args.target or sample_file("target"), args.device)
+    target = load(args.target or sample_file("target"), args.device, **target_overrides(args))
+    for note in getattr(target, "notes", ()):
+        warn(note)
+    return target
+
+
+def warn(text: str) -> None:
+    """Print a warning line on stderr (rank 0 only): ``advseg: warning: ...``."""
+    if is_main_rank():
+        print(f"advseg: warning: {text}", file=sys.stderr, flush=True)
 
 
 def load_generator(args: argparse.Namespace, target):

@@ -8,10 +8,16 @@ import numpy as np
 
 from napari_advseg.errors import AdvsegError
 
-__all__ = ["DEFAULT_WINDOW", "NORMALISATION_MODES", "IntensityScale", "fit_intensity_scale", "scale_for"]
+__all__ = ["DEFAULT_RANGE", "DEFAULT_WINDOW", "NORMALISATION_MODES", "IntensityScale", "fit_intensity_scale",
+           "scale_for"]
 
-NORMALISATION_MODES = ("zscore", "window")
-"""How HU become network intensities: per-volume z-score, or an HU window mapped to [-1, 1]."""
+NORMALISATION_MODES = ("zscore", "window", "ct", "none")
+"""How HU become network intensities: per-volume z-score; an HU window mapped linearly to an output
+range; nnU-Net's CT scheme (clip to fixed HU bounds, subtract a fixed mean, divide by a fixed
+standard deviation); or none (HU as they are)."""
+
+DEFAULT_RANGE: tuple[float, float] = (-1.0, 1.0)
+"""The output range a window is mapped to when its normalisation names none."""
 
 DEFAULT_WINDOW: tuple[float, float] = (-200.0, 300.0)
 """The default soft-tissue HU window (window normalisation and the CT display range)."""
@@ -22,19 +28,23 @@ class IntensityScale:
     """Map between Hounsfield units and the network's input intensities.
 
     ``x = (clip(hu, clip_low, clip_high) - offset) / scale``; the inverse
-    (:meth:`to_hu`) is ``hu = x * scale + offset`` (values clipped away are
-    not recovered).
+    (:meth:`to_hu`) is ``hu = x * scale + offset``. Where the mode clips
+    (``'window'``, ``'ct'``), :meth:`to_hu` inverts :meth:`apply` only inside
+    the clip range: values clipped away are not recovered.
 
     Attributes
     ----------
     mode : str
-        ``'zscore'`` (per-volume zero mean, unit standard deviation) or
-        ``'window'`` (clip to an HU window, map it to [-1, 1]).
+        ``'zscore'`` (per-volume zero mean, unit standard deviation),
+        ``'window'`` (clip to an HU window, map it linearly to an output
+        range, [-1, 1] by default), ``'ct'`` (clip to fixed HU bounds, then a
+        fixed mean and standard deviation) or ``'none'`` (HU unchanged:
+        offset 0, scale 1).
     offset : float
-        HU subtracted first (the mean, or the window centre).
+        HU subtracted first (the mean, or the HU that maps to 0).
     scale : float
-        HU per unit of ``x`` (the standard deviation, or half the window
-        width); positive.
+        HU per unit of ``x`` (the standard deviation, or the window width
+        over the output range's width); positive.
     clip_low, clip_high : float or None
         HU clipping bounds applied before scaling; ``None`` for no bound.
     """
@@ -148,6 +158,11 @@ def fit_intensity_scale(
     hu,
     mode: str = "zscore",
     window: tuple[float, float] = DEFAULT_WINDOW,
+    *,
+    output_range: tuple[float, float] = DEFAULT_RANGE,
+    clip: tuple[float, float] | None = None,
+    mean: float | None = None,
+    std: float | None = None,
 ) -> IntensityScale:
     """Choose the intensity scaling for a volume.
 
@@ -155,14 +170,21 @@ def fit_intensity_scale(
     ----------
     hu : array_like
         The volume in HU (any shape).
-    mode : {'zscore', 'window'}, optional
+    mode : {'zscore', 'window', 'ct', 'none'}, optional
         ``'zscore'``: offset and scale are the mean and standard deviation of
         the whole volume (normalised per volume to zero mean and unit standard
         deviation), no clipping. ``'window'``: clip to ``window`` and map it
-        linearly to [-1, 1] (offset = window centre, scale = half width);
-        the data are then only checked, not used.
+        linearly to ``output_range``. ``'ct'``: clip to ``clip`` (HU), subtract
+        ``mean`` (HU), divide by ``std`` (HU). ``'none'``: HU as they are.
+        Outside ``'zscore'`` the data are only checked, not used.
     window : (float, float), optional
         ``(low, high)`` HU window for ``'window'`` mode.
+    output_range : (float, float), optional
+        ``(a, b)``, ``a < b``: what ``window`` maps to (``'window'`` mode);
+        default ``(-1, 1)``.
+    clip, mean, std : optional
+        ``'ct'`` mode's fixed HU bounds ``(low, high)``, mean and standard
+        deviation (HU, ``std > 0``).
 
     Returns
     -------
@@ -172,7 +194,8 @@ def fit_intensity_scale(
     ------
     AdvsegError
         Unknown mode, empty or non-finite data, a constant volume (standard
-        deviation 0) in ``'zscore'`` mode, or a window with ``low >= high``.
+        deviation 0) in ``'zscore'`` mode, a window, range or clip with
+        ``low >= high``, or missing or invalid ``'ct'`` values.
     """
     if mode not in NORMALISATION_MODES:
         raise AdvsegError(f"unknown intensity scaling mode {mode!r}: choose one of {', '.join(NORMALISATION_MODES)}")
@@ -187,23 +210,52 @@ def fit_intensity_scale(
         if not std > 0:
             raise AdvsegError(f"cannot z-score a constant volume (every voxel is {mean:g} HU)")
         return IntensityScale(mode="zscore", offset=mean, scale=std)
-    try:
-        low, high = (float(w) for w in window)
-    except (TypeError, ValueError):
-        raise AdvsegError(f"the HU window must be two numbers (low, high), got {window!r}") from None
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise AdvsegError(f"the HU window must have low < high, got {window!r}")
+    if mode == "none":
+        return IntensityScale(mode="none", offset=0.0, scale=1.0)
+    if mode == "ct":
+        low, high = _pair(clip, "the CT clip bounds (HU)")
+        if mean is None or std is None:
+            raise AdvsegError("the 'ct' normalisation needs a fixed mean and std (HU)")
+        return IntensityScale(mode="ct", offset=mean, scale=std, clip_low=low, clip_high=high)
+    low, high = _pair(window, "the HU window")
+    a, b = _pair(output_range, "the window's output range")
+    # offset and scale written so that the default range (-1, 1) gives exactly (low + high) / 2 and (high - low) / 2
     return IntensityScale(
         mode="window",
-        offset=(low + high) / 2.0,
-        scale=(high - low) / 2.0,
+        offset=(b * low - a * high) / (b - a),
+        scale=(high - low) / (b - a),
         clip_low=low,
         clip_high=high,
     )
 
 
+def _pair(values, what: str) -> tuple[float, float]:
+    """Two finite floats ``low < high``; AdvsegError naming ``what`` otherwise."""
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise AdvsegError(f"{what} must be two numbers (low, high), got {values!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise AdvsegError(f"{what} must have low < high, got {values!r}")
+    return low, high
+
+
 def scale_for(hu: np.ndarray, normalisation: dict | None) -> IntensityScale:
-    """The intensity scaling a target expects (``{"mode": ..., "window": [lo, hi]}``)."""
+    """The intensity scaling a target expects.
+
+    ``normalisation`` is one of ``{"mode": "zscore"}`` (also for None),
+    ``{"mode": "window", "window": [lo, hi], "range": [a, b]}`` (``range``
+    optional, default [-1, 1]), ``{"mode": "ct", "clip": [lo, hi], "mean": m,
+    "std": s}`` or ``{"mode": "none"}``; HU throughout.
+    """
     normalisation = normalisation or {"mode": "zscore"}
     window = tuple(normalisation.get("window", DEFAULT_WINDOW))
-    return fit_intensity_scale(hu, normalisation.get("mode", "zscore"), window)
+    return fit_intensity_scale(
+        hu,
+        normalisation.get("mode", "zscore"),
+        window,
+        output_range=tuple(normalisation.get("range", DEFAULT_RANGE)),
+        clip=normalisation.get("clip"),
+        mean=normalisation.get("mean"),
+        std=normalisation.get("std"),
+    )

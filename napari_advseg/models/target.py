@@ -72,8 +72,10 @@ class Target:
     class_names : tuple of str
         Name of each output channel; ``len(class_names) == C``.
     normalisation : dict
-        How the network's input was normalised: ``{"mode": "zscore"}`` or
-        ``{"mode": "window", "window": [lo, hi]}`` (HU).
+        How the network's input was normalised, in HU: ``{"mode": "zscore"}``,
+        ``{"mode": "window", "window": [lo, hi], "range": [a, b]}``,
+        ``{"mode": "ct", "clip": [lo, hi], "mean": m, "std": s}`` or
+        ``{"mode": "none"}`` (see :data:`~napari_advseg.models.target_meta.DEFAULT_NORMALISATION`).
     kind : str
         ``"checkpoint"``, ``"torchscript"``, or ``"memory"`` for a network
         that was not loaded from a file (see :func:`make_target`).
@@ -86,6 +88,10 @@ class Target:
     input_multiple : int
         The network needs its input height and width divisible by this many
         pixels (its total stride); 1 when it takes any size.
+    notes : list of str
+        What was assumed for want of a declaration (e.g. the z-score
+        normalisation of a TorchScript file that names none), one line each,
+        for the user to read.
     """
 
     model: nn.Module
@@ -96,6 +102,7 @@ class Target:
     device: torch.device
     metrics: dict = field(default_factory=dict)
     input_multiple: int = 1
+    notes: list[str] = field(default_factory=list)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the frozen network.

@@ -6,6 +6,13 @@ it and checks its output with
 :func:`napari_advseg.models.target.validate_target`. Every way a file can be
 wrong (missing, another kind of file, pickled Python objects, weights that do
 not fit, a newer version) gives an :class:`InputFileError` naming the file.
+
+What a model file declares about its network (``class_names``,
+``normalisation``, ``input_multiple``) may also sit in a *sidecar*: a JSON
+file beside it with the same stem (``net.pt`` and ``net.json``), holding the
+same keys as a TorchScript archive's ``advseg.json``. Each key is taken from,
+first to last: the caller (the CLI's flags), the sidecar, the file itself
+(``advseg.json`` or the checkpoint), the defaults.
 """
 
 from __future__ import annotations
@@ -36,10 +43,40 @@ from napari_advseg.models.target_files import (
 )
 from napari_advseg.models.unet import UNet2D
 
-__all__ = ["load_target"]
+__all__ = ["SIDECAR_KEYS", "load_target", "sidecar_path"]
+
+_NORMALISATION_SYNTAX = "zscore, window:LO,HI[:A,B], ct:LO,HI,MEAN,STD or none"
 
 _REQUIRED_KEYS = ("format", "version", "arch", "state_dict", "class_names", "normalisation")
 _MAX_LISTED = 5
+SIDECAR_KEYS = ("class_names", "normalisation", "input_multiple", "metrics", "format")
+"""Keys a sidecar JSON may hold (those of a TorchScript archive's ``advseg.json``)."""
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The sidecar JSON of a model file: same folder and stem, suffix ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def _read_sidecar(path: Path) -> dict:
+    """The sidecar's declarations, ``{}`` when there is none; InputFileError (naming the sidecar) when it is bad."""
+    sidecar = sidecar_path(path)
+    if sidecar == path or not sidecar.is_file():
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputFileError(sidecar, f"is not readable JSON ({first_line(error)}); it is read as the sidecar of "
+                                      f"{path.name}") from None
+    if not isinstance(meta, dict):
+        raise InputFileError(sidecar, f"must hold a JSON object (the sidecar of {path.name})")
+    unknown = sorted(set(meta) - set(SIDECAR_KEYS))
+    if unknown:
+        raise InputFileError(sidecar, f"has unknown keys {_listed(unknown)}; a model's sidecar may hold "
+                                      f"{', '.join(SIDECAR_KEYS[:3])}")
+    if meta.get("format", TORCHSCRIPT_META_FORMAT) != TORCHSCRIPT_META_FORMAT:
+        raise InputFileError(sidecar, f"has format {meta['format']!r}; expected {TORCHSCRIPT_META_FORMAT!r} or none")
+    return meta
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -217,11 +254,14 @@ def load_target(
         Where to put the network (see
         :func:`napari_advseg.device.resolve_device`).
     class_names : sequence of str, optional
-        Name of each output channel. When given, it overrides what the file
-        stores; otherwise the file's names are used (``advseg.json`` for
-        TorchScript), else :data:`napari_advseg.ORGAN_CLASSES`.
+        Name of each output channel. When given, it overrides what the files
+        declare; otherwise the sidecar's names are used, else the file's
+        (``advseg.json`` for TorchScript), else
+        :data:`napari_advseg.ORGAN_CLASSES` (and a line in :attr:`Target.notes`
+        says so).
     normalisation : dict, optional
-        Likewise; the fallback is ``{"mode": "zscore"}``.
+        Likewise; the fallback is ``{"mode": "zscore"}``, said in
+        :attr:`Target.notes`.
     slice_size : (int, int), optional
         Height and width (pixels) of the slices the target will see; the
         network is then also checked at that size.
@@ -232,8 +272,8 @@ def load_target(
         Frozen (eval mode, no parameter requires grad), on ``device``,
         checked by :func:`validate_target` on a 64x64 input (and at
         ``slice_size``), with its :attr:`~Target.input_multiple` taken from
-        ``"input_multiple"`` in ``advseg.json`` when declared there, else
-        found by :func:`find_input_multiple`.
+        ``"input_multiple"`` in the sidecar or ``advseg.json`` when declared
+        there, else found by :func:`find_input_multiple`.
 
     Raises
     ------
@@ -241,7 +281,9 @@ def load_target(
         Naming the file, when it is missing, is neither kind of file (text,
         image, random bytes, pickled Python objects, a dict of another format),
         its weights do not fit its network description (the keys are listed),
-        its class names or normalisation are invalid, or the network's output
+        its class names or normalisation are invalid (naming the sidecar when
+        they come from it; an unreadable sidecar or one with unknown keys
+        too), or the network's output
         does not fit (input channels, output channels vs. class names, or
         spatial size).
     AdvsegError
@@ -263,22 +305,44 @@ def load_target(
         kind = "checkpoint"
         model, meta = _model_from_checkpoint(path, _read_checkpoint(path, torch_device))
 
+    sidecar = _read_sidecar(path)
+    given = {"class_names": class_names, "normalisation": normalisation}
+    chosen, notes = {}, []
+    for key in ("class_names", "normalisation", "input_multiple", "metrics"):
+        for source, where in ((given, None), (sidecar, sidecar_path(path)), (meta, path)):
+            if source.get(key) is not None:
+                chosen[key] = (source[key], where)
+                break
+    value, where = chosen.get("class_names", (ORGAN_CLASSES, None))
     try:
-        names = check_class_names(
-            class_names if class_names is not None else meta.get("class_names", ORGAN_CLASSES)
-        )
-        norm = check_normalisation(normalisation if normalisation is not None else meta.get("normalisation"))
+        names = check_class_names(value)
     except ValueError as error:
-        raise InputFileError(path, str(error)) from None
-    metrics = meta.get("metrics") or {}
+        raise InputFileError(where or path, str(error)) from None
+    value, where = chosen.get("normalisation", (None, None))
+    try:
+        norm = check_normalisation(value)
+    except ValueError as error:
+        raise InputFileError(where or path, str(error)) from None
+    if "normalisation" not in chosen:
+        notes.append(
+            f"{path.name} declares no input normalisation; assuming per-volume z-score. If the network was "
+            f"trained otherwise, give --normalisation ({_NORMALISATION_SYNTAX}) or write it into "
+            f"{sidecar_path(path).name} beside the model"
+        )
+    if "class_names" not in chosen:
+        notes.append(
+            f"{path.name} declares no class names; assuming {', '.join(ORGAN_CLASSES)}, in that order "
+            f"(give --class-names or write class_names into {sidecar_path(path).name})"
+        )
+    metrics = chosen.get("metrics", ({}, None))[0]
     if not isinstance(metrics, dict):
         metrics = {}
-    declared = meta.get("input_multiple")
+    declared, where = chosen.get("input_multiple", (None, path))
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int) or declared < 1):
-        raise InputFileError(path, f"has an invalid input_multiple {declared!r} (expected a positive integer)")
+        raise InputFileError(where, f"has an invalid input_multiple {declared!r} (expected a positive integer)")
 
     model = freeze(model.to(torch_device))
-    target = Target(model, names, norm, kind, str(path), torch_device, metrics)
+    target = Target(model, names, norm, kind, str(path), torch_device, metrics, notes=notes)
     validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
     target.input_multiple = declared if declared is not None else find_input_multiple(target)
     if slice_size is not None:

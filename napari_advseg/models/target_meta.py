@@ -23,8 +23,35 @@ __all__ = [
 ]
 
 DEFAULT_NORMALISATION: dict = {"mode": "zscore"}
-"""A target's input normalisation when its file names none. The others: ``{"mode": "window",
-"window": [lo, hi]}`` (HU clipped to ``[lo, hi]`` and mapped linearly to ``[-1, 1]``)."""
+"""A target's input normalisation when nothing declares one. The others: ``{"mode": "window",
+"window": [lo, hi], "range": [a, b]}`` (HU clipped to ``[lo, hi]`` and mapped linearly to
+``[a, b]``, default ``[-1, 1]``), ``{"mode": "ct", "clip": [lo, hi], "mean": m, "std": s}`` (HU
+clipped, then ``(hu - m) / s``) and ``{"mode": "none"}`` (HU as they are)."""
+
+
+def _pair(normalisation: dict, key: str, what: str) -> list[float]:
+    """``normalisation[key]`` as two finite floats ``low < high``; ValueError naming ``what`` otherwise."""
+    values = normalisation.get(key)
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"normalisation mode {normalisation['mode']!r} needs {key!r}: {what}, got {values!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"normalisation {key} must be two finite numbers low < high, got {values!r}")
+    return [low, high]
+
+
+def _number(normalisation: dict, key: str, positive: bool = False) -> float:
+    """``normalisation[key]`` as a finite float (positive where asked); ValueError otherwise."""
+    value = normalisation.get(key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or (positive and number <= 0):
+        need = "a positive number" if positive else "a number"
+        raise ValueError(f"normalisation mode {normalisation['mode']!r} needs {key!r}: {need} in HU, got {value!r}")
+    return number
 
 
 def check_normalisation(normalisation: Any) -> dict:
@@ -33,19 +60,20 @@ def check_normalisation(normalisation: Any) -> dict:
     Parameters
     ----------
     normalisation : dict or None
-        ``{"mode": "zscore"}`` or ``{"mode": "window", "window": [lo, hi]}``
-        with ``lo < hi`` in HU; ``None`` means z-score. Other keys are kept if
-        they hold plain values.
+        One of the forms listed at :data:`DEFAULT_NORMALISATION` (pairs with
+        ``low < high``, HU for ``window`` and ``clip``, ``std > 0``); ``None``
+        means z-score. Other keys are kept if they hold plain values.
 
     Returns
     -------
     dict
-        A new dict; ``"window"`` becomes a list of two floats.
+        A new dict; pairs become lists of two floats, ``mean`` and ``std``
+        floats. An absent ``range`` stays absent (it means [-1, 1]).
 
     Raises
     ------
     ValueError
-        For an unknown mode or a bad window.
+        For an unknown mode or a bad or missing value.
     """
     if normalisation is None:
         return dict(DEFAULT_NORMALISATION)
@@ -58,14 +86,13 @@ def check_normalisation(normalisation: Any) -> dict:
         )
     clean = plain_data(normalisation, "normalisation")
     if mode == "window":
-        window = normalisation.get("window")
-        try:
-            lo, hi = (float(v) for v in window)
-        except (TypeError, ValueError):
-            raise ValueError(f"normalisation mode 'window' needs 'window': [lo, hi] in HU, got {window!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"normalisation window must be two finite numbers lo < hi, got {window!r}")
-        clean["window"] = [lo, hi]
+        clean["window"] = _pair(normalisation, "window", "[lo, hi] in HU")
+        if "range" in normalisation:
+            clean["range"] = _pair(normalisation, "range", "[a, b], the window's output range")
+    elif mode == "ct":
+        clean["clip"] = _pair(normalisation, "clip", "[lo, hi] in HU")
+        clean["mean"] = _number(normalisation, "mean")
+        clean["std"] = _number(normalisation, "std", positive=True)
     return clean
 
 
