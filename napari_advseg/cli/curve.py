@@ -35,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_advseg.attack.strength import DEFAULT_RHOS, check_rhos
     from napari_advseg.cli.common import ProgressBar, load_attack, say
+    from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.evaluation.curve import volume_curve, write_curve
     from napari_advseg.io.volumes import volume_source
 
     target, generator, config, path, case = load_attack(args)
+    check_clean_dice(target, case)
     if case.labels is None:
         raise AdvsegError("curve needs reference labels (--labels) to score Dice")
     if args.slices:

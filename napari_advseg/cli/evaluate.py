@@ -26,15 +26,19 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import default_generator, load_case, load_generator, load_target, say
+    from napari_advseg.cli.diagnostics import check_clean_dice
 
     target = load_target(args)
     generator_path = default_generator(args)
     if generator_path is None:
-        return _run_clean(args, target, load_case(args, target))
+        case = load_case(args, target)
+        check_clean_dice(target, case)
+        return _run_clean(args, target, case)
     shipped = args.generator is None
     args.generator = generator_path
     generator, config, _, path = load_generator(args, target)
     case = load_case(args, target)
+    check_clean_dice(target, case)
     # the first line of the report says which generator attacks (printed once the inputs are known to load)
     if shipped:
         say(f"generator: the shipped sample generator ({generator_path}), trained against the shipped target")

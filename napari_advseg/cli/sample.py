@@ -40,8 +40,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from napari_advseg.attack.sampling import sample_volume
     from napari_advseg.cli.common import ProgressBar, load_attack, say
+    from napari_advseg.cli.diagnostics import check_clean_dice
 
     target, generator, config, path, case = load_attack(args)
+    check_clean_dice(target, case)
     for name in ("eps_phi", "eps_b"):
         values = getattr(args, name)
         if values is not None and len(values) != config.latent_dim:

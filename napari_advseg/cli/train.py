@@ -59,12 +59,14 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
+    from napari_advseg.cli.diagnostics import check_clean_dice, warn
     from napari_advseg.cli.stop import exit_status
     from napari_advseg.workflows import write_run_config
 
     config = config_from(args)
     target = load_target(args)
     case = load_case(args, target)
+    check_clean_dice(target, case)
     images, labels, _ = case.part(args.split)
     start_step = 0
     resolved = config
@@ -84,7 +86,7 @@ def run_train(args: argparse.Namespace) -> int:
                                        resume=args.resume, steps=config.steps,
                                        checkpoint_every=args.checkpoint_every,
                                        progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]),
-                                       report=report)
+                                       warn=warn, report=report)
     except KeyboardInterrupt as exc:
         bar.close()
         if "saved" in report:
@@ -106,6 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
+    from napari_advseg.cli.diagnostics import check_clean_dice, warn
     from napari_advseg.workflows import evaluate_case, sweep_rows, write_report, write_run_config
 
     base = config_from(args)
@@ -113,6 +116,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     case = load_case(args, target)
     if case.labels is None:
         raise AdvsegError("sweep needs reference labels (--labels) to evaluate")
+    check_clean_dice(target, case)
     images, labels, _ = case.part(args.train_split)
     out = Path(args.out)
     rows = []
@@ -125,7 +129,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar = ProgressBar(config.steps, label, args.quiet)
         start = time.perf_counter()
         trainer, _ = train_generator(config, target, images, labels, run_dir, device=args.device,
-                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]))
+                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]), warn=warn)
         train_seconds = time.perf_counter() - start
         bar.close()
         generator = trainer.generator.eval()

@@ -274,6 +274,9 @@ class TrainPanel(QWidget):
             self.progress.setValue(min(item["step"], item["total"]))
             self.progress.setFormat(f"step {item['step']}/{item['total']}")
             return
+        if item["kind"] == "warning":
+            self.owner.notify_info(f"step {item['step']}: {item['message']}")
+            return
         metrics, total = item["metrics"], item["total"]
         step = int(metrics["step"])
         self.plot.add(metrics)
