@@ -134,3 +134,17 @@ def test_cli_bad_normalisation_exits_2(capsys):
     _, err = capsys.readouterr()
     assert info.value.code == 2
     assert "argument --normalisation: expected zscore | window:LO,HI[:A,B] | ct:LO,HI,MEAN,STD | none" in err
+
+
+def test_robustness_takes_the_same_overrides_for_every_target(tiny_files, tmp_path, capsys):
+    path = script_file(tmp_path)
+    out = tmp_path / "report"
+    code = main(["robustness", "--target", str(path), "--ct", str(tiny_files["ct"]), "--labels",
+                 str(tiny_files["labels"]), "--generator", str(tiny_files["generator"]), "--device", "cpu",
+                 "--class-names", ",".join(ORGAN_CLASSES), "--rhos", "0.05", "--new-generator-steps", "1",
+                 "--samples", "1", "--out", str(out), "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "assuming per-volume z-score" in line]
+    assert len(lines) == 1 and lines[0].startswith("advseg: warning: net.pt declares no input normalisation")
+    assert "declares no class names" not in err and "declare" not in err.replace(lines[0], "")

@@ -100,20 +100,30 @@ def load_target(args: argparse.Namespace):
     declare; what was assumed for want of a declaration is said on stderr.
     """
     check_data_args(args)
-    from napari_advseg.cli.arguments import target_overrides
     from napari_advseg.data.samples import sample_file
+
+    return load_target_file(args.target or sample_file("target"), args)
+
+
+def load_target_file(path, args: argparse.Namespace):
+    """The target network in ``path``, with the ``--normalisation``/``--class-names`` overrides of ``args``;
+    what was assumed for want of a declaration is said on stderr."""
+    from napari_advseg.cli.arguments import target_overrides
     from napari_advseg.models.target_load import load_target as load
 
-    target = load(args.target or sample_file("target"), args.device, **target_overrides(args))
-    for note in getattr(target, "notes", ()):
+    target = load(path, args.device, **target_overrides(args))
+    for note in target.notes:
         warn(note)
     return target
 
 
 def warn(text: str) -> None:
-    """Print a warning line on stderr (rank 0 only): ``advseg: warning: ...``."""
+    """Print a warning line on stderr (rank 0 only), beside (not inside) a running progress bar."""
     if is_main_rank():
-        print(f"advseg: warning: {text}", file=sys.stderr, flush=True)
+        from tqdm import tqdm
+
+        tqdm.write(f"advseg: warning: {text}", file=sys.stderr)
+        sys.stderr.flush()
 
 
 def load_generator(args: argparse.Namespace, target):

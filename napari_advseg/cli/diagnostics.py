@@ -1,19 +1,8 @@
-"""Warnings of the commands: one ``advseg: warning: ...`` line on stderr (rank 0 only)."""
+"""The commands' check of the target on the given labels, warned as one ``advseg: warning: ...`` line."""
 
 from __future__ import annotations
 
-import sys
-
-
-def warn(text: str) -> None:
-    """Print one warning line on stderr, beside (not inside) a running progress bar."""
-    from napari_advseg.cli.common import is_main_rank
-
-    if is_main_rank():
-        from tqdm import tqdm
-
-        tqdm.write(f"advseg: warning: {text}", file=sys.stderr)
-        sys.stderr.flush()
+from napari_advseg.cli.common import warn
 
 
 def check_clean_dice(target, case) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_advseg.cli.arguments import add_common, add_data, add_target, floats, non_negative_int
+from napari_advseg.cli.arguments import (add_common, add_data, add_target, add_target_overrides, floats,
+                                         non_negative_int)
 from napari_advseg.defense.config import HARDEN_METHODS, HardenConfig
 from napari_advseg.errors import AdvsegError
 
@@ -57,6 +58,7 @@ def add_robustness_parser(sub) -> None:
     add_data(p)
     p.add_argument("--target", type=Path, action="append", help="a network to report (repeat the option; "
                                                                  "default: the shipped U-Net)")
+    add_target_overrides(p)
     p.add_argument("--generator", type=Path, help="attack (a) for networks without a hardening record "
                                                   "(default: the shipped generator with the shipped data)")
     p.add_argument("--rhos", type=floats, default=[0.04, 0.08], help="rho values (default 0.04,0.08)")
@@ -138,15 +140,14 @@ def run_harden(args: argparse.Namespace) -> int:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    from napari_advseg.cli.common import ProgressBar, load_case, say
+    from napari_advseg.cli.common import ProgressBar, load_case, load_target_file, say
     from napari_advseg.data.samples import sample_file
     from napari_advseg.evaluation.robustness import format_robustness, robustness_report, write_robustness
-    from napari_advseg.models.target_load import load_target
 
     if args.ct is None and args.labels is not None:
         raise AdvsegError("--labels was given without --ct")
     paths = args.target or [Path(sample_file("target"))]
-    targets = [load_target(path, args.device) for path in paths]
+    targets = [load_target_file(path, args) for path in paths]
     for other in targets[1:]:
         if tuple(other.class_names) != tuple(targets[0].class_names) or \
                 other.normalisation != targets[0].normalisation:

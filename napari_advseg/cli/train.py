@@ -59,7 +59,8 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
-    from napari_advseg.cli.diagnostics import check_clean_dice, warn
+    from napari_advseg.cli.common import warn
+    from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.cli.stop import exit_status
     from napari_advseg.workflows import write_run_config
 
@@ -108,7 +109,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
-    from napari_advseg.cli.diagnostics import check_clean_dice, warn
+    from napari_advseg.cli.common import warn
+    from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.workflows import evaluate_case, sweep_rows, write_report, write_run_config
 
     base = config_from(args)
