@@ -143,13 +143,17 @@ def load_generator(args: argparse.Namespace, target):
 def load_case(args: argparse.Namespace, target):
     """The case of ``--ct``/``--labels``/``--series`` (or the shipped phantom), scaled for ``target``.
 
-    The target is checked at the case's slice size before anything runs on it.
+    The target is checked at the case's slice size before anything runs on it. Reference labels whose
+    class map differs from the target's classes are mapped by name, and what that changed is said on stderr.
     """
     from napari_advseg.data.cases import load_case as load
     from napari_advseg.models.target import validate_target
 
     case = load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
     validate_target(target, *case.images.shape[-2:])
+    message = None if case.class_mapping is None else case.class_mapping.message()
+    if message:
+        warn(message)
     return case
 
 
