@@ -119,24 +119,23 @@ def shape(text: str) -> tuple[int, int, int]:
     return values
 
 
-def non_negative_int(text: str) -> int:
+def _at_least(text: str, kind: type, noun: str, low: int):
+    """``kind(text)`` if it is at least ``low`` (NaN is not); an argparse error naming ``noun`` otherwise."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if not value >= low:
+        raise argparse.ArgumentTypeError(f"expected {noun} >= {low}, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    return _at_least(text, int, "an integer", 0)
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _at_least(text, float, "a number", 0)
 
 
 class _HelpAll(argparse.Action):
@@ -175,10 +174,7 @@ class ExpertOptions:
 
 
 def positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+    return _at_least(text, int, "an integer", 1)
 
 
 def add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
