@@ -19,7 +19,7 @@ from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.volumes import volume_source
-from napari_advseg.attack.config import CONFIG_FILE, AttackConfig
+from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.evaluation.metrics import network_dice
@@ -32,7 +32,7 @@ Progress = Callable[[dict[str, Any]], None] | None
 
 __all__ = ["ATTACK_SUBJECTS", "PHANTOM_SHAPE", "SAMPLE_ATTACK_OPTIONS", "SAMPLE_RHO_MAX", "SAMPLE_SEED",
            "TRAINING_SUBJECTS", "clean_report", "evaluate_case", "make_sample_data", "phantom_training_data",
-           "sweep_rows", "train_target", "write_report", "write_run_config"]
+           "sweep_rows", "train_target", "write_report"]
 
 
 def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -101,12 +101,6 @@ def _case_record(target, case: Case, part: str) -> dict[str, Any]:
     return record
 
 
-def write_run_config(folder: str | os.PathLike, config: AttackConfig) -> Path:
-    """Write ``folder/config.json``: the run's full attack configuration, readable and reusable (``--config``)."""
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    return atomic_write(Path(folder) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
-
-
 def write_report(rows: list[tuple[str, dict[str, Any]]], json_path: str | os.PathLike | None,
                  markdown_path: str | os.PathLike | None = None) -> str:
     """Format the rows as the Table-1 Markdown; write JSON (one report, or a list) and Markdown."""
@@ -153,7 +147,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     shape = tuple(int(v) for v in shape)
     from napari_advseg.data.phantom import make_phantom
     from napari_advseg.models.target_load import load_target
-    from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
+    from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.io.geometry import volume_from_array
     from napari_advseg.io.nifti_save import save_volume
 
@@ -188,13 +182,12 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
         earlier = out / "sample.json"
         if earlier.is_file():
             earlier_seconds = float(json.loads(earlier.read_text()).get("attack_train_seconds", 0.0))
-        config = AttackConfig.from_dict(load_checkpoint(resume)["config"]).replace(steps=attack_steps)
-    write_run_config(out, config)
+        config = None  # the checkpoint's own
     start = time.perf_counter()
     with_progress = report_step("generator")
     attack_images, attack_labels = phantom_training_data(normalisation, attack_subjects, shape)
     train_generator(config, target, attack_images, attack_labels, out, device=device, checkpoint_every=100,
-                    progress=with_progress, resume=resume, steps=attack_steps)  # a resume keeps its own config
+                    progress=with_progress, resume=resume, steps=attack_steps)
     attack_seconds = earlier_seconds + time.perf_counter() - start
     generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)

@@ -113,7 +113,7 @@ def test_config_file_errors_are_one_line(tmp_path, capsys):
 
 
 def test_a_run_folder_config_json_is_a_config_file(tmp_path):
-    from napari_advseg.workflows import write_run_config
+    from napari_advseg.attack.checkpoint import write_run_config
 
     config = AttackConfig(gamma=1.5, rho_max=0.05, organs=["spleen"], lambda_kl_phi=0.1)
     path = write_run_config(tmp_path / "run", config)

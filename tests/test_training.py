@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,8 @@ def test_closing_the_events_early_saves_the_steps_done(setup, tmp_path):
     events.close()  # what Stop and closing napari do to the worker's generator
     assert report["step"] == 2 and report["new_steps"] == 2 and report["saved"] == str(tmp_path / "g.pt")
     assert load_checkpoint(tmp_path / "g.pt")["step"] == 2
+    # the run's resolved configuration lies beside its checkpoint, for the widget's runs as for the CLI's
+    assert json.loads((tmp_path / "config.json").read_text()) == AttackConfig(**TINY, steps=10).to_dict()
 
 
 def test_an_error_during_training_still_saves_then_propagates(setup, tmp_path, monkeypatch):

@@ -10,17 +10,19 @@ session check with the same function, so every face says the same thing.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from napari_advseg.attack.config import AttackConfig
+from napari_advseg.attack.config import CONFIG_FILE, AttackConfig
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
-from napari_advseg.io.atomic import load_torch_dict
+from napari_advseg.io.atomic import atomic_write, load_torch_dict
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 
@@ -111,3 +113,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "auto",
     meta = {k: v for k, v in state.items() if k in META_KEYS}
     meta["history"] = state.get("history", [])
     return generator, config, meta
+
+
+def write_run_config(folder: str | os.PathLike, config: AttackConfig) -> Path:
+    """Write ``folder/config.json``: the run's full attack configuration, readable and reusable (``--config``)."""
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    return atomic_write(Path(folder) / CONFIG_FILE, lambda tmp: tmp.write_text(text))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_advseg.attack.config import GENERATOR_FILE, AttackConfig
+from napari_advseg.attack.checkpoint import write_run_config
 from napari_advseg.attack.trainer import AttackTrainer
 
 STALL_STEPS = 50
@@ -65,6 +66,9 @@ def training_events(config: AttackConfig | None, target, images, labels, checkpo
                     stall_steps: int = STALL_STEPS) -> Iterator[dict[str, Any]]:
     """Train or continue a generator, yielding progress; the checkpoint is written in ``finally``.
 
+    The run's resolved configuration (a resume's own, with ``steps``) is
+    written as ``config.json`` beside the checkpoint once the trainer exists.
+
     Parameters
     ----------
     config : AttackConfig or None
@@ -110,6 +114,8 @@ def training_events(config: AttackConfig | None, target, images, labels, checkpo
         else:
             trainer = AttackTrainer(config.replace(**changes), target, images, labels, device)
         report["start_step"] = trainer.step_count
+        if trainer.rank == 0:  # the run's resolved configuration beside its checkpoint
+            write_run_config(Path(checkpoint).parent, trainer.config)
         yield {"kind": "ready", "trainer": trainer, "config": trainer.config, "history": list(trainer.history),
                "step": trainer.step_count, "total": trainer.config.steps, "labels": trainer.label_source}
         watch = StallWatch(trainer.config.gamma, stall_steps)

@@ -56,13 +56,10 @@ def add_sweep_parser(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.training import train_generator
-    from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
-    from napari_advseg.cli.common import warn
+    from napari_advseg.cli.common import ProgressBar, load_case, load_target, say, warn
     from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.cli.stop import exit_status
-    from napari_advseg.workflows import write_run_config
 
     config = config_from(args)
     target = load_target(args)
@@ -70,15 +67,10 @@ def run_train(args: argparse.Namespace) -> int:
     check_clean_dice(target, case)
     images, labels, _ = case.part(args.split)
     start_step = 0
-    resolved = config
     if args.resume is not None:
         from napari_advseg.attack.checkpoint import load_checkpoint
 
-        checkpoint = load_checkpoint(args.resume)
-        start_step = int(checkpoint["step"])
-        resolved = AttackConfig.from_dict(checkpoint["config"]).replace(steps=config.steps)
-    if is_main_rank():
-        write_run_config(args.out, resolved)
+        start_step = int(load_checkpoint(args.resume)["step"])
     bar = ProgressBar(max(config.steps - start_step, 0) + start_step, f"train generator (gamma {config.gamma:g})",
                       args.quiet, initial=start_step)
     report: dict = {}
@@ -108,10 +100,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from napari_advseg.attack.training import train_generator
-    from napari_advseg.cli.common import ProgressBar, is_main_rank, load_case, load_target, say
-    from napari_advseg.cli.common import warn
+    from napari_advseg.cli.common import ProgressBar, load_case, load_target, say, warn
     from napari_advseg.cli.diagnostics import check_clean_dice
-    from napari_advseg.workflows import evaluate_case, sweep_rows, write_report, write_run_config
+    from napari_advseg.workflows import evaluate_case, sweep_rows, write_report
 
     base = config_from(args)
     target = load_target(args)
@@ -126,8 +117,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     for label, changes in plan:
         config = base.replace(**changes)
         run_dir = out / label.replace(" ", "_").replace("(", "").replace(")", "")
-        if is_main_rank():
-            write_run_config(run_dir, config)
         bar = ProgressBar(config.steps, label, args.quiet)
         start = time.perf_counter()
         trainer, _ = train_generator(config, target, images, labels, run_dir, device=args.device,
