@@ -32,7 +32,7 @@ Progress = Callable[[dict[str, Any]], None] | None
 
 __all__ = ["ATTACK_SUBJECTS", "PHANTOM_SHAPE", "SAMPLE_ATTACK_OPTIONS", "SAMPLE_RHO_MAX", "SAMPLE_SEED",
            "TRAINING_SUBJECTS", "clean_report", "evaluate_case", "make_sample_data", "phantom_training_data",
-           "sweep_rows", "train_target", "write_report"]
+           "sweep_rows", "train_target", "write_outputs", "write_report"]
 
 
 def train_target(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -105,13 +105,19 @@ def write_report(rows: list[tuple[str, dict[str, Any]]], json_path: str | os.Pat
                  markdown_path: str | os.PathLike | None = None) -> str:
     """Format the rows as the Table-1 Markdown; write JSON (one report, or a list) and Markdown."""
     table = format_table(rows)
+    payload: Any = rows[0][1] if len(rows) == 1 else [{"row": label, **report} for label, report in rows]
+    write_outputs(payload, table, json_path, markdown_path)
+    return table
+
+
+def write_outputs(payload: Any, table: str, json_path: str | os.PathLike | None,
+                  markdown_path: str | os.PathLike | None) -> None:
+    """Write a report as JSON and its Markdown table, each atomically, where a path is given."""
     if json_path is not None:
-        payload: Any = rows[0][1] if len(rows) == 1 else [{"row": label, **report} for label, report in rows]
         text = json.dumps(payload, indent=2, default=float)
         atomic_write(json_path, lambda tmp: tmp.write_text(text))
     if markdown_path is not None:
         atomic_write(markdown_path, lambda tmp: tmp.write_text(table + "\n"))
-    return table
 
 
 def sweep_rows(gammas: Sequence[float], ablation_gamma: float | None) -> list[tuple[str, dict[str, Any]]]:

@@ -66,11 +66,10 @@ def apply_threads(threads: int | None) -> None:
     None keeps torch's default. Torch refuses a second change of the inter-op
     pool (or one after parallel work began); that pool is then left as it is.
     """
+    if threads is None:
+        return
     import torch
 
-    if threads is None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        return
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(threads)

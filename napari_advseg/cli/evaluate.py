@@ -30,15 +30,14 @@ def run(args: argparse.Namespace) -> int:
 
     target = load_target(args)
     generator_path = default_generator(args)
-    if generator_path is None:
-        case = load_case(args, target)
-        check_clean_dice(target, case)
-        return _run_clean(args, target, case)
     shipped = args.generator is None
-    args.generator = generator_path
-    generator, config, _, path = load_generator(args, target)
+    if generator_path is not None:
+        args.generator = generator_path
+        generator, config, _, path = load_generator(args, target)
     case = load_case(args, target)
     check_clean_dice(target, case)
+    if generator_path is None:
+        return _run_clean(args, target, case)
     # the first line of the report says which generator attacks (printed once the inputs are known to load)
     if shipped:
         say(f"generator: the shipped sample generator ({generator_path}), trained against the shipped target")
@@ -64,11 +63,8 @@ def _run_attack(args, target, generator, config, path: str, case) -> int:
 
 def _run_clean(args, target, case) -> int:
     """No generator for this target and data: the target's clean Dice only, written as the report."""
-    import json
-
     from napari_advseg.cli.common import say
-    from napari_advseg.io.atomic import atomic_write
-    from napari_advseg.workflows import clean_report
+    from napari_advseg.workflows import clean_report, write_outputs
 
     say("no --generator: clean Dice only (the shipped generator attacks only the shipped target on the shipped "
         "data; train one with advseg train --target ...)")
@@ -78,11 +74,7 @@ def _run_clean(args, target, case) -> int:
         dice = row["dice_clean"]
         rows.append(f"| {organ} | {'absent' if dice is None else f'{100 * dice:.1f}'} |")
     table = "\n".join(rows)
-    if args.json is not None:
-        text = json.dumps(report, indent=2, default=float)
-        atomic_write(args.json, lambda tmp: tmp.write_text(text))
-    if args.markdown is not None:
-        atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
+    write_outputs(report, table, args.json, args.markdown)
     say(table)
     say(f"Dice in % on {report['slices']} slices ({args.split}) of {case.name}; target normalisation "
         f"{report['normalisation']}.")
