@@ -11,7 +11,7 @@ from torch import nn
 
 from napari_advseg.cli import main
 from napari_advseg.errors import InputFileError
-from napari_advseg.models.target import VALIDATION_SIZE, make_target
+from napari_advseg.models.target import VALIDATION_SIZE, make_target, validate_target
 from napari_advseg.models.target_files import export_torchscript
 from napari_advseg.models.target_load import load_target
 
@@ -62,7 +62,8 @@ def load_error(path, **kwargs) -> str:
 @pytest.mark.parametrize("size", [(72, 72), (100, 100), (37, 83)])
 def test_stride_16_network_runs_on_any_size_through_padding(tmp_path, size):
     path = script_file(tmp_path, Stride16(), "stride16.ts")
-    target = load_target(path, "cpu", slice_size=size)
+    target = load_target(path, "cpu")
+    validate_target(target, *size)  # what the commands do at the CT's slice size
     assert target.input_multiple == 16
     network = torch.jit.load(str(path))
     height, width = size

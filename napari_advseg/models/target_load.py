@@ -239,7 +239,6 @@ def load_target(
     *,
     class_names: Sequence[str] | None = None,
     normalisation: dict | None = None,
-    slice_size: tuple[int, int] | None = None,
 ) -> Target:
     """Load a target network from a project checkpoint or a TorchScript archive.
 
@@ -262,16 +261,12 @@ def load_target(
     normalisation : dict, optional
         Likewise; the fallback is ``{"mode": "zscore"}``, said in
         :attr:`Target.notes`.
-    slice_size : (int, int), optional
-        Height and width (pixels) of the slices the target will see; the
-        network is then also checked at that size.
 
     Returns
     -------
     Target
         Frozen (eval mode, no parameter requires grad), on ``device``,
-        checked by :func:`validate_target` on a 64x64 input (and at
-        ``slice_size``), with its :attr:`~Target.input_multiple` taken from
+        checked by :func:`validate_target` on a 64x64 input, with its :attr:`~Target.input_multiple` taken from
         ``"input_multiple"`` in the sidecar or ``advseg.json`` when declared
         there, else found by :func:`find_input_multiple`.
 
@@ -345,6 +340,4 @@ def load_target(
     target = Target(model, names, norm, kind, str(path), torch_device, metrics, notes=notes)
     validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
     target.input_multiple = declared if declared is not None else find_input_multiple(target)
-    if slice_size is not None:
-        validate_target(target, int(slice_size[0]), int(slice_size[1]))
     return target
