@@ -29,6 +29,7 @@ BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
+ATTACK_GRADIENTS = ("raw", "normalised")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 CONFIG_FILE = "config.json"
@@ -37,7 +38,7 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
-_LEGACY_DEFAULTS = {"latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+_LEGACY_DEFAULTS = {"attack_gradient": "raw", "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -91,6 +92,14 @@ class AttackConfig:
     attack_reduction: str = _option("organs", "method", "organs: the mean over organs of |gamma - the organ's "
                                                         "masked CE|; pixels: one masked CE over all organ pixels "
                                                         "(Eq. 5 as written)", choices=ATTACK_REDUCTIONS)
+    attack_gradient: str = _option("raw", "method", "raw: the attack terms steer G with the gradient the target "
+                                                    "gives; normalised: that gradient is rescaled per slice at the "
+                                                    "target's input to attack_sensitivity, so a target whose softmax "
+                                                    "is saturated or whose input gradient is small steers G as "
+                                                    "strongly as any other", choices=ATTACK_GRADIENTS)
+    attack_sensitivity: float = _option(1.0, "method", "with attack_gradient normalised: each slice's attack "
+                                                       "gradient at the target's input, as the loss change per "
+                                                       "unit of relative image change (rho)")
     label_mode: str = _option("reference", "method", "attack against the reference labels, or against argmax "
                                                      "f(x) (label-free; used when no labels are given)",
                               choices=LABEL_MODES)
@@ -177,6 +186,7 @@ class AttackConfig:
              f"bias_rho_max must be > 0 or None, got {self.bias_rho_max}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
+            (self.attack_sensitivity > 0, f"attack_sensitivity must be > 0, got {self.attack_sensitivity}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
             (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),
             (self.lambda_mean >= 0, f"lambda_mean must be >= 0, got {self.lambda_mean}"),

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from napari_advseg.attack.attack_gradient import normalise_gradient
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, jacobian_penalty, smoothness, warp_labels
 from napari_advseg.attack.latent_terms import field_diversity
@@ -71,6 +72,8 @@ class GeneratorLoss:
     def attack_term(self, x_adv: torch.Tensor, y_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(masked CE of Eq. 5, attack loss of Eq. 4 in the configured reduction) of adversarial slices."""
         cfg = self.config
+        if cfg.attack_gradient == "normalised":
+            x_adv = normalise_gradient(x_adv, cfg.attack_sensitivity)
         logits = self.target(x_adv)
         mask = organ_mask(y_adv, self.organ_ids, cfg.mask_dilation)
         mce = masked_cross_entropy(logits, y_adv, mask)

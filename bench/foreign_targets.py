@@ -1,0 +1,264 @@
+"""Targets from elsewhere: the generator and its peers against networks built with MONAI and nnU-Net's code.
+
+    .venv/bin/python bench/foreign_targets.py                      # every stage, every target
+    .venv/bin/python bench/foreign_targets.py --targets monai_unet --stages probe
+
+Needs MONAI and dynamic-network-architectures, installed beside the pinned
+CPU torch without their dependencies (``bench/README.md``).
+
+Data: the real CT (``../shared/data/abdomen_ct``, read where it lies),
+prepared as ``bench/attack_benchmark.py`` does (the 46 organ slices, padded to
+128 x 128); the networks and the generators train on the slices
+``z % 3 != 2`` and every figure is measured on the 15 held-out ones.
+
+Targets: ``monai_unet``, ``monai_segresnet``, ``nnunet_plain``
+(``bench/foreign_nets.py`` trains and exports them) and ``own_unet``, the
+project's U-Net of ``bench/attack_benchmark.py --stages target``. Each is
+loaded through the product's own path (``load_target`` on the exported
+TorchScript file and its sidecar), as a user's network would be.
+
+Stages (each skipped when its result exists; ``--force`` redoes it):
+
+``targets``    train and export the foreign networks (the own U-Net must exist).
+``probe``      why: clean Dice, the masked CE and the size of its gradient at
+               the input and at the fields, the softmax's confidence.
+``peers``      random smooth fields, 20-step optimised fields and PGD-L2 at
+               each rho of ``--rhos``: the dose-response of each method.
+``generator``  ``advseg train`` with the defaults (``--steps``, ``--set`` for
+               variants), then the generator at its own rho and at each rho.
+``report``     the Markdown table (``--results``/foreign.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import foreign_nets  # noqa: E402  (the bench's own module)
+
+ROOT = Path(__file__).resolve().parents[1]
+ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas")
+TARGETS = ("own_unet", "monai_unet", "monai_segresnet", "nnunet_plain")
+NET_STEPS = {"monai_unet": 1500, "monai_segresnet": 800, "nnunet_plain": 600}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def write_json(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+
+
+def data_files(work: Path) -> tuple[Path, Path]:
+    from attack_benchmark import prepare_real
+
+    return prepare_real(work / "real")
+
+
+def target_path(args, name: str) -> Path:
+    if name == "own_unet":
+        return args.work / "real" / "unet.pt"
+    return args.work / "foreign" / name / "model.pt"
+
+
+def load(args, name: str):
+    """The target through the product's path, and the case normalised for it."""
+    from napari_advseg.data.cases import load_case
+    from napari_advseg.models.target_load import load_target
+
+    ct, labels = data_files(args.work)
+    target = load_target(target_path(args, name), "cpu")
+    case = load_case(ct, labels, target.normalisation, target.class_names)
+    return target, case
+
+
+# ------------------------------------------------------------------------------------------- stages
+def stage_targets(args, name: str) -> dict:
+    out = args.work / "foreign" / name
+    record_path = out / "training.json"
+    if name == "own_unet":
+        from napari_advseg.models.target_load import load_target
+
+        path = target_path(args, name)
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: run bench/attack_benchmark.py --data real --stages target first")
+        return {"name": name, "held_out_dice": load_target(path, "cpu").metrics.get("test_dice")}
+    if record_path.is_file() and not args.force:
+        return json.loads(record_path.read_text())
+    from napari_advseg.data.cases import load_case
+
+    ct, labels = data_files(args.work)
+    case = load_case(ct, labels, {"mode": "none"})
+    hu, lab = case.volume.hu.astype(np.float32), case.labels.astype(np.int64)
+    train = np.array([z % 3 != 2 for z in range(len(hu))])
+    say(f"[{name}] training {NET_STEPS[name]} steps on {train.sum()} slices")
+    record = foreign_nets.train_net(name, hu[train], lab[train], hu[~train], lab[~train], out,
+                                    NET_STEPS[name], seed=args.seed, log=say)
+    say(f"[{name}] held-out Dice " + ", ".join(f"{k} {v:.1f}" for k, v in record["held_out_dice"].items())
+        + f"; {record['train_seconds']:.0f} s")
+    return record
+
+
+def stage_probe(args, name: str) -> dict:
+    """The attack term's signal through the target: the evidence for why a generator does or does not learn."""
+    from napari_advseg.attack.baselines.registry import ATTACKS
+    from napari_advseg.attack.attack_gradient import sensitivity
+    from napari_advseg.attack.losses import masked_cross_entropy, organ_mask
+
+    target, case = load(args, name)
+    images, labels, _ = case.part("train")
+    x = torch.from_numpy(images[:, None]).float()
+    y = torch.from_numpy(labels.astype(np.int64))
+    rng = torch.Generator().manual_seed(args.seed)
+    rows = {}
+    for kind in ("clean", "random fields 0.08"):
+        if kind == "clean":
+            xa, ya = x.clone(), y
+        else:
+            res = ATTACKS["random_fields"](x, y, target, 0.08, rng)
+            xa, ya = res.adversarial.detach(), res.warped_reference
+        xa.requires_grad_(True)
+        logits = target(xa)
+        mask = organ_mask(ya, None, 3)
+        mce = masked_cross_entropy(logits, ya, mask)
+        (grad,) = torch.autograd.grad(mce, xa)
+        probs = logits.detach().softmax(1)
+        p_true = probs.gather(1, ya[:, None].long())[:, 0]
+        m = mask.bool()
+        per_slice = grad.flatten(1).norm(dim=1) / xa.detach().flatten(1).norm(dim=1)
+        rows[kind] = {"masked_ce": float(mce), "grad_norm_rel": float(per_slice.mean()),
+                      "sensitivity": float(sensitivity(grad, xa.detach()).mean()),
+                      "grad_abs_mean": float(grad.abs().mean()),
+                      "p_true_median": float(p_true[m].median()), "p_true_mean": float(p_true[m].mean()),
+                      "saturated_share": float((p_true[m] > 0.999).float().mean()),
+                      "logit_std": float(logits.detach().std())}
+    payload = {"target": name, "normalisation": target.normalisation, "x_rms": float(x.pow(2).mean().sqrt()),
+               **rows}
+    write_json(args.results / f"{name}_probe.json", payload)
+    say(f"[{name}] probe: " + json.dumps(payload))
+    return payload
+
+
+def stage_peers(args, name: str) -> dict:
+    from napari_advseg.evaluation.baselines import evaluate_baseline
+
+    path = args.results / f"{name}_peers.json"
+    if path.is_file() and not args.force:
+        return json.loads(path.read_text())
+    target, case = load(args, name)
+    images, labels, _ = case.part("test")
+    entries = []
+    for rho in args.rhos:
+        for label, attack, samples, options in (("random fields", "random_fields", 4, {}),
+                                                ("optimised fields, 20 steps", "optimised_fields_20", 1, {}),
+                                                ("PGD-L2", "pgd_l2", 1, {"steps": 20})):
+            start = time.perf_counter()
+            report = evaluate_baseline(attack, target, [(images, labels)], rho, samples=samples, seed=args.seed,
+                                       options=options)
+            entries.append(entry(label, rho, report))
+            say(f"[{name}] rho {rho:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
+                f"{entries[-1]['organs_passed']}/{entries[-1]['organs_scored']} organs "
+                f"({time.perf_counter() - start:.0f} s)")
+    payload = {"target": name, "entries": entries}
+    write_json(path, payload)
+    return payload
+
+
+def entry(label: str, rho, report: dict) -> dict:
+    organs = {k: {"drop": v["drop"], "dice_clean": v["dice_clean"], "dice_adv": v["dice_adv"],
+                  "success": v["success"]} for k, v in report["organs"].items()}
+    segmented = {k: v for k, v in organs.items() if v["dice_clean"] is not None and v["dice_clean"] >= 0.5}
+    return {"method": label, "rho_level": rho, "rho": report["rho"], "mean_drop": report["mean_drop"],
+            "organs": organs, "organs_passed": sum(v["success"] for v in segmented.values()),
+            "organs_scored": len(segmented), "realism": report.get("realism")}
+
+
+def generator_dir(args, name: str) -> Path:
+    return args.work / "foreign" / name / f"generator_{args.tag}"
+
+
+def stage_generator(args, name: str) -> dict:
+    import functools
+
+    from napari_advseg.attack.baselines.registry import generator_attack
+    from napari_advseg.attack.checkpoint import load_generator
+    from napari_advseg.evaluation.baselines import evaluate_baseline
+
+    path = args.results / f"{name}_generator_{args.tag}.json"
+    if path.is_file() and not args.force:
+        return json.loads(path.read_text())
+    ct, labels = data_files(args.work)
+    out = generator_dir(args, name)
+    command = [sys.executable, "-m", "napari_advseg.cli", "train", "--ct", str(ct), "--labels", str(labels),
+               "--target", str(target_path(args, name)), "--split", "train", "--steps", str(args.steps),
+               "--out", str(out), "--device", "cpu", "--quiet"]
+    if args.set:
+        extra = json.loads(args.set)
+        for key, value in extra.items():
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                command.append(flag if value else "--no-" + key.replace("_", "-"))
+            else:
+                command += [flag, str(value)]
+    say("$ " + " ".join(command[2:]))
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"[{name}] advseg train failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    target, case = load(args, name)
+    images, labels_test, _ = case.part("test")
+    generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)
+    fn = functools.partial(generator_attack, generator=generator, config=config)
+    fn.__name__ = "generator"  # type: ignore[attr-defined]
+    entries = []
+    for rho in [None, *args.rhos]:
+        report = evaluate_baseline(fn, target, [(images, labels_test)], rho, samples=4, seed=args.seed)
+        entries.append(entry("generator", rho, report))
+        say(f"[{name}] generator at rho {'own' if rho is None else f'{rho:.2f}'} ({report['rho']:.3f}): "
+            f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
+            f"{entries[-1]['organs_scored']} organs")
+    payload = {"target": name, "command": "advseg " + " ".join(command[4:]), "train_seconds": seconds,
+               "warnings": warnings, "config": config.to_dict(), "entries": entries}
+    write_json(path, payload)
+    return payload
+
+
+STAGES = {"targets": stage_targets, "probe": stage_probe, "peers": stage_peers, "generator": stage_generator}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    p.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    p.add_argument("--rhos", type=lambda s: [float(v) for v in s.split(",")], default=[0.04, 0.06, 0.08, 0.10])
+    p.add_argument("--steps", type=int, default=300, help="generator training steps")
+    p.add_argument("--set", help="JSON of attack options for the generator stage (variants)")
+    p.add_argument("--tag", default="default", help="name of the generator variant")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
+    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "foreign")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    os.chdir(ROOT)
+    for name in args.targets:
+        for stage in args.stages:
+            STAGES[stage](args, name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
