@@ -13,6 +13,11 @@ the dock widget read them, the sample data adds the model files:
 ``advseg_source`` (:data:`SOURCE`)
     The :class:`~napari_advseg.io.nifti.SourceGeometry` of the file (stored
     affine, shape, header and orientation transform), kept in memory only.
+``advseg_label_names`` (:data:`LABEL_NAMES`)
+    The names of a label map's values (list of str, value 0 first), from the
+    labels file's sidecar (:func:`napari_advseg.io.labels.read_label_names`);
+    absent when the file has none (the six organs). The dock widget scores
+    the values as the target's classes of the same names.
 ``advseg_series_uid`` (:data:`SERIES`)
     The DICOM SeriesInstanceUID of a layer read from a DICOM series (absent
     for NIfTI); carried into the volume the widget attacks, and so into the
@@ -39,6 +44,7 @@ PATH = "advseg_path"
 AFFINE = "advseg_affine"
 SOURCE = "advseg_source"
 SERIES = "advseg_series_uid"
+LABEL_NAMES = "advseg_label_names"
 TARGET = "advseg_target"
 GENERATOR = "advseg_generator"
 
@@ -47,6 +53,12 @@ CT, LABELS, OUTPUT = "ct", "labels", "output"
 
 FILE_KINDS = (CT, LABELS)
 """The kinds a file is read as."""
+
+
+def label_names(layer) -> tuple[str, ...] | None:
+    """The names a Labels layer's :data:`LABEL_NAMES` entry gives its values (None when it has none)."""
+    names = (getattr(layer, "metadata", None) or {}).get(LABEL_NAMES)
+    return None if names is None else tuple(names)
 
 
 def layer_kind(layer) -> str | None:

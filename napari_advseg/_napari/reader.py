@@ -261,14 +261,17 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
         or ``"labels"`` (data: uint8, or int16 / int32 for values above 255;
         the shared organ colours when the values fit the organ class map).
         ``kwargs`` has ``name``, ``scale`` (the voxel spacing ``(dz, dy, dx)``
-        in mm) and ``metadata`` (see the module docstring).
+        in mm) and ``metadata`` (see the module docstring; a label map's
+        sidecar JSON, ``labels.nii.gz`` and ``labels.json``, gives its value
+        names as ``advseg_label_names``).
 
     Raises
     ------
     InputFileError
         The file is missing, not NIfTI, corrupt or truncated, not 3D, holds
         NaN/inf, has a degenerate affine; or ``kind='labels'`` for a file
-        that does not hold whole non-negative numbers.
+        that does not hold whole non-negative numbers; or a label map's
+        sidecar is bad (naming the sidecar).
     AdvsegError
         Unknown ``kind``.
     """
@@ -285,12 +288,19 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
         kind = meta.LABELS if looks_like_labels(volume.hu) else meta.CT
     if name is None:
         name = layer_name(path) or os.path.basename(os.path.normpath(os.fspath(path)))
-    return _layer_tuple(volume, kind, name, path)
+    names = None
+    if kind == meta.LABELS:
+        from napari_advseg.io.labels import read_label_names
+
+        names = read_label_names(path)
+    return _layer_tuple(volume, kind, name, path, names)
 
 
-def _layer_tuple(volume, kind: str, name: str, path) -> LayerDataTuple:
+def _layer_tuple(volume, kind: str, name: str, path, label_names=None) -> LayerDataTuple:
     """The layer data tuple of a canonical volume (see :func:`read_layer`)."""
     metadata = meta.file_metadata(volume, kind, path)
+    if label_names is not None:
+        metadata[meta.LABEL_NAMES] = list(label_names)
     kwargs: dict = {"name": name, "scale": tuple(float(s) for s in volume.spacing), "metadata": metadata}
     if kind == meta.LABELS:
         data = label_array(volume.hu, path)

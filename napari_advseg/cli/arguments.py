@@ -9,7 +9,7 @@ from pathlib import Path
 from napari_advseg.device import DEVICE_CHOICES
 
 __all__ = ["LABELS_HELP", "NORMALISATION_SYNTAX", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target",
-           "add_target_overrides", "class_names", "floats", "non_negative_float", "non_negative_int", "normalisation",
+           "add_target_overrides", "class_names", "floats", "label_names", "non_negative_float", "non_negative_int", "normalisation",
            "positive_int", "shape", "slice_list", "target_overrides", "window"]
 
 SPLITS = ("all", "train", "test")
@@ -99,12 +99,26 @@ def _increasing_pair(text: str) -> list[float]:
     return values
 
 
-def class_names(text: str) -> list[str]:
-    """``--class-names``: ``"background,liver,spleen"`` -> one name per output channel, none empty or repeated."""
+def _names(text: str, each: str) -> list[str]:
+    """Comma-separated names, none empty or repeated; an argparse error saying what ``each`` name stands for."""
     names = [name.strip() for name in text.split(",")]
     if not names or any(not name for name in names) or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated class names, one per output channel, none empty or repeated, got {text!r}")
+            f"expected comma-separated class names, {each}, none empty or repeated, got {text!r}")
+    return names
+
+
+def class_names(text: str) -> list[str]:
+    """``--class-names``: ``"background,liver,spleen"`` -> one name per output channel, none empty or repeated."""
+    return _names(text, "one per output channel")
+
+
+def label_names(text: str) -> list[str]:
+    """``--label-names``: ``"background,spleen,kidney_left,liver"`` -> the name of label value 0, 1, ...;
+    none empty or repeated, at most 256 (the values of a uint8 label map)."""
+    names = _names(text, "one per label value, value 0 first")
+    if len(names) > 256:
+        raise argparse.ArgumentTypeError(f"expected at most 256 label names (values 0..255), got {len(names)}")
     return names
 
 
@@ -189,7 +203,7 @@ def add_common(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
 
 
 def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert: ExpertOptions | None = None) -> None:
-    """``--ct``, ``--series`` (an expert option where ``expert`` is given), ``--labels``."""
+    """``--ct``, ``--series`` (an expert option where ``expert`` is given), ``--labels``, ``--label-names``."""
     p.add_argument("--ct", type=Path, help="CT volume: a NIfTI file (.nii or .nii.gz) in Hounsfield units, or a "
                                            "DICOM CT series (its folder or one of its files) "
                                            "(default: the shipped phantom)")
@@ -198,6 +212,11 @@ def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert:
     if expert is not None:
         expert.hide(series)
     p.add_argument("--labels", type=Path, help=labels_help)
+    p.add_argument("--label-names", type=label_names, metavar="NAMES",
+                   help="the names of the label values, comma-separated, value 0 first, e.g. "
+                        "background,spleen,kidney_right,liver; overrides the labels' .json sidecar (default: "
+                        "the sidecar, else background,liver,spleen,kidney_left,kidney_right,pancreas); values are "
+                        "scored as the target's classes of the same name")
 
 
 def add_target(p: argparse.ArgumentParser) -> None:

@@ -84,7 +84,9 @@ def say(text: str) -> None:
 
 
 def check_data_args(args: argparse.Namespace) -> None:
-    """``--labels`` and ``--series`` need ``--ct``."""
+    """``--labels`` and ``--series`` need ``--ct``; ``--label-names`` needs ``--labels``."""
+    if getattr(args, "label_names", None) is not None and getattr(args, "labels", None) is None:
+        raise AdvsegError("--label-names was given without --labels")
     if getattr(args, "ct", None) is None:
         if getattr(args, "labels", None) is not None:
             raise AdvsegError("--labels was given without --ct")
@@ -140,15 +142,19 @@ def load_generator(args: argparse.Namespace, target):
 
 
 def load_case(args: argparse.Namespace, target):
-    """The case of ``--ct``/``--labels``/``--series`` (or the shipped phantom), scaled for ``target``.
+    """The case of ``--ct``/``--labels``/``--label-names``/``--series`` (or the shipped phantom), scaled for
+    ``target``.
 
     The target is checked at the case's slice size before anything runs on it. Reference labels whose
-    class map differs from the target's classes are mapped by name, and what that changed is said on stderr.
+    class names (``--label-names``, else the labels' sidecar, else the six organs) differ from the target's
+    classes are mapped by name, and what that changed is said on stderr.
     """
     from napari_advseg.data.cases import load_case as load
     from napari_advseg.models.target import validate_target
 
-    case = load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series)
+    check_data_args(args)
+    case = load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series,
+                label_names=getattr(args, "label_names", None))
     validate_target(target, *case.images.shape[-2:])
     message = None if case.class_mapping is None else case.class_mapping.message()
     if message:

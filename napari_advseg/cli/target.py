@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train-target", help="train the target 2D U-Net and print its test Dice per organ",
                        description="Train the standard 2D U-Net on patches and test it on whole slices. With "
                                    "--ct/--labels: slices z % 3 != 2 train, z % 3 == 2 test. Without: phantom "
-                                   "subjects 1-8 train, the sample phantom tests.")
+                                   "subjects 1-8 train, the sample phantom tests. The U-Net's classes are the "
+                                   "six organs; labels whose values are named otherwise (--label-names, or a "
+                                   ".json sidecar beside them) are mapped to them by name.")
     add_data(p, "reference labels, NIfTI on the CT's grid (needed with --ct)")
     p.add_argument("--out", type=Path, default=Path("unet.pt"), help="checkpoint to write (default unet.pt)")
     p.add_argument("--steps", type=non_negative_int, default=1500, help="training steps (default 1500)")
@@ -31,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_advseg.cli.common import ProgressBar, check_data_args, say
+    from napari_advseg.cli.common import ProgressBar, check_data_args, say, warn
     from napari_advseg.data.cases import load_case, phantom_case
     from napari_advseg.organs import ORGAN_CLASSES
     from napari_advseg.data.samples import SAMPLE_FILES, sample_data_dir
@@ -44,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.ct is not None:
         if args.labels is None:
             raise AdvsegError("train-target needs --labels with --ct")
-        case = load_case(args.ct, args.labels, normalisation, series=args.series)
+        case = load_case(args.ct, args.labels, normalisation, series=args.series, label_names=args.label_names)
+        message = case.class_mapping.message()
+        if message:
+            warn(message)
         train_images, train_labels, _ = case.part("train")
         test_images, test_labels, _ = case.part("test")
         note = f"{args.ct}: slices z % 3 != 2 for training, z % 3 == 2 for testing"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from napari_advseg.data.samples import sample_file
 from napari_advseg.data.slices import split_slices
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.geometry import CTVolume
-from napari_advseg.io.labels import check_labels
+from napari_advseg.io.labels import check_label_names, check_labels, read_label_names
 from napari_advseg.io.nifti import load_labels
 from napari_advseg.io.volumes import load_volume
 
@@ -57,9 +58,33 @@ def make_case(volume: CTVolume, labels: np.ndarray | None, normalisation: dict |
                 class_mapping)
 
 
+def mapped_labels(read: Callable[[Sequence[str]], np.ndarray], class_names: Sequence[str],
+                  label_names: Sequence[str] | None = None) -> tuple[np.ndarray, ClassMapping]:
+    """Reference labels in the target's class indices, and how they were mapped.
+
+    ``read(names)`` returns the label map checked against the class map
+    ``names`` (e.g. :func:`~napari_advseg.io.nifti.load_labels` of a file or
+    :func:`~napari_advseg.io.labels.check_labels` of an array). The values are
+    named by ``label_names`` (None: the six organs of
+    :data:`~napari_advseg.organs.ORGAN_CLASSES`, undeclared). Declared names
+    are a strict class map: a value beyond them is refused, and the values are
+    mapped into ``class_names`` by name
+    (:func:`~napari_advseg.data.class_map.map_classes`). Undeclared names are
+    read as the target's own indices where the target's class names start
+    with the six organs in order, or share no organ name with them.
+    """
+    declared = label_names is not None
+    reference = tuple(label_names) if declared else tuple(ORGAN_CLASSES)
+    target = tuple(class_names)
+    mapping = map_classes(reference, target)
+    if not declared and (target[:len(reference)] == reference or not mapping.by_name):
+        return read(target), mapping
+    return mapping.apply(read(reference)), mapping
+
+
 def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
               normalisation: dict | None = None, class_names=ORGAN_CLASSES, series: str | None = None,
-              reference_names=ORGAN_CLASSES) -> Case:
+              label_names: Sequence[str] | None = None) -> Case:
     """Load a CT and (optional) labels; with neither given, the shipped sample.
 
     ``ct`` is a NIfTI file or a DICOM series (a folder, one of its files or a
@@ -68,11 +93,12 @@ def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | N
     are NIfTI on the CT's voxel grid. A CT given without labels is the
     label-free mode (labels None).
 
-    The label values are named by ``reference_names``; where the target's
-    ``class_names`` do not start with the same names in the same order, the
-    values are mapped by name into the target's indices
-    (:func:`napari_advseg.data.class_map.map_classes`, kept as
-    ``case.class_mapping``); otherwise they are read as the target's indices.
+    The label values are named by ``label_names`` when given, else by the
+    labels file's sidecar (:func:`napari_advseg.io.labels.read_label_names`,
+    always read, so a bad sidecar is refused), else they are the six organs.
+    Where the names differ from the target's ``class_names``, the values are
+    mapped by name into the target's indices (:func:`mapped_labels`; the
+    mapping is kept as ``case.class_mapping``).
     """
     if ct is None:
         if series is not None:
@@ -83,11 +109,15 @@ def load_case(ct: str | os.PathLike | None = None, labels: str | os.PathLike | N
     volume = load_volume(ct, series)
     if labels is None:
         return make_case(volume, None, normalisation)
-    mapping = map_classes(reference_names, class_names)
-    if tuple(class_names[:len(reference_names)]) == tuple(reference_names) or not mapping.by_name:
-        label_array = load_labels(labels, volume, class_names)
+    declared = read_label_names(labels)
+    if label_names is not None:
+        try:
+            names = check_label_names(label_names)
+        except ValueError as error:
+            raise AdvsegError(f"label names: {error}") from None
     else:
-        label_array = mapping.apply(load_labels(labels, volume, reference_names))
+        names = declared
+    label_array, mapping = mapped_labels(lambda check: load_labels(labels, volume, check), class_names, names)
     return make_case(volume, label_array, normalisation, class_mapping=mapping)
 
 

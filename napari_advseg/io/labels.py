@@ -3,21 +3,125 @@
 Independent of the file format: :func:`napari_advseg.io.nifti.load_labels`
 reads a file and checks it here, and label layers made in memory are checked
 the same way.
+
+A label file may name its values in a *sidecar*: a JSON file beside it with
+the same name and the suffix ``.json`` (``labels.nii.gz`` and ``labels.json``,
+``seg.nii`` and ``seg.json``), holding one of
+
+- ``{"class_names": ["background", "liver", ...]}``: value ``i`` is named
+  ``class_names[i]``;
+- ``{"labels": {"1": "liver", "3": "spleen"}}``: the values named one by one;
+  an unlisted value 0 is ``background``, other unlisted values below the
+  largest listed one are named ``value N`` (so they match no class by name).
+
+:func:`read_label_names` reads it; the names say which of a target's classes
+each value is scored as (:mod:`napari_advseg.data.class_map`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from napari_advseg.errors import AdvsegError, InputFileError
+from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.io.geometry import CTVolume
 from napari_advseg.organs import ORGAN_CLASSES
 
-__all__ = ["check_labels"]
+__all__ = ["LABEL_SIDECAR_KEYS", "MAX_LABEL_CLASSES", "check_label_names", "check_labels", "label_sidecar_path",
+           "read_label_names"]
 
 _MAX_LISTED_VALUES = 8
+MAX_LABEL_CLASSES = 256
+"""Most classes a label map may name (its values are stored as uint8)."""
+LABEL_SIDECAR_KEYS = ("class_names", "labels")
+"""Keys a labels sidecar may hold, exactly one of them."""
+_LABEL_SUFFIXES = (".nii.gz", ".nii")
+
+
+def label_sidecar_path(path: str | os.PathLike) -> Path:
+    """The sidecar JSON of a label file: same folder and name, ``.nii.gz`` or ``.nii`` (else the last suffix)
+    replaced by ``.json``."""
+    path = Path(path)
+    lower = path.name.lower()
+    for suffix in _LABEL_SUFFIXES:
+        if lower.endswith(suffix) and len(path.name) > len(suffix):
+            return path.with_name(path.name[: -len(suffix)] + ".json")
+    return path.with_suffix(".json")
+
+
+def check_label_names(names: Any) -> tuple[str, ...]:
+    """The names of the label values ``0, 1, ...`` as a tuple; ValueError unless 1 to 256 distinct,
+    non-empty strings (surrounding spaces are dropped)."""
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) == 0:
+        raise ValueError(f"class names must be a non-empty list of strings, got {names!r}")
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"class names must be non-empty strings, got {list(names)!r}")
+    clean = tuple(n.strip() for n in names)
+    repeated = sorted({n for n in clean if clean.count(n) > 1})
+    if repeated:
+        raise ValueError(f"class names must be distinct, {', '.join(repeated)} is repeated")
+    if len(clean) > MAX_LABEL_CLASSES:
+        raise ValueError(f"at most {MAX_LABEL_CLASSES} classes (values 0..255), got {len(clean)}")
+    return clean
+
+
+def _names_of_values(labels: Any) -> list[str]:
+    """The ``labels`` form, ``{"1": "liver", ...}``, as one name per value 0..largest; ValueError when bad."""
+    if not isinstance(labels, dict) or not labels:
+        raise ValueError('labels must be a non-empty object of value -> name, e.g. {"1": "liver"}, '
+                         f"got {labels!r}")
+    named: dict[int, str] = {}
+    for key, name in labels.items():
+        try:
+            value = int(str(key).strip())
+        except ValueError:
+            raise ValueError(f"labels keys must be label values 0..{MAX_LABEL_CLASSES - 1}, got {key!r}") from None
+        if not 0 <= value < MAX_LABEL_CLASSES:
+            raise ValueError(f"labels keys must be label values 0..{MAX_LABEL_CLASSES - 1}, got {key!r}")
+        if value in named:
+            raise ValueError(f"labels names value {value} twice")
+        if not isinstance(name, str):
+            raise ValueError(f"labels must map each value to a name (a string), got {key!r}: {name!r}")
+        named[value] = name
+    named.setdefault(0, ORGAN_CLASSES[0])
+    return [named.get(value, f"value {value}") for value in range(max(named) + 1)]
+
+
+def read_label_names(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The names a label file's sidecar gives its values (see the module's note), None without a sidecar.
+
+    Only a sidecar beside an existing file is read. A sidecar that is not a
+    JSON object of exactly one of :data:`LABEL_SIDECAR_KEYS` (a misspelt key
+    included) or holds bad names raises InputFileError naming the sidecar.
+    """
+    path = Path(path)
+    sidecar = label_sidecar_path(path)
+    if sidecar == path or not path.is_file() or not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputFileError(sidecar, f"is not readable JSON ({first_line(error)}); it is read as the sidecar of "
+                                      f"{path.name}") from None
+    if not isinstance(meta, dict):
+        raise InputFileError(sidecar, f"must hold a JSON object (the sidecar of {path.name})")
+    unknown = sorted(str(key) for key in set(meta) - set(LABEL_SIDECAR_KEYS))
+    if unknown:
+        raise InputFileError(sidecar, f"has unknown keys {', '.join(unknown)}; a labels sidecar holds class_names "
+                                      f"or labels")
+    if len(meta) != 1:
+        raise InputFileError(sidecar, "holds both class_names and labels; give one of them" if meta else
+                             "holds neither class_names nor labels")
+    try:
+        names = meta["class_names"] if "class_names" in meta else _names_of_values(meta["labels"])
+        return check_label_names(names)
+    except ValueError as error:
+        raise InputFileError(sidecar, f"{error} (the sidecar of {path.name})") from None
 
 
 def _list_values(values: np.ndarray) -> str:

@@ -60,6 +60,7 @@ class DataPanel(QWidget):
         self._labels_chosen = False
         self._auto_loaded: set[tuple] = set()
         self._volume_key: tuple | None = None
+        self._mapping_warned: str | None = None  # the class mapping line last shown as a notification
 
         self.ct_combo = QComboBox()
         self.ct_combo.setToolTip("The CT volume (an Image layer in Hounsfield units) to attack")
@@ -188,7 +189,7 @@ class DataPanel(QWidget):
         with session.batch():
             ct = self.ct_layer()
             if ct is None:
-                self._volume_key = None
+                self._volume_key = self._mapping_warned = None
                 session.clear_volume()
                 return
             self._auto_load(ct)
@@ -202,7 +203,7 @@ class DataPanel(QWidget):
                 labels = None if labels_layer is None else np.asarray(labels_layer.data)
                 try:
                     session.set_volume(volume, labels, labels_layer.name if labels_layer is not None else "",
-                                       layer=ct)
+                                       layer=ct, label_names=meta.label_names(labels_layer))
                 except AdvsegError as exc:
                     self.owner.notify_error(exc)
                     self.show_label_free()
@@ -211,6 +212,15 @@ class DataPanel(QWidget):
                 self.owner.notify_error(exc)
                 self._volume_key = None
                 session.clear_volume()
+        self._warn_class_mapping()
+
+    def _warn_class_mapping(self) -> None:
+        """Say once, as a warning notification, how the labels are mapped into the target's classes (the
+        command line's warning line); the Data tab's status line keeps saying it while it holds."""
+        message = self.session.class_mapping_message()
+        if message and message != self._mapping_warned:
+            self.owner.notify_warning(message)
+        self._mapping_warned = message
 
     def _auto_load(self, ct) -> None:
         """Load the target and generator named in a CT layer's metadata (the sample data has both)."""
@@ -296,5 +306,6 @@ class DataPanel(QWidget):
         reference = "reference labels" if session.labels is not None else "label-free (target's prediction)"
         generator = (f"generator: {session.generator_step} training steps"
                      if session.generator is not None else "no generator yet: train one (Train tab)")
+        mapping = session.class_mapping_message()
         self.info_label.setText(f"{z} slices of {y} x {x} voxels, {dz:g} x {dy:g} x {dx:g} mm; {reference}; "
-                                f"{generator}")
+                                f"{generator}" + (f"\nWarning: {mapping}" if mapping else ""))

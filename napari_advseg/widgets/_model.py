@@ -99,8 +99,12 @@ class AttackSession:
     generator_step : int
         Training steps behind the current generator.
     volume, labels, layer :
-        The CT volume (CTVolume), its reference labels (or None: label-free)
-        and the napari Image layer it came from (output layers overlay it).
+        The CT volume (CTVolume), its reference labels in the target's class
+        indices (or None: label-free) and the napari Image layer it came from
+        (output layers overlay it).
+    class_mapping : napari_advseg.data.class_map.ClassMapping or None
+        How the labels' values (named by their layer) became the target's
+        class indices.
     latent : LatentChoice
         The Explore tab's slider values and switches.
     revision : int
@@ -131,6 +135,7 @@ class AttackSession:
         self.volume = None
         self.labels: np.ndarray | None = None
         self.layer = None
+        self.class_mapping = None  # ClassMapping of the labels into the target's classes (data.class_map)
         self.latent = LatentChoice()
         self._case = None
         self.revision = 0
@@ -217,21 +222,39 @@ class AttackSession:
             finally:
                 self._announce({"device"})
 
-    def set_volume(self, volume, labels: np.ndarray | None, labels_name: str = "reference", layer=None) -> None:
+    def set_volume(self, volume, labels: np.ndarray | None, labels_name: str = "reference", layer=None,
+                   label_names=None) -> None:
         """Set the CT volume (CTVolume), its reference labels ((Z, Y, X) or None = label-free) and the
-        layer it came from; labels that do not fit raise AdvsegError and change nothing."""
+        layer it came from; labels that do not fit raise AdvsegError and change nothing.
+
+        ``label_names`` names the label values (value 0 first; None: the six organs). Where they differ
+        from the target's class names, the values are mapped by name into the target's indices, as the
+        command line does (:func:`napari_advseg.data.cases.mapped_labels`); :attr:`class_mapping` and
+        :meth:`class_mapping_message` say how.
+        """
+        mapping = None
         if labels is not None:
-            from napari_advseg.organs import ORGAN_CLASSES
+            from napari_advseg.data.cases import mapped_labels
             from napari_advseg.io.labels import check_labels
 
-            names = self.target.class_names if self.target is not None else ORGAN_CLASSES
-            labels = check_labels(labels, volume, names, name=f"labels layer {labels_name!r}")
+            raw = labels
+            labels, mapping = mapped_labels(
+                lambda names: check_labels(raw, volume, names, name=f"labels layer {labels_name!r}"),
+                self.class_names, label_names)
         self.volume, self.labels, self.layer = volume, labels, layer
+        self.class_mapping = mapping
         self._changed("volume")
 
     def clear_volume(self) -> None:
-        self.volume = self.labels = self.layer = None
+        self.volume = self.labels = self.layer = self.class_mapping = None
         self._changed("volume")
+
+    def class_mapping_message(self) -> str | None:
+        """The line saying how the reference labels were mapped into the target's classes (as the command
+        line warns it); None without labels, without a target, or when the classes are the same."""
+        if self.class_mapping is None or self.target is None:
+            return None
+        return self.class_mapping.message()
 
     def set_latent(self, choice: LatentChoice) -> None:
         """Record the Explore tab's slider values and switches."""

@@ -6,7 +6,7 @@ job registry, wires the viewer's events and shuts down. The core modules do
 the work; the tabs collect settings and show results.
 
 What a tab may use of the widget (its ``owner``): ``session``, ``jobs``,
-``viewer``, ``closing``, ``notify_error``, ``notify_info``,
+``viewer``, ``closing``, ``notify_error``, ``notify_warning``, ``notify_info``,
 ``_confirm_overwrite`` and ``current_slice``.
 
 Closing the widget, removing its dock or closing napari stops every
@@ -99,6 +99,12 @@ class AttackWidget(QWidget):
         else:
             text = first_line(error)
         show_error(text)
+
+    def notify_warning(self, text: str) -> None:
+        """Show a warning (what the command line prints as ``advseg: warning: ...``) as a napari notification."""
+        from napari.utils.notifications import show_warning
+
+        show_warning(text)
 
     def notify_info(self, text: str) -> None:
         from napari.utils.notifications import show_info
