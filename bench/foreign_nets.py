@@ -102,7 +102,7 @@ def _soft_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def _batches(x: np.ndarray, y: np.ndarray, batch: int, patch: int, rng: np.random.Generator):
-    """Random patches of random training slices, with random flips (every library's basic augmentation)."""
+    """Random patches of random training slices (no flips: left and right organs are told apart by side)."""
     n, h, w = x.shape
     while True:
         idx = rng.integers(0, n, batch)
@@ -110,8 +110,6 @@ def _batches(x: np.ndarray, y: np.ndarray, batch: int, patch: int, rng: np.rando
         left = rng.integers(0, w - patch + 1, batch)
         xb = np.stack([x[i, t:t + patch, l:l + patch] for i, t, l in zip(idx, top, left)])
         yb = np.stack([y[i, t:t + patch, l:l + patch] for i, t, l in zip(idx, top, left)])
-        if rng.random() < 0.5:
-            xb, yb = xb[:, :, ::-1], yb[:, :, ::-1]
         yield (torch.from_numpy(np.ascontiguousarray(xb))[:, None].float(),
                torch.from_numpy(np.ascontiguousarray(yb)).long())
 

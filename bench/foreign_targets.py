@@ -128,7 +128,7 @@ def stage_probe(args, name: str) -> dict:
             xa, ya = x.clone(), y
         else:
             res = ATTACKS["random_fields"](x, y, target, 0.08, rng)
-            xa, ya = res.adversarial.detach(), res.warped_reference
+            xa, ya = res.adversarial.detach(), res.warped_labels
         xa.requires_grad_(True)
         logits = target(xa)
         mask = organ_mask(ya, None, 3)
@@ -237,13 +237,81 @@ def stage_generator(args, name: str) -> dict:
     return payload
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}"
+
+
+def first_rho_passing(entries: list[dict]) -> float | None:
+    """The smallest rho level at which every organ the target segments (clean Dice >= 50) drops >= 30 %."""
+    levels = sorted(e["rho_level"] for e in entries if e["rho_level"] is not None
+                    and e["organs_scored"] and e["organs_passed"] == e["organs_scored"])
+    return levels[0] if levels else None
+
+
+def stage_report(args, name: str) -> str:
+    """One target's section of ``foreign.md``: clean Dice, the generator's rows, the peers by rho."""
+    training = {}
+    record = args.work / "foreign" / name / "training.json"
+    if record.is_file():
+        training = json.loads(record.read_text())
+    peers = json.loads((args.results / f"{name}_peers.json").read_text())["entries"]
+    lines = [f"## `{name}`", ""]
+    if training:
+        lines.append(f"Trained by `bench/foreign_nets.py`: {training['steps']} steps, {training['train_seconds']:.0f} s, "
+                     f"{training['parameters']:,} parameters; normalisation `{json.dumps(training['normalisation'])}`.")
+        lines.append("")
+    clean = peers[0]["organs"]
+    lines += ["Clean Dice on the held-out slices: " + ", ".join(
+        f"{k} {100 * v['dice_clean']:.1f}" for k, v in clean.items() if v["dice_clean"] is not None), ""]
+    tags = sorted(p.name[len(f"{name}_generator_"):-5] for p in args.results.glob(f"{name}_generator_*.json"))
+    generators = {tag: json.loads((args.results / f"{name}_generator_{tag}.json").read_text()) for tag in tags}
+    header = "| rho level | method | rho | " + " | ".join(ORGANS) + " | mean drop | organs >= 30 % |"
+    lines += [header, "|" + " --- |" * (header.count("|") - 1)]
+    rows = []
+    for tag, payload in generators.items():
+        rows += [(e, f"generator `{tag}`") for e in payload["entries"]]
+    rows += [(e, e["method"]) for e in peers]
+    rows.sort(key=lambda r: (-1 if r[0]["rho_level"] is None else r[0]["rho_level"]))
+    for e, label in rows:
+        level = "own" if e["rho_level"] is None else f"{e['rho_level']:.2f}"
+        drops = " | ".join(_pct(e["organs"].get(k, {}).get("drop")) for k in ORGANS)
+        lines.append(f"| {level} | {label} | {e['rho']:.3f} | {drops} | {_pct(e['mean_drop'])} | "
+                     f"{e['organs_passed']}/{e['organs_scored']} |")
+    lines.append("")
+    for tag, payload in generators.items():
+        by_level = {e["rho_level"]: e for e in payload["entries"]}
+        ratios = []
+        for e in peers:
+            if e["method"].startswith("optimised") and e["rho_level"] in by_level and e["mean_drop"] > 0:
+                ratios.append(f"{e['rho_level']:.2f}: {by_level[e['rho_level']]['mean_drop'] / e['mean_drop']:.2f}")
+        first = first_rho_passing(payload["entries"])
+        lines.append(f"- generator `{tag}` (`{payload['command']}`, {payload['train_seconds']:.0f} s): mean drop over "
+                     f"the 20-step optimised fields' at equal rho {', '.join(ratios)}; every segmented organ >= 30 % "
+                     f"first at rho {'-' if first is None else f'{first:.2f}'}"
+                     + (f"; warnings: {'; '.join(payload['warnings'])}" if payload["warnings"] else ""))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(args) -> None:
+    sections = []
+    for name in args.targets:
+        if (args.results / f"{name}_peers.json").is_file():
+            sections.append(stage_report(args, name))
+    text = ["# Targets from elsewhere", "", "Printed by `bench/foreign_targets.py --stages report` from the JSON beside "
+            "it. Dice drop per organ in % of the clean Dice on the 15 held-out slices of the real CT; "
+            "organs >= 30 %: of the organs the target segments (clean Dice >= 50).", "", *sections]
+    (args.results / "foreign.md").write_text("\n".join(text) + "\n")
+    say("\n".join(text))
+
+
 STAGES = {"targets": stage_targets, "probe": stage_probe, "peers": stage_peers, "generator": stage_generator}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
-    p.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    p.add_argument("--stages", nargs="+", choices=[*STAGES, "report"], default=[*STAGES, "report"])
     p.add_argument("--rhos", type=lambda s: [float(v) for v in s.split(",")], default=[0.04, 0.06, 0.08, 0.10])
     p.add_argument("--steps", type=int, default=300, help="generator training steps")
     p.add_argument("--set", help="JSON of attack options for the generator stage (variants)")
@@ -256,7 +324,10 @@ def main(argv=None) -> int:
     os.chdir(ROOT)
     for name in args.targets:
         for stage in args.stages:
-            STAGES[stage](args, name)
+            if stage in STAGES:
+                STAGES[stage](args, name)
+    if "report" in args.stages:
+        write_report(args)
     return 0
 
 
