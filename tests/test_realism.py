@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +27,7 @@ from napari_advseg.models.target import make_target
 from napari_advseg.models.unet import UNet2D
 
 SIZE = 64
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _grid() -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,3 +140,28 @@ def test_baseline_reports_carry_realism_and_the_table_shows_it():
     assert (f"| {100 * realism['bias_peak_share']:.1f} % | {100 * realism['bias_short_share']:.1f} % | "
             f"{realism['jacobian_min']:.2f}..{realism['jacobian_max']:.2f} |") in lines[4]
     assert "| n/a | 0.00 % |" in lines[5]   # PGD: no det J, no folds
+
+
+def test_realism_bench_quick_mode(tmp_path):
+    """bench/realism.py --quick end to end, so the script behind docs/results.md cannot rot."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "realism.py"), "--quick", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "realism_quick.json").read_text())
+    methods = [row["method"] for group in result["groups"] for row in group["rows"]]
+    assert methods == ["generator", "random smooth fields", "optimised fields, 2 steps", "generator (its own rho)",
+                       "generator, z_b[0] +3 SD (its own rho)"]
+    for group in result["groups"]:
+        for row in group["rows"]:
+            if group["rho_level"] is not None:
+                assert row["rho"] == pytest.approx(group["rho_level"], rel=0.02)
+            assert row["realism"]["bias_slices"] > 0 and row["realism"]["deformation_slices"] > 0
+            assert set(row["against_random"]) == {"bias_peak_share", "bias_short_share", "jacobian_min",
+                                                  "jacobian_max"}
+        reference = group["reference"]   # the random fields lie in their own range
+        if group["rho_level"] is not None:
+            assert all(check["verdict"] == "yes" for check in reference["against_random"].values())
+    assert "| generator, z_b[0] +3 SD (its own rho) | own |" in done.stdout
+    assert (tmp_path / "realism_quick.md").read_text().startswith("# Realism of the fields")
+    assert (tmp_path / "realism_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
