@@ -278,6 +278,17 @@ def markdown(result: dict, figure: str | None) -> str:
     return "\n".join(text) + "\n"
 
 
+def strongest_wavelength(bias) -> float:
+    """Wavelength (px) of the strongest non-DC bin of a one-slice bias field's power spectrum."""
+    from napari_advseg.attack.realism import power_spectrum
+
+    power = power_spectrum(bias)[0].numpy()
+    power[0, 0] = 0.0
+    ky, kx = np.unravel_index(int(np.argmax(power)), power.shape)
+    fy, fx = np.fft.fftfreq(power.shape[0])[ky], np.fft.fftfreq(power.shape[1])[kx]
+    return float(1.0 / np.hypot(fy, fx))
+
+
 def draw_figure(args: argparse.Namespace, path: Path) -> dict:
     """Slice 23's bias fields (HU) and their power spectra: generator at z_b[0] +3 SD, random and optimised
     fields at the generator's rho on that slice."""
@@ -319,10 +330,17 @@ def draw_figure(args: argparse.Namespace, path: Path) -> dict:
     floor = 1e-7
     size = spectra[0].shape
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 7.2), constrained_layout=True)
+    panels = []
     for k, ((label, b), spectrum, (_, raw)) in enumerate(zip(hu, spectra, fields)):
         (peak, short), = bias_spectrum_shares(raw)
+        wavelength = strongest_wavelength(raw)
+        panels.append({"field": label, "bias_peak_share": peak, "bias_short_share": short,
+                       "strongest_wavelength_px": wavelength})
+        say(f"slice {FIGURE_SLICE}, {label}: b peak {100 * peak:.1f} %, b < 32 px {100 * short:.1f} %, "
+            f"strongest wave {wavelength:.1f} px")
         image = axes[0, k].imshow(b, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[0, k].set_title(f"{label}\nb peak {100 * peak:.1f} %, b < 32 px {100 * short:.1f} %", fontsize=9)
+        axes[0, k].set_title(f"{label}\nb peak {100 * peak:.1f} % (wave of {wavelength:.0f} px), "
+                             f"b < 32 px {100 * short:.1f} %", fontsize=9)
         power = axes[1, k].imshow(np.log10(np.maximum(spectrum, floor)), cmap="magma", vmin=math.log10(floor),
                                   vmax=0, extent=(-0.5, 0.5, 0.5, -0.5))
         circle = plt.Circle((0, 0), 1 / SHORT_WAVELENGTH_PX, fill=False, color="cyan", lw=0.8)
@@ -343,7 +361,7 @@ def draw_figure(args: argparse.Namespace, path: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return {"slice": FIGURE_SLICE, "rho": rho, "path": str(path)}
+    return {"slice": FIGURE_SLICE, "rho": rho, "path": str(path), "panels": panels}
 
 
 def main(argv: list[str] | None = None) -> int:
