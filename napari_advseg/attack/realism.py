@@ -14,9 +14,11 @@ ways a field can look artificial:
   - ``peak_share``: the power of the strongest single spatial wave over all
     the power. A real field's spectrum is symmetric, ``P(f) = P(-f)``, and the
     bins ``f`` and ``-f`` are one wave, so their power is counted together:
-    a pure sinusoid gives 1, however its frequency falls. A stripe pattern at
-    the control grid's period puts a large share into one wave; a smooth
-    random field spreads it.
+    a pure sinusoid with a whole number of periods across the slice gives 1
+    (one that does not fit leaks into the neighbouring bins). Stripes across
+    the whole slice put a large share into one wave, a smooth random field
+    spreads it; stripes confined to a patch spread over neighbouring waves
+    too, and show in ``short_share`` when they are narrow.
   - ``short_share``: the share of power at wavelengths shorter than
     :data:`SHORT_WAVELENGTH_PX` pixels (wavelength ``1 / |f|``, ``f`` in cycles
     per pixel). Scanner bias fields vary over tens of centimetres; power at a
@@ -57,7 +59,7 @@ SHORT_WAVELENGTH_PX = 32.0
 """Wavelengths (pixels) below which a bias field's power counts as short (``short_share``)."""
 
 _FLAT = 1e-12
-"""Non-DC power at or below this fraction of a slice's total power: the slice has no variation to measure."""
+"""Non-DC power at or below this fraction of a slice's power (mean included): no variation to measure."""
 
 
 def _slices(field: torch.Tensor | np.ndarray, channels: int, name: str) -> torch.Tensor:
