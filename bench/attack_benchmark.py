@@ -260,7 +260,8 @@ def peer_entry(label: str, rho_level, report: dict) -> dict:
             "organs": organs, "organs_passed": sum(v["success"] for v in organs.values()),
             "organs_scored": len(organs), "slice_success_rate": report["slice_success_rate"],
             "seconds_per_slice": report["seconds_per_slice"], "fold_fraction": report["fold_fraction"],
-            "samples": report["samples"], "slices": report["slices"], "config": report["config"]}
+            "realism": report.get("realism"), "samples": report["samples"], "slices": report["slices"],
+            "config": report["config"]}
 
 
 def target_and_case(args: argparse.Namespace, files: dict):

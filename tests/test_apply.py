@@ -19,7 +19,8 @@ from torch import nn
 from napari_advseg.attack.apply import adversarial_hu, attack_volume, input_range, run_attack_volume
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.explore import SliceExplorer
-from napari_advseg.attack.sampling import sample_volume
+from napari_advseg.attack.realism import RealismTally
+from napari_advseg.attack.sampling import read_sample, sample_volume
 from napari_advseg.data.cases import make_case
 from napari_advseg.data.phantom import make_phantom
 from napari_advseg.data.intensity import IntensityScale
@@ -89,6 +90,14 @@ def test_exported_hu_gives_the_exported_segmentation_back(tmp_path, normalisatio
     rho = np.mean([np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(x_adv, x)])
     assert sidecar["rho"] == pytest.approx(rho, rel=1e-4)
     assert json.loads((tmp_path / "sample.json").read_text())["intensity_scale"] == sidecar["intensity_scale"]
+    # the realism figures are those of the written fields (bias shares do not depend on its units)
+    written = read_sample(tmp_path)
+    realism = RealismTally()
+    bias = written["bias"][attacked] if bias_mode == "additive" else np.log(written["bias"][attacked])
+    realism.add(np.moveaxis(written["displacement"][attacked], -1, 1), bias[:, None])
+    assert sidecar["realism"]["bias_slices"] == 3 and sidecar["realism"]["deformation_slices"] == 3
+    for key, value in realism.report().items():
+        assert sidecar["realism"][key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
 
 
 def test_window_target_sees_no_more_than_its_window():

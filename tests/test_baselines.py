@@ -24,7 +24,7 @@ from napari_advseg.models.unet import UNet2D
 
 RHO = 0.05
 REPORT_KEYS = {"organs", "absent_organs", "rho", "fold_fraction", "mean_drop", "all_succeed", "config", "samples",
-               "temperature", "seed", "volumes", "slices", "seconds_per_slice", "slice_success_rate"}
+               "temperature", "seed", "volumes", "slices", "seconds_per_slice", "slice_success_rate", "realism"}
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,9 @@ def test_evaluate_baseline_report(name, tiny_target, batch):
     for key in ("rho", "fold_fraction", "seconds_per_slice"):
         assert math.isfinite(report[key])
     assert report["config"]["baseline"] == name
+    # every baseline has a bias (or perturbation) on every slice; only the field methods deform
+    assert report["realism"]["bias_slices"] == 3
+    assert report["realism"]["deformation_slices"] == (0 if name == "segpgd" else 3)
     assert list(report["organs"]) == [tiny_target.class_names[1]]
     row = report["organs"][tiny_target.class_names[1]]
     assert math.isfinite(row["dice_clean"]) and math.isfinite(row["dice_adv"])

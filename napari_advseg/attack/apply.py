@@ -31,6 +31,7 @@ import torch
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
+from napari_advseg.attack.realism import RealismTally
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
 from napari_advseg.errors import AdvsegError
@@ -199,6 +200,7 @@ class VolumeAttack:
     folded: int = 0
     checked: int = 0
     organs: dict[str, Any] = field(default_factory=dict)
+    realism: RealismTally = field(default_factory=RealismTally)
 
     @property
     def mean_rho(self) -> float:
@@ -264,6 +266,7 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
         result.z_b.extend(batch.z_b.tolist())
         f, c = fold_count(batch.displacement)
         result.folded, result.checked = result.folded + f, result.checked + c
+        result.realism.add(batch.displacement, batch.bias)
         done += len(z)
         yield done
     if result.warped_reference is not None:

@@ -106,6 +106,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "rho": result.mean_rho,
         "rho_target": rho,
         "fold_fraction": result.fold_fraction,
+        "realism": result.realism.report(),
         "label_source": "reference" if result.warped_reference is not None else None,
         "intensity_scale": case.scale.to_dict(),
         "units": {
@@ -118,6 +119,11 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                       "slice (fixed deviates are used for every slice either way)",
             "z_smooth": "sigma in slices of a Gaussian over both fields along z, within runs of neighbouring "
                         "attacked slices, before they are applied (0: none)",
+            "realism": "bias_peak_share: the bias field's strongest single wave (f and -f together), "
+                       "bias_short_share: its power at wavelengths under short_wavelength_px pixels, both as "
+                       "shares of its non-DC power, means over the slices with a bias; jacobian_min/max: the "
+                       "range of det J of p -> p + phi(p) over the slices with a deformation "
+                       "(napari_advseg.attack.realism)",
             "intensity_scale": "network input = (clip(HU, clip_low, clip_high) - offset) / scale; the "
                                "target's segmentation of adversarial_hu with this scale is adversarial_seg",
         },

@@ -38,9 +38,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX
     from napari_advseg.attack.sampling import sample_volume
     from napari_advseg.cli.common import ProgressBar, load_attack, say
     from napari_advseg.cli.diagnostics import check_clean_dice
+    from napari_advseg.evaluation.report import realism_cells
 
     target, generator, config, path, case = load_attack(args)
     check_clean_dice(target, case)
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     for organ, row in sidecar["organs"].items():
         say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "
             f"({-100 * row['drop']:+.0f} %)")
-    say(f"rho {sidecar['rho']:.3f}, folds {100 * sidecar['fold_fraction']:.2f} %")
+    peak, short, jacobian = realism_cells(sidecar)
+    say(f"rho {sidecar['rho']:.3f}, folds {100 * sidecar['fold_fraction']:.2f} %; bias: strongest wave {peak}, "
+        f"wavelengths < {SHORT_WAVELENGTH_PX:g} px {short}; det J {jacobian}")
     say(f"wrote {len(sidecar['files'])} files to {args.out}")
     return 0

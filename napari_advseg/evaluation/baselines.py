@@ -62,7 +62,7 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
     -------
     dict
         The keys of ``evaluate_attack``'s report (``organs``, ``absent_organs``,
-        ``rho``, ``fold_fraction``, ``mean_drop``, ``all_succeed``, ``config``,
+        ``rho``, ``fold_fraction``, ``realism``, ``mean_drop``, ``all_succeed``, ``config``,
         ``samples``, ``temperature`` (None: no latent sampling), ``seed``,
         ``volumes``, ``slices``), with ``config`` describing the baseline, plus
         ``"seconds_per_slice"``: mean wall-clock time of the attack per slice
@@ -103,7 +103,7 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
                         clean_predictions[start] = target(x).argmax(dim=1).cpu()
                     pred_adv = target(result.adversarial).argmax(dim=1).cpu()
                 tally.add(sample == 0, y.cpu(), clean_predictions[start], pred_adv, result.warped_labels.cpu(),
-                          perceptibility_per_slice(result.adversarial, x).cpu(), result.displacement)
+                          perceptibility_per_slice(result.adversarial, x).cpu(), result.displacement, result.bias)
                 if progress is not None:
                     progress(x.shape[0])
             tally.end_sample()

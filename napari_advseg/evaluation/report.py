@@ -6,6 +6,9 @@
 - An organ absent from a volume's reference is left out of that volume's
   average (not scored 0 or 1); absent from every volume, it is not reported.
 - An attack on an organ succeeds when ``Dice_adv <= 0.7 * Dice_clean``.
+- Realism of the fields (:mod:`~napari_advseg.attack.realism`): the bias
+  field's strongest single wave and its power at short wavelengths, as shares
+  of its power, and the range of the deformation's Jacobian determinant.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from napari_advseg.attack.apply import attack_slices
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import fold_count
+from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX, RealismTally
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row, slice_successes
 
 
@@ -28,7 +32,8 @@ class Tally:
 
     Feed it volume by volume, sample by sample, batch by batch: clean Dice
     counts come from the first sample, adversarial Dice is averaged over the
-    samples, and rho, folding and per-slice successes over every batch.
+    samples, and rho, folding, the fields' realism figures and per-slice
+    successes over every batch.
     """
 
     def __init__(self, class_names: Sequence[str]):
@@ -40,6 +45,7 @@ class Tally:
         self.folded = self.checked = 0
         self.successes = self.trials = 0
         self.slices = 0
+        self.realism = RealismTally()
         self._clean: OverlapCounter | None = None
         self._runs: list[dict[int, float]] = []
         self._adv: OverlapCounter | None = None
@@ -50,8 +56,11 @@ class Tally:
     def start_sample(self) -> None:
         self._adv = OverlapCounter(self.n_classes)
 
-    def add(self, first_sample: bool, reference, pred_clean, pred_adv, warped_reference, rho, displacement) -> None:
-        """One batch: (B, H, W) label maps, per-slice ``rho`` (B,), ``displacement`` (B, 2, H, W) or None."""
+    def add(self, first_sample: bool, reference, pred_clean, pred_adv, warped_reference, rho, displacement,
+            bias=None) -> None:
+        """One batch: (B, H, W) label maps, per-slice ``rho`` (B,), ``displacement`` (B, 2, H, W) pixels and
+        ``bias`` (B, 1, H, W) (an intensity attack's perturbation ``x_adv - x``), each None or zero when
+        the attack has no such field."""
         reference, warped_reference = torch.as_tensor(reference).cpu(), torch.as_tensor(warped_reference).cpu()
         if first_sample:
             self._clean.add(pred_clean, reference)
@@ -63,6 +72,7 @@ class Tally:
         if displacement is not None:
             f, c = fold_count(displacement)
             self.folded, self.checked = self.folded + f, self.checked + c
+        self.realism.add(displacement, bias)
 
     def end_sample(self) -> None:
         self._runs.append(self._adv.dice())
@@ -73,11 +83,13 @@ class Tally:
                                     for c in range(1, self.n_classes)})
 
     def report(self) -> dict[str, Any]:
-        """The organ entries (:func:`summarise_dice`), rho, folding and the per-slice success rate."""
+        """The organ entries (:func:`summarise_dice`), rho, folding, ``realism``
+        (:meth:`~napari_advseg.attack.realism.RealismTally.report`) and the per-slice success rate."""
         return {
             **summarise_dice(self.clean_per_volume, self.adv_per_volume, self.class_names),
             "rho": float(np.mean(self.rhos)) if self.rhos else math.nan,
             "fold_fraction": self.folded / self.checked if self.checked else 0.0,
+            "realism": self.realism.report(),
             "slice_success_rate": self.successes / self.trials if self.trials else math.nan,
             "volumes": len(self.clean_per_volume),
             "slices": self.slices,
@@ -111,7 +123,7 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
                                         temperature=temperature, rng=rng, rho=rho):
                 y = np.asarray(labels[result.start:result.start + len(result.rho)])
                 tally.add(sample == 0, y, result.pred_clean, result.pred_adv, result.warped_reference,
-                          result.rho, result.displacement)
+                          result.rho, result.displacement, result.bias)
                 if progress is not None:
                     progress(len(result.rho))
             tally.end_sample()
@@ -144,27 +156,50 @@ def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume:
             "all_succeed": bool(organs) and all(row["success"] for row in organs.values())}
 
 
+def _share_cell(value) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f} %"
+
+
+def realism_cells(report: dict[str, Any]) -> list[str]:
+    """The table's realism cells of one report: bias peak share, bias short-wavelength share, det J range.
+
+    ``n/a`` where the attack has no such field, or the report predates the figures.
+    """
+    realism = report.get("realism") or {}
+    low, high = realism.get("jacobian_min"), realism.get("jacobian_max")
+    jacobian = "n/a" if low is None or high is None else f"{low:.2f}..{high:.2f}"
+    return [_share_cell(realism.get("bias_peak_share")), _share_cell(realism.get("bias_short_share")), jacobian]
+
+
+REALISM_COLUMNS = ("b peak", f"b < {SHORT_WAVELENGTH_PX:g} px", "det J")
+"""Headers of the realism columns of :func:`format_table`."""
+
+
 def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[str] | None = None) -> str:
     """A Markdown table shaped like the paper's Table 1.
 
     ``rows`` are (row label, report) pairs; the clean Dice and the 30 % line
     come from the first report. Dice in %, adversarial cells with the
-    relative drop; a cell passing the 30 % line ends with ``*``.
+    relative drop; a cell passing the 30 % line ends with ``*``. Beside rho
+    the realism figures (:func:`realism_cells`): the bias field's strongest
+    wave and its short-wavelength power as shares of its power, and the range
+    of the deformation's Jacobian determinant.
     """
     if not rows:
         return ""
     first = rows[0][1]["organs"]
     names = list(organs) if organs is not None else list(first)
-    header = "| row | " + " | ".join(names) + " | rho | folds | organs >= 30 % |"
-    lines = [header, "|" + " --- |" * (len(names) + 4)]
+    header = "| row | " + " | ".join(names) + " | rho | " + " | ".join(REALISM_COLUMNS) + " | folds | organs >= 30 % |"
+    lines = [header, "|" + " --- |" * (len(names) + 4 + len(REALISM_COLUMNS))]
+    blanks = " |" * (3 + len(REALISM_COLUMNS))
 
     def cell(value: float) -> str:
         return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
     lines.append("| U-Net, clean | " + " | ".join(cell(first[n]["dice_clean"]) if n in first else "n/a"
-                                                   for n in names) + " | | | |")
+                                                   for n in names) + " |" + blanks)
     lines.append("| 30 % decrease | " + " | ".join(cell(0.7 * first[n]["dice_clean"]) if n in first else "n/a"
-                                                    for n in names) + " | | | |")
+                                                    for n in names) + " |" + blanks)
     for label, report in rows:
         organ_rows = report["organs"]
         cells = []
@@ -177,5 +212,6 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[st
             cells.append(f"{cell(r['dice_adv'])}{drop}{'*' if r['success'] else ''}")
         passed = sum(1 for n in names if n in organ_rows and organ_rows[n]["success"])
         lines.append(f"| {label} | " + " | ".join(cells)
-                     + f" | {report['rho']:.3f} | {100 * report['fold_fraction']:.2f} % | {passed}/{len(names)} |")
+                     + f" | {report['rho']:.3f} | " + " | ".join(realism_cells(report))
+                     + f" | {100 * report['fold_fraction']:.2f} % | {passed}/{len(names)} |")
     return "\n".join(lines)
