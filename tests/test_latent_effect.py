@@ -146,6 +146,20 @@ def test_jacobian_penalty_costs_contraction_towards_folding_only():
     assert jacobian_penalty(torch.zeros(1, 2, n, n), 0.5) == 0
 
 
+def test_jacobian_ceiling_costs_expansion_beyond_it():
+    n = 16
+    ramp = torch.arange(n, dtype=torch.float32)
+    widen = torch.zeros(1, 2, n, n)
+    widen[:, 1] = 0.8 * ramp  # det J = 1.8
+    assert jacobian_penalty(widen, 0.5, 1.5) == pytest.approx(0.09, rel=1e-4)
+    assert jacobian_penalty(widen, 0.5, 2.0) == 0
+    assert jacobian_penalty(torch.zeros(1, 2, n, n), 0.5, 1.2) == 0
+    with pytest.raises(AdvsegError):
+        AttackConfig(jacobian_ceiling=0.9)
+    assert AttackConfig.from_dict({k: v for k, v in AttackConfig().to_dict().items()
+                                   if k != "jacobian_ceiling"}).jacobian_ceiling is None
+
+
 def test_latent_effects_measure_every_number():
     generator = _generator(phi_max=3.0)
     target = make_target(UNet2D(base_channels=4, depth=2), device="cpu")

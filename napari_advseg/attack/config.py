@@ -97,7 +97,7 @@ class AttackConfig:
                                                     "target's input to attack_sensitivity, so a target whose softmax "
                                                     "is saturated or whose input gradient is small steers G as "
                                                     "strongly as any other", choices=ATTACK_GRADIENTS)
-    attack_sensitivity: float = _option(1.0, "method", "with attack_gradient normalised: each slice's attack "
+    attack_sensitivity: float = _option(50.0, "method", "with attack_gradient normalised: each slice's attack "
                                                        "gradient at the target's input, as the loss change per "
                                                        "unit of relative image change (rho)")
     label_mode: str = _option("reference", "method", "attack against the reference labels, or against argmax "
@@ -126,6 +126,9 @@ class AttackConfig:
     lambda_jacobian: float = _option(0.0, "deformation", "weight of the penalty on local compression, "
                                                          "mean(relu(jacobian_floor - det J)^2); 0: off")
     jacobian_floor: float = _option(0.5, "deformation", "Jacobian determinant below which compression costs")
+    jacobian_ceiling: float | None = _option(None, "deformation", "Jacobian determinant above which expansion "
+                                                                  "costs (with lambda_jacobian); 0 or none: "
+                                                                  "expansion is free", zero_is_off=True)
     # -- budgets on rho
     rho_max: float | None = _option(None, "budgets", "hard budget on each slice's rho (Eq. 7): both fields are "
                                                      "scaled down to it; 0 or none: no budget", everyday=True,
@@ -194,6 +197,8 @@ class AttackConfig:
              f"phi_edge_gate must be > 0 or None, got {self.phi_edge_gate}"),
             (self.lambda_kl_phi is None or self.lambda_kl_phi >= 0,
              f"lambda_kl_phi must be >= 0 or None, got {self.lambda_kl_phi}"),
+            (self.jacobian_ceiling is None or self.jacobian_ceiling > max(self.jacobian_floor, 1.0),
+             f"jacobian_ceiling must be > max(jacobian_floor, 1) or None, got {self.jacobian_ceiling}"),
             (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing

@@ -158,14 +158,19 @@ def jacobian_determinant(displacement: torch.Tensor) -> torch.Tensor:
     return (1.0 + ddy_drow) * (1.0 + ddx_dcol) - ddy_dcol * ddx_drow
 
 
-def jacobian_penalty(displacement: torch.Tensor, floor: float) -> torch.Tensor:
-    """``mean(relu(floor - det J)^2)`` of the map ``p -> p + phi(p)``: contraction below ``floor`` costs.
+def jacobian_penalty(displacement: torch.Tensor, floor: float, ceiling: float | None = None) -> torch.Tensor:
+    """``mean(relu(floor - det J)^2 + relu(det J - ceiling)^2)`` of the map ``p -> p + phi(p)``.
 
     A perceptibility measure of the deformation itself, not of the intensity
     change it makes: ``det J`` near 0 magnifies a sliver of tissue many times
-    and ``det J <= 0`` folds it; ``det J > floor`` is free.
+    and ``det J <= 0`` folds it; a large ``det J`` blows a small region up.
+    ``floor <= det J <= ceiling`` is free (no ceiling: expansion is free).
     """
-    return torch.relu(floor - jacobian_determinant(displacement)).pow(2).mean()
+    det = jacobian_determinant(displacement)
+    penalty = torch.relu(floor - det).pow(2)
+    if ceiling is not None:
+        penalty = penalty + torch.relu(det - ceiling).pow(2)
+    return penalty.mean()
 
 
 def fold_count(displacement: torch.Tensor) -> tuple[int, int]:

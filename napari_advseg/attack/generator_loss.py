@@ -126,7 +126,7 @@ class GeneratorLoss:
         norm = (x_adv - self.norm_base(x, out)).pow(2).mean()
         jacobian = zero
         if cfg.use_phi and cfg.lambda_jacobian > 0:
-            jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor)
+            jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor, cfg.jacobian_ceiling)
         kl_phi = kl_b = zero
         if cfg.use_phi:
             kl_phi = kl_divergence(out.stats.mu_phi, out.stats.logvar_phi)
