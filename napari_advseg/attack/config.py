@@ -38,7 +38,7 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
-_LEGACY_DEFAULTS = {"attack_gradient": "raw", "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+_LEGACY_DEFAULTS = {"attack_gradient": "raw", "bias_unit": 1.0, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -83,7 +83,11 @@ class AttackConfig:
     lambda_kl: float = _option(1.0, "method", "weight of the KL terms of both latent codes (Eq. 6)")
     lambda_real: float = _option(0.1, "method", "weight of the critic's realism term (Eq. 6)")
     latent_dim: int = _option(8, "method", "numbers in each latent code, z_phi and z_b")
-    b_max: float = _option(1.0, "method", "bound on the bias field, normalised intensity units")
+    b_max: float = _option(1.0, "method", "bound on the bias field, in units of bias_unit")
+    bias_unit: float | None = _option(None, "method", "the bias field's unit in the target's input intensities; "
+                                                      "none: the root mean square of the training slices, "
+                                                      "measured when training starts and recorded (1 for "
+                                                      "z-scored slices, about 0.3 for a window to [0, 1])")
     control_spacing: int = _option(8, "method", "pixels between the fields' control points (a power of two); "
                                                 "the fields are upsampled bicubically")
     bias_mode: str = _option("additive", "method", "additive T(x) + b (CT) or multiplicative T(x) exp(b) "
@@ -189,6 +193,7 @@ class AttackConfig:
              f"bias_rho_max must be > 0 or None, got {self.bias_rho_max}"),
             (self.lambda_single >= 0 and self.single_sd > 0,
              f"lambda_single must be >= 0 and single_sd > 0, got {self.lambda_single}, {self.single_sd}"),
+            (self.bias_unit is None or self.bias_unit > 0, f"bias_unit must be > 0 or None, got {self.bias_unit}"),
             (self.attack_sensitivity > 0, f"attack_sensitivity must be > 0, got {self.attack_sensitivity}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
             (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),
@@ -225,6 +230,11 @@ class AttackConfig:
     @property
     def use_bias(self) -> bool:
         return self.fields in ("both", "bias")
+
+    @property
+    def bias_bound(self) -> float:
+        """The bias field's bound in the target's input intensities: ``b_max`` times ``bias_unit`` (1 until set)."""
+        return self.b_max * (1.0 if self.bias_unit is None else self.bias_unit)
 
     @property
     def phi_spacing(self) -> int:

@@ -162,7 +162,7 @@ class AttackGenerator(nn.Module):
         else:
             displacement = h.new_zeros((n, 2) + tuple(size))
         if cfg.use_bias:
-            bias = cfg.b_max * torch.tanh(self._full_size(self.decoder_b(h, z_b), h, size))
+            bias = cfg.bias_bound * torch.tanh(self._full_size(self.decoder_b(h, z_b), h, size))
         else:
             bias = h.new_zeros((n, 1) + tuple(size))
         return displacement, bias

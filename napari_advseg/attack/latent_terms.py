@@ -25,7 +25,7 @@ def field_diversity(out, eps_phi: torch.Tensor, eps_b: torch.Tensor, config: Att
     if config.use_phi:
         change = change + (out.displacement[:n] - out.displacement[n:]).abs().flatten(1).mean(1) / config.phi_max
     if config.use_bias:
-        change = change + (out.bias[:n] - out.bias[n:]).abs().flatten(1).mean(1) / config.b_max
+        change = change + (out.bias[:n] - out.bias[n:]).abs().flatten(1).mean(1) / config.bias_bound
     code_change = torch.cat(((eps_phi[:n] - eps_phi[n:]).abs(), (eps_b[:n] - eps_b[n:]).abs()), 1).mean(1)
     return (change / code_change.clamp_min(1e-3)).clamp(max=config.diversity_cap).mean()
 

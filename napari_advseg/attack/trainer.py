@@ -54,6 +54,18 @@ def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None
     return ids
 
 
+def bias_unit(images: torch.Tensor, bias_mode: str) -> float:
+    """The bias field's unit for these slices: their root mean square (1 for a multiplicative bias).
+
+    rho measures change relative to ``||x||``, so a bias bound in these units
+    asks the same of every normalisation: ``b_max`` 1 is one RMS of the slices,
+    whether the target sees z-scores or a window mapped to [0, 1].
+    """
+    if bias_mode == "multiplicative":
+        return 1.0
+    return float(images.float().pow(2).mean().sqrt().clamp_min(1e-6))
+
+
 class AttackTrainer:
     """Train a generator G against a frozen target network f.
 
@@ -83,6 +95,9 @@ class AttackTrainer:
             target.model.to(self.device)
             target.device = self.device
         self.images = self._as_images(images)
+        if config.bias_unit is None:  # resolved once, recorded in the checkpoint with the rest of the config
+            config = config.replace(bias_unit=bias_unit(self.images, config.bias_mode))
+            self.config = config
         self.organ_ids = organ_ids(tuple(target.class_names), config.organs)
         self.attacked_ids = self.organ_ids or list(range(1, len(target.class_names)))
         if labels is None or config.label_mode == "predicted":

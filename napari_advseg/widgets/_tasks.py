@@ -155,11 +155,11 @@ def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> t
     ``b_max`` allows. In HU, or the factor ``exp(b)`` for multiplicative bias.
     """
     if config.bias_mode == "additive":
-        bound = float(config.b_max * case.scale.scale)
+        bound = float(config.bias_bound * case.scale.scale)
         if bias is not None and bias.size:
             bound = min(bound, max(1.0, 1.2 * float(np.abs(bias).max())))
         return -bound, bound
-    bound = float(config.b_max)
+    bound = float(config.bias_bound)
     if bias is not None and bias.size:
         bound = min(bound, max(0.01, 1.2 * float(np.abs(np.log(np.maximum(bias, 1e-6))).max())))
     return float(math.exp(-bound)), float(math.exp(bound))
