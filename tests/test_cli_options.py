@@ -39,6 +39,8 @@ def test_every_settable_field_has_a_flag_of_its_own_name(name):
         text = str(value)
     elif isinstance(default, int):
         value, text = default + 1, str(default + 1)
+    elif name == "jacobian_ceiling":  # above 1 and the floor
+        value, text = 1.5, "1.5"
     else:
         value = 0.5 if default in (None, 0.0) else default / 2
         text = repr(value)
