@@ -1,8 +1,10 @@
-"""The attack gradient rescaled per slice at the target's input (attack_gradient = "normalised")."""
+"""What makes the attack ask the same of every target: the attack gradient rescaled per slice at the target's
+input (attack_gradient = "normalised"), and the bias field's unit taken from the slices (bias_unit)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from napari_advseg.attack.attack_gradient import normalise_gradient, sensitivity
@@ -85,3 +87,22 @@ def test_checkpoints_without_the_key_load_as_raw():
     data = AttackConfig().to_dict()
     del data["attack_gradient"]
     assert AttackConfig.from_dict(data).attack_gradient == "raw"
+
+
+def test_the_bias_unit_is_the_slices_rms_and_bounds_the_bias(tmp_path):
+    images, labels = tiny_data()
+    window = (images - images.min()) / (images.max() - images.min())  # a [0, 1] input, as a window would give
+    cfg = AttackConfig(**TINY, steps=1, b_max=0.5)
+    assert cfg.bias_unit is None
+    trainer = AttackTrainer(cfg, tiny_target(), window, labels, "cpu")
+    rms = float(np.sqrt(np.mean(window.astype(np.float64) ** 2)))
+    assert trainer.config.bias_unit == pytest.approx(rms, rel=1e-5)
+    assert trainer.config.bias_bound == pytest.approx(0.5 * rms, rel=1e-5)
+    list(trainer.run(checkpoint_path=tmp_path / "g.pt"))
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["config"]["bias_unit"] == pytest.approx(rms, rel=1e-5)
+    x = torch.from_numpy(window[:2, None])
+    with torch.no_grad():  # no budget: the decoded bias itself stays within b_max * bias_unit
+        out = trainer.generator(x, torch.randn(2, 3) * 50, torch.randn(2, 3) * 50)
+    assert out.bias.abs().max() <= 0.5 * rms + 1e-6
+    assert AttackTrainer(AttackConfig(**TINY, steps=1, bias_mode="multiplicative"), tiny_target(), window,
+                         labels, "cpu").config.bias_unit == 1.0
