@@ -64,7 +64,7 @@ def test_the_generator_sees_the_same_signal_from_a_target_whose_logits_are_scale
             return self.inner(v) / 100.0
 
     soft = make_target(Soft(net), device="cpu")
-    raw = AttackConfig(**TINY)
+    raw = AttackConfig(**TINY, attack_gradient="raw")
     normalised = AttackConfig(**TINY, attack_gradient="normalised", attack_sensitivity=0.7)
     g_sharp, g_soft = _attack_gradient(raw, sharp, x, y), _attack_gradient(raw, soft, x, y)
     assert g_soft.norm() < 0.05 * g_sharp.norm()

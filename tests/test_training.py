@@ -41,7 +41,9 @@ def test_closing_the_events_early_saves_the_steps_done(setup, tmp_path):
     assert report["step"] == 2 and report["new_steps"] == 2 and report["saved"] == str(tmp_path / "g.pt")
     assert load_checkpoint(tmp_path / "g.pt")["step"] == 2
     # the run's resolved configuration lies beside its checkpoint, for the widget's runs as for the CLI's
-    assert json.loads((tmp_path / "config.json").read_text()) == AttackConfig(**TINY, steps=10).to_dict()
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["bias_unit"] > 0  # measured on the slices when training started, and recorded
+    assert written == {**AttackConfig(**TINY, steps=10).to_dict(), "bias_unit": written["bias_unit"]}
 
 
 def test_an_error_during_training_still_saves_then_propagates(setup, tmp_path, monkeypatch):

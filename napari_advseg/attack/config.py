@@ -29,7 +29,7 @@ BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
 ATTACK_REDUCTIONS = ("organs", "pixels")
-ATTACK_GRADIENTS = ("raw", "normalised")
+ATTACK_GRADIENTS = ("normalised", "raw")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 CONFIG_FILE = "config.json"
@@ -96,12 +96,12 @@ class AttackConfig:
     attack_reduction: str = _option("organs", "method", "organs: the mean over organs of |gamma - the organ's "
                                                         "masked CE|; pixels: one masked CE over all organ pixels "
                                                         "(Eq. 5 as written)", choices=ATTACK_REDUCTIONS)
-    attack_gradient: str = _option("raw", "method", "raw: the attack terms steer G with the gradient the target "
+    attack_gradient: str = _option("normalised", "method", "raw: the attack terms steer G with the gradient the target "
                                                     "gives; normalised: that gradient is rescaled per slice at the "
                                                     "target's input to attack_sensitivity, so a target whose softmax "
                                                     "is saturated or whose input gradient is small steers G as "
                                                     "strongly as any other", choices=ATTACK_GRADIENTS)
-    attack_sensitivity: float = _option(50.0, "method", "with attack_gradient normalised: each slice's attack "
+    attack_sensitivity: float = _option(2000.0, "method", "with attack_gradient normalised: each slice's attack "
                                                        "gradient at the target's input, as the loss change per "
                                                        "unit of relative image change (rho)")
     label_mode: str = _option("reference", "method", "attack against the reference labels, or against argmax "
