@@ -231,7 +231,7 @@ def stage_generator(args, name: str) -> dict:
         say(f"[{name}] generator at rho {'own' if rho is None else f'{rho:.2f}'} ({report['rho']:.3f}): "
             f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
             f"{entries[-1]['organs_scored']} organs")
-    payload = {"target": name, "command": "advseg " + " ".join(command[4:]), "train_seconds": seconds,
+    payload = {"target": name, "command": "advseg " + " ".join(command[3:]), "train_seconds": seconds,
                "warnings": warnings, "config": config.to_dict(), "entries": entries}
     write_json(path, payload)
     return payload
@@ -265,7 +265,10 @@ def stage_report(args, name: str) -> str:
         f"{k} {100 * v['dice_clean']:.1f}" for k, v in clean.items() if v["dice_clean"] is not None), ""]
     tags = sorted(p.name[len(f"{name}_generator_"):-5] for p in args.results.glob(f"{name}_generator_*.json"))
     generators = {tag: json.loads((args.results / f"{name}_generator_{tag}.json").read_text()) for tag in tags}
-    header = "| rho level | method | rho | " + " | ".join(ORGANS) + " | mean drop | organs >= 30 % |"
+    from napari_advseg.evaluation.report import REALISM_COLUMNS, realism_cells
+
+    header = ("| rho level | method | rho | " + " | ".join(ORGANS) + " | mean drop | organs >= 30 % | "
+              + " | ".join(REALISM_COLUMNS) + " |")
     lines += [header, "|" + " --- |" * (header.count("|") - 1)]
     rows = []
     for tag, payload in generators.items():
@@ -276,7 +279,7 @@ def stage_report(args, name: str) -> str:
         level = "own" if e["rho_level"] is None else f"{e['rho_level']:.2f}"
         drops = " | ".join(_pct(e["organs"].get(k, {}).get("drop")) for k in ORGANS)
         lines.append(f"| {level} | {label} | {e['rho']:.3f} | {drops} | {_pct(e['mean_drop'])} | "
-                     f"{e['organs_passed']}/{e['organs_scored']} |")
+                     f"{e['organs_passed']}/{e['organs_scored']} | " + " | ".join(realism_cells(e)) + " |")
     lines.append("")
     for tag, payload in generators.items():
         by_level = {e["rho_level"]: e for e in payload["entries"]}
