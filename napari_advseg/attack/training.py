@@ -55,9 +55,10 @@ class StallWatch:
             return None
         self.warned = True
         return (f"the attack term has not moved in {self.window} steps (attack CE {first:.3f} -> {last:.3f}, "
-                f"gamma {self.gamma:g}): the target's input gradient may be tiny (a well-trained or saturated "
-                f"network), the normalisation may be wrong, or gamma is out of reach; try a larger lambda_atk "
-                f"or learning rate (it may also still rise later)")
+                f"gamma {self.gamma:g}): the normalisation may be wrong, the attack outweighed by the other terms "
+                f"(with attack_gradient raw, a well-trained network's input gradient is tiny: use normalised; "
+                f"else raise attack_sensitivity or lambda_atk), or gamma is out of reach (it may also still "
+                f"rise later)")
 
 
 def training_events(config: AttackConfig | None, target, images, labels, checkpoint: str | os.PathLike, *,
