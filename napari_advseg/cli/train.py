@@ -124,7 +124,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         train_seconds = time.perf_counter() - start
         bar.close()
         generator = trainer.generator.eval()
-        report = evaluate_case(generator, config, target, case, part=args.test_split, samples=args.samples,
+        report = evaluate_case(generator, trainer.config, target, case, part=args.test_split, samples=args.samples,
                                seed=config.seed)
         report["generator"] = str(run_dir / GENERATOR_FILE)
         report["train_seconds"] = train_seconds
