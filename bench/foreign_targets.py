@@ -296,8 +296,51 @@ def stage_report(args, name: str) -> str:
     return "\n".join(lines)
 
 
+def summary_table(args, level: float = 0.08) -> str:
+    """One line per target at one rho level: the generators (raw and default), the peers, realism, time."""
+    header = ("| target | clean mean Dice | generator, raw | generator, default | random fields | optimised fields, 20 "
+              "steps | PGD-L2 | default / optimised | all segmented organs >= 30 % from rho | det J, default | "
+              "det J, random | b < 32 px, default / random | generator training |")
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    for name in args.targets:
+        peers_path = args.results / f"{name}_peers.json"
+        if not peers_path.is_file():
+            continue
+        peers = {(e["method"], e["rho_level"]): e for e in json.loads(peers_path.read_text())["entries"]}
+        gens = {}
+        for tag in ("raw", "default"):
+            path = args.results / f"{name}_generator_{tag}.json"
+            if path.is_file():
+                gens[tag] = json.loads(path.read_text())
+        at = {tag: {e["rho_level"]: e for e in g["entries"]} for tag, g in gens.items()}
+        random, optimised, pgd = (peers.get((m, level)) for m in ("random fields", "optimised fields, 20 steps",
+                                                                  "PGD-L2"))
+        clean = [v["dice_clean"] for v in random["organs"].values() if v["dice_clean"] is not None]
+        default = at.get("default", {}).get(level)
+        raw = at.get("raw", {}).get(level)
+
+        def drop(e):
+            return "-" if e is None else f"{100 * e['mean_drop']:.1f} %"
+
+        def jac(e):
+            r = (e or {}).get("realism") or {}
+            return "-" if r.get("jacobian_min") is None else f"{r['jacobian_min']:.2f}..{r['jacobian_max']:.2f}"
+
+        def short(e):
+            r = (e or {}).get("realism") or {}
+            return "-" if r.get("bias_short_share") is None else f"{100 * r['bias_short_share']:.0f} %"
+
+        ratio = "-" if default is None else f"{default['mean_drop'] / optimised['mean_drop']:.2f}"
+        first = first_rho_passing(gens["default"]["entries"]) if "default" in gens else None
+        seconds = "-" if "default" not in gens else f"{gens['default']['train_seconds']:.0f} s"
+        lines.append(f"| `{name}` | {100 * np.mean(clean):.1f} | {drop(raw)} | {drop(default)} | {drop(random)} | "
+                     f"{drop(optimised)} | {drop(pgd)} | {ratio} | {'-' if first is None else f'{first:.2f}'} | "
+                     f"{jac(default)} | {jac(random)} | {short(default)} / {short(random)} | {seconds} |")
+    return "\n".join(lines)
+
+
 def write_report(args) -> None:
-    sections = []
+    sections = [f"## Summary at rho 0.08", "", summary_table(args), ""]
     for name in args.targets:
         if (args.results / f"{name}_peers.json").is_file():
             sections.append(stage_report(args, name))
