@@ -20,7 +20,6 @@ each value is scored as (:mod:`napari_advseg.data.class_map`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from napari_advseg.errors import AdvsegError, InputFileError, first_line
+from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.io.geometry import CTVolume
+from napari_advseg.io.sidecar import read_sidecar_object
 from napari_advseg.organs import ORGAN_CLASSES
 
 __all__ = ["LABEL_SIDECAR_KEYS", "MAX_LABEL_CLASSES", "check_label_names", "check_labels", "label_sidecar_path",
@@ -103,13 +103,7 @@ def read_label_names(path: str | os.PathLike) -> tuple[str, ...] | None:
     sidecar = label_sidecar_path(path)
     if sidecar == path or not path.is_file() or not sidecar.is_file():
         return None
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputFileError(sidecar, f"is not readable JSON ({first_line(error)}); it is read as the sidecar of "
-                                      f"{path.name}") from None
-    if not isinstance(meta, dict):
-        raise InputFileError(sidecar, f"must hold a JSON object (the sidecar of {path.name})")
+    meta = read_sidecar_object(sidecar, path)
     unknown = sorted(str(key) for key in set(meta) - set(LABEL_SIDECAR_KEYS))
     if unknown:
         raise InputFileError(sidecar, f"has unknown keys {', '.join(unknown)}; a labels sidecar holds class_names "

@@ -33,6 +33,7 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import InputFileError, first_line
+from napari_advseg.io.sidecar import read_sidecar_object
 from napari_advseg.models.target import VALIDATION_SIZE, Target, find_input_multiple, freeze, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 from napari_advseg.models.target_files import (
@@ -63,13 +64,7 @@ def _read_sidecar(path: Path) -> dict:
     sidecar = sidecar_path(path)
     if sidecar == path or not sidecar.is_file():
         return {}
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputFileError(sidecar, f"is not readable JSON ({first_line(error)}); it is read as the sidecar of "
-                                      f"{path.name}") from None
-    if not isinstance(meta, dict):
-        raise InputFileError(sidecar, f"must hold a JSON object (the sidecar of {path.name})")
+    meta = read_sidecar_object(sidecar, path)
     unknown = sorted(set(meta) - set(SIDECAR_KEYS))
     if unknown:
         raise InputFileError(sidecar, f"has unknown keys {_listed(unknown)}; a model's sidecar may hold "
