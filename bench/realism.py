@@ -69,30 +69,12 @@ def say(text: str) -> None:
 
 def fixed_code_attack(generator, config, eps_phi, eps_b):
     """The generator with the same latent deviates for every slice, with the baselines' signature."""
-    import torch
+    import functools
 
-    from napari_advseg.attack.apply import target_input_range
-    from napari_advseg.attack.baselines.common import AttackResult
-    from napari_advseg.attack.fields import apply_fields, warp_labels
-    from napari_advseg.attack.strength import scale_to_rho
+    from napari_advseg.attack.baselines.registry import generator_attack
 
-    @torch.no_grad()
-    def attack(x, y, target, rho, rng, **options):
-        n = x.shape[0]
-        limits = target_input_range(target)
-        start = time.perf_counter()
-        out = generator(x, torch.as_tensor(eps_phi).expand(n, -1), torch.as_tensor(eps_b).expand(n, -1),
-                        input_range=limits)
-        phi, bias = out.displacement, out.bias
-        if rho is not None:
-            scaled = scale_to_rho(x, phi, bias, rho, bias_mode=config.bias_mode, use_phi=config.use_phi,
-                                  use_bias=config.use_bias, input_range=limits)
-            phi, bias = scaled.displacement, scaled.bias
-        adversarial = apply_fields(x, phi, bias, config.bias_mode, limits)
-        warped = warp_labels(y, phi) if config.use_phi else y
-        return AttackResult(adversarial, phi, bias, warped, time.perf_counter() - start)
-
-    attack.__name__ = "generator (fixed code)"
+    attack = functools.partial(generator_attack, generator=generator, config=config, codes=(eps_phi, eps_b))
+    attack.__name__ = "generator (fixed code)"  # type: ignore[attr-defined]
     return attack
 
 

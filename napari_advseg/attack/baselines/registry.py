@@ -49,7 +49,7 @@ def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
 
 @torch.no_grad()
 def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None, rng: torch.Generator,
-                     *, generator, config, temperature: float = 1.0, **options) -> AttackResult:
+                     *, generator, config, temperature: float = 1.0, codes=None, **options) -> AttackResult:
     """The trained generator as a peer: one forward pass with random latent deviates.
 
     With ``rho`` None the fields are used as G makes them (its own rho); with a
@@ -58,7 +58,8 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     ``advseg sample --rho``, ``curve`` and Explore, so "the generator at rho r"
     is one image whichever command asks. ``target`` and the other options are
     not used (G never queries the target at inference); ``seconds`` counts the
-    forward pass and the scaling.
+    forward pass and the scaling. ``codes``: ``(eps_phi, eps_b)`` of shape
+    ``(latent_dim,)`` used for every slice instead of random deviates.
     """
     options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
@@ -70,8 +71,11 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     sync_device(x.device)
     start = time.perf_counter()
     n = x.shape[0]
-    eps_phi = torch.randn(n, config.latent_dim, generator=rng)
-    eps_b = torch.randn(n, config.latent_dim, generator=rng)
+    if codes is None:
+        eps_phi = torch.randn(n, config.latent_dim, generator=rng)
+        eps_b = torch.randn(n, config.latent_dim, generator=rng)
+    else:  # the same latent deviates for every slice
+        eps_phi, eps_b = (torch.as_tensor(c).expand(n, -1) for c in codes)
     limits = target_input_range(target)  # what a window target can see (attack.apply)
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
     phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
