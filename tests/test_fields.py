@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from napari_advseg.attack.fields import (apply_fields, dilate_mask, fold_fraction, integrate_velocity,
+from napari_advseg.attack.fields import (apply_fields, cap_gradient, dilate_mask, fold_fraction, integrate_velocity,
                                          jacobian_determinant, perceptibility, perceptibility_per_slice, smoothness,
-                                         upsample_field, warp_image, warp_labels)
+                                         largest_gradient, upsample_field, warp_image, warp_labels)
 
 
 def test_warp_by_zero_is_identity():
@@ -117,3 +117,20 @@ def test_dilate_mask():
     m[0, 3, 3] = True
     assert dilate_mask(m, 1).sum().item() == 9
     assert dilate_mask(m, 0).sum().item() == 1
+
+
+def test_cap_gradient_bounds_the_steepest_change_and_the_jacobian():
+    g = torch.Generator().manual_seed(0)
+    steep = upsample_field(torch.randn(3, 2, 8, 8, generator=g) * 4.0, (64, 64))
+    gentle = steep * (0.05 / float(largest_gradient(steep).max()))
+    assert torch.all(largest_gradient(steep) > 0.5)
+    capped = cap_gradient(steep, 0.1)
+    assert torch.allclose(largest_gradient(capped), torch.full((3,), 0.1), atol=1e-6)
+    # the scaling keeps each slice's pattern, only its size changes
+    ratio = capped / steep
+    assert torch.allclose(ratio, ratio[:, :1, :1, :1].expand_as(ratio), atol=1e-6)
+    assert torch.equal(cap_gradient(gentle, 0.1), gentle)  # already within the cap: unchanged
+    det = jacobian_determinant(integrate_velocity(capped))
+    assert float(det.min()) > math.exp(-0.2) - 0.02 and float(det.max()) < math.exp(0.2) + 0.02
+    # one pixel per pixel of steepness before the cap folds or nearly folds the same field
+    assert float(jacobian_determinant(integrate_velocity(steep)).min()) < 0.5

@@ -20,6 +20,7 @@ from napari_advseg.attack.realism import (
     bias_spectrum_shares,
     jacobian_range,
     power_spectrum,
+    spectrum_excess,
 )
 from napari_advseg.evaluation.baselines import evaluate_baseline
 from napari_advseg.evaluation.report import format_table
@@ -165,3 +166,19 @@ def test_realism_bench_quick_mode(tmp_path):
     assert "| generator, z_b[0] +3 SD (its own rho) | own |" in done.stdout
     assert (tmp_path / "realism_quick.md").read_text().startswith("# Realism of the fields")
     assert (tmp_path / "realism_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spectrum_excess_costs_only_past_its_limits_and_steers_towards_them():
+    # the mixture's shares are 0.8 / 0.8 (test above): free at limits above them, costed below
+    mixture = (_sinusoid(64.0) + 2 * _sinusoid(8.0, "rows")).float()
+    assert float(spectrum_excess(mixture, 0.85, 0.85)) == 0.0
+    assert float(spectrum_excess(mixture, 0.5, 0.9)) == pytest.approx(0.3 ** 2, rel=1e-4)
+    assert float(spectrum_excess(mixture, 0.9, 0.6)) == pytest.approx(0.2 ** 2, rel=1e-4)
+    assert float(spectrum_excess(torch.zeros(2, 1, 16, 16), 0.1, 0.1)) == 0.0  # flat slices cost nothing
+    # a gradient step on the cost moves power out of the short wave
+    field = mixture.clone().requires_grad_(True)
+    spectrum_excess(field, 0.5, 0.9).backward()
+    stepped = (field - 20.0 * field.grad).detach()
+    (_, short_before), = bias_spectrum_shares(mixture)
+    (_, short_after), = bias_spectrum_shares(stepped)
+    assert short_after < short_before - 0.01

@@ -68,6 +68,28 @@ def test_svf_generator_does_not_fold_where_the_direct_one_does():
     assert unfolded.abs().max() > 2.0
 
 
+def test_gradient_cap_keeps_the_generators_jacobian_near_one():
+    """The same weights: uncapped, the velocity's steep changes squeeze and stretch; capped at 0.1, det J stays
+    within about exp(-0.2) .. exp(0.2)."""
+    from napari_advseg.attack.fields import jacobian_determinant, largest_gradient
+
+    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None)
+    torch.manual_seed(1)
+    free = AttackGenerator(cfg)
+    with torch.no_grad():
+        for p in free.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    capped = AttackGenerator(cfg.replace(phi_gradient_max=0.1))
+    capped.load_state_dict(free.state_dict())
+    x, eps = torch.randn(4, 1, 64, 64), torch.randn(4, 3)
+    with torch.no_grad():
+        loose, tight = free.eval()(x, eps, eps).displacement, capped.eval()(x, eps, eps).displacement
+    det_loose, det_tight = jacobian_determinant(loose), jacobian_determinant(tight)
+    assert float(det_loose.min()) < 0.7 or float(det_loose.max()) > 1.4
+    assert float(det_tight.min()) > 0.79 and float(det_tight.max()) < 1.25
+    assert float(largest_gradient(tight).min()) > 0.02  # capped, not switched off
+
+
 def test_fields_are_bounded_and_ablations_zero_the_other_field():
     cfg = AttackConfig(**TINY, phi_max=2.0, b_max=0.3, phi_integration="direct")   # svf bounds the velocity
     gen = AttackGenerator(cfg)

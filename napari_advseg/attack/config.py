@@ -127,12 +127,24 @@ class AttackConfig:
     phi_integration: str = _option("svf", "deformation", "svf: the decoded field is a velocity integrated by "
                                                          "scaling and squaring, a map that does not fold",
                                    choices=("svf",), legacy=("direct",))
+    phi_gradient_max: float | None = _option(None, "deformation", "cap on the velocity field's largest change "
+                                                                  "from one pixel to the next (pixels per pixel): "
+                                                                  "each slice's field is scaled down to it, which "
+                                                                  "keeps det J within about exp(-2 cap) .. "
+                                                                  "exp(2 cap); 0 or none: no cap", zero_is_off=True)
     lambda_jacobian: float = _option(0.0, "deformation", "weight of the penalty on local compression, "
                                                          "mean(relu(jacobian_floor - det J)^2); 0: off")
     jacobian_floor: float = _option(0.5, "deformation", "Jacobian determinant below which compression costs")
     jacobian_ceiling: float | None = _option(None, "deformation", "Jacobian determinant above which expansion "
                                                                   "costs (with lambda_jacobian); 0 or none: "
                                                                   "expansion is free", zero_is_off=True)
+    lambda_spectrum: float = _option(0.0, "method", "weight of the bias field's spectrum term, mean over slices of "
+                                                    "relu(short share - spectrum_short_max)^2 + relu(peak share - "
+                                                    "spectrum_peak_max)^2 (the realism figures of Table 1); 0: off")
+    spectrum_short_max: float = _option(0.8, "method", "share of the bias field's power at wavelengths under 32 px "
+                                                       "above which the spectrum term costs")
+    spectrum_peak_max: float = _option(0.07, "method", "share of the bias field's power in its strongest single "
+                                                      "wave above which the spectrum term costs")
     # -- budgets on rho
     rho_max: float | None = _option(None, "budgets", "hard budget on each slice's rho (Eq. 7): both fields are "
                                                      "scaled down to it; 0 or none: no budget", everyday=True,
@@ -205,6 +217,12 @@ class AttackConfig:
             (self.jacobian_ceiling is None or self.jacobian_ceiling > max(self.jacobian_floor, 1.0),
              f"jacobian_ceiling must be > max(jacobian_floor, 1) or None, got {self.jacobian_ceiling}"),
             (self.lambda_jacobian >= 0, f"lambda_jacobian must be >= 0, got {self.lambda_jacobian}"),
+            (self.phi_gradient_max is None or self.phi_gradient_max > 0,
+             f"phi_gradient_max must be > 0 or None, got {self.phi_gradient_max}"),
+            (self.lambda_spectrum >= 0, f"lambda_spectrum must be >= 0, got {self.lambda_spectrum}"),
+            (0 < self.spectrum_short_max <= 1 and 0 < self.spectrum_peak_max <= 1,
+             f"spectrum_short_max and spectrum_peak_max must be in (0, 1], got {self.spectrum_short_max}, "
+             f"{self.spectrum_peak_max}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing
                 and (self.phi_control_spacing & (self.phi_control_spacing - 1)) == 0),

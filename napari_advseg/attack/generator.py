@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import (apply_fields, edge_gate, integrate_velocity, perceptibility_per_slice,
+from napari_advseg.attack.fields import (apply_fields, cap_gradient, edge_gate, integrate_velocity,
+                                        perceptibility_per_slice,
                                         upsample_field)
 from napari_advseg.attack.generator_blocks import Encoder, FieldDecoder, LatentHead
 
@@ -157,6 +158,8 @@ class AttackGenerator(nn.Module):
             displacement = cfg.phi_max * torch.tanh(self.phi_pattern(h, z_phi, size))
             if gate is not None:
                 displacement = displacement * gate
+            if cfg.phi_gradient_max is not None:
+                displacement = cap_gradient(displacement, cfg.phi_gradient_max)
             if cfg.phi_integration == "svf":
                 displacement = integrate_velocity(displacement)
         else:

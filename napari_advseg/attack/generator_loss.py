@@ -23,9 +23,10 @@ from napari_advseg.attack.fields import apply_fields, jacobian_penalty, smoothne
 from napari_advseg.attack.latent_terms import field_diversity
 from napari_advseg.attack.losses import (attack_loss, kl_divergence, masked_cross_entropy, organ_mask,
                                          per_organ_attack_loss, realism_loss)
+from napari_advseg.attack.realism import spectrum_excess
 
 TERMS = ("realism", "attack", "smooth_phi", "smooth_b", "norm", "kl_phi", "kl_b", "jacobian", "single",
-         "single_norm", "alone", "excess", "mean_pull", "diversity")
+         "single_norm", "alone", "excess", "mean_pull", "diversity", "spectrum")
 """The names of the terms :meth:`GeneratorLoss.terms` returns (zero where a term is off)."""
 
 
@@ -124,6 +125,9 @@ class GeneratorLoss:
         smooth_phi = smoothness(out.displacement)
         smooth_b = smoothness(out.bias)
         norm = (x_adv - self.norm_base(x, out)).pow(2).mean()
+        spectrum = zero
+        if cfg.use_bias and cfg.lambda_spectrum > 0:
+            spectrum = spectrum_excess(out.bias, cfg.spectrum_short_max, cfg.spectrum_peak_max)
         jacobian = zero
         if cfg.use_phi and cfg.lambda_jacobian > 0:
             jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor, cfg.jacobian_ceiling)
@@ -139,7 +143,8 @@ class GeneratorLoss:
         excess = every.excess.pow(2).mean()  # G's forward always measures it
         terms = {"realism": realism, "attack": atk, "smooth_phi": smooth_phi, "smooth_b": smooth_b, "norm": norm,
                  "kl_phi": kl_phi, "kl_b": kl_b, "jacobian": jacobian, "single": single, "single_norm": single_norm,
-                 "alone": alone, "excess": excess, "mean_pull": mean_pull, "diversity": diversity}
+                 "alone": alone, "excess": excess, "mean_pull": mean_pull, "diversity": diversity,
+                 "spectrum": spectrum}
         return terms, {"x_adv": x_adv, "attack_ce": mce}
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -149,7 +154,7 @@ class GeneratorLoss:
         weight_phi = cfg.lambda_kl if cfg.lambda_kl_phi is None else cfg.lambda_kl_phi
         return (cfg.lambda_real * t["realism"] + cfg.lambda_atk * t["attack"] + cfg.alpha * t["smooth_phi"]
                 + cfg.beta * t["smooth_b"] + cfg.lambda_rho * t["norm"] + weight_phi * t["kl_phi"]
-                + cfg.lambda_kl * t["kl_b"] + cfg.lambda_jacobian * t["jacobian"]
+                + cfg.lambda_kl * t["kl_b"] + cfg.lambda_jacobian * t["jacobian"] + cfg.lambda_spectrum * t["spectrum"]
                 + cfg.lambda_single * (t["single"] + cfg.lambda_rho * t["single_norm"])
                 + cfg.lambda_alone * t["alone"] + cfg.lambda_excess * t["excess"] + cfg.lambda_mean * t["mean_pull"]
                 - cfg.lambda_diversity * t["diversity"])

@@ -53,6 +53,7 @@ __all__ = [
     "bias_spectrum_shares",
     "jacobian_range",
     "power_spectrum",
+    "spectrum_excess",
 ]
 
 SHORT_WAVELENGTH_PX = 32.0
@@ -86,8 +87,8 @@ def _wave_power(power: torch.Tensor) -> torch.Tensor:
     """
     h, w = power.shape[-2:]
     conjugate = torch.roll(torch.flip(power, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))  # index (-ky, -kx)
-    ky = torch.arange(h).view(h, 1)
-    kx = torch.arange(w).view(1, w)
+    ky = torch.arange(h, device=power.device).view(h, 1)
+    kx = torch.arange(w, device=power.device).view(1, w)
     own = ((2 * ky) % h == 0) & ((2 * kx) % w == 0)
     return torch.where(own, power, power + conjugate)
 
@@ -99,27 +100,50 @@ def _short_mask(h: int, w: int) -> torch.Tensor:
     return fy.pow(2) + fx.pow(2) > (1.0 / SHORT_WAVELENGTH_PX) ** 2
 
 
+def _spectrum_parts(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(strongest wave, short-wavelength, total non-DC, all)`` power of each slice of ``b`` ``(N, 1, H, W)``.
+
+    Differentiable, in ``b``'s dtype and device. "all" includes the mean
+    (Parseval: ``sum |FFT(b)|^2 = H W sum b^2``), for deciding "flat".
+    """
+    b = b[:, 0]
+    n, h, w = b.shape
+    power = torch.fft.fft2(b - b.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)
+    power = power * (1.0 - torch.eye(1, h * w, dtype=b.dtype, device=b.device).view(h, w))  # drop DC
+    total = power.reshape(n, -1).sum(dim=1)
+    everything = h * w * b.reshape(n, -1).pow(2).sum(dim=1)
+    waves = _wave_power(power).reshape(n, -1).amax(dim=1)
+    short = (power * _short_mask(h, w).to(b.device)).reshape(n, -1).sum(dim=1)
+    return waves, short, total, everything
+
+
 def bias_spectrum_shares(bias: torch.Tensor | np.ndarray) -> list[tuple[float, float] | None]:
     """``(peak_share, short_share)`` of each slice of a bias field ``(N, 1, H, W)`` (module docstring).
 
     None for a slice without non-DC power (zero or constant bias).
     """
-    b = _slices(bias, 1, "bias")
-    power = power_spectrum(b)
-    n, h, w = power.shape
-    power[:, 0, 0] = 0.0
-    total = power.reshape(n, -1).sum(dim=1)
-    # Parseval: sum |FFT(b)|^2 = H W sum b^2; the share left after removing the mean decides "flat".
-    scale = h * w * b.reshape(n, -1).pow(2).sum(dim=1)
-    waves = _wave_power(power).reshape(n, -1).amax(dim=1)
-    short = (power * _short_mask(h, w)).reshape(n, -1).sum(dim=1)
+    waves, short, total, everything = _spectrum_parts(_slices(bias, 1, "bias"))
     out: list[tuple[float, float] | None] = []
-    for i in range(n):
-        if float(total[i]) <= _FLAT * float(scale[i]):
+    for i in range(total.shape[0]):
+        if float(total[i]) <= _FLAT * float(everything[i]):
             out.append(None)
         else:
             out.append((float(waves[i] / total[i]), float(short[i] / total[i])))
     return out
+
+
+def spectrum_excess(bias: torch.Tensor, short_max: float, peak_max: float) -> torch.Tensor:
+    """Mean over slices of ``relu(short_share - short_max)^2 + relu(peak_share - peak_max)^2`` (differentiable).
+
+    The realism figures of :func:`bias_spectrum_shares` as a training term: a
+    bias field costs only where it puts more of its power into short
+    wavelengths, or into one wave, than the limits allow. Flat slices cost nothing.
+    """
+    waves, short, total, everything = _spectrum_parts(bias)
+    flat = total <= _FLAT * everything
+    safe = torch.where(flat, torch.ones_like(total), total)
+    cost = torch.relu(short / safe - short_max).pow(2) + torch.relu(waves / safe - peak_max).pow(2)
+    return torch.where(flat, torch.zeros_like(cost), cost).mean()
 
 
 def jacobian_range(displacement: torch.Tensor | np.ndarray) -> torch.Tensor:
