@@ -156,3 +156,84 @@ def synthetic_ct(shape=(20, 40, 44), seed: int = 0) -> np.ndarray:
         r = rng.uniform(0.15, 0.35)
         hu += rng.uniform(-150, 250) * np.exp(-((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2) / r ** 2)
     return (hu + rng.normal(0, 5, shape)).astype(np.float32)
+
+
+def bundle_config(spatial_dims: int = 3, roi=(16, 32, 32), pixdim=(2.0, 1.5, 1.5), transforms=None,
+                  overlap: float = 0.5, mode: str = "gaussian", n_classes: int = 3) -> dict:
+    """A MONAI ``configs/inference.json`` in the layout of the model zoo's CT bundles."""
+    if transforms is None:
+        transforms = [
+            {"_target_": "LoadImaged", "keys": "image"},
+            {"_target_": "EnsureChannelFirstd", "keys": "image"},
+            {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+            {"_target_": "Spacingd", "keys": "image", "pixdim": list(pixdim), "mode": "bilinear"},
+            {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -175, "a_max": 250, "b_min": 0.0,
+             "b_max": 1.0, "clip": True},
+            {"_target_": "EnsureTyped", "keys": "image"},
+        ]
+    return {
+        "imports": ["$import glob", "$import os"],
+        "bundle_root": ".",
+        "output_dir": "$@bundle_root + '/eval'",
+        "device": "$torch.device('cpu')",
+        "network_def": {"_target_": "UNet", "spatial_dims": spatial_dims, "in_channels": 1,
+                        "out_channels": n_classes, "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1,
+                        "norm": "instance"},
+        "network": "$@network_def.to(@device)",
+        "preprocessing": {"_target_": "Compose", "transforms": transforms},
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": list(roi), "sw_batch_size": 2,
+                    "overlap": overlap, "mode": mode},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+             "nearest_interp": False, "to_tensor": True},
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True}]},
+    }
+
+
+def write_monai_bundle(root: Path, *, config: dict | None = None, class_names=CLASS_NAMES, seed: int = 0,
+                       weights: dict | None = None, name: str = "tiny_ct_segmentation") -> Path:
+    """Write ``root/<name>`` with configs/inference.json, configs/metadata.json and models/model.pt."""
+    from monai.bundle import ConfigParser
+
+    config = config or bundle_config(n_classes=len(class_names))
+    folder = Path(root) / name
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "models").mkdir(exist_ok=True)
+    (folder / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
+    metadata = {"version": "0.1.0", "monai_version": "1.6.1", "task": "tiny CT segmentation",
+                "network_data_format": {
+                    "inputs": {"image": {"type": "image", "format": "hounsfield", "num_channels": 1}},
+                    "outputs": {"pred": {"type": "image", "format": "segmentation",
+                                         "num_channels": len(class_names),
+                                         "channel_def": {str(i): n for i, n in enumerate(class_names)}}}}}
+    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    if weights is None:
+        parser = ConfigParser(config)
+        torch.manual_seed(seed)
+        network = parser.get_parsed_content("network_def")
+        with torch.no_grad():
+            last = [p for p in network.parameters() if p.ndim >= 3][-1]
+            last.mul_(4.0)
+        weights = network.state_dict()
+    torch.save(weights, folder / "models" / "model.pt")
+    return folder
+
+
+def monai_reference(folder: Path, nifti: Path) -> np.ndarray:
+    """The bundle's own prediction of a NIfTI file: its preprocessing, inferer and postprocessing (no gradients)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(folder / "models" / "model.pt", weights_only=True))
+    network.eval()
+    preprocessing = parser.get_parsed_content("preprocessing")
+    inferer = parser.get_parsed_content("inferer")
+    postprocessing = parser.get_parsed_content("postprocessing")
+    data = preprocessing({"image": str(nifti)})
+    with torch.no_grad():
+        data["pred"] = inferer(data["image"][None], network)[0]
+    out = postprocessing(data)["pred"]
+    return np.asarray(out)[0].astype(np.int64)
