@@ -4,7 +4,11 @@
 #       installed only when missing (root, or sudo without a password);
 #   (b) a virtual environment in .venv at the project root;
 #   (c) torch==2.13.0 first (a CPU build), then this project, editable, with
-#       its [testing] extra (pytest, pytest-qt, napari[pyqt5]).
+#       its [testing] extra (pytest, pytest-qt, napari[pyqt5], MONAI and what
+#       nnU-Net's predictor imports), then nnunetv2 and
+#       dynamic-network-architectures without their dependencies: they pull
+#       timm and torchvision, and torchvision's wheels are CUDA builds whose
+#       native library does not load beside the CPU torch.
 # A re-run with nothing changed only checks and returns.
 #
 # Environment:
@@ -19,6 +23,8 @@ cd "$ROOT"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 TORCH_PIN="torch==2.13.0"
+# Installed with --no-deps: their own dependencies minus timm/torchvision are in [testing].
+NO_DEPS_PACKAGES=("dynamic-network-architectures>=0.4.4,<0.5" "nnunetv2>=2.5,<3")
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 STAMP="$VENV/.napari-advseg-setup"
@@ -95,6 +101,7 @@ create_venv() {
 fingerprint() {
     {
         echo "$TORCH_PIN"
+        echo "${NO_DEPS_PACKAGES[*]}"
         "$PY" - <<'PYFP'
 import json, sys, tomllib
 with open("pyproject.toml", "rb") as f:
@@ -114,6 +121,7 @@ up_to_date() {
 import importlib.metadata as md
 assert md.version("torch").startswith("2.13.0")
 md.version("napari-advseg"); md.version("napari"); md.version("pytest-qt")
+md.version("nnunetv2"); md.version("dynamic-network-architectures"); md.version("monai")
 import napari_advseg
 PYCHECK
 }
@@ -129,7 +137,9 @@ pip_install() {
     log "installing $TORCH_PIN"
     "${pip[@]}" install -q "$TORCH_PIN"
     log "installing napari-advseg (editable) with [testing]; the first time takes a few minutes"
-    "${pip[@]}" install -q -e ".[testing]"
+    "${pip[@]}" install -q -c <(echo "$TORCH_PIN") -e ".[testing]"
+    log "installing ${NO_DEPS_PACKAGES[*]} without their dependencies (no timm, no torchvision)"
+    "${pip[@]}" install -q --no-deps "${NO_DEPS_PACKAGES[@]}"
     fingerprint >"$STAMP"
     log "done: $("$PY" -c 'import torch, napari; print("torch", torch.__version__, "napari", napari.__version__)')"
 }

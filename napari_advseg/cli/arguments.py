@@ -9,7 +9,7 @@ from pathlib import Path
 from napari_advseg.device import DEVICE_CHOICES
 
 __all__ = ["LABELS_HELP", "NORMALISATION_SYNTAX", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target",
-           "add_target_overrides", "class_names", "floats", "label_names", "non_negative_float", "non_negative_int", "normalisation",
+           "add_target_overrides", "class_names", "floats", "folds", "label_names", "non_negative_float", "non_negative_int", "normalisation",
            "positive_int", "shape", "slice_list", "target_overrides", "window"]
 
 SPLITS = ("all", "train", "test")
@@ -222,7 +222,9 @@ def add_data(p: argparse.ArgumentParser, labels_help: str = LABELS_HELP, expert:
 def add_target(p: argparse.ArgumentParser) -> None:
     """``--target`` and what may be declared about it (:func:`add_target_overrides`)."""
     p.add_argument("--target", type=Path, help="target segmentation network: a project checkpoint (.pt from "
-                                               "train-target) or TorchScript (default: the shipped U-Net)")
+                                               "train-target), TorchScript, an nnU-Net v2 trained-model folder "
+                                               "(2d configuration) or a 2D MONAI bundle folder (default: the "
+                                               "shipped U-Net)")
     add_target_overrides(p)
 
 
@@ -235,8 +237,20 @@ def add_target_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-names", type=class_names, metavar="NAMES",
                    help="the target's output channels, comma-separated, e.g. background,liver,spleen; overrides "
                         "the model file and its .json sidecar")
+    p.add_argument("--fold", type=folds, metavar="K[,K...]",
+                   help="an nnU-Net folder's fold (0, all...); several, comma-separated, make an ensemble "
+                        "(default: the first fold with a checkpoint)")
+
+
+def folds(text: str) -> list[str]:
+    """``--fold``: ``"0"`` or ``"0,1,2"`` -> the fold names, none empty or repeated."""
+    names = [part.strip() for part in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected fold names like 0 or 0,1,2 (none empty or repeated), got {text!r}")
+    return names
 
 
 def target_overrides(args: argparse.Namespace) -> dict:
-    """``{"class_names": ..., "normalisation": ...}`` of the parsed flags (None where not given)."""
-    return {"class_names": getattr(args, "class_names", None), "normalisation": getattr(args, "normalisation", None)}
+    """``{"class_names": ..., "normalisation": ..., "folds": ...}`` of the parsed flags (None where not given)."""
+    return {"class_names": getattr(args, "class_names", None), "normalisation": getattr(args, "normalisation", None),
+            "folds": getattr(args, "fold", None)}

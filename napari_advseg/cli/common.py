@@ -150,11 +150,13 @@ def load_case(args: argparse.Namespace, target):
     classes are mapped by name, and what that changed is said on stderr.
     """
     from napari_advseg.data.cases import load_case as load
+    from napari_advseg.models.folder_targets import fit_target_to_volume
     from napari_advseg.models.target import validate_target
 
     check_data_args(args)
     case = load(args.ct, args.labels, target.normalisation, target.class_names, series=args.series,
                 label_names=getattr(args, "label_names", None))
+    fit_target_to_volume(target, case.volume)
     validate_target(target, *case.images.shape[-2:])
     message = None if case.class_mapping is None else case.class_mapping.message()
     if message:

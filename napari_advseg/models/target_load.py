@@ -1,4 +1,4 @@
-"""Reading target networks: project checkpoints and TorchScript archives.
+"""Reading target networks: project checkpoints and TorchScript archives (folders: :mod:`~napari_advseg.models.folder_targets`).
 
 :func:`load_target` tells the two file kinds described in
 :mod:`napari_advseg.models.target_files` apart, rebuilds the network, freezes
@@ -234,8 +234,14 @@ def load_target(
     *,
     class_names: Sequence[str] | None = None,
     normalisation: dict | None = None,
+    folds: Sequence[str | int] | None = None,
+    configuration: str | None = None,
 ) -> Target:
-    """Load a target network from a project checkpoint or a TorchScript archive.
+    """Load a target network from a project checkpoint, a TorchScript archive, an nnU-Net folder or a MONAI bundle.
+
+    A folder is read by :func:`napari_advseg.models.folder_targets.load_folder_target`
+    (an nnU-Net v2 trained-model folder with a ``2d`` configuration, or a 2D
+    MONAI bundle); ``folds`` and ``configuration`` apply to nnU-Net folders only.
 
     Parameters
     ----------
@@ -281,9 +287,14 @@ def load_target(
     """
     path = Path(path)
     if not path.exists():
-        raise InputFileError(path, "no such file")
+        raise InputFileError(path, "no such file or folder")
     if path.is_dir():
-        raise InputFileError(path, "is a folder, not a model file")
+        from napari_advseg.models.folder_targets import load_folder_target
+
+        return load_folder_target(path, device, class_names=class_names, normalisation=normalisation, folds=folds,
+                                  configuration=configuration)
+    if folds or configuration:
+        raise InputFileError(path, "is a model file; a fold or configuration applies to nnU-Net folders")
     torch_device = resolve_device(device)
 
     if _is_torchscript_archive(path):
