@@ -299,7 +299,11 @@ def _bad_single(tmp_path):
     folder, paths, _ = _series(tmp_path)
     for path in paths[1:]:
         path.unlink()
-    return folder, paths[0], r"is the only slice of its series: a CT volume needs at least 2 slices"
+    ds = pydicom.dcmread(paths[0])
+    del ds.SliceThickness
+    ds.save_as(paths[0])
+    return folder, paths[0], r"is the only slice of its series and has neither SliceThickness nor " \
+                             r"SpacingBetweenSlices: the volume's third axis is unknown"
 
 
 BAD = {"missing slice": _bad_missing, "uneven spacing": _bad_uneven, "MR modality": _bad_modality,

@@ -44,6 +44,7 @@ Nothing here imports napari or Qt.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 
 import nibabel
@@ -55,18 +56,24 @@ from napari_advseg.io.dicom_header import SliceHeader
 from napari_advseg.io.geometry import CTVolume, canonical_volume
 from napari_advseg.io.dicom_series import (  # noqa: F401 - the series API is part of this module's
     DICOM_SUFFIXES,
+    DicomNotice,
     DicomSeries,
+    SeriesList,
     SeveralSeriesError,
     choose_series,
     find_series,
     is_dicom_file,
     is_dicom_path,
     looks_like_dicom,
+    notices_to,
 )
 
 __all__ = [
     "DICOM_SUFFIXES",
+    "PADDING_HU",
+    "DicomNotice",
     "DicomSeries",
+    "SeriesList",
     "SeveralSeriesError",
     "choose_series",
     "find_series",
@@ -74,6 +81,7 @@ __all__ = [
     "is_dicom_path",
     "load_dicom",
     "looks_like_dicom",
+    "notices_to",
     "read_series",
 ]
 
@@ -83,23 +91,35 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
-def _read_pixels(s: SliceHeader, rows: int, columns: int) -> np.ndarray:
-    """One slice's pixels in HU (float64, ``(rows, columns)``), RescaleSlope/Intercept applied."""
+PADDING_HU = -1024.0
+"""HU given to padding pixels (PixelPaddingValue, outside the scanned field of view): air."""
+
+def _decode(path, rows: int, columns: int, frames: int) -> np.ndarray:
+    """The stored pixel values of one file, ``(frames, rows, columns)``."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(s.path, force=True)
+        ds = pydicom.dcmread(path, force=True)
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise InputFileError(s.path, f"could not be read as DICOM: corrupt or truncated ({first_line(error, s.path)})") from None
+        raise InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt "
+                                   f"({first_line(error, path)})") from None
     if "PixelData" not in ds:
-        raise InputFileError(s.path, "holds no pixel data")
+        raise InputFileError(path, "a DICOM image without pixel data (7FE0,0010): the file is truncated before "
+                                   "its image, or was stored without it")
     try:
         syntax = ds.file_meta.TransferSyntaxUID
         syntax_name = f"{syntax.name} ({syntax})"
+        compressed = syntax.is_compressed
     except AttributeError:
-        syntax_name = "unknown transfer syntax"
+        syntax_name, compressed = "unknown transfer syntax", False
+    if not compressed:
+        bits = int(ds.get("BitsAllocated") or 16)
+        expected = rows * columns * frames * max(bits, 8) // 8
+        if len(ds.PixelData) < expected:
+            raise InputFileError(path, f"the pixel data hold {len(ds.PixelData)} bytes where {rows} x {columns} "
+                                       f"x {frames} pixels of {bits} bits need {expected}: the file is truncated")
     try:
         pixels = ds.pixel_array
     except MemoryError:
@@ -109,19 +129,38 @@ def _read_pixels(s: SliceHeader, rows: int, columns: int) -> np.ndarray:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         detail = f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
         detail = detail if len(detail) <= 400 else detail[:397] + "..."
-        raise InputFileError(s.path, f"could not decode the pixel data, {syntax_name}: {detail}") from None
-    if pixels.shape != (rows, columns):
-        raise InputFileError(s.path, f"decoded pixel data have shape {pixels.shape}, expected {rows} x {columns}")
-    try:
-        slope = float(ds.get("RescaleSlope", 1.0) if ds.get("RescaleSlope") not in (None, "") else 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) if ds.get("RescaleIntercept") not in (None, "") else 0.0)
-    except (TypeError, ValueError):
-        raise InputFileError(s.path, "RescaleSlope / RescaleIntercept are not numbers") from None
-    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
-        raise InputFileError(s.path, f"unusable RescaleSlope {slope:g} / RescaleIntercept {intercept:g}")
-    if slope == 1.0:
-        return pixels.astype(np.float64) + intercept if intercept else pixels.astype(np.float64)
-    return pixels.astype(np.float64) * slope + intercept
+        raise InputFileError(path, f"could not decode the pixel data, {syntax_name}: {detail}") from None
+    if pixels.shape == (rows, columns) and frames == 1:
+        return pixels[np.newaxis]
+    if pixels.shape != (frames, rows, columns):
+        raise InputFileError(path, f"decoded pixel data have shape {pixels.shape}, expected "
+                                   f"{frames} x {rows} x {columns}" if frames > 1 else
+                             f"decoded pixel data have shape {pixels.shape}, expected {rows} x {columns}")
+    return pixels
+
+
+def _hounsfield(stored: np.ndarray, s: SliceHeader) -> np.ndarray:
+    """One image's stored values in HU (float64): RescaleSlope / RescaleIntercept, padding set to air."""
+    slope = 1.0 if s.slope is None else s.slope
+    intercept = 0.0 if s.intercept is None else s.intercept
+    hu = stored.astype(np.float64)
+    if slope != 1.0:
+        hu *= slope
+    if intercept:
+        hu += intercept
+    if s.padding is not None:
+        value, limit = s.padding
+        low, high = (value, value) if limit is None else (min(value, limit), max(value, limit))
+        padded = (stored >= low) & (stored <= high)
+        if padded.any():
+            hu[padded] = PADDING_HU
+    return hu
+
+
+def _read_pixels(s: SliceHeader, rows: int, columns: int) -> np.ndarray:
+    """One slice's pixels in HU (float64, ``(rows, columns)``), RescaleSlope/Intercept applied."""
+    stored = _decode(s.path, rows, columns, s.frames if s.frame is not None else 1)
+    return _hounsfield(stored[s.frame or 0], s)
 
 
 def _nifti_header(affine: np.ndarray, shape: tuple[int, int, int], uid: str) -> nibabel.Nifti1Header:
@@ -164,8 +203,16 @@ def read_series(series: DicomSeries) -> CTVolume:
     # Fortran order: each slice's transposed pixels are one contiguous block, and the canonical
     # array of an axial series is a mere view of it.
     stored = np.empty((columns, rows, len(slices)), dtype=np.float32, order="F")
-    for k, index in enumerate(order):
-        stored[:, :, k] = _read_pixels(slices[index], rows, columns).T
+    position = {int(index): k for k, index in enumerate(order)}
+    by_file: dict = {}
+    for index, s in enumerate(slices):
+        by_file.setdefault(s.path, []).append(index)
+    for path, indices in by_file.items():  # each file decoded once, all its frames at a time
+        first = slices[indices[0]]
+        frames = _decode(path, rows, columns, first.frames if first.frame is not None else 1)
+        for index in indices:
+            s = slices[index]
+            stored[:, :, position[index]] = _hounsfield(frames[s.frame or 0], s).T
     header = _nifti_header(affine, stored.shape, series.uid)
     return canonical_volume(stored, affine, header, series.where, series_uid=series.uid)
 
@@ -196,5 +243,10 @@ def load_dicom(path: str | os.PathLike | Iterable[str | os.PathLike], series: st
     if not isinstance(path, (str, os.PathLike)):
         path = list(path)
     found = find_series(path)
-    where = found[0].where
-    return read_series(choose_series(found, series, where))
+    for note in found.notes:
+        warnings.warn(note, DicomNotice, stacklevel=2)
+    chosen = choose_series(found, series, found[0].where)
+    volume = read_series(chosen)
+    if found.skipped:
+        warnings.warn(f"{chosen.where}: read {chosen.label()}; {found.skipped_note()}", DicomNotice, stacklevel=2)
+    return volume
