@@ -94,6 +94,23 @@ __all__ = [
 PADDING_HU = -1024.0
 """HU given to padding pixels (PixelPaddingValue, outside the scanned field of view): air."""
 
+def _encoding_as_syntax(ds) -> None:
+    """A data set read without file meta (no preamble): its transfer syntax is the encoding it was read in."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
 def _decode(path, rows: int, columns: int, frames: int) -> np.ndarray:
     """The stored pixel values of one file, ``(frames, rows, columns)``."""
     import pydicom
@@ -106,8 +123,9 @@ def _decode(path, rows: int, columns: int, frames: int) -> np.ndarray:
         raise InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt "
                                    f"({first_line(error, path)})") from None
     if "PixelData" not in ds:
-        raise InputFileError(path, "a DICOM image without pixel data (7FE0,0010): the file is truncated before "
-                                   "its image, or was stored without it")
+        raise InputFileError(path, "could not be read as DICOM: the file is truncated or corrupt (an image that "
+                                   "ends before its pixel data, 7FE0,0010)")
+    _encoding_as_syntax(ds)
     try:
         syntax = ds.file_meta.TransferSyntaxUID
         syntax_name = f"{syntax.name} ({syntax})"
@@ -152,6 +170,8 @@ def _hounsfield(stored: np.ndarray, s: SliceHeader) -> np.ndarray:
         value, limit = s.padding
         low, high = (value, value) if limit is None else (min(value, limit), max(value, limit))
         padded = (stored >= low) & (stored <= high)
+        if value * slope + intercept < PADDING_HU:
+            padded |= hu < PADDING_HU  # padding below air: so is whatever lossy compression spread around it
         if padded.any():
             hu[padded] = PADDING_HU
     return hu

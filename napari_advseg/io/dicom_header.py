@@ -46,6 +46,10 @@ _HEADER_TAGS = [
 DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 """Media Storage Directory Storage: a DICOMDIR index."""
 
+_CT_CLASSES = {uid: "CT" for uid in ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1",
+                                       "1.2.840.10008.5.1.4.1.1.2.2")}
+"""CT Image, Enhanced CT Image and Legacy Converted Enhanced CT Image Storage: CT without a Modality tag."""
+
 _VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
         b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
         b"UR", b"US", b"UT", b"UV"}
@@ -226,9 +230,9 @@ def _missing_image_tag(path: pathlib.Path, ds, sop_class: str) -> InputFileError
         return InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt (a {name} "
                                     "object that pydicom cannot parse to its end)")
     if not pixels:
-        return InputFileError(path, f"a {name} object without pixel data (7FE0,0010): the file is truncated "
-                                    f"before its image, or was stored without it"
-                                    + (f"; {' and '.join(missing)} missing too" if missing else ""))
+        return InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt (a {name} "
+                                    f"object of {path.stat().st_size} bytes that ends before its pixel data, "
+                                    "7FE0,0010)")
     return InputFileError(path, f"a valid {name} object, but {' and '.join(missing)} "
                                 f"{'is' if len(missing) == 1 else 'are'} missing: every image needs "
                                 f"{'it' if len(missing) == 1 else 'them'}")
@@ -280,7 +284,7 @@ def read_file_headers(path: pathlib.Path, force: bool) -> list[SliceHeader] | No
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds, "SOPClassUID") or str(getattr(meta, "MediaStorageSOPClassUID", "") or "").strip()
     uid = _text(ds, "SeriesInstanceUID")
-    modality = _text(ds, "Modality")
+    modality = _text(ds, "Modality") or _CT_CLASSES.get(sop_class, "")
     description = _text(ds, "SeriesDescription")
     number = _int(ds.get("SeriesNumber"))
     if len(ds) == 0 and not sop_class:
