@@ -66,6 +66,7 @@ from napari_advseg.io.dicom_series import (  # noqa: F401 - the series API is pa
     is_dicom_path,
     looks_like_dicom,
     notices_to,
+    skipped_line,
 )
 
 __all__ = [
@@ -267,6 +268,7 @@ def load_dicom(path: str | os.PathLike | Iterable[str | os.PathLike], series: st
         warnings.warn(note, DicomNotice, stacklevel=2)
     chosen = choose_series(found, series, found[0].where)
     volume = read_series(chosen)
-    if found.skipped:
-        warnings.warn(f"{chosen.where}: read {chosen.label()}; {found.skipped_note()}", DicomNotice, stacklevel=2)
+    skipped = [s for s in found.skipped if s is not chosen]
+    if skipped:
+        warnings.warn(f"{chosen.where}: read {chosen.label()}; {skipped_line(skipped)}", DicomNotice, stacklevel=2)
     return volume
