@@ -1,42 +1,56 @@
 """Reading DICOM CT series: checked, stacked and reoriented to canonical order like a NIfTI file.
 
 A CT series is a folder of single-frame DICOM files, one axial (or sagittal,
-coronal, oblique) slice each. :func:`load_dicom` reads one with pydicom:
+coronal, oblique) slice each, or a multi-frame (Enhanced CT) object holding
+them as frames. :func:`load_dicom` reads one with pydicom:
 
-1. :func:`find_series` (in :mod:`napari_advseg.io.dicom_series`) groups the DICOM files of a folder (searched
-   recursively), of a list of files, or of a file's own folder by
-   SeriesInstanceUID. Files that are not DICOM, and DICOM objects without an
-   image (DICOMDIR, structured reports), are ignored. A folder with several
-   image series needs a choice (:func:`choose_series`, ``advseg --series UID``,
-   the napari Data tab's series list); otherwise :class:`SeveralSeriesError`
-   lists them.
-2. Every slice must be CT, one frame of one sample per pixel, with the first
-   slice's size (Rows x Columns), pixel spacing and orientation
-   (ImageOrientationPatient). The slices are sorted by the position of
+1. :func:`find_series` (in :mod:`napari_advseg.io.dicom_series`) groups the
+   DICOM images of a folder (searched recursively; a DICOMDIR stands for its
+   folder), of a list of files, or of a file's own folder by
+   SeriesInstanceUID, or, where the UIDs are blank, by what else the files
+   hold (a :class:`DicomNotice` says so). Files that are not DICOM are
+   ignored; files need no ``.dcm`` name and no preamble. What is not a CT
+   volume (localisers, other modalities, secondary captures, reports, a
+   single image beside a volume) is skipped and named in a
+   :class:`DicomNotice`. A folder with several CT series needs a choice
+   (:func:`choose_series`, ``advseg --series UID``, the napari Data tab's
+   series list); otherwise :class:`SeveralSeriesError` lists them.
+2. Every image must be CT, of one sample per pixel, with the first image's
+   size (Rows x Columns), pixel spacing and orientation
+   (ImageOrientationPatient); a multi-frame object gives each frame its own
+   from its functional groups. The images are sorted by the position of
    ImagePositionPatient along the slice normal (the cross product of the row
    and column directions), never by file name or InstanceNumber; they must be
    stacked straight along that normal (no gantry tilt), at distinct positions
    and evenly spaced: a gap of a whole number of spacings is reported as
    missing slices, anything else as uneven spacing
-   (:mod:`napari_advseg.io.dicom_geometry`). Each problem raises
-   :class:`~napari_advseg.errors.InputFileError` naming the file (or the
-   folder) and what is wrong.
-3. Pixel values are decoded by pydicom, compressed transfer syntaxes through
-   its plugins (pylibjpeg with pylibjpeg-openjpeg for JPEG 2000, and
-   pylibjpeg-libjpeg for JPEG lossless and JPEG-LS; RLE by pydicom itself),
-   and RescaleSlope / RescaleIntercept of each slice turn them into
-   Hounsfield units.
+   (:mod:`napari_advseg.io.dicom_geometry`). A series of one image is a
+   one-slice volume as deep as its SpacingBetweenSlices, else its
+   SliceThickness. Each problem raises
+   :class:`~napari_advseg.errors.InputFileError` naming the file (and frame),
+   or the folder, and what is wrong; a file cut short says it is truncated
+   or corrupt, a complete one that lacks a tag names the tag.
+3. Pixel values are decoded by pydicom (each file once, all its frames),
+   compressed transfer syntaxes through its plugins (pylibjpeg with
+   pylibjpeg-openjpeg for JPEG 2000, and pylibjpeg-libjpeg for JPEG lossless
+   and JPEG-LS; RLE by pydicom itself), signed or unsigned as
+   PixelRepresentation says, and the RescaleSlope / RescaleIntercept of each
+   image turn them into Hounsfield units. Pixels equal to PixelPaddingValue
+   (or within PixelPaddingRangeLimit) lie outside the scanned field of view
+   and become air, :data:`PADDING_HU`; where the padding lies below air, so
+   does every value below it (lossy compression spreads the padding).
 4. The slices are stacked as a stored ``(I, J, K)`` array, ``I`` the column
    index, ``J`` the row index and ``K`` the slice (in the order of increasing
    position along the normal), with the affine DICOM defines, converted from
    its LPS patient coordinates to the RAS+ coordinates of NIfTI and nibabel
    (x and y negated). That array and affine -- what a NIfTI of the same scan
-   holds -- go through :func:`napari_advseg.io.geometry.canonical_volume`,
-   the same code as :func:`napari_advseg.io.nifti.load_ct`, so a DICOM series
-   and the equivalent NIfTI file give the same canonical array and affine,
-   and :func:`napari_advseg.io.nifti_save.save_volume` writes outputs as NIfTI
-   in the series' own patient geometry (a fresh NIfTI header holds the affine
-   as sform and qform, code 1 "scanner").
+   holds, and what dcm2niix writes (``tests/test_dicom_dcm2niix.py``) -- go
+   through :func:`napari_advseg.io.geometry.canonical_volume`, the same code
+   as :func:`napari_advseg.io.nifti.load_ct`, so a DICOM series and the
+   equivalent NIfTI file give the same canonical array and affine, and
+   :func:`napari_advseg.io.nifti_save.save_volume` writes outputs as NIfTI in
+   the series' own patient geometry (a fresh NIfTI header holds the affine as
+   sform and qform, code 1 "scanner").
 
 Nothing here imports napari or Qt.
 """
