@@ -114,7 +114,9 @@ def test_viewer_opens_a_dicom_folder_and_saves_it_as_nifti(make_napari_viewer, t
 
 
 @pytest.mark.gui
-def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, qtbot, tmp_path):
+def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
     from napari_advseg.widgets import AttackWidget
 
     folder = _study(tmp_path)
@@ -160,5 +162,17 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
         assert data.dicom.open_dicom_folder(single) == 1  # one series: read at once
         qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Only one" and not data.dicom.series_combo.isEnabled()
+
+        # a mixed folder: its CT volume is read at once, what it skipped is said
+        infos = []
+        monkeypatch.setattr(napari.utils.notifications, "show_info", infos.append)
+        mixed = tmp_path / "mixed"
+        write_series(mixed / "ct", raw_volume(4), axial_affine(), description="Venous")
+        write_series(mixed / "scout", raw_volume(5)[:, :, :2], sagittal_affine(), description="Scout",
+                     image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+        assert data.dicom.open_dicom_folder(mixed) == 1
+        qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
+        assert data.ct_layer().name == "Venous"
+        assert len(infos) == 1 and '"Scout" (2 slices, CT): a localizer (scout) image' in infos[0]
     finally:
         widget.close()

@@ -125,12 +125,13 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
     steps = np.diff(along)
     names = [slices[i].path for i in order]
     labels = [_name(slices[i]) for i in order]
+    frames = [_frame(slices[i]) for i in order]
 
     duplicate = np.flatnonzero(steps <= POSITION_ATOL_MM)
     if duplicate.size:
         i = int(duplicate[0])
         raise InputFileError(
-            names[i + 1], f"{_frame(slices[order[i + 1]])}lies at the same position along the slice normal as {labels[i]} "
+            names[i + 1], f"{frames[i + 1]}lies at the same position along the slice normal as {labels[i]} "
                           f"({along[i]:.4g} mm): duplicated slices, or several acquisitions in one series")
     typical = float(np.median(steps))
     tolerance = max(POSITION_ATOL_MM, POSITION_TOLERANCE * typical)
@@ -141,12 +142,12 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
         whole = int(round(ratio))
         if whole >= 2 and abs(step - whole * typical) <= tolerance * whole:
             raise InputFileError(
-                names[i + 1], f"{_frame(slices[order[i + 1]])}missing slice(s): {step:.4g} mm from the previous slice {labels[i]}, "
+                names[i + 1], f"{frames[i + 1]}missing slice(s): {step:.4g} mm from the previous slice {labels[i]}, "
                               f"{whole} times the slice spacing of {typical:.4g} mm (about {whole - 1} slice(s) "
                               "missing)")
         raise InputFileError(
-            names[i + 1], f"{_frame(slices[order[i + 1]])}uneven slice spacing: {step:.4g} mm from the previous slice {labels[i]}, while "
-                          f"the slices are {typical:.4g} mm apart elsewhere")
+            names[i + 1], f"{frames[i + 1]}uneven slice spacing: {step:.4g} mm from the previous slice {labels[i]}, "
+                          f"while the slices are {typical:.4g} mm apart elsewhere")
 
     # Slices must be stacked straight along the normal (no gantry tilt or shear).
     offsets = positions[order] - positions[order[0]]
@@ -155,9 +156,9 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
     worst = int(np.argmax(drift))
     if drift[worst] > tolerance:
         raise InputFileError(
-            names[worst], f"{_frame(slices[order[worst]])}is shifted {drift[worst]:.4g} mm within the slice plane relative to {labels[0]}: "
-                          "the slices are not stacked along their normal (gantry tilt or a sheared series), "
-                          "which needs resampling")
+            names[worst], f"{frames[worst]}is shifted {drift[worst]:.4g} mm within the slice plane relative to "
+                          f"{labels[0]}: the slices are not stacked along their normal (gantry tilt or a sheared "
+                          "series), which needs resampling")
 
     spacing = (along[-1] - along[0]) / (len(slices) - 1)
     return order, _affine(first, normal, spacing, positions[order[0]])
