@@ -158,7 +158,7 @@ class DicomSeries:
     def label(self) -> str:
         """One line for lists: ``UID "description" (N slices, CT)``."""
         description = f' "{self.description}"' if self.description else ""
-        if not self._slices and self.files:
+        if self.skipped and not self._slices:  # an object without an image
             count = f"{self.n_files} file{'s' if self.n_files != 1 else ''}"
         else:
             count = f"{self.n_images} slice{'s' if self.n_images != 1 else ''}"

@@ -136,7 +136,7 @@ class DicomSeriesRow(QWidget):
             return False
         self.dicom_button.setEnabled(False)
         self.series_button.setEnabled(False)
-        self._show_text(f"reading {series.n_files} DICOM slices…")
+        self._show_text(f"reading {series.n_images} DICOM slices…")
         return True
 
     def _series_read(self, layer_data) -> None:
