@@ -495,6 +495,7 @@ def test_dicomdir_file_sets_and_files_without_preamble_or_name(tmp_path):
 
     bare = write_series(tmp_path / "bare", raw, oblique_affine(), preamble=False, suffix="")
     assert bare[0].read_bytes()[:2] == b"\x08\x00" and is_dicom_file(bare[0]) and looks_like_dicom(bare[0].parent)
+    (tmp_path / "bare" / "junk.bin").write_bytes(b"\x08\x00\x05\x00CS" + bytes(range(256)) * 4)  # looks, is not
     assert np.array_equal(load_dicom(tmp_path / "bare").hu, reference.hu)
     assert get_reader(str(bare[0])) is read_dicom
 
@@ -525,7 +526,8 @@ def test_valid_file_missing_a_tag_and_corrupt_files_are_told_apart(tmp_path):
     ds = pydicom.dcmread(paths[4])
     del ds.ImagePositionPatient
     ds.save_as(paths[4])
-    with pytest.raises(InputFileError, match="has no valid ImagePositionPatient: the slice cannot be placed"):
+    with pytest.raises(InputFileError, match=r"has no valid ImagePositionPatient \(0020,0032\): the slice "
+                                             r"cannot be placed"):
         load_dicom(folder)
 
     folder, paths, _ = _series(tmp_path, seed=2)

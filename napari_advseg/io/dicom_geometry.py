@@ -55,15 +55,19 @@ def image_problem(slices: Sequence[SliceHeader]) -> tuple[Path, str] | None:
     and PixelSpacing in every image.
     """
     for s in slices:
+        if not s.modality:
+            return s.path, (f"has no Modality (0008,0060) and is a {s.sop_class_name} object, not CT: only CT "
+                            "series (Hounsfield units) can be read")
         if s.modality.upper() != "CT":
-            return s.path, f"modality {s.modality or '(none)'}, not CT: only CT series (Hounsfield units) can be read"
+            return s.path, f"modality {s.modality}, not CT: only CT series (Hounsfield units) can be read"
         if s.frames != 1 and s.frame is None:
             return s.path, (f"holds {s.frames} frames without per-frame positions (no "
                             "PerFrameFunctionalGroupsSequence): the frames cannot be placed in the patient")
         if s.samples != 1:
             return s.path, f"has {s.samples} samples per pixel (a colour image), not a CT slice"
-        for name, value in (("ImageOrientationPatient", s.orientation), ("ImagePositionPatient", s.position),
-                            ("PixelSpacing", s.pixel_spacing)):
+        for name, value in (("ImageOrientationPatient (0020,0037)", s.orientation),
+                            ("ImagePositionPatient (0020,0032)", s.position),
+                            ("PixelSpacing (0028,0030)", s.pixel_spacing)):
             if value is None:
                 return s.path, f"has no valid {name}: the slice cannot be placed in the patient"
     return None

@@ -183,10 +183,15 @@ def _text(ds, name: str) -> str:
 
 
 def _read_header(path: pathlib.Path, force: bool):
-    """pydicom's dataset of a file's header (pixels not read); None for a file that is not DICOM."""
+    """pydicom's dataset of a file's header (pixels not read); None for a file that is not DICOM.
+
+    Without ``force``, a file that only starts like a data set without preamble (no ``DICM`` marker)
+    and does not parse is taken for a file that is not DICOM rather than a corrupt one.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    guessed = False
     if not force:
         try:
             with open(path, "rb") as handle:
@@ -195,16 +200,23 @@ def _read_header(path: pathlib.Path, force: bool):
             raise InputFileError(path, f"could not be read ({first_line(error, path)})") from None
         if not starts_like_dicom(head):
             return None
-        force = True  # a file that starts like DICOM, with or without the preamble
+        guessed = head[128:132] != b"DICM"
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=force, specific_tags=_HEADER_TAGS)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
+        if guessed:
+            return None
         raise InputFileError(path, "not a DICOM file that pydicom can read") from None
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - pydicom raises many kinds on corrupt files
+        if guessed:
+            return None
         raise InputFileError(path, f"could not be read as DICOM: the file is truncated or corrupt "
                                    f"({first_line(error, path)})") from None
+    if guessed and not (ds.get("SOPClassUID") or ds.get("Modality") or ds.get("Rows")):
+        return None  # parsed, but into nothing a DICOM object holds
+    return ds
 
 
 def _has_pixel_data(path: pathlib.Path) -> bool | None:
