@@ -197,6 +197,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or True)
     widget.export.set_range(z, z + 1)
     widget.export.folder.setText(str(out))
+    widget.export.format.setCurrentIndex(widget.export.format.findData("both"))
+    assert widget.export.drop_patient.isEnabled()
     widget.export.export_button.click()
     qtbot.waitUntil(lambda: widget.export.job is None and widget.export.last_sidecar is not None, timeout=60_000)
     assert not asked  # nothing to overwrite yet
@@ -214,6 +216,9 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     assert eps[0] == pytest.approx(2.5)
     segmentation = nibabel.load(out / files["segmentation"])
     assert segmentation.shape == tuple(expected_shape)
+    # and as DICOM: a CT series in a fresh study (the layer came from memory) with the SEGs on it
+    assert len(list((out / files["dicom_adversarial"]).glob("*.dcm"))) == expected_hu.shape[0]
+    assert (out / files["dicom_segmentation"]).is_file() and "fresh anonymous study" in widget.export.status.text()
 
     # A second export of the same slices asks first; "no" leaves the files alone
     monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or False)
