@@ -227,9 +227,8 @@ def _write_dicom(result, case: Case, target, paths: dict[str, Path], written: li
     from napari_advseg.io.dicom_write import write_ct_series, write_seg
 
     strength = f"rho {sidecar['rho']:.3f}" if np.isfinite(sidecar["rho"]) else "no slice attacked"
-    series = write_ct_series(result.adversarial_hu, case.volume, paths["dicom_adversarial"],
-                             description=f"attack, {strength}", drop_patient_tags=drop_patient_tags,
-                             overwrite=True)
+    series = write_ct_series(result.adversarial_hu, case.volume, paths["dicom_adversarial"], description=strength,
+                             drop_patient_tags=drop_patient_tags, overwrite=True)
     written.append(series.folder)
     algorithm = Path(target.path).name if target.path else "target network"
     version = (sidecar["target_sha256"] or "unknown")[:16]

@@ -299,7 +299,7 @@ def write_ct_series(hu: np.ndarray, like: CTVolume, folder: str | os.PathLike, *
     series_uid = generate_uid()
     date, time = _now()
     source_description = str(first.get("SeriesDescription", "") or "") if first is not None else ""
-    series_description = f"ADVERSARIAL {description} {source_description}".strip()[:64]
+    series_description = f"ADVERSARIAL ({description}) {source_description}".strip()[:64]
     image_type = ["DERIVED", "SECONDARY"]
     if first is not None and len(first.get("ImageType", [])) > 2:
         image_type.append(str(first.ImageType[2]))
