@@ -333,6 +333,8 @@ def write_ct_series(hu: np.ndarray, like: CTVolume, folder: str | os.PathLike, *
             if tag not in ds:
                 setattr(ds, tag, value)
         _copy(ds, first, _SERIES_TAGS)
+        if "PatientPosition" not in ds:  # type 2C for CT: present, empty where unknown
+            ds.PatientPosition = ""
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop_uid
         ds.Modality = "CT"
