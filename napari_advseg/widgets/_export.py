@@ -93,8 +93,9 @@ class ExportPanel(QWidget):
         form.addRow("", self.drop_patient)
 
         self.export_button = QPushButton("Export")
-        self.export_button.setToolTip("Adversarial CT, segmentations, fields and a JSON sidecar, in the "
-                                      "geometry of the input file; other slices keep the CT unchanged")
+        self.export_button.setToolTip("Adversarial CT, segmentations, fields and a JSON sidecar (NIfTI), or the "
+                                      "CT and segmentations as DICOM, in the geometry of the input; other "
+                                      "slices keep the CT unchanged")
         self.export_button.clicked.connect(self.export)
         self.progress = QProgressBar()
         self.progress.setFormat("")
@@ -195,7 +196,8 @@ class ExportPanel(QWidget):
                 "export", export_run, owner.session.snapshot(), out_dir, slices, latent.eps_phi.copy(),
                 latent.eps_b.copy(), latent.temperature, latent.use_phi, latent.use_bias,
                 progress=self._signals.advanced.emit, cancelled=self._cancelled, rho=latent.rho, prefix=prefix,
-                formats=formats, drop_patient_tags=drop, connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
+                formats=formats, drop_patient_tags=drop,
+                connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
         except Exception as exc:
             self.export_button.setEnabled(True)
             owner.notify_error(exc)
