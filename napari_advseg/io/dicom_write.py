@@ -193,8 +193,11 @@ def _fresh_planes(volume: CTVolume) -> list[dict]:
 # ---------------------------------------------------------------------------
 
 
-def _encoding(hu: np.ndarray, first) -> tuple[np.ndarray, float, float, int, bool]:
-    """``(pixels, slope, intercept, bits_stored, signed)``: the input's encoding where it holds ``hu`` exactly."""
+def _encoding(hu: np.ndarray, first) -> tuple[np.ndarray, float, float, int]:
+    """``(pixels, slope, intercept, bits_stored)``: the input's encoding where it holds ``hu`` exactly.
+
+    The pixels are int16 (signed) or uint16; otherwise int16, slope 1, intercept 0, HU rounded.
+    """
     candidates = []
     if first is not None:
         try:
@@ -212,11 +215,11 @@ def _encoding(hu: np.ndarray, first) -> tuple[np.ndarray, float, float, int, boo
         stored = np.rint((values - intercept) / slope)
         low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         if np.array_equal(stored * slope + intercept, values) and stored.min() >= low and stored.max() <= high:
-            return stored.astype(np.int16 if signed else np.uint16), slope, intercept, bits, signed
+            return stored.astype(np.int16 if signed else np.uint16), slope, intercept, bits
     whole = np.rint(values)
     if whole.min() < -32768 or whole.max() > 32767:
         raise AdvsegError(f"HU {hu.min():g}..{hu.max():g} do not fit a 16-bit DICOM CT image")
-    return whole.astype(np.int16), 1.0, 0.0, 16, True
+    return whole.astype(np.int16), 1.0, 0.0, 16
 
 
 # ---------------------------------------------------------------------------
@@ -246,6 +249,107 @@ def _fresh_folder(folder: pathlib.Path, overwrite: bool) -> None:
                           "another output folder or name")
 
 
+def _series_dataset(first, keep: bool, description: str, series_number: int):
+    """The tags every file of the series shares: patient, study, frame of reference, series, equipment."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import CTImageStorage, generate_uid
+
+    from napari_advseg import __version__
+
+    ds = Dataset()
+    if keep:
+        _copy(ds, first, ("SpecificCharacterSet",) + _PATIENT_TAGS + _STUDY_TAGS + _FRAME_TAGS)
+    else:
+        ds.StudyInstanceUID = generate_uid()
+        ds.PatientName = "Anonymous^advseg"
+        ds.PatientID = f"ADVSEG-{ds.StudyInstanceUID[-12:]}"
+        ds.FrameOfReferenceUID = generate_uid()
+        ds.PositionReferenceIndicator = ""
+    date, time = _now()
+    for tag, value in (("StudyInstanceUID", generate_uid()), ("FrameOfReferenceUID", generate_uid()),
+                       ("StudyDate", date), ("StudyTime", time)):
+        if tag not in ds:
+            setattr(ds, tag, value)
+    for tag in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
+                "ReferringPhysicianName", "PositionReferenceIndicator"):  # type 2: present, possibly empty
+        if tag not in ds:
+            setattr(ds, tag, "")
+    _copy(ds, first, _SERIES_TAGS)
+    if "PatientPosition" not in ds:  # type 2C for CT: present, empty where unknown
+        ds.PatientPosition = ""
+    ds.SOPClassUID = CTImageStorage
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = series_number
+    source_description = str(first.get("SeriesDescription", "") or "") if first is not None else ""
+    ds.SeriesDescription = f"ADVERSARIAL ({description}) {source_description}".strip()[:64]
+    ds.SeriesDate = ds.ContentDate = date
+    ds.SeriesTime = ds.ContentTime = time
+    third = str(first.ImageType[2]) if first is not None and len(first.get("ImageType", [])) > 2 else "AXIAL"
+    ds.ImageType = ["DERIVED", "SECONDARY", third, "ADVERSARIAL"]
+    ds.DerivationDescription = ("adversarial attack: a smooth deformation and intensity field made by a "
+                                "generator trained against a segmentation network (napari-advseg)")
+    ds.ImageComments = _NOT_FOR_DIAGNOSIS
+    ds.BurnedInAnnotation = "NO"
+    ds.Manufacturer = ds.ManufacturerModelName = SOFTWARE
+    ds.SoftwareVersions = __version__
+    ds.RescaleType = "HU"
+    return ds
+
+
+def _slice_dataset(common, number: int, plane: dict, header, pixels: np.ndarray, encoding: tuple):
+    """One file of the series: the shared tags, then its plane, CT tags, reference and pixels."""
+    import copy
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = copy.deepcopy(common)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.InstanceNumber = number
+    for tag, value in plane.items():
+        setattr(ds, tag, value)
+    _copy(ds, header, _CT_TAGS)
+    for tag in ("KVP", "AcquisitionNumber"):  # type 2 of the CT Image module
+        if tag not in ds:
+            setattr(ds, tag, "")
+    if "WindowCenter" not in ds:
+        ds.WindowCenter, ds.WindowWidth = "40", "400"
+    if header is not None:
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = header.SOPClassUID
+        reference.ReferencedSOPInstanceUID = header.SOPInstanceUID
+        ds.SourceImageSequence = [reference]
+    slope, intercept, bits = encoding
+    ds.RescaleIntercept = _ds(intercept)
+    ds.RescaleSlope = _ds(slope)
+    ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=bits)
+    return ds
+
+
+def _save_series(datasets: list, folder: pathlib.Path, overwrite: bool) -> None:
+    """Write the files into a temporary folder beside ``folder``, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        for k, ds in enumerate(datasets):
+            ds.save_as(tmp / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
+        _fresh_folder(folder, overwrite)  # again: another process may have made it meanwhile
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except AdvsegError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as error:  # noqa: BLE001 - pydicom and the file system raise many kinds
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AdvsegError(f"{folder}: could not write the DICOM series ({first_line(error)})") from error
+
+
 def write_ct_series(hu: np.ndarray, like: CTVolume, folder: str | os.PathLike, *, description: str,
                     drop_patient_tags: bool = False, series_number: int = 1001,
                     overwrite: bool = False) -> WrittenSeries:
@@ -269,11 +373,6 @@ def write_ct_series(hu: np.ndarray, like: CTVolume, folder: str | os.PathLike, *
     overwrite : bool
         Replace an existing folder of DICOM files.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    from napari_advseg import __version__
-
     folder = pathlib.Path(folder)
     data = np.asarray(hu)
     if data.shape != like.shape:
@@ -291,103 +390,17 @@ def write_ct_series(hu: np.ndarray, like: CTVolume, folder: str | os.PathLike, *
         planes = _fresh_planes(like)
         slices = np.ascontiguousarray(data)
     first = headers[0]
-    pixels, slope, intercept, bits, signed = _encoding(slices, first)
+    pixels, slope, intercept, bits = _encoding(slices, first)
     rounding = float(np.max(np.abs(pixels.astype(np.float64) * slope + intercept - slices))) if slices.size else 0.0
     keep = first is not None and not drop_patient_tags
-    study_uid = str(first.StudyInstanceUID) if keep and "StudyInstanceUID" in first else generate_uid()
-    frame_uid = str(first.FrameOfReferenceUID) if keep and "FrameOfReferenceUID" in first else generate_uid()
-    series_uid = generate_uid()
-    date, time = _now()
-    source_description = str(first.get("SeriesDescription", "") or "") if first is not None else ""
-    series_description = f"ADVERSARIAL ({description}) {source_description}".strip()[:64]
-    image_type = ["DERIVED", "SECONDARY"]
-    if first is not None and len(first.get("ImageType", [])) > 2:
-        image_type.append(str(first.ImageType[2]))
-    else:
-        image_type.append("AXIAL")
-    image_type.append("ADVERSARIAL")
-
-    datasets = []
-    for k, (plane, header) in enumerate(zip(planes, headers)):
-        sop_uid = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        if keep:
-            _copy(ds, first, ("SpecificCharacterSet",))
-            _copy(ds, first, _PATIENT_TAGS + _STUDY_TAGS + _FRAME_TAGS)
-        else:
-            ds.PatientName = "Anonymous^advseg"
-            ds.PatientID = f"ADVSEG-{study_uid[-12:]}"
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PositionReferenceIndicator = ""
-        ds.StudyInstanceUID = study_uid
-        for tag in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
-                    "ReferringPhysicianName"):  # type 2: present, possibly empty
-            if tag not in ds:
-                setattr(ds, tag, "")
-        for tag, value in (("StudyDate", date), ("StudyTime", time)):
-            if tag not in ds:
-                setattr(ds, tag, value)
-        _copy(ds, first, _SERIES_TAGS)
-        if "PatientPosition" not in ds:  # type 2C for CT: present, empty where unknown
-            ds.PatientPosition = ""
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.Modality = "CT"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = series_description
-        ds.SeriesDate = ds.ContentDate = date
-        ds.SeriesTime = ds.ContentTime = time
-        ds.InstanceNumber = k + 1
-        ds.ImageType = image_type
-        ds.DerivationDescription = ("adversarial attack: a smooth deformation and intensity field made by a "
-                                    "generator trained against a segmentation network (napari-advseg)")
-        ds.ImageComments = _NOT_FOR_DIAGNOSIS
-        ds.BurnedInAnnotation = "NO"
-        ds.Manufacturer = ds.ManufacturerModelName = SOFTWARE
-        ds.SoftwareVersions = __version__
-        for tag, value in plane.items():
-            setattr(ds, tag, value)
-        _copy(ds, header, _CT_TAGS)
-        for tag in ("KVP", "AcquisitionNumber"):  # type 2 of the CT Image module
-            if tag not in ds:
-                setattr(ds, tag, "")
-        if "WindowCenter" not in ds:
-            ds.WindowCenter, ds.WindowWidth = "40", "400"
-        if keep:
-            reference = Dataset()
-            reference.ReferencedSOPClassUID = header.SOPClassUID
-            reference.ReferencedSOPInstanceUID = header.SOPInstanceUID
-            ds.SourceImageSequence = [reference]
-        ds.RescaleIntercept = _ds(intercept)
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleType = "HU"
-        ds.set_pixel_data(pixels[k], photometric_interpretation="MONOCHROME2", bits_stored=bits)
-        datasets.append(ds)
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        for k, ds in enumerate(datasets):
-            ds.save_as(tmp / f"CT_{k + 1:04d}.dcm", enforce_file_format=True)
-        _fresh_folder(folder, overwrite)  # again: another process may have made it meanwhile
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except AdvsegError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except Exception as error:  # noqa: BLE001 - pydicom and the file system raise many kinds
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise AdvsegError(f"{folder}: could not write the DICOM series ({first_line(error)})") from error
-    return WrittenSeries(folder=folder, datasets=datasets, series_uid=series_uid, study_uid=study_uid,
-                         frame_of_reference_uid=frame_uid, study="source" if keep else "fresh",
-                         max_rounding_hu=rounding)
+    common = _series_dataset(first, keep, description, series_number)
+    datasets = [_slice_dataset(common, k + 1, plane, header if keep else None, pixels[k], (slope, intercept, bits))
+                for k, (plane, header) in enumerate(zip(planes, headers))]
+    _save_series(datasets, folder, overwrite)
+    return WrittenSeries(folder=folder, datasets=datasets, series_uid=str(common.SeriesInstanceUID),
+                         study_uid=str(common.StudyInstanceUID),
+                         frame_of_reference_uid=str(common.FrameOfReferenceUID),
+                         study="source" if keep else "fresh", max_rounding_hu=rounding)
 
 
 def _segment_descriptions(class_names: Sequence[str], algorithm: str, version: str) -> list:
