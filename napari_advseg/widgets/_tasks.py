@@ -210,11 +210,13 @@ class Cancelled(Exception):
 def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[int] | None,
                eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
                progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-               seed: int = 0, rho: float | None = None) -> dict:
-    """Write the adversarial NIfTI files of the chosen slices (``sample.sample_volume``).
+               seed: int = 0, rho: float | None = None, prefix: str = "", formats: Sequence[str] = ("nifti",),
+               drop_patient_tags: bool = False) -> dict:
+    """Write the adversarial files of the chosen slices (``sample.sample_volume``).
 
     Existing files are replaced: the widget has asked the user first. ``rho``:
-    the Explore tab's "Set rho" (None: the generator's own strength).
+    the Explore tab's "Set rho" (None: the generator's own strength);
+    ``prefix``, ``formats``, ``drop_patient_tags``: as ``sample_volume``'s.
     """
     from napari_advseg.attack.sampling import sample_volume
 
@@ -231,14 +233,16 @@ def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[
 
     return sample_volume(snapshot.generator, config, snapshot.target, snapshot.case, out_dir, seed=seed,
                          temperature=temperature, eps_phi=eps_phi, eps_b=eps_b, slices=slices, overwrite=True,
-                         generator_path=snapshot.generator_path, progress=step, rho=rho)
+                         generator_path=snapshot.generator_path, progress=step, rho=rho, prefix=prefix,
+                         formats=formats, drop_patient_tags=drop_patient_tags)
 
 
-def existing_outputs(out_dir: str | os.PathLike, with_labels: bool) -> list[Path]:
-    """The files an export to ``out_dir`` would replace."""
+def existing_outputs(out_dir: str | os.PathLike, with_labels: bool, prefix: str = "",
+                     formats: Sequence[str] = ("nifti",)) -> list[Path]:
+    """The files (and DICOM folder) an export to ``out_dir`` would replace."""
     from napari_advseg.attack.sampling import output_paths
 
-    paths = output_paths(out_dir)
+    paths = output_paths(out_dir, prefix, formats)
     if not with_labels:
-        paths.pop("warped_reference")
+        paths.pop("warped_reference", None)
     return [p for p in paths.values() if p.exists()]
