@@ -14,7 +14,7 @@ GLOSSARY = {
     "temperature": "Temperature: the spread of the random codes; 0 gives the generator's average attack, 1 the "
                    "variety it was trained for, above 1 more unusual attacks.",
     "rho": "Perceptibility (rho): how much the attack changes the image, as the size of the change relative to "
-           "the image (the paper keeps it near 0.08, i.e. 8 %).",
+           "the image (the paper keeps it near 0.08, an 8 % change).",
     "steps": "Training steps: each step updates the network once on one batch of slices; more steps give a "
              "better-trained result and take proportionally longer.",
     "batch": "Batch size: the slices used in one step; larger batches give steadier training but make every "
