@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.widgets._model import GeneratorEntry
@@ -46,13 +46,27 @@ def entry_text(entry: GeneratorEntry, key: int, measuring: bool = False) -> str:
         summary = entry.summary
         drop = summary["mean_drop"]
         drop_text = "n/a" if math.isnan(drop) else f"-{100 * drop:.0f} %"
-        return (f"{text}: Dice {drop_text}, {summary['succeeded']}/{len(summary['organs'])} organs "
-                f"down {SUCCESS_PERCENT} %+")
+        return (f"{text}: Dice {drop_text} on average, {summary['succeeded']}/{len(summary['organs'])} organs "
+                f"-{SUCCESS_PERCENT} % or more")
     if entry.summary_key == key and entry.problem:
         return f"{text}: not usable here"
     if measuring:
         return f"{text}: measuring…"
     return text
+
+
+def summary_line(entry: GeneratorEntry | None, key: int, measuring: bool = False) -> str:
+    """The current generator's summary in words, under the list."""
+    if entry is None:
+        return ""
+    if entry.summary_key == key and entry.summary is not None:
+        s = entry.summary
+        drop = "n/a" if math.isnan(s["mean_drop"]) else f"{100 * s['mean_drop']:.0f} %"
+        return (f"Table 1 on this CT ({s['slices']} slices): mean Dice drop {drop}; {s['succeeded']} of "
+                f"{len(s['organs'])} organs drop by {SUCCESS_PERCENT} % or more; rho {s['rho']:.3f}.")
+    if entry.summary_key == key and entry.problem:
+        return entry.problem
+    return "Measuring its Table-1 figures on this CT…" if measuring else ""
 
 
 def entry_tooltip(entry: GeneratorEntry, key: int) -> str:
@@ -63,8 +77,8 @@ def entry_tooltip(entry: GeneratorEntry, key: int) -> str:
     if entry.summary_key == key and entry.summary is not None:
         s = entry.summary
         against = "the reference labels" if s["reference"] == "labels" else "the target's clean prediction"
-        lines.append(f"Table 1 on the {s['slices']} held-out slices of this CT ({SUMMARY_PART} split, one sample, "
-                     f"seed 0), Dice against {against}:")
+        lines.append(f"Table 1 on {s['slices']} slices ({SUMMARY_PART}) of this CT, one sample per slice "
+                     f"(advseg evaluate --samples 1), Dice against {against}:")
         for organ, drop in s["organs"].items():
             lines.append(f"  {organ}: Dice {'n/a' if math.isnan(drop) else f'-{100 * drop:.1f} %'}")
         lines.append(f"  {s['succeeded']} of {len(s['organs'])} organs drop by {SUCCESS_PERCENT} % or more; "
@@ -91,10 +105,19 @@ class GeneratorList(QWidget):
                               "trained since napari opened")
         label = QLabel("Generator")
         label.setToolTip(self.combo.toolTip())
-        layout = QHBoxLayout(self)
+        self.summary_label = QLabel("")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setToolTip("The current generator's figures as `advseg evaluate --samples 1` gives them "
+                                      "on the CT chosen in the Data and model tab")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(label)
+        row.addWidget(self.combo, 1)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 0, 2, 0)
-        layout.addWidget(label)
-        layout.addWidget(self.combo, 1)
+        layout.setSpacing(2)
+        layout.addLayout(row)
+        layout.addWidget(self.summary_label)
         self.combo.activated.connect(self.choose)
         session = owner.session
         shipped = shipped_generator()
@@ -130,6 +153,9 @@ class GeneratorList(QWidget):
         else:
             combo.setCurrentIndex(session.generators.index(current))
         combo.blockSignals(False)
+        measuring = current is not None and current.path == self.measuring
+        self.summary_label.setText(summary_line(current, key, measuring))
+        self.summary_label.setVisible(bool(self.summary_label.text()))
         view = combo.view()
         view.setMinimumWidth(view.sizeHintForColumn(0) + 24)  # the list shows whole lines
         self._measure_next()
@@ -193,6 +219,9 @@ class GeneratorList(QWidget):
         index = self.combo.findData(path)
         if entry is not None and index >= 0:
             self.combo.setItemText(index, entry_text(entry, key, measuring=True))
+        if entry is not None and entry is self.owner.session.current_entry():
+            self.summary_label.setText(summary_line(entry, key, measuring=True))
+            self.summary_label.setVisible(True)
 
     def _measured(self, path: str, key: int, summary: dict) -> None:
         if not self.owner.closing:
