@@ -157,7 +157,7 @@ def test_time_estimate_and_the_quick_setting_on_the_cpu(make_napari_viewer, qtbo
 
     measured = []
 
-    def fake_step_seconds(snapshot, config):  # 3 s per step at batch 8 on the CPU, in proportion to the batch
+    def fake_step_seconds(snapshot, config, cancelled=None):  # 3 s per step at batch 8 on the CPU, in proportion to the batch
         measured.append(config.batch_size)
         return {"step": 3.0 * config.batch_size / 8, "setup": 2.0, "device": "cpu", "batch_size": config.batch_size}
 

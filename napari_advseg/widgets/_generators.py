@@ -18,7 +18,7 @@ from pathlib import Path
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.errors import AdvsegError, first_line, path_last
 from napari_advseg.widgets._model import GeneratorEntry
 from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import SUMMARY_PART, generator_summary
@@ -230,7 +230,7 @@ class GeneratorList(QWidget):
     def _failed(self, path: str, key: int, error: BaseException) -> None:
         if self.owner.closing:
             return
-        text = str(error) if isinstance(error, AdvsegError) else first_line(error)
+        text = path_last(error) if isinstance(error, AdvsegError) else first_line(error)
         self.owner.session.set_generator_summary(path, key, problem=f"no summary on this CT: {text}")
 
     def _done(self) -> None:

@@ -57,13 +57,15 @@ TIMED_STEPS = 2
 """Training steps a time measurement runs: the first one warms up, the last one is timed."""
 
 
-def step_seconds(snapshot: Snapshot, config: AttackConfig, steps: int = TIMED_STEPS) -> dict:
+def step_seconds(snapshot: Snapshot, config: AttackConfig, steps: int = TIMED_STEPS,
+                 cancelled: Callable[[], bool] | None = None) -> dict:
     """How long training ``config`` takes on the snapshot's case and device, measured as the Train tab runs it
     (behind the viewer, in a thread of its own).
 
     Returns ``{"step": seconds of one step (the last one), "setup": seconds before the first step's
     steady pace (the trainer's construction and the first step's extra), "device": "cpu", "cuda" or "mps",
-    "batch_size"}``. Nothing is written.
+    "batch_size"}``. Nothing is written. ``cancelled()`` true stops it between steps (raising
+    :class:`Cancelled`).
     """
     def measure() -> dict:
         import time
@@ -75,7 +77,11 @@ def step_seconds(snapshot: Snapshot, config: AttackConfig, steps: int = TIMED_ST
         start = time.perf_counter()
         trainer = AttackTrainer(config.replace(steps=max(1, steps)), snapshot.target, case.images, case.labels,
                                 snapshot.device)
-        times = [trainer.step()["seconds"] for _ in range(max(1, steps))]
+        times = []
+        for _ in range(max(1, steps)):
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            times.append(trainer.step()["seconds"])
         total = time.perf_counter() - start
         step = times[-1]
         return {"step": step, "setup": max(0.0, total - step * len(times)),

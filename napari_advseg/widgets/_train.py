@@ -20,13 +20,14 @@ session's target, the plot the current generator's history while idle.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                             QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from napari_advseg.errors import AdvsegError
+from napari_advseg.errors import AdvsegError, first_line, path_last
 from napari_advseg.attack.config import GENERATOR_FILE
 from napari_advseg.widgets._model import DEFAULT_CONFIG, same_file
 from napari_advseg.widgets._spinboxes import double_box, int_box
@@ -164,6 +165,9 @@ class TrainPanel(QWidget):
         self.form_untouched = True
         """Whether steps and batch still hold the defaults nobody chose (then the CPU gets the quick setting)."""
         self._setting_form = False
+        self.estimate_note = ""
+        """A line added to the estimate (that the quick setting was chosen for this CPU)."""
+        self.cancel_measure = threading.Event()
         self.measure_timer = QTimer(self)
         self.measure_timer.setSingleShot(True)
         self.measure_timer.setInterval(MEASURE_DELAY_MS)
@@ -230,6 +234,7 @@ class TrainPanel(QWidget):
         """Stop the plot's and the measurement's timers and stop listening to the session (the widget is closing)."""
         self.subscriptions.disconnect_all()
         self.measure_timer.stop()
+        self.cancel_measure.set()
         self.plot.stop()
 
     def showEvent(self, event) -> None:
@@ -280,7 +285,8 @@ class TrainPanel(QWidget):
             return
         try:
             config = session.make_config(**self.settings())
-            self.timing_job = owner.jobs.function_job("timing", step_seconds, session.snapshot(), config, connect={
+            self.timing_job = owner.jobs.function_job("timing", step_seconds, session.snapshot(), config,
+                                                      cancelled=self.cancel_measure.is_set, connect={
                 "returned": lambda timing: self._measured(key, timing), "errored": self._measure_failed,
                 "finished": self._measure_done})
         except Exception as exc:  # settings the form cannot train: Start will say why
@@ -303,14 +309,13 @@ class TrainPanel(QWidget):
 
     def _measure_failed(self, error) -> None:
         if not self.owner.closing:
-            self.estimate_label.setText(f"No time estimate: {error}")
+            text = path_last(error) if isinstance(error, AdvsegError) else first_line(error)
+            self.estimate_label.setText(f"No time estimate: {text}")
 
     def _measure_done(self) -> None:
         self.timing_job = None
         if not self.owner.closing and self.state == IDLE:
             self._schedule_measure()  # the settings may have changed meanwhile
-
-    estimate_note = ""
 
     def quick_setting(self) -> tuple[int, int] | None:
         """(steps, batch) of the quick setting on this CPU; None before a measurement or off the CPU."""
