@@ -23,6 +23,7 @@ from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._plot import TrainingPlot
 from napari_advseg.widgets._spinboxes import double_box, int_box
 from napari_advseg.widgets._subscriptions import Subscriptions
+from napari_advseg.widgets._workers import background_priority, in_own_thread
 from napari_advseg.widgets._words import GLOSSARY, term_label
 
 HARDEN_SERIES = (
@@ -52,23 +53,31 @@ METHOD_TIPS = {
 def hardening_run(snapshot, config, out: str, report: dict, resume: bool, steps: int | None = None
                   ) -> Iterator[dict]:
     """Harden in a worker thread; yields the driver's events (the hardener stays in the thread) and,
-    at the end, ``{"kind": "dice", "original": ..., "hardened": ...}`` on the held-out slices."""
-    from napari_advseg.defense.driver import hardening_events
-    from napari_advseg.evaluation.metrics import network_dice
+    at the end, ``{"kind": "dice", "original": ..., "hardened": ...}`` on the held-out slices.
 
-    case = snapshot.case
-    train = case.part("train")[:2]
-    test = case.part("test")[:2]
-    hardener = None
-    for event in hardening_events(config, snapshot.target, *train, out, generator=snapshot.generator_path,
-                                  device=snapshot.device, resume=resume, steps=steps, test=test, report=report):
-        if event["kind"] == "ready":
-            hardener = event.pop("hardener")
-            event["method"] = hardener.config.method
-        yield event
-    if hardener is not None and report.get("test_dice"):  # the final save measured it: the run is complete
-        yield {"kind": "dice", "original": network_dice(snapshot.target, *test, snapshot.target.class_names),
-               "hardened": report["test_dice"], "slices": int(len(test[0]))}
+    The steps run in a thread of their own behind the viewer (:func:`~._workers.background_priority`),
+    as training does, so that Explore stays responsive.
+    """
+    def events() -> Iterator[dict]:
+        from napari_advseg.defense.driver import hardening_events
+        from napari_advseg.evaluation.metrics import network_dice
+
+        case = snapshot.case
+        train = case.part("train")[:2]
+        test = case.part("test")[:2]
+        hardener = None
+        for event in hardening_events(config, snapshot.target, *train, out, generator=snapshot.generator_path,
+                                      device=snapshot.device, resume=resume, steps=steps, test=test,
+                                      report=report):
+            if event["kind"] == "ready":
+                hardener = event.pop("hardener")
+                event["method"] = hardener.config.method
+            yield event
+        if hardener is not None and report.get("test_dice"):  # the final save measured it: the run is complete
+            yield {"kind": "dice", "original": network_dice(snapshot.target, *test, snapshot.target.class_names),
+                   "hardened": report["test_dice"], "slices": int(len(test[0]))}
+
+    return (yield from in_own_thread(events, lambda: background_priority(snapshot.device), "advseg-hardening"))
 
 
 class HardenPanel(QWidget):
