@@ -151,7 +151,13 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     last = int(train.plot.history[-1]["step"])
     assert state["step"] == last and 2 <= last < 40
     assert len(state["history"]) == last
-    assert widget.session.generator_path == str(checkpoint)  # the trained generator is now current
+    entry = widget.session.generator_entry(checkpoint)  # the run is listed, with its steps
+    assert entry is not None and (entry.steps, entry.total) == (last, 40) and not entry.complete()
+    assert widget.generators.combo.findData(str(checkpoint)) >= 0
+    if _sample_ready():  # stopped early, it does not replace the shipped generator
+        assert widget.session.generator_path != str(checkpoint)
+    else:  # nothing else was current
+        assert widget.session.generator_path == str(checkpoint)
 
     # Resume from the checkpoint for two more steps
     train.steps.setValue(last + 2)
@@ -159,6 +165,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     qtbot.waitUntil(lambda: train.state == IDLE and train.job is None, timeout=60_000)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert state["step"] == last + 2 and len(state["history"]) == last + 2
+    assert widget.session.generator_path == str(checkpoint)  # it trained all its steps: now current
+    assert widget.session.generator_entry(checkpoint).steps == last + 2
     assert [m["step"] for m in train.plot.history] == list(range(1, last + 3))
 
     # Explore: the slice shown, then a slider move changes the adversarial image
