@@ -23,7 +23,7 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
 from napari_advseg.evaluation.metrics import network_dice
-from napari_advseg.evaluation.report import evaluate_attack, format_table
+from napari_advseg.evaluation.report import evaluate_attack, format_table, report_organs
 from napari_advseg.attack.training import train_generator
 from napari_advseg.data.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
                                          SAMPLE_RHO_MAX, SAMPLE_SEED, TRAINING_SUBJECTS, UNET_STEPS)
@@ -65,13 +65,22 @@ def phantom_training_data(normalisation: dict, subjects: Sequence[int] = TRAININ
 
 
 def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: str = "all",
-                  samples: int = 1, seed: int = 0, temperature: float = 1.0) -> dict[str, Any]:
-    """The Table-1 report of a generator on one case (a split of its slices)."""
+                  samples: int = 1, seed: int = 0, temperature: float = 1.0,
+                  organs: list[str] | None = None) -> dict[str, Any]:
+    """The Table-1 report of a generator on one case (a split of its slices).
+
+    Its rows (:func:`~napari_advseg.evaluation.report.report_organs`): ``organs``, else the organs the
+    generator attacks, else the target's classes the reference labels name; the target's other classes
+    are pooled as ``other``.
+    """
     images, labels, index = case.part(part)
     if labels is None:
         raise AdvsegError("evaluation needs reference labels (--labels)")
+    mapping = case.class_mapping
+    named = None if mapping is None or not mapping.by_name else mapping.target_index
+    organs = report_organs(target.class_names, organs or config.organs, named)
     report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
-                             temperature=temperature)
+                             temperature=temperature, organs=organs)
     report.update(_case_record(target, case, part))
     return report
 
