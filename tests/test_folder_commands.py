@@ -211,6 +211,10 @@ def test_organs_choose_the_rows_and_pool_the_other_classes(tiny_files, tmp_path,
     assert list(json.loads((tmp_path / "asked.json").read_text())["organs"]) == ["pancreas", "other"]
     code, out, err = run(["evaluate", *data, "--generator", generator, "--organs", "heart", *FAST], capsys)
     assert code == 2 and "heart" in err and "stomach" in err
+    code, out, err = run(["evaluate", *data, "--organs", "liver", "--json", tmp_path / "clean.json", *FAST], capsys)
+    assert code == 0 and "clean Dice only" in out, err
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    assert list(clean["organs"]) == ["liver", "other"] and len(clean["other_classes"]) == 10
 
     # no organs chosen: the classes the reference labels name are the rows; the network's others, which the
     # reference lacks, pool into an 'other' with no reference (left out)

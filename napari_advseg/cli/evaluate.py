@@ -72,7 +72,7 @@ def _run_clean(args, target, case) -> int:
 
     say("no --generator: clean Dice only (the shipped generator attacks only the shipped target on the shipped "
         "data; train one with advseg train --target ...)")
-    report = clean_report(target, case, part=args.split)
+    report = clean_report(target, case, part=args.split, organs=args.organs)
     rows = ["| organ | clean Dice (%) |", "| --- | --- |"]
     for organ, row in report["organs"].items():
         dice = row["dice_clean"]
