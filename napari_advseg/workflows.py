@@ -96,7 +96,8 @@ def clean_report(target, case: Case, *, part: str = "all", organs: list[str] | N
 
     Shaped like :func:`evaluate_case`'s report where the two share keys:
     ``organs`` (``{name: {"dice_clean"}}``, None where the organ is absent; chosen and pooled as there),
-    ``other_classes``, ``slices``, and the record of the case and the target; ``generator`` None.
+    ``other_classes`` where classes are pooled, ``slices``, and the record of the case and the target;
+    ``generator`` None.
     """
     images, labels, _ = case.part(part)
     if labels is None:
@@ -110,8 +111,8 @@ def clean_report(target, case: Case, *, part: str = "all", organs: list[str] | N
         prediction = table[torch.as_tensor(predict_labels(target, images)).long()]
         dice = dice_per_organ(prediction, table[torch.as_tensor(np.asarray(labels)).long()], names)
         dice = {name: None if np.isnan(d) else float(d) for name, d in dice.items()}
-    return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "other_classes": pooled,
-            "slices": int(len(images)), "generator": None, **_case_record(target, case, part)}
+    return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "slices": int(len(images)),
+            "generator": None, **({"other_classes": pooled} if pooled else {}), **_case_record(target, case, part)}
 
 
 def _case_record(target, case: Case, part: str) -> dict[str, Any]:

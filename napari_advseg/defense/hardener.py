@@ -286,7 +286,8 @@ class Hardener:
         given = weights_sha256(target.path) if original.get("sha256") else None
         if given is not None and given != original["sha256"]:
             raise AdvsegError(f"{path}: this run hardens {original.get('path')}, "
-                              f"but the target given is {target.path} (another network)")
+                              f"but the target given is {target.path} "
+                              f"(another {'folder' if Path(target.path).is_dir() else 'file'})")
         data = state.get("data", {})
         shape = tuple(np.shape(images))
         if data and (data.get("height"), data.get("width")) != shape[1:3]:

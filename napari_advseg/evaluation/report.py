@@ -142,17 +142,18 @@ class Tally:
 
     def report(self) -> dict[str, Any]:
         """The organ entries (:func:`summarise_dice`), rho, folding, ``realism``
-        (:meth:`~napari_advseg.attack.realism.RealismTally.report`) and the per-slice success rate."""
+        (:meth:`~napari_advseg.attack.realism.RealismTally.report`), the per-slice success rate and, where
+        classes are pooled as :data:`OTHER`, ``other_classes`` (their names)."""
         return {
             **summarise_dice(self.clean_per_volume, self.adv_per_volume, self.class_names,
                              pooled=OTHER if self.pooled else None),
-            "other_classes": list(self.pooled),
             "rho": float(np.mean(self.rhos)) if self.rhos else math.nan,
             "fold_fraction": self.folded / self.checked if self.checked else 0.0,
             "realism": self.realism.report(),
             "slice_success_rate": self.successes / self.trials if self.trials else math.nan,
             "volumes": len(self.clean_per_volume),
             "slices": self.slices,
+            **({"other_classes": list(self.pooled)} if self.pooled else {}),
         }
 
 
