@@ -1,7 +1,8 @@
 """How long opening a DICOM CT series takes: a 512 x 512 x 300 series, and compressed slices.
 
     .venv/bin/python bench/dicom_open.py                  # writes to a temporary folder, prints the figures
-    .venv/bin/python bench/dicom_open.py --slices 60      # a smaller series, for a quick look
+    .venv/bin/python bench/dicom_open.py --slices 60 --compressed 20  # a quick look
+    .venv/bin/python bench/dicom_open.py --blank-uids     # series anonymised as research data are
 
 Writes, to a temporary folder that is removed afterwards:
 
@@ -11,9 +12,14 @@ Writes, to a temporary folder that is removed afterwards:
    files were just written, so they are in the page cache: this is the
    reader's own time, not the disk's), with the header scan
    (:func:`~napari_advseg.io.dicom.find_series`) timed on its own;
-2. ``--compressed`` slices each as JPEG 2000 Lossless (pydicom's encoder with
-   pylibjpeg-openjpeg) and, when imagecodecs is installed, JPEG Lossless SV1,
-   and times reading them, to give a decode time per slice.
+2. ``--compressed`` slices (300 by default: the 512 x 512 x 300 JPEG 2000
+   series of a PET/CT archive) each as JPEG 2000 Lossless (pydicom's
+   encoder with pylibjpeg-openjpeg) and, when imagecodecs is installed, JPEG
+   Lossless SV1, and times reading them, to give a decode time per slice.
+
+``--blank-uids`` writes the series as anonymisers leave them: SeriesInstanceUID,
+StudyInstanceUID, SOPInstanceUID and SOPClassUID empty (the file meta keeps
+its UIDs), so the reader groups the slices by what else they hold.
 
 The image is a smooth body-like phantom with noise (air, fat, soft tissue,
 bone), so the compressed sizes are those of a CT-like image, not of noise.
@@ -54,7 +60,8 @@ def phantom_slice(k: int, n: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def write_series(folder: Path, n: int, syntax, size: int = 512, spacing: float = 1.0) -> float:
+def write_series(folder: Path, n: int, syntax, size: int = 512, spacing: float = 1.0,
+                 blank_uids: bool = False) -> float:
     """Write ``n`` axial slices; returns the seconds it took."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -95,6 +102,9 @@ def write_series(folder: Path, n: int, syntax, size: int = 512, spacing: float =
             ds.set_pixel_data(stored, photometric_interpretation="MONOCHROME2", bits_stored=16)
             if syntax == JPEG2000Lossless:
                 ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        if blank_uids:
+            for name in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+                setattr(ds, name, "")
         ds.save_as(folder / f"IM{k:05d}", enforce_file_format=True)
     return time.perf_counter() - start
 
@@ -104,8 +114,11 @@ def folder_mb(folder: Path) -> float:
 
 
 def time_open(folder: Path, repeats: int) -> tuple[list[float], list[float], object]:
+    import warnings
+
     from napari_advseg.io.dicom import find_series, load_dicom
 
+    warnings.simplefilter("ignore")  # the note on blank UIDs, once per open
     scans, opens, volume = [], [], None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -122,8 +135,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="slices of the uncompressed series (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns (default 512)")
-    parser.add_argument("--compressed", type=int, default=50, help="slices of each compressed series (default 50)")
+    parser.add_argument("--compressed", type=int, default=300,
+                        help="slices of each compressed series (default 300)")
     parser.add_argument("--repeats", type=int, default=3, help="timed opens of each series (default 3)")
+    parser.add_argument("--blank-uids", action="store_true",
+                        help="blank the Series/Study/SOP Instance and SOP Class UIDs, as anonymisers do")
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
 
@@ -153,10 +169,11 @@ def main(argv=None) -> int:
             say("(imagecodecs is not installed: no JPEG Lossless series)")
         for name, syntax, n in runs:
             folder = work / syntax.name.replace(" ", "_")
-            written = write_series(folder, n, syntax, args.size)
+            written = write_series(folder, n, syntax, args.size, blank_uids=args.blank_uids)
             scans, opens, volume = time_open(folder, args.repeats)
             best = min(opens)
-            say(f"\n## {name}: {args.size} x {args.size} x {n} slices, {folder_mb(folder):.1f} MiB on disk "
+            blank = ", UIDs blank" if args.blank_uids else ""
+            say(f"\n## {name}{blank}: {args.size} x {args.size} x {n} slices, {folder_mb(folder):.1f} MiB on disk "
                 f"(written in {written:.1f} s)")
             say(f"open (load_dicom, header scan + pixels + HU + canonical volume): "
                 f"{', '.join(f'{t:.2f}' for t in opens)} s; best {best:.2f} s = {1000 * best / n:.1f} ms per slice, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class AdvsegError(Exception):
     """A problem with user input (a file, a shape, a model) or a user request.
@@ -40,3 +42,27 @@ def first_line(error: BaseException, path=None, limit: int = 300) -> str:
             text = text.replace(quoted, "the file")
     text = f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_LEADING_PATH = re.compile(
+    r"(?P<path>(?:[A-Za-z]:[\\/]|[/~]|\.{1,2}[\\/])[^:\n]*|[^\s:]*[\\/][^\s:]*|[^\s:/\\]+\.[A-Za-z][A-Za-z0-9]{0,5})"
+    r": (?P<rest>.+)", re.S)
+"""A message that starts with a file's path and a colon: an absolute or home path (spaces allowed), a
+relative one with a separator, or a bare file name with an extension."""
+
+
+def path_last(message: BaseException | str) -> str:
+    """A message for a narrow window (a notification, a status line): the problem first, the file after it.
+
+    ``"/a/long/folder/ct.nii.gz: not a NIfTI file"`` becomes ``"not a NIfTI file
+    (/a/long/folder/ct.nii.gz)"``, so the cause stays readable where the end of
+    the line is cut off. Other messages are returned as they are. The command
+    line prints the whole line and keeps the path first.
+    """
+    if isinstance(message, InputFileError):
+        return f"{message.problem} ({message.path})"
+    text = str(message)
+    match = _LEADING_PATH.fullmatch(text)
+    if match is None:
+        return text
+    return f"{match.group('rest')} ({match.group('path')})"

@@ -19,6 +19,7 @@ import torch
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
+from napari_advseg.io.json_write import write_json
 from napari_advseg.io.volumes import volume_source
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
@@ -138,8 +139,7 @@ def write_outputs(payload: Any, table: str, json_path: str | os.PathLike | None,
                   markdown_path: str | os.PathLike | None) -> None:
     """Write a report as JSON and its Markdown table, each atomically, where a path is given."""
     if json_path is not None:
-        text = json.dumps(payload, indent=2, default=float)
-        atomic_write(json_path, lambda tmp: tmp.write_text(text))
+        write_json(json_path, payload)
     if markdown_path is not None:
         atomic_write(markdown_path, lambda tmp: tmp.write_text(table + "\n"))
 
@@ -223,6 +223,5 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)
     summary = {"unet": unet_metrics, "attack_train_seconds": attack_seconds, "report": report,
                "table": format_table([(f"gamma {config.gamma:g}", report)])}
-    text = json.dumps(summary, indent=2, default=float)
-    atomic_write(out / "sample.json", lambda tmp: tmp.write_text(text))
+    write_json(out / "sample.json", summary)
     return summary

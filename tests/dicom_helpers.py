@@ -77,8 +77,10 @@ def _lps_vector(ras: np.ndarray) -> np.ndarray:
 
 def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_uid: str | None = None,
                  description: str = "synthetic CT", number: int = 1, modality: str = "CT",
-                 slope: float = SLOPE, intercept: float = INTERCEPT, syntax: str = "explicit",
-                 signed: bool = True, seed: int = 0, prefix: str = "") -> list[Path]:
+                 slope=SLOPE, intercept=INTERCEPT, syntax: str = "explicit",
+                 signed: bool = True, seed: int = 0, prefix: str = "", suffix: str = ".dcm",
+                 blank_uids: bool = False, preamble: bool = True, image_type: str = "ORIGINAL\\PRIMARY\\AXIAL",
+                 padding: int | None = None, sop_class: str | None = None) -> list[Path]:
     """Write ``raw`` (stored ``(I, J, K)``) as one file per slice; returns the paths, in k order.
 
     Parameters
@@ -92,6 +94,16 @@ def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_ui
         PixelRepresentation 1 (int16) or 0 (uint16, 12 bits stored).
     seed : int
         Shuffles the file names, so that name order says nothing of position.
+    slope, intercept : float or sequence of float
+        RescaleSlope / RescaleIntercept, one for all slices or one per slice.
+    blank_uids : bool
+        Write SeriesInstanceUID, StudyInstanceUID, SOPInstanceUID and
+        SOPClassUID empty, as anonymisers do (the file meta keeps its UIDs).
+    preamble : bool
+        False: no 128-byte preamble, no DICM marker and no file meta (Implicit
+        VR Little Endian, as old exports write).
+    padding : int, optional
+        PixelPaddingValue (stored value).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -112,10 +124,12 @@ def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_ui
     paths = []
     for k in range(n):
         pixels = np.ascontiguousarray(raw[:, :, k].T, dtype=np.int16 if signed else np.uint16)
+        slice_slope = slope[k] if np.ndim(slope) else slope
+        slice_intercept = intercept[k] if np.ndim(intercept) else intercept
         position = (_LPS @ affine @ np.array([0.0, 0.0, float(k), 1.0]))[:3]
         sop_uid = generate_uid()
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
+        meta.MediaStorageSOPClassUID = sop_class or (CTImageStorage if modality == "CT" else MRImageStorage)
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ImplicitVRLittleEndian if syntax == "implicit" else ExplicitVRLittleEndian
         ds = Dataset()
@@ -126,6 +140,7 @@ def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_ui
         ds.PatientName = "Synthetic^Phantom"
         ds.PatientID = "advseg-test"
         ds.StudyInstanceUID = study_uid
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240101", "120000", "1"
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid
         ds.SeriesDescription = description
@@ -135,9 +150,12 @@ def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_ui
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in orientation]
         ds.PixelSpacing = [f"{row_spacing:.6f}", f"{column_spacing:.6f}"]
         ds.SliceThickness = f"{np.linalg.norm(affine[:3, 2]):.6f}"
-        ds.RescaleSlope = f"{slope:g}"
-        ds.RescaleIntercept = f"{intercept:g}"
+        ds.RescaleSlope = f"{slice_slope:g}"
+        ds.RescaleIntercept = f"{slice_intercept:g}"
         ds.RescaleType = "HU"
+        ds.ImageType = image_type
+        if padding is not None:
+            ds.PixelPaddingValue = padding
         ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=16 if signed else 12)
         if syntax == "jpeg2000":
             ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
@@ -154,10 +172,113 @@ def write_series(folder: Path, raw: np.ndarray, affine: np.ndarray, *, series_ui
             ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
         elif syntax not in ("explicit", "implicit"):
             raise ValueError(f"unknown syntax {syntax!r}")
-        path = folder / f"{names[k]}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        if padding is not None:
+            ds["PixelPaddingValue"].VR = "SS" if signed else "US"
+        if blank_uids:
+            for name in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+                setattr(ds, name, "")
+        path = folder / f"{names[k]}{suffix}"
+        if preamble:
+            ds.save_as(path, enforce_file_format=True)
+        else:
+            del ds.file_meta
+            ds.save_as(path, implicit_vr=True, little_endian=True)
         paths.append(path)
     return paths
+
+
+def write_enhanced(path: Path, raw: np.ndarray, affine: np.ndarray, *, slopes=None, intercepts=None,
+                   description: str = "enhanced CT", number: int = 5, syntax: str = "explicit") -> Path:
+    """``raw`` as one Enhanced CT Image Storage object: a frame per ``k``, placed by functional groups.
+
+    The orientation and pixel size are shared functional groups; each frame
+    has its own ImagePositionPatient and (``slopes``/``intercepts`` given
+    per frame) its own rescale values, else a shared RescaleIntercept of
+    -1024. The frames are stored in the order of decreasing ``k``.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+
+    def item(**values) -> Dataset:
+        entry = Dataset()
+        for key, value in values.items():
+            setattr(entry, key, value)
+        return entry
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row_dir, col_dir = _lps_vector(affine[:3, 0]), _lps_vector(affine[:3, 1])
+    column_spacing, row_spacing = np.linalg.norm(row_dir), np.linalg.norm(col_dir)
+    n = raw.shape[2]
+    order = list(reversed(range(n)))
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, sop_uid
+    ds.Modality = "CT"
+    ds.PatientName, ds.PatientID = "Synthetic^Phantom", "advseg-test"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = description, number, 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.ContentDate, ds.ContentTime, ds.AcquisitionDateTime = "20240101", "120000", "20240101120000"
+    ds.NumberOfFrames = n
+    shared = item(
+        PixelMeasuresSequence=Sequence([item(PixelSpacing=[f"{row_spacing:.6f}", f"{column_spacing:.6f}"],
+                                             SliceThickness=f"{np.linalg.norm(affine[:3, 2]):.6f}")]),
+        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[
+            f"{v:.8f}" for v in np.concatenate([row_dir / column_spacing, col_dir / row_spacing])])]))
+    if slopes is None:
+        shared.PixelValueTransformationSequence = Sequence([item(RescaleSlope="1", RescaleIntercept="-1024",
+                                                                 RescaleType="HU")])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for index, k in enumerate(order):
+        position = (_LPS @ affine @ np.array([0.0, 0.0, float(k), 1.0]))[:3]
+        frame = item(PlanePositionSequence=Sequence([item(ImagePositionPatient=[f"{v:.6f}" for v in position])]),
+                     FrameContentSequence=Sequence([item(StackID="1", InStackPositionNumber=k + 1,
+                                                         DimensionIndexValues=[1, k + 1])]))
+        if slopes is not None:
+            frame.PixelValueTransformationSequence = Sequence([item(
+                RescaleSlope=f"{slopes[k]:g}", RescaleIntercept=f"{intercepts[k]:g}", RescaleType="HU")])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    dimension = generate_uid()
+    ds.DimensionOrganizationSequence = Sequence([item(DimensionOrganizationUID=dimension)])
+    ds.DimensionIndexSequence = Sequence([
+        item(DimensionOrganizationUID=dimension, DimensionIndexPointer=0x00209056,
+             FunctionalGroupPointer=0x00209111),
+        item(DimensionOrganizationUID=dimension, DimensionIndexPointer=0x00209057,
+             FunctionalGroupPointer=0x00209111)])
+    pixels = np.ascontiguousarray(np.stack([raw[:, :, k].T for k in order]), dtype=np.int16)
+    ds.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=16)
+    if syntax == "jpeg2000":
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_report(path: Path, series_number: int = 997) -> Path:
+    """An X-Ray Radiation Dose SR object: a DICOM file with no image, as scanners leave beside a series."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, XRayRadiationDoseSRStorage, generate_uid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = XRayRadiationDoseSRStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = XRayRadiationDoseSRStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "SR", "Dose Report", series_number
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID = "Synthetic^Phantom", "advseg-test"
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def hounsfield(raw: np.ndarray, slope: float = SLOPE, intercept: float = INTERCEPT) -> np.ndarray:

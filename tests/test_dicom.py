@@ -299,7 +299,11 @@ def _bad_single(tmp_path):
     folder, paths, _ = _series(tmp_path)
     for path in paths[1:]:
         path.unlink()
-    return folder, paths[0], r"is the only slice of its series: a CT volume needs at least 2 slices"
+    ds = pydicom.dcmread(paths[0])
+    del ds.SliceThickness
+    ds.save_as(paths[0])
+    return folder, paths[0], r"is the only slice of its series and has neither SliceThickness nor " \
+                             r"SpacingBetweenSlices: the volume's third axis is unknown"
 
 
 BAD = {"missing slice": _bad_missing, "uneven spacing": _bad_uneven, "MR modality": _bad_modality,
@@ -338,3 +342,206 @@ def test_corrupt_file_and_undecodable_pixels(tmp_path):
     with pytest.raises(InputFileError, match="could not be read as DICOM") as info:
         load_dicom(folder)
     assert str(paths[5]) in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# What real archives hold
+# ---------------------------------------------------------------------------
+
+
+def _read(path, **kwargs):
+    """load_dicom, and the DicomNotice lines it gave."""
+    import warnings
+
+    from napari_advseg.io.dicom import DicomNotice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        volume = load_dicom(path, **kwargs)
+    return volume, [str(w.message) for w in caught if issubclass(w.category, DicomNotice)]
+
+
+def test_blank_uids_are_grouped_by_what_else_the_files_hold(tmp_path):
+    """The anonymised JPEG 2000 series: Series/Study/SOP Instance/SOP Class UIDs blank, file meta intact."""
+    folder = tmp_path / "anonymised"
+    raw = raw_volume(3)
+    paths = write_series(folder, raw, axial_affine(), syntax="jpeg2000", blank_uids=True, number=4)
+    ds = pydicom.dcmread(paths[0])
+    assert ds.SeriesInstanceUID == "" and ds.SOPClassUID == "" and ds.file_meta.MediaStorageSOPClassUID
+    volume, notes = _read(folder)
+    np.testing.assert_array_equal(volume.hu, hounsfield(raw).transpose(2, 1, 0))
+    assert volume.series_uid == "series-4"
+    [note] = notes
+    print(note)
+    assert note == (f"{folder}: 12 DICOM image files without SeriesInstanceUID (blank or missing), grouped into 1 "
+                    "series by modality, SOP class, series number, series description, orientation, size and frame "
+                    "of reference")
+
+    # a second anonymised series beside it: told apart by its number, chosen by its stand-in name
+    write_series(folder, raw_volume(4)[:, :, :5], axial_affine(), blank_uids=True, number=6, prefix="b")
+    found = find_series(folder)
+    assert [(s.uid, s.n_images, s.uid_missing) for s in found] == [("series-4", 12, True), ("series-6", 5, True)]
+    with pytest.raises(SeveralSeriesError, match=r"series-4 \"synthetic CT\" \(12 slices, CT; no SeriesInstanceUID\)"):
+        load_dicom(folder)
+    assert load_dicom(folder, series="series-6").shape == (5, SHAPE[1], SHAPE[0])
+
+
+def test_blank_uids_with_two_acquisitions_are_split_by_acquisition(tmp_path):
+    folder = tmp_path / "two"
+    for time, seed in (("101500", 0), ("103000", 1)):
+        paths = write_series(folder, raw_volume(seed), axial_affine(), blank_uids=True, prefix=time)
+        for path in paths:
+            _edit(path, AcquisitionTime=time)
+    found = find_series(folder)
+    assert [s.n_images for s in found] == [12, 12] and [s.uid for s in found] == ["series-1", "series-1-2"]
+    assert found.notes[0].endswith("frame of reference, and by acquisition number and time")
+
+
+def test_a_mixed_folder_gives_its_ct_volume_and_lists_the_rest(tmp_path):
+    from dicom_helpers import write_report
+
+    study = tmp_path / "export"
+    raw = raw_volume(5)
+    write_series(study / "S2", raw, axial_affine(), number=2, description="Abdomen", syntax="rle")
+    write_series(study / "S1", np.full((40, 32, 2), 900), sagittal_affine(), number=1, description="Topogram",
+                 image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    write_series(study / "S3", raw_volume(6)[:, :, :4], axial_affine(), number=3, modality="PT", description="PET")
+    write_series(study / "S998", raw_volume(7)[:, :, :1], axial_affine(), number=998, description="Dose screen",
+                 sop_class=pydicom.uid.SecondaryCaptureImageStorage)
+    write_series(study / "S4", raw_volume(8)[:, :, :1], axial_affine(), number=4, description="Single")
+    write_report(study / "S997" / "SR0001")
+    found = find_series(study)
+    assert [s.description for s in found] == ["Abdomen"]
+    assert {s.description: s.skipped for s in found.skipped} == {
+        "Topogram": "a localizer (scout) image, not a CT volume",
+        "PET": "modality PT, not CT: only CT series (Hounsfield units) can be read",
+        "Single": "a single image beside the multi-slice CT series, not a volume",
+        "Dose screen": "a secondary capture (Secondary Capture Image Storage), not a CT acquisition",
+        "Dose Report": "no image (X-Ray Radiation Dose SR Storage)",
+    }
+    volume, notes = _read(study)
+    np.testing.assert_array_equal(volume.hu, hounsfield(raw).transpose(2, 1, 0))
+    [note] = notes
+    print(note)
+    assert note.startswith(f'{study}: read {found[0].uid} "Abdomen" (12 slices, CT); skipped 5 DICOM series or '
+                           "objects that are not a CT volume: ")
+    assert "\n" not in note
+    # the single image can still be asked for by its UID: a one-slice volume, SliceThickness deep
+    single = next(s for s in found.skipped if s.description == "Single")
+    one = load_dicom(study, series=single.uid)
+    assert one.shape == (1, SHAPE[1], SHAPE[0]) and one.spacing[0] == pytest.approx(2.5)
+
+    # nothing that is a CT volume: one line listing what there is
+    for path in (study / "S2").iterdir():
+        path.unlink()
+    for path in (study / "S4").iterdir():
+        path.unlink()
+    with pytest.raises(InputFileError) as info:
+        load_dicom(study)
+    print(info.value)
+    assert str(info.value).startswith(f"{study}: holds no CT volume; skipped 4 DICOM series or objects")
+
+
+def test_enhanced_ct_gives_the_single_frame_volume(tmp_path):
+    from dicom_helpers import write_enhanced
+
+    raw = raw_volume(9)
+    single = load_dicom(write_series(tmp_path / "single", raw, sagittal_affine())[0].parent)
+    path = write_enhanced(tmp_path / "enhanced" / "mf.dcm", raw, sagittal_affine())
+    for given in (path.parent, path):
+        volume = load_dicom(given)
+        assert np.array_equal(volume.hu, single.hu)
+        np.testing.assert_allclose(volume.affine, single.affine, atol=AFFINE_ATOL)
+    [series] = find_series(path.parent)
+    assert series.n_files == 1 and series.n_images == SHAPE[2]
+    assert "(12 slices in 1 multi-frame file, CT)" in series.label()
+
+    # per-frame rescale values, compressed
+    intercepts = [-1024.0 - 3 * k for k in range(SHAPE[2])]
+    path = write_enhanced(tmp_path / "rescaled" / "mf.dcm", raw, axial_affine(), slopes=[2.0] * SHAPE[2],
+                          intercepts=intercepts, syntax="jpeg2000")
+    expected = raw * 2.0 + np.array(intercepts)[np.newaxis, np.newaxis, :]
+    np.testing.assert_array_equal(load_dicom(path).hu, expected.astype(np.float32).transpose(2, 1, 0))
+
+    # a frame out of place is named by its frame number
+    ds = pydicom.dcmread(path)
+    position = ds.PerFrameFunctionalGroupsSequence[3].PlanePositionSequence[0]
+    position.ImagePositionPatient = [float(v) for v in position.ImagePositionPatient[:2]] + [100.0]
+    ds.save_as(path)
+    with pytest.raises(InputFileError, match=r"mf\.dcm: frame \d+: missing slice\(s\): 5 mm from the "
+                                             r"previous slice frame \d+ of mf\.dcm") as info:
+        load_dicom(path)
+    print(info.value)
+
+
+def test_dicomdir_file_sets_and_files_without_preamble_or_name(tmp_path):
+    from pydicom.fileset import FileSet
+
+    from napari_advseg._napari.reader import get_reader, read_dicom
+
+    raw = raw_volume(10)
+    paths = write_series(tmp_path / "source", raw, oblique_affine())
+    reference = load_dicom(tmp_path / "source")
+    fileset = FileSet()
+    for path in paths:
+        fileset.add(pydicom.dcmread(path))
+    fileset.write(tmp_path / "media")
+    dicomdir = tmp_path / "media" / "DICOMDIR"
+    assert dicomdir.is_file() and not any(p.suffix for p in (tmp_path / "media").rglob("IM*"))
+    for given in (tmp_path / "media", dicomdir):
+        volume = load_dicom(given)
+        assert np.array_equal(volume.hu, reference.hu)
+    assert get_reader(str(dicomdir)) is read_dicom
+
+    bare = write_series(tmp_path / "bare", raw, oblique_affine(), preamble=False, suffix="")
+    assert bare[0].read_bytes()[:2] == b"\x08\x00" and is_dicom_file(bare[0]) and looks_like_dicom(bare[0].parent)
+    (tmp_path / "bare" / "junk.bin").write_bytes(b"\x08\x00\x05\x00CS" + bytes(range(256)) * 4)  # looks, is not
+    assert np.array_equal(load_dicom(tmp_path / "bare").hu, reference.hu)
+    assert get_reader(str(bare[0])) is read_dicom
+
+
+def test_padding_outside_the_field_of_view_is_air(tmp_path):
+    raw = raw_volume(11, low=0, high=2000)
+    raw[:, :3, :] = -2000  # stored padding, below air once rescaled
+    folder = tmp_path / "padded"
+    write_series(folder, raw, axial_affine(), padding=-2000)
+    volume = load_dicom(folder)
+    expected = hounsfield(raw)
+    expected[:, :3, :] = -1024.0
+    np.testing.assert_array_equal(volume.hu, expected.transpose(2, 1, 0))
+
+
+def test_valid_file_missing_a_tag_and_corrupt_files_are_told_apart(tmp_path):
+    folder, paths, _ = _series(tmp_path)
+    ds = pydicom.dcmread(paths[2])
+    del ds.Rows
+    ds.save_as(paths[2])
+    with pytest.raises(InputFileError) as info:
+        load_dicom(folder)
+    print(info.value)
+    assert str(info.value) == (f"{paths[2]}: a valid CT Image Storage object, but Rows (0028,0010) is missing: "
+                               "every image needs it")
+
+    folder, paths, _ = _series(tmp_path, seed=1)
+    ds = pydicom.dcmread(paths[4])
+    del ds.ImagePositionPatient
+    ds.save_as(paths[4])
+    with pytest.raises(InputFileError, match=r"has no valid ImagePositionPatient \(0020,0032\): the slice "
+                                             r"cannot be placed"):
+        load_dicom(folder)
+
+    folder, paths, _ = _series(tmp_path, seed=2)
+    paths[6].write_bytes(paths[6].read_bytes()[:-500])  # cut inside the pixel data
+    with pytest.raises(InputFileError) as info:
+        load_dicom(folder)
+    print(info.value)
+    assert str(info.value) == (f"{paths[6]}: the pixel data hold 2060 bytes where 32 x 40 x 1 pixels of 16 bits "
+                               "need 2560: the file is truncated")
+
+    folder, paths, _ = _series(tmp_path, seed=3)
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[:600])  # cut inside the header
+    with pytest.raises(InputFileError) as info:
+        load_dicom(folder)
+    print(info.value)
+    assert str(info.value).startswith(f"{paths[1]}: could not be read as DICOM: the file is truncated or corrupt")

@@ -118,3 +118,30 @@ def test_train_target_reads_a_dicom_series(dicom_ct, tiny_files, tmp_path, capsy
                           "--out", tmp_path / "unet.pt", "--device", "cpu", "--quiet"], capsys)
     assert code == 0, err
     assert f"data: {dicom_ct}: slices" in out and (tmp_path / "unet.pt").is_file()
+
+
+def test_anonymised_series_in_a_mixed_folder_reads_with_one_warning_line_each(dicom_ct, tiny_files, tmp_path, capsys):
+    """Blank UIDs and a localiser beside the CT: the command runs, saying how it grouped and what it skipped."""
+    import pydicom
+
+    study = tmp_path / "export"
+    shutil.copytree(dicom_ct, study / "ct")
+    for path in (study / "ct").iterdir():
+        ds = pydicom.dcmread(path)
+        for name in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+            setattr(ds, name, "")
+        ds.save_as(path)
+    write_series(study / "scout", raw_volume(0)[:, :, :2], axial_affine(), series_uid=OTHER_UID, number=1,
+                 description="Topogram", image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    code, out, err = run(["evaluate", "--ct", study, "--labels", tiny_files["labels"], *_models(tiny_files),
+                          "--samples", "1", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("advseg: warning: ")]
+    assert warnings[0] == (f"advseg: warning: {study}: 9 DICOM image files without SeriesInstanceUID (blank or "
+                           "missing), grouped into 1 series by modality, SOP class, series number, series "
+                           "description, orientation, size and frame of reference")
+    assert warnings[1].startswith(f'advseg: warning: {study}: read series-2 "Phantom abdomen" (9 slices, CT; no '
+                                  f'SeriesInstanceUID); skipped 1 DICOM series or object that is not a CT volume: '
+                                  f'{OTHER_UID} "Topogram" (2 slices, CT): a localizer (scout) image')
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["source"] == {"kind": "dicom", "path": str(study), "series_uid": "series-2"}

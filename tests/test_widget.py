@@ -151,7 +151,13 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     last = int(train.plot.history[-1]["step"])
     assert state["step"] == last and 2 <= last < 40
     assert len(state["history"]) == last
-    assert widget.session.generator_path == str(checkpoint)  # the trained generator is now current
+    entry = widget.session.generator_entry(checkpoint)  # the run is listed, with its steps
+    assert entry is not None and (entry.steps, entry.total) == (last, 40) and not entry.complete()
+    assert widget.generators.combo.findData(str(checkpoint)) >= 0
+    if _sample_ready():  # stopped early, it does not replace the shipped generator
+        assert widget.session.generator_path != str(checkpoint)
+    else:  # nothing else was current
+        assert widget.session.generator_path == str(checkpoint)
 
     # Resume from the checkpoint for two more steps
     train.steps.setValue(last + 2)
@@ -159,6 +165,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     qtbot.waitUntil(lambda: train.state == IDLE and train.job is None, timeout=60_000)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert state["step"] == last + 2 and len(state["history"]) == last + 2
+    assert widget.session.generator_path == str(checkpoint)  # it trained all its steps: now current
+    assert widget.session.generator_entry(checkpoint).steps == last + 2
     assert [m["step"] for m in train.plot.history] == list(range(1, last + 3))
 
     # Explore: the slice shown, then a slider move changes the adversarial image
@@ -197,28 +205,35 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or True)
     widget.export.set_range(z, z + 1)
     widget.export.folder.setText(str(out))
+    widget.export.format.setCurrentIndex(widget.export.format.findData("both"))
+    assert widget.export.drop_patient.isEnabled()
     widget.export.export_button.click()
     qtbot.waitUntil(lambda: widget.export.job is None and widget.export.last_sidecar is not None, timeout=60_000)
     assert not asked  # nothing to overwrite yet
-    exported = nibabel.load(out / "adversarial_hu.nii.gz")
+    files = widget.export.last_sidecar["files"]
+    assert files["adversarial"] == f"slices_{z}-{z + 1}_adversarial_hu.nii.gz"  # the names carry the slices
+    exported = nibabel.load(out / files["adversarial"])
     assert exported.shape == tuple(expected_shape)
     assert np.allclose(exported.affine, expected_affine)
-    hu = load_ct(out / "adversarial_hu.nii.gz").hu
+    hu = load_ct(out / files["adversarial"]).hu
     assert hu.shape == expected_hu.shape
     changed = [k for k in range(hu.shape[0]) if not np.allclose(hu[k], expected_hu[k], atol=1e-3)]
     assert changed == [z, z + 1]
     assert widget.export.last_sidecar["slices"] == [z, z + 1]
     eps = widget.export.last_sidecar["fixed_deviates"]["eps_phi"]
     assert eps[0] == pytest.approx(2.5)
-    segmentation = nibabel.load(out / "adversarial_seg.nii.gz")
+    segmentation = nibabel.load(out / files["segmentation"])
     assert segmentation.shape == tuple(expected_shape)
+    # and as DICOM: a CT series in a fresh study (the layer came from memory) with the SEGs on it
+    assert len(list((out / files["dicom_adversarial"]).glob("*.dcm"))) == expected_hu.shape[0]
+    assert (out / files["dicom_segmentation"]).is_file() and "fresh anonymous study" in widget.export.status.text()
 
-    # A second export asks first; "no" leaves the files alone
+    # A second export of the same slices asks first; "no" leaves the files alone
     monkeypatch.setattr(widget, "_confirm_overwrite", lambda paths: asked.append(list(paths)) or False)
-    stamp = (out / "adversarial_hu.nii.gz").stat().st_mtime_ns
+    stamp = (out / files["adversarial"]).stat().st_mtime_ns
     widget.export.export_button.click()
-    assert asked and any(p.name == "adversarial_hu.nii.gz" for p in asked[0])
-    assert widget.export.job is None and (out / "adversarial_hu.nii.gz").stat().st_mtime_ns == stamp
+    assert asked and any(p.name == files["adversarial"] for p in asked[0])
+    assert widget.export.job is None and (out / files["adversarial"]).stat().st_mtime_ns == stamp
 
 
 def _strong_generator(tiny, folder: Path) -> Path:

@@ -17,10 +17,13 @@ list of a series' files is read with :mod:`napari_advseg.io.dicom` into the
 same canonical order, as an Image layer in Hounsfield units with the same
 scale, metadata and display as a NIfTI CT (plus ``advseg_series_uid``). A
 folder holding several series opens each as its own layer, named by its
-SeriesDescription; a series that fails the checks (a one-slice localizer, an
-MR series, a gap, ...) is left out with a notification that names it and the
-problem. To pick one series of a large study, use the dock widget's Data tab
-("DICOM folder…" and its series list) instead.
+SeriesDescription. What is not a CT volume (localisers, other modalities,
+secondary captures, dose reports, ...) is skipped and listed in an info
+notification, with how images without SeriesInstanceUID were grouped; a CT
+series that fails the checks (a gap, mixed sizes, ...) is left out with an
+error notification that names it and the problem. To pick one series of a
+large study, use the dock widget's Data tab ("DICOM folder…" and its series
+list) instead.
 
 napari, nibabel and pydicom are imported inside the functions, so that importing this
 module (which napari does when it looks for a reader) stays cheap.
@@ -161,9 +164,11 @@ def read_dicom(path) -> list[LayerDataTuple]:
     Returns
     -------
     list of tuple
-        One ``(data, kwargs, "image")`` per series that reads cleanly, see
-        :func:`series_layer`. Series that fail a check are left out and named
-        in one ``show_error`` notification; when none can be read, the
+        One ``(data, kwargs, "image")`` per CT series that reads cleanly, see
+        :func:`series_layer`. What was skipped (not a CT volume) and how
+        images without UID were grouped is said in one ``show_info``
+        notification; CT series that fail a check are left out and named in
+        one ``show_error`` notification; when none can be read, the error
         notification is all and ``[(None,)]`` is returned (napari adds nothing).
     """
     from napari_advseg.io.dicom import find_series
@@ -171,9 +176,11 @@ def read_dicom(path) -> list[LayerDataTuple]:
     if isinstance(path, (list, tuple)) and len(path) == 1:
         path = path[0]
     problems: list[str] = []
+    notes: list[str] = []
     layers: list[LayerDataTuple] = []
     try:
         found = find_series(list(path) if isinstance(path, (list, tuple)) else path)
+        notes = found.all_notes()
         for series in found:
             try:
                 layers.append(series_layer(series, unique_names=len(found) > 1))
@@ -183,11 +190,13 @@ def read_dicom(path) -> list[LayerDataTuple]:
                 problems.append(f"series {series.uid}: not enough memory to read it")
     except AdvsegError as error:
         problems.append(str(error))
-    if problems:
-        from napari.utils.notifications import show_error
+    from napari.utils import notifications
 
+    if notes and layers:
+        notifications.show_info(" | ".join(notes))
+    if problems:
         skipped = "" if not layers else f"{len(problems)} DICOM series not opened: "
-        show_error(skipped + " | ".join(problems))
+        notifications.show_error(skipped + " | ".join(problems))
     return layers or [(None,)]
 
 

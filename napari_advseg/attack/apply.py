@@ -11,7 +11,11 @@ was scored on:
    window; z-score targets see everything);
 2. ``hu_adv = scale.to_hu(x_adv)``, except where ``x_adv`` sits on a clip
    bound: there the warped original HU beyond the bound are kept (bone stays
-   bone), since the network sees the bound either way (:func:`adversarial_hu`);
+   bone), since the network sees the bound either way; then clipped to the
+   scanner's range :data:`SCANNER_HU` (widened to the clean slice's own range
+   where that is wider), and rounded to whole HU where the clean slice's HU
+   are whole numbers, so that the exported volume keeps the input's integer
+   type (:func:`adversarial_hu`);
 3. the network's input for ``hu_adv`` is ``scale.apply(hu_adv)``: the target's
    own normalisation with the volume's scale (written to every sidecar as
    ``intensity_scale``). Segmentations and rho of written or displayed slices
@@ -59,6 +63,10 @@ def target_input_range(target) -> tuple[float, float] | None:
     return input_range(getattr(target, "normalisation", None))
 
 
+SCANNER_HU: tuple[float, float] = (-1024.0, 3071.0)
+"""The range of HU a CT scanner writes (12 bits): adversarial HU stay within it (or the slice's own range)."""
+
+
 def adversarial_hu(hu: np.ndarray, adversarial: np.ndarray, displacement: np.ndarray | None,
                    scale) -> np.ndarray:
     """Hounsfield units of adversarial slices (step 2 of the module's formula).
@@ -75,22 +83,28 @@ def adversarial_hu(hu: np.ndarray, adversarial: np.ndarray, displacement: np.nda
 
     Returns
     -------
-    (B, H, W) float32 array of HU.
+    (B, H, W) float32 array of HU, within :data:`SCANNER_HU` or the clean
+    slice's own range, whichever is wider; whole numbers where the clean
+    slice's HU are (each slice decides for itself, so batches do not matter).
     """
+    hu = np.asarray(hu, np.float32)
     out = scale.to_hu(adversarial)
-    if scale.clip_low is None and scale.clip_high is None:
-        return out
-    warped = np.asarray(hu, np.float32)
-    if displacement is not None:
-        warped = warp_image(torch.as_tensor(warped)[:, None], torch.as_tensor(displacement))[:, 0].numpy()
-    # At a clip bound the network saw the bound; the original tissue beyond it is kept.
-    if scale.clip_high is not None:
-        top = scale.apply(np.float32(scale.clip_high))
-        out = np.where(adversarial >= top, np.maximum(warped, np.float32(scale.clip_high)), out)
-    if scale.clip_low is not None:
-        bottom = scale.apply(np.float32(scale.clip_low))
-        out = np.where(adversarial <= bottom, np.minimum(warped, np.float32(scale.clip_low)), out)
-    return out.astype(np.float32, copy=False)
+    if scale.clip_low is not None or scale.clip_high is not None:
+        warped = hu
+        if displacement is not None:
+            warped = warp_image(torch.as_tensor(warped)[:, None], torch.as_tensor(displacement))[:, 0].numpy()
+        # At a clip bound the network saw the bound; the original tissue beyond it is kept.
+        if scale.clip_high is not None:
+            top = scale.apply(np.float32(scale.clip_high))
+            out = np.where(adversarial >= top, np.maximum(warped, np.float32(scale.clip_high)), out)
+        if scale.clip_low is not None:
+            bottom = scale.apply(np.float32(scale.clip_low))
+            out = np.where(adversarial <= bottom, np.minimum(warped, np.float32(scale.clip_low)), out)
+    low = np.minimum(np.float32(SCANNER_HU[0]), hu.min(axis=(-2, -1), keepdims=True))
+    high = np.maximum(np.float32(SCANNER_HU[1]), hu.max(axis=(-2, -1), keepdims=True))
+    out = np.clip(out, low, high)
+    whole = np.all(hu == np.rint(hu), axis=(-2, -1), keepdims=True)
+    return np.where(whole, np.rint(out), out).astype(np.float32, copy=False)
 
 
 def network_input(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor, bias_mode: str,

@@ -10,7 +10,6 @@ session check with the same function, so every face says the same thing.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write, load_torch_dict
+from napari_advseg.io.json_write import write_json
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 
@@ -117,5 +117,4 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "auto",
 
 def write_run_config(folder: str | os.PathLike, config: AttackConfig) -> Path:
     """Write ``folder/config.json``: the run's full attack configuration, readable and reusable (``--config``)."""
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    return atomic_write(Path(folder) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    return write_json(Path(folder) / CONFIG_FILE, config.to_dict())

@@ -1,45 +1,100 @@
-"""Apply a trained generator to a whole volume and write the results as NIfTI.
+"""Apply a trained generator to a whole volume and write the results as NIfTI and/or DICOM.
 
 Slices are processed in batches and written into preallocated output arrays,
 so memory grows with the volume's outputs, not with the networks'
 activations. Files are written in the input's own orientation and affine, each
 atomically; nothing is overwritten without ``overwrite=True``, and on an
-error the files of this call are removed again.
+error the files of this call are removed again. The adversarial HU are
+written in the input's own data type where it holds them
+(:func:`~napari_advseg.io.nifti_save.hu_dtype`). DICOM output
+(:mod:`napari_advseg.io.dicom_write`) is the adversarial CT as a derived
+series and the clean and adversarial segmentations as DICOM SEG objects on it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_advseg.io.atomic import atomic_write, sha256_if_file
+from napari_advseg.io.atomic import sha256_if_file
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.apply import attack_volume, run_attack_volume
-from napari_advseg.io.nifti_save import save_volume
+from napari_advseg.io.json_write import write_json
+from napari_advseg.io.nifti_save import hu_dtype, save_volume
 from napari_advseg.io.volumes import volume_source
 
-OUTPUT_FILES = {
+NIFTI_FILES = {
     "adversarial": "adversarial_hu.nii.gz",
     "segmentation": "adversarial_seg.nii.gz",
     "clean_segmentation": "clean_seg.nii.gz",
     "warped_reference": "warped_reference.nii.gz",
     "displacement": "displacement.nii.gz",
     "bias": "bias_field.nii.gz",
-    "sidecar": "sample.json",
 }
+DICOM_FILES = {
+    "dicom_adversarial": "adversarial_dicom",  # a folder: the derived CT series
+    "dicom_segmentation": "adversarial_seg.dcm",
+    "dicom_clean_segmentation": "clean_seg.dcm",
+}
+SIDECAR_FILE = "sample.json"
+OUTPUT_FILES = {**NIFTI_FILES, **DICOM_FILES, "sidecar": SIDECAR_FILE}
+"""Every output's name (after the prefix) by key."""
+
+FORMATS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
+"""The ``--format`` choices and the output kinds each writes (the sidecar is always written)."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def output_paths(out_dir: str | os.PathLike, prefix: str = "") -> dict[str, Path]:
-    """Where :func:`sample_volume` writes each file."""
+def output_paths(out_dir: str | os.PathLike, prefix: str = "", formats: Sequence[str] = ("nifti",)) -> dict[str, Path]:
+    """Where :func:`sample_volume` writes each file of the output kinds ``formats`` ("nifti", "dicom")."""
     out = Path(out_dir)
-    return {key: out / f"{prefix}{name}" for key, name in OUTPUT_FILES.items()}
+    names = {**(NIFTI_FILES if "nifti" in formats else {}), **(DICOM_FILES if "dicom" in formats else {}),
+             "sidecar": SIDECAR_FILE}
+    return {key: out / f"{prefix}{name}" for key, name in names.items()}
+
+
+def check_run_name(name: str) -> str:
+    """A run name for file names: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit."""
+    if not _NAME.match(name or ""):
+        raise AdvsegError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only (it starts the "
+                          "output file names)")
+    return name
+
+
+def export_prefix(slices: Sequence[int] | None, n_slices: int, name: str = "") -> str:
+    """The start of an export's file names: the run name (if any) and the slices, e.g. ``run1_slices_010-020_``.
+
+    ``slices`` None is ``all_slices``; one slice ``slice_042``; consecutive
+    slices ``slices_010-020``; others ``slices_003-017_n5`` (first, last,
+    count). Slice numbers have as many digits as the volume's last slice, so
+    the names sort in slice order, and two exports of different slices never
+    share a file name.
+    """
+    width = len(str(max(n_slices - 1, 0)))
+    if slices is None:
+        tag = "all_slices"
+    else:
+        index = sorted(set(int(z) for z in slices))
+        if not index:
+            raise AdvsegError("no slices chosen to export")
+        first, last = index[0], index[-1]
+        if len(index) == 1:
+            tag = f"slice_{first:0{width}d}"
+        elif last - first + 1 == len(index):
+            tag = f"slices_{first:0{width}d}-{last:0{width}d}"
+        else:
+            tag = f"slices_{first:0{width}d}-{last:0{width}d}_n{len(index)}"
+    return f"{check_run_name(name)}_{tag}_" if name else f"{tag}_"
 
 
 def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: str | os.PathLike, *,
@@ -47,7 +102,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
                   batch_size: int = 4, overwrite: bool = False, prefix: str = "",
                   generator_path: str | None = None, progress: Callable[[int], None] | None = None,
-                  latent: str = "volume", z_smooth: float = 0.0, rho: float | None = None) -> dict[str, Any]:
+                  latent: str = "volume", z_smooth: float = 0.0, rho: float | None = None,
+                  formats: Sequence[str] = ("nifti",), drop_patient_tags: bool = False) -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -66,11 +122,22 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     rho : float, optional
         Each slice's fields scaled to this perceptibility (the Explore tab's
         "Set rho"); the sidecar's ``rho_target``. Default: the generator's own.
-    Returns the sidecar dictionary (also written as ``sample.json``).
+    prefix : str
+        Starts every file name (:func:`export_prefix`).
+    formats : sequence of {"nifti", "dicom"}
+        NIfTI: every output (:data:`NIFTI_FILES`); DICOM: the adversarial CT
+        as a derived series and the clean and adversarial segmentations as
+        DICOM SEG on it (:data:`DICOM_FILES`, :mod:`napari_advseg.io.dicom_write`).
+    drop_patient_tags : bool
+        DICOM: a fresh anonymous patient and study instead of the input's.
+    Returns the sidecar dictionary (also written as ``sample.json``, strict JSON).
     """
-    paths = output_paths(out_dir, prefix)
+    unknown = set(formats) - {"nifti", "dicom"}
+    if unknown or not formats:
+        raise AdvsegError(f"unknown output format(s) {sorted(unknown)}: choose nifti and/or dicom")
+    paths = output_paths(out_dir, prefix, formats)
     if case.labels is None:
-        paths.pop("warped_reference")
+        paths.pop("warped_reference", None)
     if not overwrite:
         existing = [str(p) for p in paths.values() if p.exists()]
         if existing:
@@ -132,20 +199,49 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
 
     written: list[Path] = []
     try:
-        arrays = {"adversarial": (result.adversarial_hu, np.float32), "segmentation": (result.segmentation, np.uint8),
-                  "clean_segmentation": (result.clean_segmentation, np.uint8),
-                  "displacement": (result.displacement, np.float32), "bias": (result.bias, np.float32)}
-        if result.warped_reference is not None:
-            arrays["warped_reference"] = (result.warped_reference, np.uint8)
-        for key, (array, dtype) in arrays.items():
-            written.append(save_volume(array, case.volume, paths[key], dtype=dtype, overwrite=True))
-        text = json.dumps(sidecar, indent=2)
-        written.append(atomic_write(paths["sidecar"], lambda tmp: tmp.write_text(text)))
+        if "nifti" in formats:
+            arrays = {"adversarial": (result.adversarial_hu, hu_dtype(case.volume, result.adversarial_hu)),
+                      "segmentation": (result.segmentation, np.uint8),
+                      "clean_segmentation": (result.clean_segmentation, np.uint8),
+                      "displacement": (result.displacement, np.float32), "bias": (result.bias, np.float32)}
+            if result.warped_reference is not None:
+                arrays["warped_reference"] = (result.warped_reference, np.uint8)
+            for key, (array, dtype) in arrays.items():
+                written.append(save_volume(array, case.volume, paths[key], dtype=dtype, overwrite=True))
+        if "dicom" in formats:
+            sidecar["dicom"] = _write_dicom(result, case, target, paths, written, sidecar, drop_patient_tags)
+        written.append(write_json(paths["sidecar"], sidecar))
     except BaseException:
         for path in written:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         raise
     return sidecar
+
+
+def _write_dicom(result, case: Case, target, paths: dict[str, Path], written: list[Path], sidecar: dict,
+                 drop_patient_tags: bool) -> dict[str, Any]:
+    """The DICOM outputs (see :func:`sample_volume`); appends each to ``written``; their sidecar record."""
+    from napari_advseg.io.dicom_write import write_ct_series, write_seg
+
+    strength = f"rho {sidecar['rho']:.3f}" if np.isfinite(sidecar["rho"]) else "no slice attacked"
+    series = write_ct_series(result.adversarial_hu, case.volume, paths["dicom_adversarial"], description=strength,
+                             drop_patient_tags=drop_patient_tags, overwrite=True)
+    written.append(series.folder)
+    algorithm = Path(target.path).name if target.path else "target network"
+    version = (sidecar["target_sha256"] or "unknown")[:16]
+    record = {"series": series.record(), "patient": "the input's" if series.study == "source" else "anonymous"}
+    for key, labels, description in (
+            ("dicom_segmentation", result.segmentation, "ADVERSARIAL segmentation (network on the attack)"),
+            ("dicom_clean_segmentation", result.clean_segmentation, "clean segmentation (network on the input)")):
+        path, uid = write_seg(labels, case.volume, series, paths[key], class_names=list(target.class_names),
+                              description=description, algorithm=algorithm, algorithm_version=version,
+                              series_number=1002 if key == "dicom_segmentation" else 1003, overwrite=True)
+        written.append(path)
+        record[key.removeprefix("dicom_")] = {"file": path.name, "sop_instance_uid": uid}
+    return record
 
 
 def read_sample(out_dir: str | os.PathLike, prefix: str = "") -> dict[str, Any]:

@@ -213,7 +213,8 @@ class AttackTrainer:
                     "smooth_b": terms["smooth_b"], "norm": terms["norm"], "jacobian": terms["jacobian"],
                     "kl": terms["kl_phi"] + terms["kl_b"], "diversity": terms["diversity"],
                     "single_attack_loss": terms["single"], "alone_attack_loss": terms["alone"],
-                    "budget_excess": terms["excess"], "mean_pull": terms["mean_pull"]}
+                    "budget_excess": terms["excess"], "mean_pull": terms["mean_pull"],
+                    "bias_spectrum": terms["spectrum"]}
         return {key: value.item() for key, value in reported.items()}
 
     def step(self) -> dict[str, float]:

@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with stop_on_signals():
-            from napari_advseg.cli.common import apply_threads
+            from napari_advseg.cli.common import apply_threads, warn
+            from napari_advseg.io.dicom_series import notices_to
 
             apply_threads(getattr(args, "threads", None))
             try:
-                return int(args.func(args) or 0)
+                with notices_to(warn):  # how a DICOM folder was read: one warning line each
+                    return int(args.func(args) or 0)
             finally:
                 from napari_advseg.attack.distributed import shutdown_distributed
 

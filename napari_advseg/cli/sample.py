@@ -1,4 +1,4 @@
-"""``advseg sample``: apply a generator to a whole volume and write NIfTI files."""
+"""``advseg sample``: apply a generator to a whole volume and write NIfTI and/or DICOM files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from napari_advseg.errors import AdvsegError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sample", help="apply a generator to a whole volume and write NIfTI files",
+    p = sub.add_parser("sample", help="apply a generator to a whole volume and write NIfTI and/or DICOM files",
                        description="Writes the adversarial image (HU), its segmentation, the clean segmentation, "
                                    "the warped reference (with labels), the displacement (2 components, pixels), "
-                                   "the bias field (HU) and a JSON sidecar, in the input's geometry.")
+                                   "the bias field (HU) and a JSON sidecar, in the input's geometry; with "
+                                   "--format dicom the adversarial CT as a derived DICOM series and both "
+                                   "segmentations as DICOM SEG on it.")
     add_data(p)
     add_target(p)
     p.add_argument("--generator", type=Path, help="generator checkpoint (default: the shipped generator)")
@@ -32,6 +34,17 @@ def add_parser(sub) -> None:
                    help="smooth both fields along z with a Gaussian of SIGMA slices before applying them "
                         "(default 0: off)")
     p.add_argument("--batch-size", type=int, default=4, help="slices per forward pass (default 4)")
+    p.add_argument("--format", choices=["nifti", "dicom", "both"], default="nifti",
+                   help="nifti: every output as NIfTI; dicom: the adversarial CT as a derived DICOM CT series "
+                        "(new UIDs, ImageType DERIVED) and the clean and adversarial segmentations as DICOM SEG "
+                        "on it; both: all of them (default nifti; the JSON sidecar is always written). A DICOM "
+                        "input's patient and study are kept and its geometry copied; a NIfTI input gets a fresh "
+                        "anonymous study")
+    p.add_argument("--drop-patient-tags", action="store_true",
+                   help="DICOM output: a fresh anonymous patient, study and frame of reference instead of the "
+                        "input's, and no reference to the input images (the pixels are copied as they are)")
+    p.add_argument("--name", metavar="RUN", help="start every output file name with RUN_ (letters, digits, . _ -), "
+                                                 "so that several runs share a folder without colliding")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_common(p)
     p.set_defaults(func=run)
@@ -39,11 +52,15 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX
+    from napari_advseg.attack.sampling import FORMATS, check_run_name
     from napari_advseg.attack.sampling import sample_volume
     from napari_advseg.cli.common import ProgressBar, load_attack, say
     from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.evaluation.report import realism_cells
 
+    prefix = f"{check_run_name(args.name)}_" if args.name else ""
+    if args.drop_patient_tags and args.format == "nifti":
+        raise AdvsegError("--drop-patient-tags concerns DICOM output: add --format dicom (or both)")
     target, generator, config, path, case = load_attack(args)
     check_clean_dice(target, case)
     for name in ("eps_phi", "eps_b"):
@@ -55,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
                             temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
                             slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite,
                             generator_path=path, progress=lambda n: bar.step(n), latent=args.latent,
-                            z_smooth=args.z_smooth, rho=args.rho)
+                            z_smooth=args.z_smooth, rho=args.rho, prefix=prefix, formats=FORMATS[args.format],
+                            drop_patient_tags=args.drop_patient_tags)
     bar.close()
     for organ, row in sidecar["organs"].items():
         say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "
@@ -63,5 +81,12 @@ def run(args: argparse.Namespace) -> int:
     peak, short, jacobian = realism_cells(sidecar)
     say(f"rho {sidecar['rho']:.3f}, folds {100 * sidecar['fold_fraction']:.2f} %; bias: strongest wave {peak}, "
         f"wavelengths < {SHORT_WAVELENGTH_PX:g} px {short}; det J {jacobian}")
+    if "dicom" in sidecar:
+        series = sidecar["dicom"]["series"]
+        study = "in the input's study" if series["study"] == "source" else "in a fresh anonymous study"
+        say(f"DICOM: {series['files']} CT files in {series['folder']}/ {study}, SEG "
+            f"{sidecar['dicom']['segmentation']['file']} and {sidecar['dicom']['clean_segmentation']['file']}"
+            + (f"; HU rounded to whole numbers (up to {series['max_rounding_hu']:.2g} HU)"
+               if series["max_rounding_hu"] > 0 else ""))
     say(f"wrote {len(sidecar['files'])} files to {args.out}")
     return 0

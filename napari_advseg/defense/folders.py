@@ -18,7 +18,6 @@ scores and the hardening record a project checkpoint keeps in its
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write, save_torch
+from napari_advseg.io.json_write import write_json
 from napari_advseg.models.folder_targets import METRICS_FILE, MonaiSlices, NnUNetSlices
 
 __all__ = ["FOLDER_MODELS", "check_folder_output", "folder_output", "save_hardened_folder"]
@@ -73,11 +73,6 @@ def _weights(network: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
 
 
-def _write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
-    text = json.dumps(metrics, indent=2, allow_nan=True, default=float)
-    atomic_write(folder / METRICS_FILE, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
-
-
 def save_hardened_folder(out: str | os.PathLike, model: nn.Module, metrics: dict[str, Any]) -> Path:
     """Write the hardened ``model`` (an :class:`NnUNetSlices` or :class:`MonaiSlices`) as a folder; its path.
 
@@ -89,7 +84,7 @@ def save_hardened_folder(out: str | os.PathLike, model: nn.Module, metrics: dict
     folder = check_folder_output(out, model)
     source = _source_folder(model)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_metrics(folder, metrics)
+    write_json(folder / METRICS_FILE, metrics)
     if isinstance(model, NnUNetSlices):
         for name in ("dataset.json", "plans.json"):
             _copy(source / name, folder / name)

@@ -9,7 +9,6 @@ Explore tab's plot); :func:`write_curve` writes ``curve.json`` and ``curve.png``
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from napari_advseg.attack.strength import DoseResponse, check_rhos
 from napari_advseg.organs import ORGAN_COLOURS
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
+from napari_advseg.io.json_write import write_json
 
 CURVE_FILES = {"json": "curve.json", "png": "curve.png"}
 
@@ -98,8 +98,7 @@ def write_curve(out_dir: str | os.PathLike, curve: DoseResponse, class_names: Se
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {key: out / name for key, name in CURVE_FILES.items()}
-    text = json.dumps({**curve.to_dict(), **info}, indent=2, default=float)
-    atomic_write(paths["json"], lambda tmp: tmp.write_text(text))
+    write_json(paths["json"], {**curve.to_dict(), **info})
     figure = Figure(figsize=(5.0, 3.6), layout="constrained")
     ax = figure.subplots()
     draw_curve(ax, curve, class_names)

@@ -259,8 +259,8 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[st
     lines = [header, "|" + " --- |" * (len(names) + 4 + len(REALISM_COLUMNS))]
     blanks = " |" * (3 + len(REALISM_COLUMNS))
 
-    def cell(value: float) -> str:
-        return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+    def cell(value: float | None) -> str:
+        return "n/a" if _undefined(value) else f"{100 * value:.2f}"
 
     lines.append("| U-Net, clean | " + " | ".join(cell(first[n]["dice_clean"]) if n in first else "n/a"
                                                    for n in names) + " |" + blanks)
@@ -274,11 +274,17 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[st
                 cells.append("n/a")
                 continue
             r = organ_rows[n]
-            drop = "" if math.isnan(r["drop"]) else f" ({-100 * r['drop']:+.0f} %)"
+            drop = "" if _undefined(r["drop"]) else f" ({-100 * r['drop']:+.0f} %)"
             cells.append(f"{cell(r['dice_adv'])}{drop}{'*' if r['success'] else ''}")
         scored = [n for n in names if not (n == OTHER and report.get("other_classes"))]
         passed = sum(1 for n in scored if n in organ_rows and organ_rows[n]["success"])
+        rho = "n/a" if _undefined(report["rho"]) else f"{report['rho']:.3f}"
         lines.append(f"| {label} | " + " | ".join(cells)
-                     + f" | {report['rho']:.3f} | " + " | ".join(realism_cells(report))
+                     + f" | {rho} | " + " | ".join(realism_cells(report))
                      + f" | {100 * report['fold_fraction']:.2f} % | {passed}/{len(scored)} |")
     return "\n".join(lines)
+
+
+def _undefined(value: float | None) -> bool:
+    """No figure: None (how strict JSON reports store it) or NaN (how it is computed)."""
+    return value is None or math.isnan(value)

@@ -21,7 +21,6 @@ each at every rho of ``rhos`` (Eq. 7, every slice scaled to exactly that rho).
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ import numpy as np
 
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write, file_sha256
+from napari_advseg.io.json_write import write_json
 from napari_advseg.models.folder_targets import weights_sha256
 
 ROBUSTNESS_ATTACKS = {
@@ -248,8 +248,7 @@ def write_robustness(out_dir: str | os.PathLike, report: dict[str, Any]) -> dict
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {kind: out / name for kind, name in ROBUSTNESS_FILES.items()}
-    text = json.dumps(report, indent=2, default=float)
-    atomic_write(paths["json"], lambda tmp: tmp.write_text(text))
+    write_json(paths["json"], report)
     markdown = format_robustness(report)
     atomic_write(paths["markdown"], lambda tmp: tmp.write_text(markdown + "\n"))
     figure = draw_robustness(report)

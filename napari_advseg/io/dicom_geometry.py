@@ -11,13 +11,14 @@ values only: no pixel data is read here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from napari_advseg.errors import InputFileError
 from napari_advseg.io.dicom_header import SliceHeader
 
-__all__ = ["check_slices", "stack_geometry"]
+__all__ = ["check_slices", "image_problem", "stack_geometry"]
 
 
 ORIENTATION_ATOL = 1e-4
@@ -46,23 +47,37 @@ def _most_common(slices: Sequence[SliceHeader], key) -> SliceHeader:
     return next(s for s in slices if counts[key(s)] == best)
 
 
-def check_slices(slices: Sequence[SliceHeader]) -> None:
-    """Modality, frames, samples, size, spacing and orientation: the same and usable in every file."""
+def image_problem(slices: Sequence[SliceHeader]) -> tuple[Path, str] | None:
+    """The first reason these images cannot make a CT volume, as ``(file, problem)``; None when usable.
+
+    Modality CT; one sample per pixel; a multi-frame object's frames placed
+    by its functional groups; ImageOrientationPatient, ImagePositionPatient
+    and PixelSpacing in every image.
+    """
     for s in slices:
+        if not s.modality:
+            return s.path, (f"has no Modality (0008,0060) and is a {s.sop_class_name} object, not CT: only CT "
+                            "series (Hounsfield units) can be read")
         if s.modality.upper() != "CT":
-            raise InputFileError(
-                s.path, f"modality {s.modality or '(none)'}, not CT: only CT series (Hounsfield units) can be read"
-            )
-        if s.frames != 1:
-            raise InputFileError(
-                s.path, f"holds {s.frames} frames (a multi-frame or enhanced CT object); only series of "
-                        "single-frame slices are supported")
+            return s.path, f"modality {s.modality}, not CT: only CT series (Hounsfield units) can be read"
+        if s.frames != 1 and s.frame is None:
+            return s.path, (f"holds {s.frames} frames without per-frame positions (no "
+                            "PerFrameFunctionalGroupsSequence): the frames cannot be placed in the patient")
         if s.samples != 1:
-            raise InputFileError(s.path, f"has {s.samples} samples per pixel (a colour image), not a CT slice")
-        for name, value in (("ImageOrientationPatient", s.orientation), ("ImagePositionPatient", s.position),
-                            ("PixelSpacing", s.pixel_spacing)):
+            return s.path, f"has {s.samples} samples per pixel (a colour image), not a CT slice"
+        for name, value in (("ImageOrientationPatient (0020,0037)", s.orientation),
+                            ("ImagePositionPatient (0020,0032)", s.position),
+                            ("PixelSpacing (0028,0030)", s.pixel_spacing)):
             if value is None:
-                raise InputFileError(s.path, f"has no valid {name}: the slice cannot be placed in the patient")
+                return s.path, f"has no valid {name}: the slice cannot be placed in the patient"
+    return None
+
+
+def check_slices(slices: Sequence[SliceHeader]) -> None:
+    """Modality, frames, samples, size, spacing and orientation: the same and usable in every image."""
+    problem = image_problem(slices)
+    if problem is not None:
+        raise InputFileError(*problem)
 
     size = _most_common(slices, lambda s: (s.rows, s.columns))
     spacing = _most_common(slices, lambda s: tuple(np.round(s.pixel_spacing, 4)))
@@ -102,7 +117,7 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
     """
     first = slices[0]
     if len(slices) < 2:
-        raise InputFileError(first.path, "is the only slice of its series: a CT volume needs at least 2 slices")
+        return np.zeros(1, dtype=int), _single_slice_affine(first)
     row_dir = first.orientation[:3] / np.linalg.norm(first.orientation[:3])
     col_dir = first.orientation[3:] / np.linalg.norm(first.orientation[3:])
     normal = np.cross(row_dir, col_dir)
@@ -113,12 +128,14 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
     along = along[order]
     steps = np.diff(along)
     names = [slices[i].path for i in order]
+    labels = [_name(slices[i]) for i in order]
+    frames = [_frame(slices[i]) for i in order]
 
     duplicate = np.flatnonzero(steps <= POSITION_ATOL_MM)
     if duplicate.size:
         i = int(duplicate[0])
         raise InputFileError(
-            names[i + 1], f"lies at the same position along the slice normal as {names[i].name} "
+            names[i + 1], f"{frames[i + 1]}lies at the same position along the slice normal as {labels[i]} "
                           f"({along[i]:.4g} mm): duplicated slices, or several acquisitions in one series")
     typical = float(np.median(steps))
     tolerance = max(POSITION_ATOL_MM, POSITION_TOLERANCE * typical)
@@ -129,12 +146,12 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
         whole = int(round(ratio))
         if whole >= 2 and abs(step - whole * typical) <= tolerance * whole:
             raise InputFileError(
-                names[i + 1], f"missing slice(s): {step:.4g} mm from the previous slice {names[i].name}, "
+                names[i + 1], f"{frames[i + 1]}missing slice(s): {step:.4g} mm from the previous slice {labels[i]}, "
                               f"{whole} times the slice spacing of {typical:.4g} mm (about {whole - 1} slice(s) "
                               "missing)")
         raise InputFileError(
-            names[i + 1], f"uneven slice spacing: {step:.4g} mm from the previous slice {names[i].name}, while "
-                          f"the slices are {typical:.4g} mm apart elsewhere")
+            names[i + 1], f"{frames[i + 1]}uneven slice spacing: {step:.4g} mm from the previous slice {labels[i]}, "
+                          f"while the slices are {typical:.4g} mm apart elsewhere")
 
     # Slices must be stacked straight along the normal (no gantry tilt or shear).
     offsets = positions[order] - positions[order[0]]
@@ -143,16 +160,46 @@ def stack_geometry(slices: Sequence[SliceHeader]) -> tuple[np.ndarray, np.ndarra
     worst = int(np.argmax(drift))
     if drift[worst] > tolerance:
         raise InputFileError(
-            names[worst], f"is shifted {drift[worst]:.4g} mm within the slice plane relative to {names[0].name}: "
-                          "the slices are not stacked along their normal (gantry tilt or a sheared series), "
-                          "which needs resampling")
+            names[worst], f"{frames[worst]}is shifted {drift[worst]:.4g} mm within the slice plane relative to "
+                          f"{labels[0]}: the slices are not stacked along their normal (gantry tilt or a sheared "
+                          "series), which needs resampling")
 
     spacing = (along[-1] - along[0]) / (len(slices) - 1)
+    return order, _affine(first, normal, spacing, positions[order[0]])
+
+
+def _affine(first: SliceHeader, normal: np.ndarray, spacing: float, origin: np.ndarray) -> np.ndarray:
+    """RAS+ affine of the stored (column, row, slice) array: DICOM's LPS one with x and y negated."""
+    row_dir = first.orientation[:3] / np.linalg.norm(first.orientation[:3])
+    col_dir = first.orientation[3:] / np.linalg.norm(first.orientation[3:])
     row_spacing, column_spacing = (float(v) for v in first.pixel_spacing)
     lps = np.eye(4)
     lps[:3, 0] = row_dir * column_spacing  # I: the column index runs along the row direction
     lps[:3, 1] = col_dir * row_spacing  # J: the row index runs along the column direction
     lps[:3, 2] = normal * spacing  # K: the slices, by increasing position along the normal
-    lps[:3, 3] = positions[order[0]]
-    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
-    return order, ras
+    lps[:3, 3] = origin
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def _single_slice_affine(s: SliceHeader) -> np.ndarray:
+    """A one-slice volume: its thickness is SpacingBetweenSlices, else SliceThickness (as dcm2niix takes it)."""
+    thickness = next((v for v in (s.spacing_between_slices, s.slice_thickness) if v is not None and v > 0), None)
+    if thickness is None:
+        raise InputFileError(
+            s.path, f"{_frame(s)}is the only slice of its series and has neither SliceThickness nor "
+                    "SpacingBetweenSlices: the volume's third axis is unknown (a volume needs 2 slices, or one "
+                    "with its thickness)")
+    row_dir = s.orientation[:3] / np.linalg.norm(s.orientation[:3])
+    col_dir = s.orientation[3:] / np.linalg.norm(s.orientation[3:])
+    normal = np.cross(row_dir, col_dir)
+    return _affine(s, normal / np.linalg.norm(normal), float(thickness), s.position)
+
+
+def _name(s: SliceHeader) -> str:
+    """A slice in messages: its file name, and its frame in a multi-frame file."""
+    return s.path.name if s.frame is None else f"frame {s.frame + 1} of {s.path.name}"
+
+
+def _frame(s: SliceHeader) -> str:
+    """"frame N: " before a message about one frame of a multi-frame file ("" for a single-frame file)."""
+    return "" if s.frame is None else f"frame {s.frame + 1}: "

@@ -13,7 +13,7 @@ from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.geometry import CTVolume, count_nonfinite, invert_ornt
 
-__all__ = ["save_volume"]
+__all__ = ["hu_dtype", "save_volume"]
 
 
 def _nifti_suffix(path: pathlib.Path) -> str:
@@ -62,6 +62,42 @@ def _cast_for_saving(array: np.ndarray, dtype, path: pathlib.Path) -> np.ndarray
             raise AdvsegError(f"{path}: values overflow data type {target}")
         return out
     raise AdvsegError(f"{path}: cannot save as data type {target}; choose an integer or float type")
+
+
+def _holds(dtype: np.dtype, values: np.ndarray) -> bool:
+    """Whether integer ``dtype`` holds ``values`` (whole numbers) exactly."""
+    info = np.iinfo(dtype)
+    return values.size == 0 or (values.min() >= info.min and values.max() <= info.max)
+
+
+def hu_dtype(like: CTVolume, hu: np.ndarray) -> np.dtype:
+    """The on-disk type of a HU volume written in the geometry of ``like``: the input's own type where it can.
+
+    - an input stored as unscaled integers (a NIfTI file without
+      ``scl_slope`` / ``scl_inter``): that type, when ``hu`` are whole
+      numbers it holds;
+    - a DICOM series, a volume made in memory, or the case above with values
+      the type cannot hold: int16 (else int32) when ``hu`` are whole numbers
+      that fit;
+    - otherwise the input's floating-point type (float32 for a volume made in
+      memory or a DICOM series).
+    """
+    values = np.asarray(hu)
+    header = like.source.header
+    stored = np.dtype(header.get_data_dtype()) if header is not None else None
+    floating = stored is not None and np.issubdtype(stored, np.floating) and like.series_uid is None
+    whole = np.issubdtype(values.dtype, np.integer) or (count_nonfinite(values) == 0
+                                                        and np.array_equal(values, np.rint(values)))
+    if whole and not floating:
+        candidates = [np.dtype(np.int16), np.dtype(np.int32)]
+        if stored is not None and np.issubdtype(stored, np.integer):
+            slope, inter = header.get_slope_inter()
+            if slope in (None, 1.0) and inter in (None, 0.0):
+                candidates.insert(0, stored)
+        for dtype in candidates:
+            if _holds(dtype, values):
+                return dtype
+    return stored if floating else np.dtype(np.float32)
 
 
 def _fresh_header(affine: np.ndarray) -> nibabel.Nifti1Header:

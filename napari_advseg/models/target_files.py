@@ -24,7 +24,6 @@ error never leaves a partial file.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write
+from napari_advseg.io.json_write import strict_json
 from napari_advseg.models.target import VALIDATION_SIZE, Target, freeze, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation, plain_data
 from napari_advseg.models.unet import UNet2D
@@ -224,7 +224,7 @@ def export_torchscript(
         "normalisation": norm,
         "metrics": plain_metrics,
     }
-    extra = {TORCHSCRIPT_META_FILE: json.dumps(meta, allow_nan=True)}
+    extra = {TORCHSCRIPT_META_FILE: strict_json(meta, indent=None)}
 
     def write(name: str) -> None:
         with warnings.catch_warnings():

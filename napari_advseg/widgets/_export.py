@@ -1,9 +1,13 @@
-"""The "Export" tab: write adversarial slices as NIfTI in the input's geometry.
+"""The "Export" tab: write adversarial slices as NIfTI and/or DICOM in the input's geometry.
 
 Calls :func:`napari_advseg.attack.sampling.sample_volume` in a worker with the
 Explore tab's slider values, switches, temperature and "Set rho" (the session's
-``latent`` choice). The slice range follows the session's volume. Existing
-files are replaced only after the user agrees (``AttackWidget._confirm_overwrite``).
+``latent`` choice). The slice range follows the session's volume. File names
+start with the optional run name and the slices
+(:func:`~napari_advseg.attack.sampling.export_prefix`, e.g.
+``slices_10-20_adversarial_hu.nii.gz``), so exports of other slices never
+replace each other; existing files are replaced only after the user agrees
+(``AttackWidget._confirm_overwrite``).
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QButtonGroup, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
 from napari_advseg.widgets._subscriptions import Subscriptions
 from napari_advseg.widgets._tasks import Cancelled, existing_outputs, export_run
 
 CURRENT, RANGE, ALL = "current", "range", "all"
+
+FORMAT_CHOICES = (("NIfTI", "nifti"), ("DICOM (CT series + SEG)", "dicom"), ("NIfTI and DICOM", "both"))
+"""The format box's entries: label, ``advseg sample --format`` value."""
 
 
 class _Progress(QObject):
@@ -65,12 +72,30 @@ class ExportPanel(QWidget):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
         folder_row.addWidget(browse)
+        self.run_name = QLineEdit()
+        self.run_name.setPlaceholderText("optional: starts the file names")
+        self.format = QComboBox()
+        for label, value in FORMAT_CHOICES:
+            self.format.addItem(label, value)
+        self.format.setToolTip("DICOM: the adversarial CT as a derived series (new UIDs, ImageType DERIVED) and "
+                               "the clean and adversarial segmentations as DICOM SEG on it. A DICOM input's "
+                               "patient and study are kept and its geometry copied; a NIfTI input gets a fresh "
+                               "anonymous study")
+        self.drop_patient = QCheckBox("drop patient and study tags (DICOM)")
+        self.drop_patient.setToolTip("a fresh anonymous patient, study and frame of reference for the DICOM "
+                                     "output, with no reference to the input images")
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._format_changed()
         form = QFormLayout()
         form.addRow("output folder", folder_row)
+        form.addRow("run name", self.run_name)
+        form.addRow("format", self.format)
+        form.addRow("", self.drop_patient)
 
         self.export_button = QPushButton("Export")
-        self.export_button.setToolTip("Adversarial CT, segmentations, fields and a JSON sidecar, in the "
-                                      "geometry of the input file; other slices keep the CT unchanged")
+        self.export_button.setToolTip("Adversarial CT, segmentations, fields and a JSON sidecar (NIfTI), or the "
+                                      "CT and segmentations as DICOM, in the geometry of the input; other "
+                                      "slices keep the CT unchanged")
         self.export_button.clicked.connect(self.export)
         self.progress = QProgressBar()
         self.progress.setFormat("")
@@ -105,6 +130,13 @@ class ExportPanel(QWidget):
             box.setRange(0, top)
             box.blockSignals(False)
 
+    def _format_changed(self, *_) -> None:
+        self.drop_patient.setEnabled(self.chosen_format() != "nifti")
+
+    def chosen_format(self) -> str:
+        """``"nifti"``, ``"dicom"`` or ``"both"``."""
+        return self.format.currentData()
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
         if folder:
@@ -135,14 +167,24 @@ class ExportPanel(QWidget):
         except Exception as exc:
             owner.notify_error(exc)
             return
+        from napari_advseg.attack.sampling import FORMATS, export_prefix
+
         out_dir = Path(self.folder.text()).expanduser()
-        existing = existing_outputs(out_dir, owner.session.labels is not None)
+        slices = self.chosen_slices()
+        n_slices = owner.session.volume.n_slices
+        try:
+            prefix = export_prefix(slices, n_slices, self.run_name.text().strip())
+        except Exception as exc:
+            owner.notify_error(exc)
+            return
+        formats = FORMATS[self.chosen_format()]
+        drop = self.drop_patient.isChecked() and "dicom" in formats
+        existing = existing_outputs(out_dir, owner.session.labels is not None, prefix=prefix, formats=formats)
         if existing and not owner._confirm_overwrite(existing):
             self.status.setText("Export cancelled: nothing was written.")
             return
-        slices = self.chosen_slices()
         latent = owner.session.latent
-        n = owner.session.volume.n_slices if slices is None else len(slices)
+        n = n_slices if slices is None else len(slices)
         self._done = 0
         self.progress.setRange(0, n)
         self.progress.setValue(0)
@@ -153,7 +195,8 @@ class ExportPanel(QWidget):
             self.job = owner.jobs.function_job(
                 "export", export_run, owner.session.snapshot(), out_dir, slices, latent.eps_phi.copy(),
                 latent.eps_b.copy(), latent.temperature, latent.use_phi, latent.use_bias,
-                progress=self._signals.advanced.emit, cancelled=self._cancelled, rho=latent.rho,
+                progress=self._signals.advanced.emit, cancelled=self._cancelled, rho=latent.rho, prefix=prefix,
+                formats=formats, drop_patient_tags=drop,
                 connect={"returned": self._written, "errored": self._failed, "finished": self._finished})
         except Exception as exc:
             self.export_button.setEnabled(True)
@@ -172,7 +215,11 @@ class ExportPanel(QWidget):
         if self.owner.closing:
             return
         files = ", ".join(sorted(sidecar.get("files", {}).values()))
-        self.status.setText(f"Wrote {files} to {Path(self.folder.text()).expanduser()}")
+        text = f"Wrote {files} to {Path(self.folder.text()).expanduser()}"
+        if "dicom" in sidecar:
+            fresh = sidecar["dicom"]["series"]["study"] == "fresh"
+            text += (". DICOM: a fresh anonymous study" if fresh else ". DICOM: in the input's study")
+        self.status.setText(text)
         self.owner.notify_info(f"Exported {len(sidecar.get('slices', []))} adversarial slice(s)")
 
     def _failed(self, exc: Exception) -> None:

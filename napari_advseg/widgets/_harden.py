@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
                             QPushButton, QVBoxLayout, QWidget)
 
@@ -22,6 +23,8 @@ from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._plot import TrainingPlot
 from napari_advseg.widgets._spinboxes import double_box, int_box
 from napari_advseg.widgets._subscriptions import Subscriptions
+from napari_advseg.widgets._workers import background_priority, in_own_thread
+from napari_advseg.widgets._words import GLOSSARY, term_label
 
 HARDEN_SERIES = (
     (0, "dice_adversarial", "adversarial slices", "#ef5350"),
@@ -29,33 +32,52 @@ HARDEN_SERIES = (
     (1, "loss", "loss", "#4fc3f7"),
 )
 METHOD_TEXT = {
-    "generator": "generated attacks (the current generator)",
-    "clean": "clean slices only (baseline)",
-    "random_fields": "random smooth fields (baseline)",
-    "optimised_fields": "per-image optimised fields (baseline)",
+    "generator": "generator's attacks",
+    "clean": "clean only (baseline)",
+    "random_fields": "random fields (baseline)",
+    "optimised_fields": "optimised fields (baseline)",
+}
+"""The method combo's short names (the dock is narrow); :data:`METHOD_TIPS` says what each one is."""
+
+METHOD_TIPS = {
+    "generator": "Attacks of the current generator, fresh random codes every batch (with rounds > 1 the "
+                 "generator is trained again against the network being hardened).",
+    "clean": "No attacks: plain fine-tuning on clean slices, the baseline that shows what the extra training "
+             "alone does.",
+    "random_fields": "Random smooth deformations and intensity changes, as an augmentation library makes them.",
+    "optimised_fields": "Smooth deformations and intensity changes optimised for each image against the network "
+                        "being hardened (adversarial training without a generator).",
 }
 
 
 def hardening_run(snapshot, config, out: str, report: dict, resume: bool, steps: int | None = None
                   ) -> Iterator[dict]:
     """Harden in a worker thread; yields the driver's events (the hardener stays in the thread) and,
-    at the end, ``{"kind": "dice", "original": ..., "hardened": ...}`` on the held-out slices."""
-    from napari_advseg.defense.driver import hardening_events
-    from napari_advseg.evaluation.metrics import network_dice
+    at the end, ``{"kind": "dice", "original": ..., "hardened": ...}`` on the held-out slices.
 
-    case = snapshot.case
-    train = case.part("train")[:2]
-    test = case.part("test")[:2]
-    hardener = None
-    for event in hardening_events(config, snapshot.target, *train, out, generator=snapshot.generator_path,
-                                  device=snapshot.device, resume=resume, steps=steps, test=test, report=report):
-        if event["kind"] == "ready":
-            hardener = event.pop("hardener")
-            event["method"] = hardener.config.method
-        yield event
-    if hardener is not None and report.get("test_dice"):  # the final save measured it: the run is complete
-        yield {"kind": "dice", "original": network_dice(snapshot.target, *test, snapshot.target.class_names),
-               "hardened": report["test_dice"], "slices": int(len(test[0]))}
+    The steps run in a thread of their own behind the viewer (:func:`~._workers.background_priority`),
+    as training does, so that Explore stays responsive.
+    """
+    def events() -> Iterator[dict]:
+        from napari_advseg.defense.driver import hardening_events
+        from napari_advseg.evaluation.metrics import network_dice
+
+        case = snapshot.case
+        train = case.part("train")[:2]
+        test = case.part("test")[:2]
+        hardener = None
+        for event in hardening_events(config, snapshot.target, *train, out, generator=snapshot.generator_path,
+                                      device=snapshot.device, resume=resume, steps=steps, test=test,
+                                      report=report):
+            if event["kind"] == "ready":
+                hardener = event.pop("hardener")
+                event["method"] = hardener.config.method
+            yield event
+        if hardener is not None and report.get("test_dice"):  # the final save measured it: the run is complete
+            yield {"kind": "dice", "original": network_dice(snapshot.target, *test, snapshot.target.class_names),
+                   "hardened": report["test_dice"], "slices": int(len(test[0]))}
+
+    return (yield from in_own_thread(events, lambda: background_priority(snapshot.device), "advseg-hardening"))
 
 
 class HardenPanel(QWidget):
@@ -74,17 +96,18 @@ class HardenPanel(QWidget):
         self.method = QComboBox()
         for name in HARDEN_METHODS:
             self.method.addItem(METHOD_TEXT[name], name)
-        self.method.setToolTip("What the adversarial half of each batch is made of")
-        self.steps = int_box(d.steps, 1, 1_000_000, "Fine-tuning steps")
-        self.mix = double_box(d.mix, 0.0, 1.0, 0.05, 3, "Fraction of each batch replaced by adversarial slices")
-        self.rounds = int_box(d.rounds, 1, 100, "Rounds of the adversarial game: before each round after the "
-                                                  "first, the generator trains against the network being hardened")
-        self.generator_steps = int_box(d.generator_steps, 0, 100_000, "Generator steps per extra round")
-        self.rho_low = double_box(d.rho_low, 0.001, 0.5, 0.01, 3, "Adversarial slices are scaled to a rho drawn "
-                                                                 "from [low, high] (Eq. 7)")
-        self.rho_high = double_box(d.rho_high, 0.001, 0.5, 0.01, 3, "Upper end of the rho range")
+            self.method.setItemData(self.method.count() - 1, METHOD_TIPS[name], Qt.ToolTipRole)
+        self.method.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.method.setMinimumContentsLength(12)
+        self.method.setToolTip(GLOSSARY["fine-tune on"])
+        self.steps = int_box(d.steps, 1, 1_000_000, GLOSSARY["steps"])
+        self.mix = double_box(d.mix, 0.0, 1.0, 0.05, 3, GLOSSARY["adversarial fraction"])
+        self.rounds = int_box(d.rounds, 1, 100, GLOSSARY["rounds"])
+        self.generator_steps = int_box(d.generator_steps, 0, 100_000, GLOSSARY["generator steps"])
+        self.rho_low = double_box(d.rho_low, 0.001, 0.5, 0.01, 3, GLOSSARY["rho range"] + " " + GLOSSARY["rho"])
+        self.rho_high = double_box(d.rho_high, 0.001, 0.5, 0.01, 3, "Upper end of the rho range. " + GLOSSARY["rho"])
         self.out = QLineEdit(str(Path.home() / "napari-advseg" / "hardened.pt"))
-        self.out.setToolTip("The hardened checkpoint; the resume state is written beside it")
+        self.out.setToolTip(GLOSSARY["hardened file"])
         browse = QPushButton("…")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
@@ -101,13 +124,14 @@ class HardenPanel(QWidget):
         row.addWidget(self.rho_high)
 
         form = QFormLayout()
-        form.addRow("fine-tune on", self.method)
-        form.addRow("steps", self.steps)
-        form.addRow("adversarial fraction", self.mix)
-        form.addRow("rounds", self.rounds)
-        form.addRow("generator steps / round", self.generator_steps)
-        form.addRow("rho range", rho_row)
-        form.addRow("hardened file", out_row)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        form.addRow(term_label("fine-tune on"), self.method)
+        form.addRow(term_label("steps"), self.steps)
+        form.addRow(term_label("adversarial fraction"), self.mix)
+        form.addRow(term_label("rounds"), self.rounds)
+        form.addRow(term_label("generator steps / round", "generator steps"), self.generator_steps)
+        form.addRow(term_label("rho range"), rho_row)
+        form.addRow(term_label("hardened file"), out_row)
 
         self.start_button = QPushButton("Start")
         self.resume_button = QPushButton("Resume")

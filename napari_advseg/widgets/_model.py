@@ -27,6 +27,11 @@ DEFAULT_CONFIG = AttackConfig()
 """Defaults shown in the Train tab."""
 
 
+def _default_name(path: str) -> str:
+    """A listed file's name: its folder and file name."""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return f"{folder}/{os.path.basename(path)}" if folder else os.path.basename(path)
+
 
 def fields_mode(config: AttackConfig, use_phi: bool, use_bias: bool) -> str | None:
     """The ``fields`` setting for the switches of the Explore tab (None: both fields off)."""
@@ -68,6 +73,37 @@ class LatentChoice:
     rho: float | None = None
 
 
+@dataclass
+class GeneratorEntry:
+    """One generator of the session's list: the shipped one, those loaded and the runs trained since the
+    viewer opened.
+
+    ``steps``: training steps in the file; ``total``: the steps its run was set up for (None: not trained
+    in this session). ``summary``: its Table-1 figures on the case (:func:`~._tasks.generator_summary`),
+    measured for the case of ``summary_key`` (:attr:`AttackSession.case_revision`); ``problem``: why it
+    has none there (e.g. it was trained against another target).
+    """
+
+    path: str
+    name: str
+    steps: int = 0
+    total: int | None = None
+    summary: dict | None = None
+    summary_key: int | None = None
+    problem: str | None = None
+
+    def complete(self) -> bool:
+        """Whether its run trained every step it was set up for (or it was not trained here)."""
+        return self.total is None or self.steps >= self.total
+
+
+def same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    """Whether two paths name the same file (None names none)."""
+    if a is None or b is None:
+        return False
+    return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+
+
 class AttackSession:
     """What the tabs share: volume, labels, target, generator and the case made of them.
 
@@ -83,6 +119,8 @@ class AttackSession:
         outermost batch ends and then go out together.
     latent_changed :
         The Explore tab's :attr:`latent` choice changed (no new case).
+    generators_changed :
+        The list of generators (:attr:`generators`) or one of its entries changed.
 
     Attributes
     ----------
@@ -109,6 +147,12 @@ class AttackSession:
         The Explore tab's slider values and switches.
     revision : int
         Bumped whenever the case, target or generator changes.
+    case_revision : int
+        Bumped whenever the case or the target changes (not the generator).
+    generators : list of GeneratorEntry
+        The generators to choose from: every one loaded and every run trained
+        since the viewer opened, in that order (a new run is added, never
+        put in another's place).
     """
 
     device_changed = Signal()
@@ -117,9 +161,10 @@ class AttackSession:
     volume_changed = Signal()
     changed = Signal(tuple)
     latent_changed = Signal()
+    generators_changed = Signal()
 
     SIGNALS = ("device_changed", "target_changed", "generator_changed", "volume_changed", "changed",
-               "latent_changed")
+               "latent_changed", "generators_changed")
     _ORDER = ("device", "target", "generator", "volume")
 
     def __init__(self) -> None:
@@ -139,6 +184,8 @@ class AttackSession:
         self.latent = LatentChoice()
         self._case = None
         self.revision = 0
+        self.case_revision = 0
+        self.generators: list[GeneratorEntry] = []
         self._batch_depth = 0
         self._pending: set[str] = set()
 
@@ -195,7 +242,51 @@ class AttackSession:
         self.generator_meta = meta
         self.generator_step = int(meta.get("step", 0))
         self.generator_history = list(meta.get("history", []))
+        entry = self.generator_entry(path)
+        if entry is None:
+            self.add_generator(path, steps=self.generator_step)
+        elif entry.steps != self.generator_step:  # the file was trained further
+            self.add_generator(path, name=entry.name, steps=self.generator_step, total=entry.total)
         self._changed("generator")
+
+    # ------------------------------------------------------------------ the list of generators
+    def generator_entry(self, path: str | os.PathLike | None) -> GeneratorEntry | None:
+        """The list's entry of this file, or None."""
+        return next((entry for entry in self.generators if same_file(entry.path, path)), None)
+
+    def current_entry(self) -> GeneratorEntry | None:
+        """The list's entry of the current generator (None: no generator, or one trained in memory only)."""
+        return self.generator_entry(self.generator_path)
+
+    def add_generator(self, path: str | os.PathLike, name: str | None = None, steps: int = 0,
+                      total: int | None = None) -> GeneratorEntry:
+        """Add a generator file to the list (the current one stays current).
+
+        A file listed already keeps its place and takes the new name, steps and total (its summary is
+        measured again: the file changed). ``name`` defaults to the file's folder and name.
+        """
+        path = str(path)
+        name = name or _default_name(path)
+        entry = self.generator_entry(path)
+        if entry is None:
+            entry = GeneratorEntry(path, name, int(steps), total)
+            self.generators.append(entry)
+        else:
+            entry.name, entry.steps, entry.total = name, int(steps), total
+            entry.summary = entry.summary_key = entry.problem = None
+        self.generators_changed.emit()
+        return entry
+
+    def set_generator_summary(self, path: str | os.PathLike, key: int, summary: dict | None = None,
+                              problem: str | None = None) -> None:
+        """Record a listed generator's summary (or why it has none) measured on the case of ``key``."""
+        entry = self.generator_entry(path)
+        if entry is None:
+            return
+        entry.summary, entry.summary_key, entry.problem = summary, key, problem
+        if summary is not None:
+            entry.steps = int(summary.get("steps", entry.steps))
+        self.generators_changed.emit()
 
     def _generator_fits(self) -> bool:
         from napari_advseg.attack.checkpoint import generator_mismatch
@@ -264,6 +355,8 @@ class AttackSession:
     def _changed(self, *what: str) -> None:
         self._case = None
         self.revision += 1
+        if {"device", "target", "volume"} & set(what):
+            self.case_revision += 1
         self._announce(set(what))
 
     # ------------------------------------------------------------------ derived state

@@ -19,6 +19,7 @@ import numpy as np
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.errors import AdvsegError
 from napari_advseg.widgets._model import AttackSession, Snapshot, fields_mode
+from napari_advseg.widgets._workers import background_priority, call_in_own_thread, in_own_thread
 
 MAX_ARROWS = 1024
 """At most this many displacement arrows per slice (a 32 x 32 grid on a large slice): the fields are smooth,
@@ -34,15 +35,98 @@ BODY_HU = -500.0
 def training_run(snapshot: Snapshot, config: AttackConfig | None, checkpoint: str | os.PathLike,
                  report: dict, resume_from: str | os.PathLike | None = None,
                  steps: int | None = None) -> Iterator[dict]:
-    """Train (or continue) a generator in a worker thread: :func:`~napari_advseg.attack.training.training_events`
-    on the snapshot's case (its ``finally`` writes ``checkpoint`` on Stop, error or close)."""
-    from napari_advseg.attack.training import training_events
+    """Train (or continue) a generator: :func:`~napari_advseg.attack.training.training_events`
+    on the snapshot's case (its ``finally`` writes ``checkpoint`` on Stop, error or close).
 
-    case = snapshot.case
-    for event in training_events(config, snapshot.target, case.images, case.labels, checkpoint,
-                                 device=snapshot.device, resume=resume_from, steps=steps, report=report):
-        event.pop("trainer", None)  # stays in the worker thread
-        yield event
+    The steps run in a thread of their own behind the viewer
+    (:func:`~._workers.background_priority`), so that Explore stays responsive.
+    """
+    def events() -> Iterator[dict]:
+        from napari_advseg.attack.training import training_events
+
+        case = snapshot.case
+        for event in training_events(config, snapshot.target, case.images, case.labels, checkpoint,
+                                     device=snapshot.device, resume=resume_from, steps=steps, report=report):
+            event.pop("trainer", None)  # stays in the training thread
+            yield event
+
+    return (yield from in_own_thread(events, lambda: background_priority(snapshot.device), "advseg-training"))
+
+
+TIMED_STEPS = 2
+"""Training steps a time measurement runs: the first one warms up, the last one is timed."""
+
+
+def step_seconds(snapshot: Snapshot, config: AttackConfig, steps: int = TIMED_STEPS,
+                 cancelled: Callable[[], bool] | None = None) -> dict:
+    """How long training ``config`` takes on the snapshot's case and device, measured as the Train tab runs it
+    (behind the viewer, in a thread of its own).
+
+    Returns ``{"step": seconds of one step (the last one), "setup": seconds before the first step's
+    steady pace (the trainer's construction and the first step's extra), "device": "cpu", "cuda" or "mps",
+    "batch_size"}``. Nothing is written. ``cancelled()`` true stops it between steps (raising
+    :class:`Cancelled`).
+    """
+    def measure() -> dict:
+        import time
+
+        from napari_advseg.attack.trainer import AttackTrainer
+        from napari_advseg.device import resolve_device
+
+        case = snapshot.case
+        start = time.perf_counter()
+        trainer = AttackTrainer(config.replace(steps=max(1, steps)), snapshot.target, case.images, case.labels,
+                                snapshot.device)
+        times = []
+        for _ in range(max(1, steps)):
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            times.append(trainer.step()["seconds"])
+        total = time.perf_counter() - start
+        step = times[-1]
+        return {"step": step, "setup": max(0.0, total - step * len(times)),
+                "device": resolve_device(snapshot.device).type, "batch_size": config.batch_size}
+
+    return call_in_own_thread(measure, setup=lambda: background_priority(snapshot.device), name="advseg-timing")
+
+
+SUMMARY_PART = "all"
+"""The slices a generator's summary is measured on: all of them, as ``advseg evaluate`` does by default."""
+
+
+def generator_summary(path: str | os.PathLike, snapshot: Snapshot, cancelled: Callable[[], bool] | None = None
+                      ) -> dict:
+    """A generator's Table-1 figures on the snapshot's case (:data:`SUMMARY_PART` slices, one sample per slice,
+    seed 0: ``advseg evaluate --samples 1``).
+
+    Against the reference labels, or without them against the target's own
+    clean prediction. Returns ``{"steps", "mean_drop", "organs": {name: drop},
+    "succeeded" (organs whose Dice drops by 30 % or more), "rho", "slices",
+    "reference": "labels" or "prediction"}``; a generator that does not fit the
+    target raises AdvsegError; ``cancelled()`` true stops it between batches (raising :class:`Cancelled`).
+    """
+    def measure() -> dict:
+        from napari_advseg.attack.checkpoint import load_generator
+        from napari_advseg.evaluation.report import evaluate_attack
+        from napari_advseg.models.unet import predict_labels
+
+        generator, config, meta = load_generator(path, snapshot.device, target=snapshot.target)
+        images, labels, _ = snapshot.case.part(SUMMARY_PART)
+        reference = "labels"
+        if labels is None:
+            labels, reference = predict_labels(snapshot.target, images), "prediction"
+        def progress(_done: int) -> None:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+
+        report = evaluate_attack(generator, config, snapshot.target, [(images, labels)], progress=progress)
+        organs = report["organs"]
+        return {"steps": int(meta.get("step", 0)), "mean_drop": float(report["mean_drop"]),
+                "organs": {name: float(row["drop"]) for name, row in organs.items()},
+                "succeeded": sum(1 for row in organs.values() if row["success"]), "rho": float(report["rho"]),
+                "slices": int(report["slices"]), "reference": reference}
+
+    return call_in_own_thread(measure, setup=lambda: background_priority(snapshot.device), name="advseg-summary")
 
 
 @dataclass
@@ -210,11 +294,13 @@ class Cancelled(Exception):
 def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[int] | None,
                eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
                progress: Callable[[int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-               seed: int = 0, rho: float | None = None) -> dict:
-    """Write the adversarial NIfTI files of the chosen slices (``sample.sample_volume``).
+               seed: int = 0, rho: float | None = None, prefix: str = "", formats: Sequence[str] = ("nifti",),
+               drop_patient_tags: bool = False) -> dict:
+    """Write the adversarial files of the chosen slices (``sample.sample_volume``).
 
     Existing files are replaced: the widget has asked the user first. ``rho``:
-    the Explore tab's "Set rho" (None: the generator's own strength).
+    the Explore tab's "Set rho" (None: the generator's own strength);
+    ``prefix``, ``formats``, ``drop_patient_tags``: as ``sample_volume``'s.
     """
     from napari_advseg.attack.sampling import sample_volume
 
@@ -231,14 +317,16 @@ def export_run(snapshot: Snapshot, out_dir: str | os.PathLike, slices: Sequence[
 
     return sample_volume(snapshot.generator, config, snapshot.target, snapshot.case, out_dir, seed=seed,
                          temperature=temperature, eps_phi=eps_phi, eps_b=eps_b, slices=slices, overwrite=True,
-                         generator_path=snapshot.generator_path, progress=step, rho=rho)
+                         generator_path=snapshot.generator_path, progress=step, rho=rho, prefix=prefix,
+                         formats=formats, drop_patient_tags=drop_patient_tags)
 
 
-def existing_outputs(out_dir: str | os.PathLike, with_labels: bool) -> list[Path]:
-    """The files an export to ``out_dir`` would replace."""
+def existing_outputs(out_dir: str | os.PathLike, with_labels: bool, prefix: str = "",
+                     formats: Sequence[str] = ("nifti",)) -> list[Path]:
+    """The files (and DICOM folder) an export to ``out_dir`` would replace."""
     from napari_advseg.attack.sampling import output_paths
 
-    paths = output_paths(out_dir)
+    paths = output_paths(out_dir, prefix, formats)
     if not with_labels:
-        paths.pop("warped_reference")
+        paths.pop("warped_reference", None)
     return [p for p in paths.values() if p.exists()]

@@ -1,5 +1,9 @@
 """AttackWidget: the plugin's dock widget (tabs Data and model, Train, Explore, Harden, Export).
 
+Above the tabs, the generator list (:mod:`._generators`): the shipped
+generator, those loaded and the runs trained since the viewer opened; the one
+chosen is what Explore and Export use.
+
 The widget is thin: it builds the tabs, owns the :class:`~._model.AttackSession`
 (the evented state the tabs subscribe to; no tab calls into another) and the
 job registry, wires the viewer's events and shuts down. The core modules do
@@ -24,10 +28,11 @@ import numpy as np
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
-from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.errors import AdvsegError, first_line, path_last
 from napari_advseg.widgets._data import DataPanel
 from napari_advseg.widgets._explore import ExplorePanel
 from napari_advseg.widgets._export import ExportPanel
+from napari_advseg.widgets._generators import GeneratorList
 from napari_advseg.widgets._harden import HardenPanel
 from napari_advseg.widgets._model import AttackSession
 from napari_advseg.widgets._train import TrainPanel
@@ -63,6 +68,7 @@ class AttackWidget(QWidget):
         self._docked = False
         self._shown_slice: int | None = None
 
+        self.generators = GeneratorList(self)
         self.data = DataPanel(self)
         self.train = TrainPanel(self)
         self.explore = ExplorePanel(self)
@@ -76,6 +82,7 @@ class AttackWidget(QWidget):
         self.tabs.addTab(self.export, "Export")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.generators)
         layout.addWidget(self.tabs)
         self.setMinimumWidth(360)
 
@@ -87,24 +94,25 @@ class AttackWidget(QWidget):
 
     @property
     def panels(self) -> tuple:
-        return (self.data, self.train, self.explore, self.harden, self.export)
+        return (self.generators, self.data, self.train, self.explore, self.harden, self.export)
 
     # ------------------------------------------------------------------ messages
     def notify_error(self, error) -> None:
-        """Show an error as a napari notification (never raise it into Qt)."""
+        """Show an error as a napari notification (never raise it into Qt): the problem first, a file it
+        names after it (:func:`~napari_advseg.errors.path_last`), so a narrow toast keeps the cause."""
         from napari.utils.notifications import show_error
 
         if isinstance(error, (AdvsegError, WorkerError)):  # already one readable line
-            text = str(error)
+            text = path_last(error)
         else:
-            text = first_line(error)
+            text = path_last(first_line(error))
         show_error(text)
 
     def notify_warning(self, text: str) -> None:
         """Show a warning (what the command line prints as ``advseg: warning: ...``) as a napari notification."""
         from napari.utils.notifications import show_warning
 
-        show_warning(text)
+        show_warning(path_last(text))
 
     def notify_info(self, text: str) -> None:
         from napari.utils.notifications import show_info

@@ -7,6 +7,10 @@ done (a training job then saves its checkpoint in its own ``finally``).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +35,122 @@ def _drive(inner: Iterator):
         return (yield from inner)
     except RuntimeError as exc:
         raise WorkerError(first_line(exc)) from exc
+
+
+BACKGROUND_NICE = 10
+"""How much lower than the viewer a background computation's thread runs (Linux nice increment)."""
+
+
+@contextlib.contextmanager
+def background_priority(device: str = "auto") -> Iterator[None]:
+    """Run the calling thread's heavy computation behind the viewer's.
+
+    On Linux the thread's nice value goes up by :data:`BACKGROUND_NICE` (for
+    good: an unprivileged thread cannot take it back, so use this only in a
+    thread of its own, :func:`in_own_thread`); on the CPU, torch computes with
+    one core fewer than the machine has (at least one) until the block ends,
+    so that the viewer's renders find a core free. Torch threads started from
+    this thread inherit its nice value.
+    """
+    import torch
+
+    from napari_advseg.device import resolve_device
+
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + BACKGROUND_NICE))
+        except (OSError, AttributeError):  # not permitted here: run at the normal priority
+            pass
+    threads = None
+    if resolve_device(device).type == "cpu":
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - 1)))
+    try:
+        yield
+    finally:
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+
+def in_own_thread(make: Callable[[], Iterator], setup: Callable[[], contextlib.AbstractContextManager] | None = None,
+                  name: str = "advseg-background") -> Iterator:
+    """A generator that runs the iterator ``make()`` step by step in a new thread of its own.
+
+    Each ``next`` advances the iterator one step in that thread and waits for
+    it, so the caller keeps a generator's pace (a paused consumer pauses it);
+    closing this generator closes the iterator in its thread (its ``finally``
+    runs there) and waits for the thread to end. Errors are re-raised in the
+    caller; the return value is returned. ``setup()``, a context manager,
+    wraps the whole run inside the thread (e.g. :func:`background_priority`).
+    """
+    requests: queue.Queue = queue.Queue()
+    replies: queue.Queue = queue.Queue()
+
+    def serve() -> None:
+        try:
+            iterator = make()
+        except BaseException as exc:
+            replies.put(("error", exc))
+            return
+        while True:
+            if requests.get() == "close":
+                try:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+                    replies.put(("closed", None))
+                except BaseException as exc:
+                    replies.put(("error", exc))
+                return
+            try:
+                value = next(iterator)
+            except StopIteration as stop:
+                replies.put(("return", stop.value))
+                return
+            except BaseException as exc:
+                replies.put(("error", exc))
+                return
+            replies.put(("value", value))
+
+    def run() -> None:
+        try:
+            with setup() if setup is not None else contextlib.nullcontext():
+                serve()
+        except BaseException as exc:  # the setup failed: no step ran
+            replies.put(("error", exc))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    ended = False
+    try:
+        thread.start()
+        while True:
+            requests.put("next")
+            kind, value = replies.get()
+            if kind != "value":
+                ended = True
+                if kind == "error":
+                    raise value
+                return value
+            yield value
+    finally:
+        if not ended and thread.is_alive():
+            requests.put("close")
+            kind, value = replies.get()
+            ended = True
+            if kind == "error":
+                thread.join()
+                raise value
+        thread.join()
+
+
+def call_in_own_thread(function: Callable, *args, setup=None, name: str = "advseg-background", **kwargs):
+    """``function(*args, **kwargs)`` run in a new thread of its own (see :func:`in_own_thread`); its result."""
+    def once() -> Iterator:
+        yield function(*args, **kwargs)
+
+    with contextlib.closing(in_own_thread(once, setup, name)) as results:
+        return next(results)
 
 
 class Job:

@@ -9,11 +9,37 @@ generator) come from the repository's ``sample_data/``, installed as ``napari_ad
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 PLUGIN = "napari-advseg"
 SAMPLE = "abdomen_phantom"
 WIDGET = "Adversarial attack"
+
+QT5_NOTICE = "napari support for the PyQt5 backend is deprecated"
+"""The start of napari's notice about the Qt binding, which would cover the demo's canvas."""
+
+
+@contextmanager
+def without_qt5_notice() -> Iterator[None]:
+    """Open napari's window inside this block to keep its PyQt5 deprecation notice off the canvas.
+
+    napari sends that notice as a notification (not a Python warning) when
+    its window first appears, and its own listeners come before any other,
+    so the block holds back every notification (the notification manager
+    still records them all) and afterwards sends on each one but that
+    notice. With PyQt6 or PySide installed napari does not send it.
+    """
+    from napari.utils.notifications import notification_manager
+
+    seen = len(notification_manager.records)
+    with notification_manager.notification_ready.blocker():
+        yield
+    for notification in list(notification_manager.records[seen:]):
+        if not str(notification.message).startswith(QT5_NOTICE):
+            notification_manager.notification_ready(notification)
 
 
 def organ_slice(labels: np.ndarray) -> int:
@@ -57,7 +83,8 @@ def main() -> None:
     """Start napari with the demo scene."""
     import napari
 
-    viewer = napari.Viewer(title="napari-advseg demo")
+    with without_qt5_notice():
+        viewer = napari.Viewer(title="napari-advseg demo")
     build_scene(viewer)
     napari.run()
 
