@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError
@@ -23,8 +24,8 @@ from napari_advseg.io.volumes import volume_source
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case, load_case, phantom_case
 from napari_advseg.data.samples import sample_data_dir, SAMPLE_FILES
-from napari_advseg.evaluation.metrics import network_dice
-from napari_advseg.evaluation.report import evaluate_attack, format_table
+from napari_advseg.evaluation.metrics import dice_per_organ, network_dice
+from napari_advseg.evaluation.report import evaluate_attack, format_table, report_classes, report_organs
 from napari_advseg.attack.training import train_generator
 from napari_advseg.data.sample_recipe import (ATTACK_STEPS, ATTACK_SUBJECTS, PHANTOM_SHAPE, SAMPLE_ATTACK_OPTIONS,
                                          SAMPLE_RHO_MAX, SAMPLE_SEED, TRAINING_SUBJECTS, UNET_STEPS)
@@ -66,30 +67,53 @@ def phantom_training_data(normalisation: dict, subjects: Sequence[int] = TRAININ
 
 
 def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: str = "all",
-                  samples: int = 1, seed: int = 0, temperature: float = 1.0) -> dict[str, Any]:
-    """The Table-1 report of a generator on one case (a split of its slices)."""
+                  samples: int = 1, seed: int = 0, temperature: float = 1.0,
+                  organs: list[str] | None = None) -> dict[str, Any]:
+    """The Table-1 report of a generator on one case (a split of its slices).
+
+    Its rows (:func:`~napari_advseg.evaluation.report.report_organs`): ``organs``, else the organs the
+    generator attacks, else the target's classes the reference labels name; the target's other classes
+    are pooled as ``other``.
+    """
     images, labels, index = case.part(part)
     if labels is None:
         raise AdvsegError("evaluation needs reference labels (--labels)")
+    organs = _report_organs(target, case, organs or config.organs)
     report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
-                             temperature=temperature)
+                             temperature=temperature, organs=organs)
     report.update(_case_record(target, case, part))
     return report
 
 
-def clean_report(target, case: Case, *, part: str = "all") -> dict[str, Any]:
+def _report_organs(target, case: Case, organs: list[str] | None) -> list[str] | None:
+    """The organs a report of ``case`` lists (:func:`~napari_advseg.evaluation.report.report_organs`)."""
+    mapping = case.class_mapping
+    named = None if mapping is None or not mapping.by_name else mapping.target_index
+    return report_organs(target.class_names, organs, named)
+
+
+def clean_report(target, case: Case, *, part: str = "all", organs: list[str] | None = None) -> dict[str, Any]:
     """The target's clean Dice per organ on one case (a split of its slices), with no attack.
 
     Shaped like :func:`evaluate_case`'s report where the two share keys:
-    ``organs`` (``{name: {"dice_clean"}}``, None where the organ is absent),
-    ``slices``, and the record of the case and the target; ``generator`` None.
+    ``organs`` (``{name: {"dice_clean"}}``, None where the organ is absent; chosen and pooled as there),
+    ``other_classes`` where classes are pooled, ``slices``, and the record of the case and the target;
+    ``generator`` None.
     """
     images, labels, _ = case.part(part)
     if labels is None:
         raise AdvsegError("evaluation needs reference labels (--labels)")
-    dice = network_dice(target, images, labels, list(target.class_names))
+    names, table, pooled = report_classes(target.class_names, _report_organs(target, case, organs))
+    if table is None:
+        dice = network_dice(target, images, labels, names)
+    else:
+        from napari_advseg.models.unet import predict_labels
+
+        prediction = table[torch.as_tensor(predict_labels(target, images)).long()]
+        dice = dice_per_organ(prediction, table[torch.as_tensor(np.asarray(labels)).long()], names)
+        dice = {name: None if np.isnan(d) else float(d) for name, d in dice.items()}
     return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "slices": int(len(images)),
-            "generator": None, **_case_record(target, case, part)}
+            "generator": None, **({"other_classes": pooled} if pooled else {}), **_case_record(target, case, part)}
 
 
 def _case_record(target, case: Case, part: str) -> dict[str, Any]:

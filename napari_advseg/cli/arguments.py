@@ -9,8 +9,8 @@ from pathlib import Path
 from napari_advseg.device import DEVICE_CHOICES
 
 __all__ = ["LABELS_HELP", "NORMALISATION_SYNTAX", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target",
-           "add_target_overrides", "class_names", "floats", "folds", "label_names", "non_negative_float", "non_negative_int", "normalisation",
-           "positive_int", "shape", "slice_list", "target_overrides", "window"]
+           "add_target_overrides", "class_names", "floats", "folds", "label_names", "non_negative_float",
+           "non_negative_int", "normalisation", "organ_names", "positive_int", "shape", "slice_list", "target_overrides", "window"]
 
 SPLITS = ("all", "train", "test")
 """Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
@@ -111,6 +111,11 @@ def _names(text: str, each: str) -> list[str]:
 def class_names(text: str) -> list[str]:
     """``--class-names``: ``"background,liver,spleen"`` -> one name per output channel, none empty or repeated."""
     return _names(text, "one per output channel")
+
+
+def organ_names(text: str) -> list[str]:
+    """``--organs``: ``"liver,spleen"`` -> the target's classes to report, none empty or repeated."""
+    return _names(text, "classes of the target")
 
 
 def label_names(text: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from napari_advseg.cli.arguments import SPLITS, add_common, add_data, add_target
+from napari_advseg.cli.arguments import SPLITS, add_common, add_data, add_target, organ_names
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,10 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=list(SPLITS), default="all", help="slices to test on (default all)")
     p.add_argument("--samples", type=int, default=4, help="adversarial samples per slice (default 4)")
     p.add_argument("--temperature", type=float, default=1.0, help="latent temperature T (default 1)")
+    p.add_argument("--organs", type=organ_names, metavar="NAMES",
+                   help="the target's classes to report, comma-separated, e.g. liver,spleen; its other classes "
+                        "are pooled as 'other' (default: the organs the generator attacks, else the classes the "
+                        "reference labels name)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     add_common(p)
@@ -51,7 +55,7 @@ def _run_attack(args, target, generator, config, path: str, case) -> int:
     from napari_advseg.workflows import evaluate_case, write_report
 
     report = evaluate_case(generator, config, target, case, part=args.split, samples=args.samples,
-                           seed=args.seed, temperature=args.temperature)
+                           seed=args.seed, temperature=args.temperature, organs=args.organs)
     report["generator"] = path
     label = {"both": "gamma", "phi": "phi only, gamma", "bias": "b only, gamma"}[config.fields]
     table = write_report([(f"{label} {config.gamma:g}", report)], args.json, args.markdown)
@@ -68,7 +72,7 @@ def _run_clean(args, target, case) -> int:
 
     say("no --generator: clean Dice only (the shipped generator attacks only the shipped target on the shipped "
         "data; train one with advseg train --target ...)")
-    report = clean_report(target, case, part=args.split)
+    report = clean_report(target, case, part=args.split, organs=args.organs)
     rows = ["| organ | clean Dice (%) |", "| --- | --- |"]
     for organ, row in report["organs"].items():
         dice = row["dice_clean"]

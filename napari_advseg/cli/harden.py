@@ -17,8 +17,9 @@ def add_harden_parser(sub) -> None:
                        description="Fine-tunes a copy of the target on the training slices (z % 3 != 2), each "
                                    "batch a mix of clean and adversarial slices, and writes it as a project "
                                    "checkpoint (with the settings and the generator's SHA-256 in its metrics) "
-                                   "plus OUT-stem.resume.pt to continue from. Its held-out (z % 3 == 2) clean "
-                                   "Dice is printed at the end.")
+                                   "plus OUT-stem.resume.pt to continue from. An nnU-Net folder or MONAI bundle "
+                                   "target is written as a folder of the same layout with the new weights. Its "
+                                   "held-out (z % 3 == 2) clean Dice is printed at the end.")
     add_data(p)
     add_target(p)
     p.add_argument("--generator", type=Path, help="generator checkpoint trained against the target (default: the "
@@ -40,7 +41,8 @@ def add_harden_parser(sub) -> None:
     p.add_argument("--batch-size", type=non_negative_int, default=d.batch_size,
                    help=f"slices per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
-    p.add_argument("--out", type=Path, default=Path("hardened.pt"), help="hardened checkpoint (default hardened.pt)")
+    p.add_argument("--out", type=Path, help="hardened checkpoint (default hardened.pt); for an nnU-Net folder or "
+                                            "MONAI bundle target, the folder to write (default hardened)")
     p.add_argument("--resume", action="store_true", help="continue the run whose state is beside --out "
                                                          "(its settings are used; --steps sets the new total)")
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
@@ -75,7 +77,13 @@ def run_harden(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import ProgressBar, default_generator, dice_line, load_case, load_target, say
     from napari_advseg.defense import harden_target, resume_path
 
+    from napari_advseg.defense.folders import FOLDER_MODELS, folder_output
+
     target = load_target(args)
+    if args.out is None:
+        args.out = Path("hardened" if isinstance(target.model, FOLDER_MODELS) else "hardened.pt")
+    elif isinstance(target.model, FOLDER_MODELS):
+        args.out = folder_output(args.out)
     case = load_case(args, target)
     if case.labels is None:
         raise AdvsegError("harden needs reference labels (--labels) to fine-tune on")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_advseg.defense.config import HardenConfig
+from napari_advseg.defense.folders import FOLDER_MODELS, check_folder_output
 from napari_advseg.defense.hardener import Hardener
 from napari_advseg.evaluation.metrics import network_dice
 
@@ -30,11 +31,13 @@ def hardening_events(config: HardenConfig | None, target, images, labels, out: s
     config : HardenConfig or None
         Settings of a new run (ignored with ``resume``: the state holds them).
     target : Target
-        The network to harden (a project U-Net checkpoint).
+        The network to harden: a project U-Net checkpoint, an nnU-Net ``2d``
+        folder or a 2D MONAI bundle.
     images, labels : (N, H, W) arrays
         Training slices and reference labels.
     out : path
-        The hardened checkpoint; the resume state goes beside it.
+        The hardened checkpoint (for a folder target, the folder: ``out``
+        without ``.pt``); the resume state goes beside it.
     generator : path, optional
         The generator of the ``generator`` method.
     resume : bool
@@ -71,6 +74,8 @@ def hardening_events(config: HardenConfig | None, target, images, labels, out: s
         report["saved"] = str(hardener.save(out, metrics))
         saved_at = (hardener.step_count, hardener.generator_rounds)
 
+    if isinstance(getattr(target, "model", None), FOLDER_MODELS):
+        check_folder_output(out, target.model)
     try:
         if resume:
             hardener = Hardener.resume(out, target, images, labels, device=device, steps=steps)
@@ -102,7 +107,7 @@ def harden_target(config: HardenConfig | None, target, images, labels, out: str 
                   progress: Callable[[dict[str, Any]], None] | None = None) -> tuple[Hardener, Path, dict[str, Any]]:
     """Drive :func:`hardening_events` to the end; ``progress(event)`` after each step.
 
-    Returns the hardener, the checkpoint path and the report. A failed final
+    Returns the hardener, the path written (the checkpoint, or a folder target's folder) and the report. A failed final
     save raises; Ctrl-C saves first, then propagates.
     """
     report: dict[str, Any] = {}
@@ -118,4 +123,4 @@ def harden_target(config: HardenConfig | None, target, images, labels, out: str 
                 progress(event)
     if "save_error" in report:
         raise report["save_error"]
-    return hardener, Path(out), report
+    return hardener, Path(report.get("saved", out)), report

@@ -8,7 +8,10 @@ two files, both atomically:
 - ``out`` (e.g. ``hardened.pt``): a project target checkpoint like
   ``advseg train-target`` writes, loadable anywhere a target is; its
   ``metrics["hardening"]`` holds the settings, the original network's and the
-  generator's SHA-256, the step and whether the run is complete;
+  generator's SHA-256, the step and whether the run is complete. An nnU-Net
+  folder or MONAI bundle target is written as a folder of its own kind
+  instead (``out`` without ``.pt``, :mod:`~napari_advseg.defense.folders`),
+  with the same metrics in its ``advseg_metrics.json``;
 - ``<out stem>.resume.pt``: the state to continue from (``--resume``).
 
 With ``rounds > 1`` the generator of the last round is written beside them
@@ -32,10 +35,12 @@ from torch import nn
 
 from napari_advseg.defense.config import HardenConfig
 from napari_advseg.attack.checkpoint import generator_from_state
+from napari_advseg.defense.folders import FOLDER_MODELS, check_folder_output, save_hardened_folder
 from napari_advseg.defense.sources import adversarial_part, batch_dice, load_generator_state
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.atomic import file_sha256, load_torch_dict, save_torch, sha256_if_file
+from napari_advseg.io.atomic import load_torch_dict, save_torch
+from napari_advseg.models.folder_targets import weights_sha256
 from napari_advseg.models.target import Target, make_target
 from napari_advseg.models.unet import UNet2D
 from napari_advseg.models.unet_training import soft_dice_loss
@@ -59,7 +64,7 @@ def _file_identity(path: str | os.PathLike | None) -> dict[str, Any] | None:
     if path is None:
         return None
     path = Path(path)
-    return {"path": str(path), "sha256": sha256_if_file(path)}
+    return {"path": str(path), "sha256": weights_sha256(path)}
 
 
 class Hardener:
@@ -69,7 +74,9 @@ class Hardener:
     ----------
     config : HardenConfig
     target : Target
-        The network to harden; a project checkpoint (a :class:`UNet2D`).
+        The network to harden: a project checkpoint (a :class:`UNet2D`), an
+        nnU-Net ``2d`` folder or a 2D MONAI bundle (every fold of an nnU-Net
+        ensemble is fine-tuned through the ensemble's averaged logits).
     images, labels : (N, H, W) arrays
         Training slices (normalised as the target expects) and their reference labels.
     generator : path or dict, optional
@@ -80,16 +87,16 @@ class Hardener:
 
     def __init__(self, config: HardenConfig, target: Target, images, labels, *,
                  generator: str | os.PathLike | dict | None = None, device: str | torch.device = "auto"):
-        if not isinstance(target.model, UNet2D):
-            raise AdvsegError(f"{target.name}: only a project U-Net checkpoint can be hardened "
-                              f"(this target is a {target.kind} {type(target.model).__name__})")
+        if not isinstance(target.model, (UNet2D, *FOLDER_MODELS)):
+            raise AdvsegError(f"{target.name}: only a project U-Net checkpoint, an nnU-Net folder or a MONAI bundle "
+                              f"can be hardened (this target is a {target.kind} {type(target.model).__name__})")
         if config.needs_generator and generator is None:
             raise AdvsegError("the 'generator' hardening method needs a generator checkpoint (--generator)")
         self.config = config
         self.device = resolve_device(device)
         self.original = target
         self.class_names = tuple(target.class_names)
-        self.model: UNet2D = copy.deepcopy(target.model).to(self.device)
+        self.model: nn.Module = copy.deepcopy(target.model).to(self.device)
         for parameter in self.model.parameters():
             parameter.requires_grad_(True)
         self.images = torch.as_tensor(np.asarray(images, dtype=np.float32))
@@ -252,6 +259,8 @@ class Hardener:
         from napari_advseg.models.target_files import save_target
 
         out = Path(out)
+        if isinstance(self.model, FOLDER_MODELS):
+            check_folder_output(out, self.model)
         save_torch(self.state_dict(), resume_path(out))
         record = self.hardening_record()
         if self.config.needs_generator and self.generator_rounds > 1:
@@ -259,6 +268,8 @@ class Hardener:
             record["final_generator"] = _file_identity(generator_path(out))
         all_metrics = dict(metrics or {})
         all_metrics["hardening"] = record
+        if isinstance(self.model, FOLDER_MODELS):
+            return save_hardened_folder(out, self.model, all_metrics)
         return save_target(out, self.model, class_names=list(self.class_names),
                            normalisation=self.original.normalisation, metrics=all_metrics)
 
@@ -272,10 +283,11 @@ class Hardener:
         if steps is not None:
             config = config.replace(steps=int(steps))
         original = state.get("original") or {}
-        if original.get("sha256") and target.path and Path(target.path).is_file() \
-                and file_sha256(target.path) != original["sha256"]:
+        given = weights_sha256(target.path) if original.get("sha256") else None
+        if given is not None and given != original["sha256"]:
             raise AdvsegError(f"{path}: this run hardens {original.get('path')}, "
-                              f"but the target given is {target.path} (another file)")
+                              f"but the target given is {target.path} "
+                              f"(another {'folder' if Path(target.path).is_dir() else 'file'})")
         data = state.get("data", {})
         shape = tuple(np.shape(images))
         if data and (data.get("height"), data.get("width")) != shape[1:3]:

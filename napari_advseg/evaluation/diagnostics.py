@@ -71,7 +71,12 @@ def clean_dice_warning(target, images: np.ndarray, labels: np.ndarray | None, *,
     if mean >= floor:
         return None
     organs = ", ".join(f"{organ} {100 * d:.0f}" for organ, d in present.items())
+    given = describe_normalisation(dict(target.normalisation))
+    if getattr(target, "kind", None) in ("nnunet", "monai"):  # a folder declares its own normalisation
+        return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {len(index)} organ slices): the "
+                f"target folder gives its network {given} and names its classes {', '.join(names)}; check that "
+                f"the CT is in HU and the labels' values are named as the folder's classes (--label-names)")
     return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {len(index)} organ slices): "
-            f"wrong normalisation? the target was given {describe_normalisation(dict(target.normalisation))} "
+            f"wrong normalisation? the target was given {given} "
             f"and its classes were read as {', '.join(names)}; declare the target's normalisation with "
             f"--normalisation (classes with --class-names) or an advseg.json")

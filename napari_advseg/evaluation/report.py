@@ -6,6 +6,12 @@
 - An organ absent from a volume's reference is left out of that volume's
   average (not scored 0 or 1); absent from every volume, it is not reported.
 - An attack on an organ succeeds when ``Dice_adv <= 0.7 * Dice_clean``.
+- Chosen organs (``organs``, e.g. the generator's ``--organs``): each is a
+  row and the target's other foreground classes are pooled into one class,
+  :data:`OTHER` (a network with many classes, TotalSegmentator's 117,
+  reports the organs asked for and the rest together). ``other`` is a row
+  where the reference holds it, left out of the mean drop and the success
+  count.
 - Realism of the fields (:mod:`~napari_advseg.attack.realism`): the bias
   field's strongest single wave and its power at short wavelengths, as shares
   of its power, and the range of the deformation's Jacobian determinant.
@@ -24,7 +30,54 @@ from napari_advseg.attack.apply import attack_slices
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import fold_count
 from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX, RealismTally
+from napari_advseg.errors import AdvsegError
 from napari_advseg.evaluation.metrics import OverlapCounter, organ_row, slice_successes
+
+OTHER = "other"
+"""The row of the target's foreground classes pooled beside the chosen organs."""
+
+
+def report_classes(class_names: Sequence[str], organs: Sequence[str] | None = None
+                   ) -> tuple[list[str], torch.Tensor | None, list[str]]:
+    """``(report class names, lookup table or None, pooled class names)`` of ``organs`` among ``class_names``.
+
+    ``organs`` None: every class is its own row (no table). Otherwise the
+    report's classes are background, the organs in the order given and, when
+    the target has other foreground classes, :data:`OTHER`; the table maps a
+    target class index to its report index.
+    """
+    names = list(class_names)
+    if organs is None:
+        return names, None, []
+    index = {name: i for i, name in enumerate(names) if i > 0}
+    unknown = [organ for organ in organs if organ not in index]
+    if unknown or len(set(organs)) != len(organs) or not organs:
+        raise AdvsegError(f"organs to report {', '.join(organs) or '(none)'}: each must be one foreground class of "
+                          f"the target, once ({', '.join(names[1:])})")
+    table = torch.zeros(len(names), dtype=torch.long)
+    for k, organ in enumerate(organs, start=1):
+        table[index[organ]] = k
+    pooled = [name for i, name in enumerate(names) if i > 0 and name not in organs]
+    report_names = [names[0], *organs]
+    if pooled:
+        table[[index[name] for name in pooled]] = len(report_names)
+        report_names.append(OTHER)
+    return report_names, table, pooled
+
+
+def report_organs(class_names: Sequence[str], organs: Sequence[str] | None = None,
+                  reference_classes: Sequence[int] | None = None) -> list[str] | None:
+    """The organs a report lists: ``organs`` when given; else, when the target has foreground classes the
+    reference labels do not name, the target's classes they do name (``reference_classes``, target indices),
+    the rest to be pooled as :data:`OTHER`; else None (every class its own row)."""
+    if organs is not None:
+        return list(organs)
+    if reference_classes is None:
+        return None
+    named = sorted({int(i) for i in reference_classes if i is not None and int(i) > 0})
+    if not named or len(named) == len(class_names) - 1:
+        return None
+    return [class_names[i] for i in named]
 
 
 class Tally:
@@ -36,9 +89,10 @@ class Tally:
     successes over every batch.
     """
 
-    def __init__(self, class_names: Sequence[str]):
-        self.class_names = list(class_names)
+    def __init__(self, class_names: Sequence[str], organs: Sequence[str] | None = None):
+        self.class_names, self._table, self.pooled = report_classes(class_names, organs)
         self.n_classes = len(self.class_names)
+        self._scored = self.n_classes - (1 if self.pooled else 0)  # classes whose successes count
         self.clean_per_volume: list[dict[int, float]] = []
         self.adv_per_volume: list[dict[int, float]] = []
         self.rhos: list[float] = []
@@ -62,11 +116,15 @@ class Tally:
         ``bias`` (B, 1, H, W) (an intensity attack's perturbation ``x_adv - x``), each None or zero when
         the attack has no such field."""
         reference, warped_reference = torch.as_tensor(reference).cpu(), torch.as_tensor(warped_reference).cpu()
+        if self._table is not None:
+            reference, warped_reference, pred_clean, pred_adv = (
+                self._table[torch.as_tensor(x).cpu().long()] for x in (reference, warped_reference, pred_clean,
+                                                                        pred_adv))
         if first_sample:
             self._clean.add(pred_clean, reference)
             self.slices += len(reference)
         self._adv.add(pred_adv, warped_reference)
-        s, t = slice_successes(pred_clean, reference, pred_adv, warped_reference, self.n_classes)
+        s, t = slice_successes(pred_clean, reference, pred_adv, warped_reference, self._scored)
         self.successes, self.trials = self.successes + s, self.trials + t
         self.rhos.extend(torch.as_tensor(rho).flatten().tolist())
         if displacement is not None:
@@ -84,21 +142,24 @@ class Tally:
 
     def report(self) -> dict[str, Any]:
         """The organ entries (:func:`summarise_dice`), rho, folding, ``realism``
-        (:meth:`~napari_advseg.attack.realism.RealismTally.report`) and the per-slice success rate."""
+        (:meth:`~napari_advseg.attack.realism.RealismTally.report`), the per-slice success rate and, where
+        classes are pooled as :data:`OTHER`, ``other_classes`` (their names)."""
         return {
-            **summarise_dice(self.clean_per_volume, self.adv_per_volume, self.class_names),
+            **summarise_dice(self.clean_per_volume, self.adv_per_volume, self.class_names,
+                             pooled=OTHER if self.pooled else None),
             "rho": float(np.mean(self.rhos)) if self.rhos else math.nan,
             "fold_fraction": self.folded / self.checked if self.checked else 0.0,
             "realism": self.realism.report(),
             "slice_success_rate": self.successes / self.trials if self.trials else math.nan,
             "volumes": len(self.clean_per_volume),
             "slices": self.slices,
+            **({"other_classes": list(self.pooled)} if self.pooled else {}),
         }
 
 
 def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[tuple[Any, Any]], *,
                     samples: int = 1, seed: int = 0, temperature: float = 1.0, batch_size: int = 8,
-                    progress=None, rho: float | None = None) -> dict[str, Any]:
+                    progress=None, rho: float | None = None, organs: Sequence[str] | None = None) -> dict[str, Any]:
     """The Table-1 figures of one generator on one or more test volumes.
 
     Parameters
@@ -112,8 +173,11 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
     rho : float or None
         Each slice's fields scaled to this rho (:func:`~napari_advseg.attack.strength.scale_to_rho`);
         None: the generator's own.
+    organs : sequence of str or None
+        The organs to report, the target's other classes pooled as
+        :data:`OTHER` (:func:`report_classes`); None: every class.
     """
-    tally = Tally(target.class_names)
+    tally = Tally(target.class_names, organs)
     rng = torch.Generator().manual_seed(seed)
     for images, labels in volumes:
         tally.start_volume()
@@ -133,12 +197,13 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
 
 
 def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume: Sequence[dict[int, float]],
-                   class_names: Sequence[str]) -> dict[str, Any]:
+                   class_names: Sequence[str], pooled: str | None = None) -> dict[str, Any]:
     """Per-volume Dice (class -> value, NaN where absent) -> the report's organ entries.
 
     Returns ``organs`` (name -> :func:`organ_row` of the means over the volumes
     holding the organ, plus ``volumes``), ``absent_organs``, ``mean_drop`` and
-    ``all_succeed``.
+    ``all_succeed``; the class named ``pooled`` (:data:`OTHER`) is a row but
+    counts in neither of the last two.
     """
     organs: dict[str, Any] = {}
     absent = []
@@ -150,10 +215,11 @@ def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume:
         row = organ_row(float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs])))
         row["volumes"] = len(pairs)
         organs[class_names[c]] = row
-    drops = [row["drop"] for row in organs.values() if not math.isnan(row["drop"])]  # clean Dice 0: no drop
+    scored = [row for name, row in organs.items() if name != pooled]
+    drops = [row["drop"] for row in scored if not math.isnan(row["drop"])]  # clean Dice 0: no drop
     return {"organs": organs, "absent_organs": absent,
             "mean_drop": float(np.mean(drops)) if drops else math.nan,
-            "all_succeed": bool(organs) and all(row["success"] for row in organs.values())}
+            "all_succeed": bool(scored) and all(row["success"] for row in scored)}
 
 
 def _share_cell(value) -> str:
@@ -210,11 +276,12 @@ def format_table(rows: Sequence[tuple[str, dict[str, Any]]], organs: Sequence[st
             r = organ_rows[n]
             drop = "" if _undefined(r["drop"]) else f" ({-100 * r['drop']:+.0f} %)"
             cells.append(f"{cell(r['dice_adv'])}{drop}{'*' if r['success'] else ''}")
-        passed = sum(1 for n in names if n in organ_rows and organ_rows[n]["success"])
+        scored = [n for n in names if not (n == OTHER and report.get("other_classes"))]
+        passed = sum(1 for n in scored if n in organ_rows and organ_rows[n]["success"])
         rho = "n/a" if _undefined(report["rho"]) else f"{report['rho']:.3f}"
         lines.append(f"| {label} | " + " | ".join(cells)
                      + f" | {rho} | " + " | ".join(realism_cells(report))
-                     + f" | {100 * report['fold_fraction']:.2f} % | {passed}/{len(names)} |")
+                     + f" | {100 * report['fold_fraction']:.2f} % | {passed}/{len(scored)} |")
     return "\n".join(lines)
 
 

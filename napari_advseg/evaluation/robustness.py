@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from napari_advseg.errors import AdvsegError
-from napari_advseg.io.atomic import atomic_write, file_sha256, sha256_if_file
+from napari_advseg.io.atomic import atomic_write, file_sha256
 from napari_advseg.io.json_write import write_json
+from napari_advseg.models.folder_targets import weights_sha256
 
 ROBUSTNESS_ATTACKS = {
     "hardening_generator": "(a) generator it was hardened with",
@@ -159,7 +160,7 @@ def robustness_report(targets: Sequence[Any], train: tuple[Any, Any], test: tupl
     say = (lambda message, metrics=None: progress(message, metrics)) if progress else (lambda *a: None)
     for target in targets:
         name = network_name(target, names)
-        sha256 = sha256_if_file(target.path)
+        sha256 = weights_sha256(target.path)
         path_a, source_a = hardening_generator_of(target, attacker)
         say(f"{name}: training a new generator ({new_generator_steps} steps)")
         path_b = new_generator(target, name, train, work_dir, steps=new_generator_steps, seed=seed,

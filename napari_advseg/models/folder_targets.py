@@ -32,6 +32,7 @@ reorients it itself (``Orientationd``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,14 +44,17 @@ from torch import nn
 
 from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.device import resolve_device
+from napari_advseg.io.atomic import file_sha256
+from napari_advseg.io.sidecar import read_sidecar_object
 from napari_advseg.models.monai_bundle import MonaiBundle, is_monai_bundle, read_monai_bundle
-from napari_advseg.models.nnunet_folder import NnUNetModel, is_nnunet_folder, read_nnunet_folder
+from napari_advseg.models.nnunet_folder import CHECKPOINT_NAMES, NnUNetModel, is_nnunet_folder, read_nnunet_folder
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet
 from napari_advseg.models.sliding_window import monai_starts, round_to, sliding_window
 from napari_advseg.models.target import Target, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 
 __all__ = [
+    "METRICS_FILE",
     "NnUNetSlices",
     "MonaiSlices",
     "VolumeTarget",
@@ -58,7 +62,11 @@ __all__ = [
     "folder_kind",
     "load_folder_target",
     "load_volume_target",
+    "weights_sha256",
 ]
+
+METRICS_FILE = "advseg_metrics.json"
+"""A folder target's scores and hardening record (``Target.metrics``), written by ``advseg harden``."""
 
 _SITK_FLIPS = (1, 2)
 """Canonical (S, P, L) -> (S, A, R): the axes flipped for an nnU-Net network."""
@@ -74,6 +82,49 @@ def folder_kind(path: Path) -> str:
     raise InputFileError(path, "is a folder but neither an nnU-Net trained-model folder (dataset.json, plans.json, "
                                "fold_K/checkpoint_final.pth) nor a MONAI bundle (configs/inference.json, "
                                "configs/metadata.json, models/model.pt)")
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The files that make a folder target's network: its JSON declarations and its weights."""
+    if folder_kind(path) == "monai":
+        names = ["configs/inference.json", "configs/metadata.json", "models/model.pt"]
+    else:
+        names = ["dataset.json", "plans.json"] + [f"{fold.name}/{name}" for fold in sorted(path.glob("fold_*"))
+                                                   for name in CHECKPOINT_NAMES]
+    return [path / name for name in names if (path / name).is_file()]
+
+
+def weights_sha256(path: str | os.PathLike | None) -> str | None:
+    """SHA-256 identifying a target: a model file's bytes, or a folder's declarations and checkpoints.
+
+    For a folder it is the digest of each file's relative path and SHA-256
+    (``dataset.json``, ``plans.json`` and every fold's checkpoints, or the
+    bundle's two configs and ``models/model.pt``). None for no path or a path
+    that is neither a file nor a target folder.
+    """
+    if not path:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    if not path.is_dir():
+        return None
+    try:
+        files = _weight_files(path)
+    except InputFileError:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _folder_metrics(path: Path) -> dict:
+    """The scores and hardening record of :data:`METRICS_FILE` in a target folder, ``{}`` where there is none."""
+    file = path / METRICS_FILE
+    if not file.is_file():
+        return {}
+    return read_sidecar_object(file, path)
 
 
 # --------------------------------------------------------------------------
@@ -211,6 +262,7 @@ def load_folder_target(
             raise AdvsegError(f"{path}: --fold applies to nnU-Net folders, not to MONAI bundles")
         bundle = read_monai_bundle(path, device=torch_device)
         target = _monai_target(path, bundle, _names(class_names, bundle.class_names, path), torch_device)
+    target.metrics = _folder_metrics(path)
     validate_target(target, 64, 64)
     return target
 
