@@ -105,7 +105,7 @@ def test_image_first_then_segmentation_and_table(make_napari_viewer, qtbot, tiny
     shown = explore.last_result
     # stage one is on screen while stage two is held: new image, no segmentation of another code over it
     assert not np.array_equal(image.data, before) and np.array_equal(image.data[0], shown.adversarial_hu)
-    assert explore.last_segmented is first and not segmentation.visible
+    assert explore.last_segmented is first and segmentation.visible and not segmentation.data.any()
     assert not explore.table.isEnabled() and "segmenting" in explore.rho_label.text()
     qtbot.waitUntil(lambda: shown.request.seq in gate.started, timeout=30_000)
 
@@ -113,11 +113,11 @@ def test_image_first_then_segmentation_and_table(make_napari_viewer, qtbot, tiny
     qtbot.waitUntil(lambda: explore.last_segmented.request.seq == shown.request.seq and explore.renders.idle(),
                     timeout=30_000)
     view = explore.last_segmented.view
-    assert segmentation.visible and explore.table.isEnabled()
+    assert segmentation.visible and explore.table.isEnabled() and segmentation.data.any()
     assert np.array_equal(segmentation.data[0], view.adversarial_segmentation)
     assert np.allclose(segmentation.translate, image.translate)
     assert [row[0] for row in _table(explore)] == list(view.organs)
-    assert [row[2] for row in _table(explore)] == [f"{e['dice_adv']:.3f}" for e in view.organs.values()]
+    assert [row[2] for row in _table(explore)] == [f"{100 * e['dice_adv']:.1f} %" for e in view.organs.values()]
     assert "segmenting" not in explore.rho_label.text()
 
 
@@ -147,7 +147,7 @@ def test_a_stale_segmentation_is_dropped(make_napari_viewer, qtbot, tiny, tmp_pa
     qtbot.waitUntil(lambda: explore.last_result.request.seq > a and explore.renders.pending_segment is not None,
                     timeout=30_000)
     b = explore.last_result.request.seq
-    assert not segmentation.visible
+    assert not segmentation.data.any()
 
     gate.open.set()
     qtbot.waitUntil(lambda: explore.renders.idle() and len(handed) == 2, timeout=30_000)
@@ -203,10 +203,12 @@ def test_sliders_say_what_each_number_mostly_does(make_napari_viewer, qtbot, tin
     labels = [label.text() for label in explore.phi_sliders.effects + explore.bias_sliders.effects]
     assert len(labels) == len(sliders) and any(labels)
     organs = ("liver", "spleen", "kidney L", "kidney R", "pancr.")
-    assert all(text.rsplit(" ", 1)[0] in organs and text.rsplit(" ", 1)[1].isdigit() for text in labels if text)
+    assert all(text.endswith(" %") for text in labels if text)  # Dice in %, with its unit
+    assert all(text[:-2].rsplit(" ", 1)[0] in organs and text[:-2].rsplit(" ", 1)[1].isdigit()
+               for text in labels if text)
     tips = [slider.toolTip() for slider in sliders]
-    assert all("mean" in tip for tip in tips)  # the latent value line is kept
-    assert any("mostly the" in tip for tip in tips)
+    assert all("mean" in tip and "SD" in tip for tip in tips)  # the latent value line is kept
+    assert any("From -3 to +3 SD" in tip and "Dice by up to" in tip for tip in tips)
     other = next(k for k in range(explore.owner.session.case.volume.n_slices)
                  if k != z and (explore.owner.session.case.labels[k] > 0).any())
     viewer.dims.set_current_step(0, other)

@@ -32,7 +32,8 @@ def _grid(viewer):
 class CompareView(QObject):
     """Switches ``viewer`` between the single overlay and the side-by-side compare view.
 
-    ``ct_layer()`` returns the CT layer the Explore tab attacks (None: no compare view).
+    ``ct_layer()`` returns the CT layer the Explore tab attacks (None: no compare view). Layers are
+    followed by name: a plugin's viewer is napari's proxy, which wraps each layer anew on every access.
     """
 
     def __init__(self, viewer, ct_layer, parent=None):
@@ -56,19 +57,19 @@ class CompareView(QObject):
         if on == self.enabled:
             return self.enabled
         if on:
-            ct = self.ct_layer()
-            if ct is None or ct not in self.viewer.layers:
+            ct = self._ct_name()
+            if ct is None:
                 return False
             grid = _grid(self.viewer)
             self._grid_before = (grid.enabled, grid.stride, tuple(grid.shape), grid.spacing)
-            ours = {L.ADVERSARIAL, *L.AFTER, *L.BEFORE}
-            self._shown_again = [layer for layer in self.viewer.layers
-                                 if layer is not ct and layer.name not in ours and layer.visible]
-            self._hidden_again = [layer for layer in [ct] + self._named(L.BEFORE) if not layer.visible]
-            for layer in self._shown_again:
-                layer.visible = False
-            for layer in self._hidden_again:
-                layer.visible = True
+            ours = {*L.AFTER, *L.BEFORE, ct}
+            layers = self.viewer.layers
+            self._shown_again = [layer.name for layer in layers if layer.name not in ours and layer.visible]
+            self._hidden_again = [name for name in [ct] + self._named(L.BEFORE) if not layers[name].visible]
+            for name in self._shown_again:
+                layers[name].visible = False
+            for name in self._hidden_again:
+                layers[name].visible = True
             self.enabled = True
             self._watch()
             self.arrange()
@@ -76,12 +77,13 @@ class CompareView(QObject):
             self.enabled = False
             self._timer.stop()
             self._unwatch()
-            for layer in self._hidden_again:
-                if layer in self.viewer.layers:
-                    layer.visible = False
-            for layer in self._shown_again:
-                if layer in self.viewer.layers:
-                    layer.visible = True
+            layers = self.viewer.layers
+            for name in self._hidden_again:
+                if name in layers:
+                    layers[name].visible = False
+            for name in self._shown_again:
+                if name in layers:
+                    layers[name].visible = True
             self._shown_again, self._hidden_again = [], []
             if SPACER in self.viewer.layers and L.is_output(self.viewer.layers[SPACER]):
                 self.viewer.layers.remove(SPACER)
@@ -97,17 +99,20 @@ class CompareView(QObject):
         self._timer.stop()
         self._unwatch()
 
-    def _named(self, names) -> list:
-        return [self.viewer.layers[name] for name in names
-                if name in self.viewer.layers and L.is_output(self.viewer.layers[name])]
+    def _named(self, names) -> list[str]:
+        return [name for name in names if name in self.viewer.layers and L.is_output(self.viewer.layers[name])]
+
+    def _ct_name(self) -> str | None:
+        ct = self.ct_layer()
+        return ct.name if ct is not None and ct.name in self.viewer.layers else None
 
     # ------------------------------------------------------------------ layout
     def arrange(self) -> None:
         """Order the layers for the two cells and set the grid (the compare view must be on)."""
-        ct = self.ct_layer()
         if not self.enabled or self._arranging:
             return
-        if ct is None or ct not in self.viewer.layers:
+        ct = self._ct_name()
+        if ct is None:
             self.set_enabled(False)
             return
         self._arranging = True
@@ -115,7 +120,7 @@ class CompareView(QObject):
             order, stride = L.compare_order(self.viewer, ct)
             while stride == 0:  # too few hidden layers to fill the left cell: add empty hidden ones
                 self.viewer.add_image(np.zeros((1, 1, 1), np.float32), name=SPACER, visible=False,
-                                      metadata=L.output_metadata(), scale=tuple(ct.scale)[-3:])
+                                      metadata=L.output_metadata(), scale=tuple(self.viewer.layers[ct].scale))
                 order, stride = L.compare_order(self.viewer, ct)
             L.put_in_order(self.viewer, order)
             grid = _grid(self.viewer)
@@ -135,10 +140,10 @@ class CompareView(QObject):
 
     def _inserted(self, event) -> None:
         layer = getattr(event, "value", None)
-        ours = {L.ADVERSARIAL, *L.AFTER, *L.BEFORE, SPACER}
+        ours = {*L.AFTER, *L.BEFORE, SPACER}
         if layer is not None and layer.name not in ours and layer.visible and not self._arranging:
             layer.visible = False  # a new volume over the CT would hide the "before"; shown again on leaving
-            self._shown_again.append(layer)
+            self._shown_again.append(layer.name)
         if layer is not None:
             layer.events.visible.connect(self._schedule)
             self._watched.append((layer.events.visible, self._schedule))

@@ -186,7 +186,7 @@ def show_vectors(viewer, name: str, vectors: np.ndarray, geo: dict, length: floa
     """
     layer = _existing(viewer, name, "Vectors")
     if layer is None:
-        return viewer.add_vectors(np.array(vectors), name=name, edge_color=DEFORMATION_RGB + (1.0,), length=length,
+        return viewer.add_vectors(np.array(vectors), name=name, edge_color=list(DEFORMATION_RGB) + [1.0], length=length,
                                   metadata=output_metadata(), **geo, **kwargs)
     _place(layer, geo)
     if layer.data.shape == vectors.shape:
@@ -215,42 +215,45 @@ def show_colorbar(layer, position: str) -> None:
     colorbar.visible = True
 
 
-def put_in_order(viewer, layers) -> None:
-    """Move the layers of the viewer into the order ``layers`` (bottom to top; every layer of the viewer once)."""
-    for index, layer in enumerate(layers):
-        current = viewer.layers.index(layer)
+def put_in_order(viewer, names) -> None:
+    """Move the layers of the viewer into the order ``names`` (bottom to top; every layer's name once).
+
+    By name: a plugin's viewer is napari's proxy, which wraps each layer anew on every access.
+    """
+    for index, name in enumerate(names):
+        current = viewer.layers.index(name)
         if current != index:
             viewer.layers.move(current, index)
 
 
-def single_order(viewer) -> list:
-    """Every layer of the viewer, the Explore stack on top (in :data:`EXPLORE_STACK` order), the volume layers
+def _ours(viewer, names) -> list[str]:
+    return [name for name in names if name in viewer.layers and is_output(viewer.layers[name])]
+
+
+def single_order(viewer) -> list[str]:
+    """Every layer's name, the Explore stack on top (in :data:`EXPLORE_STACK` order), the volume layers
     just below it, the rest below those in their own order."""
-    ours = {name: viewer.layers[name] for name in EXPLORE_STACK + VOLUME_LAYERS
-            if name in viewer.layers and is_output(viewer.layers[name])}
-    others = [layer for layer in viewer.layers if layer not in ours.values()]
-    volumes = [ours[name] for name in VOLUME_LAYERS if name in ours]
-    stack = [ours[name] for name in EXPLORE_STACK if name in ours]
+    stack, volumes = _ours(viewer, EXPLORE_STACK), _ours(viewer, VOLUME_LAYERS)
+    others = [layer.name for layer in viewer.layers if layer.name not in stack + volumes]
     return others + volumes + stack
 
 
-def compare_order(viewer, ct_layer) -> tuple[list, int]:
-    """The layer order of the compare view and the grid's stride: ``(layers bottom to top, stride)``.
+def compare_order(viewer, ct_name: str) -> tuple[list[str], int]:
+    """The layer order of the compare view and the grid's stride: ``(names bottom to top, stride)``.
 
     napari's grid puts the layers ``[0, stride)`` in the left cell and ``[stride, 2 * stride)`` in the
-    right one; hidden layers take no cell. Left: the CT, the reference outline and the clean
-    segmentation; right: the visible layers of :data:`AFTER`. Hidden layers fill the left cell up to
-    ``stride`` (below the CT, so they stay hidden) and follow the right cell. Returns a stride of 0 when
-    there are too few hidden layers to fill the left cell.
+    right one; hidden layers take no cell. Left: the CT, any other visible layer the user shows, the
+    reference outline and the clean segmentation; right: the visible layers of :data:`AFTER`. Hidden
+    layers fill the left cell up to ``stride`` (below the CT, so they stay hidden) and follow the right
+    cell. Returns a stride of 0 when there are too few hidden layers to fill the left cell.
     """
-    present = {name: viewer.layers[name] for name in BEFORE + AFTER
-               if name in viewer.layers and is_output(viewer.layers[name])}
-    ours = set(map(id, present.values())) | {id(ct_layer)}
-    others = [layer for layer in viewer.layers if id(layer) not in ours and layer.visible]
-    left = [ct_layer] + others + [present[name] for name in BEFORE if name in present and present[name].visible]
-    right = [present[name] for name in AFTER if name in present and present[name].visible]
-    placed = set(map(id, left + right))
-    hidden = [layer for layer in viewer.layers if id(layer) not in placed]
+    visible = {layer.name: layer.visible for layer in viewer.layers}
+    before, after = _ours(viewer, BEFORE), _ours(viewer, AFTER)
+    mine = set(before + after) | {ct_name}
+    others = [name for name, shown in visible.items() if name not in mine and shown]
+    left = [ct_name] + others + [name for name in before if visible[name]]
+    right = [name for name in after if visible[name]]
+    hidden = [name for name in visible if name not in left and name not in right]
     stride = max(len(left), len(right))
     padding = stride - len(left)
     if padding > len(hidden):

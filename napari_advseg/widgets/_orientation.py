@@ -28,6 +28,11 @@ def vertical_axis(order, ndisplay: int) -> int | None:
     return None if ndisplay != 2 else int(order[-2])
 
 
+def _camera(viewer):
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 class RadiologicalView:
     """Keeps the head up in coronal and sagittal views of ``viewer`` (until :meth:`disconnect`)."""
 
@@ -64,7 +69,7 @@ class RadiologicalView:
         self.viewer.reset_view()
 
     def update(self, *_args) -> None:
-        dims, camera = self.viewer.dims, self.viewer.camera
+        dims, camera = self.viewer.dims, _camera(self.viewer)
         if dims.ndim < 3:
             return
         vertical = vertical_axis(dims.order, dims.ndisplay)

@@ -50,7 +50,7 @@ class LatentSliders(QWidget):
             slider.setRange(-bound, bound)
             slider.setSingleStep(1)
             slider.setPageStep(SLIDER_STEPS)
-            slider.setMinimumWidth(60)
+            slider.setMinimumWidth(40)
             slider.valueChanged.connect(self._changed)
             value = QLabel("+0.0 SD")
             value.setMinimumWidth(value.fontMetrics().horizontalAdvance("+0.00 SD"))
@@ -59,7 +59,7 @@ class LatentSliders(QWidget):
             self.grid.addWidget(slider, i + 1, 1)
             self.grid.addWidget(value, i + 1, 2)
             effect = QLabel("")
-            effect.setMinimumWidth(60)
+            effect.setMinimumWidth(effect.fontMetrics().horizontalAdvance("kidney L 88 %"))
             effect.setToolTip("The organ whose Dice this number moves most on the slice shown, and by how much "
                               "(Dice in %, from -3 to +3 SD; measured when the slice changes)")
             self.grid.addWidget(effect, i + 1, 3)
