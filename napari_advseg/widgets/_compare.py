@@ -10,7 +10,7 @@ cell and leaves hidden layers out, so the view orders the layers (see
 :func:`~._layers.compare_order`) and orders them again whenever a layer is
 shown, hidden, added or removed. Other layers are hidden on entering (they
 would cover the CT on the left) and shown again on leaving, which also
-restores the grid settings and the single-overlay order.
+restores the grid settings and the order of the other layers.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class CompareView(QObject):
         self.ct_layer = ct_layer
         self.enabled = False
         self._grid_before: tuple | None = None
+        self._order_before: list[str] | None = None
         self._shown_again: list = []  # layers hidden on entering, shown again on leaving
         self._hidden_again: list = []  # layers shown on entering, hidden again on leaving
         self._watched: list = []
@@ -62,6 +63,7 @@ class CompareView(QObject):
                 return False
             grid = _grid(self.viewer)
             self._grid_before = (grid.enabled, grid.stride, tuple(grid.shape), grid.spacing)
+            self._order_before = [layer.name for layer in self.viewer.layers]
             ours = {*L.AFTER, *L.BEFORE, ct}
             layers = self.viewer.layers
             self._shown_again = [layer.name for layer in layers if layer.name not in ours and layer.visible]
@@ -92,7 +94,7 @@ class CompareView(QObject):
                 grid.enabled, grid.stride, grid.shape, grid.spacing = self._grid_before
             else:
                 grid.enabled = False
-            L.put_in_order(self.viewer, L.single_order(self.viewer))
+            L.put_in_order(self.viewer, L.single_order(self.viewer, self._order_before))
         return self.enabled
 
     def shutdown(self) -> None:

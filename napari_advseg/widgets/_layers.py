@@ -230,11 +230,15 @@ def _ours(viewer, names) -> list[str]:
     return [name for name in names if name in viewer.layers and is_output(viewer.layers[name])]
 
 
-def single_order(viewer) -> list[str]:
+def single_order(viewer, earlier=None) -> list[str]:
     """Every layer's name, the Explore stack on top (in :data:`EXPLORE_STACK` order), the volume layers
-    just below it, the rest below those in their own order."""
+    just below it, the rest below those: in the order of the names ``earlier`` (layers it does not name
+    after those), or in their own order."""
     stack, volumes = _ours(viewer, EXPLORE_STACK), _ours(viewer, VOLUME_LAYERS)
     others = [layer.name for layer in viewer.layers if layer.name not in stack + volumes]
+    if earlier is not None:
+        rank = {name: i for i, name in enumerate(earlier)}
+        others.sort(key=lambda name: rank.get(name, len(rank)))  # stable: unnamed ones keep their order
     return others + volumes + stack
 
 

@@ -71,7 +71,7 @@ def _upsampled(field: np.ndarray, factor: int) -> np.ndarray:
 
 
 def deformation_grid(displacement: np.ndarray, step_px: tuple[float, float], factor: int = 1,
-                     mask: np.ndarray | None = None, width: float = 1.0) -> np.ndarray:
+                     mask: np.ndarray | None = None, width: float | None = None) -> np.ndarray:
     """The lines of a regular grid as the deformation carries them: ``(factor*H, factor*W)`` float32 in [0, 1].
 
     The image shown at pixel ``p`` is the clean slice at ``p + phi(p)``, so
@@ -84,8 +84,11 @@ def deformation_grid(displacement: np.ndarray, step_px: tuple[float, float], fac
     step_px : grid spacing along rows and columns, slice pixels
     factor : raster pixels per slice pixel (:func:`grid_factor`)
     mask : (H, W) bool or None; the grid is drawn inside it only
-    width : line width in raster pixels (anti-aliased)
+    width : line width in raster pixels (anti-aliased); default 1 for an odd ``factor``, 2 for an even one
+        (whose lines fall between two raster pixels), so that an undeformed line is drawn at full strength
     """
+    if width is None:
+        width = 1.0 if factor % 2 else 2.0
     displacement = np.asarray(displacement, np.float32)
     h, w = displacement.shape[1:]
     fine_rows = (np.arange(h * factor, dtype=np.float32) + 0.5) / factor - 0.5
