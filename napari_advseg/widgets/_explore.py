@@ -232,7 +232,9 @@ class ExplorePanel(QWidget):
     # ------------------------------------------------------------------ view controls
     def set_compare(self, on: bool) -> bool:
         """Before | after side by side (True) or the single overlay (False); returns whether compare is on."""
-        return self.compare.set_enabled(on)
+        state = self.compare.set_enabled(on)
+        self.view_row.show_compare(state)
+        return state
 
     def set_overlay(self, name: str, on: bool) -> None:
         """Show or hide one of the overlays the view row switches (drawn from the result on screen)."""

@@ -106,9 +106,12 @@ class ViewRow(QWidget):
             box.setChecked(visible)
             box.blockSignals(False)
 
-    def _compare_toggled(self, on: bool) -> None:
-        state = self._on_compare(on)
-        if state != on:
+    def show_compare(self, on: bool) -> None:
+        """Set the compare button to the view's state without acting on it."""
+        if self.compare.isChecked() != on:
             self.compare.blockSignals(True)
-            self.compare.setChecked(state)
+            self.compare.setChecked(on)
             self.compare.blockSignals(False)
+
+    def _compare_toggled(self, on: bool) -> None:
+        self.show_compare(self._on_compare(on))
