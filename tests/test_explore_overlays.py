@@ -133,3 +133,14 @@ def test_compare_layout_puts_before_left_and_after_right():
     names = [layer.name for layer in viewer.layers]
     assert names[:2] == ["CT", "my labels"]
     assert names[2:] == [name for name in L.EXPLORE_STACK if name in names]
+
+
+def test_masks_follow_the_tissue():
+    body = np.zeros((10, 12), bool)
+    body[2:6, 3:7] = True
+    displacement = np.zeros((2, 10, 12), np.float32)
+    displacement[1] = -2.0  # the image at p shows the tissue at p - 2: the body moved 2 px right
+    moved = O.warped_mask(body, displacement)
+    assert np.array_equal(moved[:, 2:], body[:, :-2]) and not moved[:, :5].any()
+    grid = O.deformation_grid(displacement, (4.0, 4.0), mask=body)
+    assert not grid[:, :5].any() and grid[2:6, 5:9].any()

@@ -314,7 +314,8 @@ class ExplorePanel(QWidget):
         session, viewer = self.owner.session, self.owner.viewer
         ct, view, z = session.layer, result.view, result.request.z
         here, whole = L.geometry(ct, z), L.geometry(ct)
-        mask = self._mask(z)
+        body = self._mask(z)  # on the clean slice
+        mask = O.warped_mask(body, view.displacement)  # where the adversarial image shows the body
         spacing = tuple(float(s) for s in ct.scale[-2:])
         figures = {}
 
@@ -347,7 +348,7 @@ class ExplorePanel(QWidget):
         if wanted(L.GRID):
             factor = O.grid_factor(view.displacement.shape[1:])
             lines = O.deformation_grid(view.displacement, (step_mm / spacing[0], step_mm / spacing[1]), factor,
-                                       mask)
+                                       body)
             L.show_image(viewer, L.GRID, lines[None], O.raster_geometry(here, factor), in_place=True,
                          colormap=L.deformation_colormap(), contrast_limits=(0.0, 1.0),
                          visible=self.view_row.wanted(L.GRID))
@@ -378,7 +379,8 @@ class ExplorePanel(QWidget):
             return  # a render that started before the one already shown
         viewer, view, z = owner.viewer, result.view, result.request.z
         here = L.geometry(ct, z)
-        missing = [name for name in L.EXPLORE_STACK if self._layer(name) is None]
+        other_bias = L.BIAS_PERCENT if self._bias_name() == L.BIAS else L.BIAS
+        missing = [name for name in L.EXPLORE_STACK if name != other_bias and self._layer(name) is None]
         L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, in_place=True, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
         figures = self._show_overlays(result)

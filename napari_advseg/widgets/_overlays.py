@@ -83,7 +83,7 @@ def deformation_grid(displacement: np.ndarray, step_px: tuple[float, float], fac
     displacement : (2, H, W) pixels (dy, dx), as :class:`~napari_advseg.attack.explore.SliceView` has it
     step_px : grid spacing along rows and columns, slice pixels
     factor : raster pixels per slice pixel (:func:`grid_factor`)
-    mask : (H, W) bool or None; the grid is drawn inside it only
+    mask : (H, W) bool or None: the body on the clean slice; the lines are drawn where they carry it
     width : line width in raster pixels (anti-aliased); default 1 for an odd ``factor``, 2 for an even one
         (whose lines fall between two raster pixels), so that an undeformed line is drawn at full strength
     """
@@ -101,8 +101,25 @@ def deformation_grid(displacement: np.ndarray, step_px: tuple[float, float], fac
         distance = np.abs(t - np.round(t)) * step * factor  # to the nearest line, raster pixels
         np.maximum(lines, np.clip(0.5 + width / 2 - distance, 0.0, 1.0), out=lines)
     if mask is not None:
-        lines *= np.repeat(np.repeat(np.asarray(mask, bool), factor, axis=0), factor, axis=1)
+        lines *= _sample(mask, source_rows, source_cols)
     return lines
+
+
+def _sample(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``mask`` at the nearest pixels of ``(rows, cols)`` (held at the edges)."""
+    h, w = mask.shape
+    r = np.clip(np.rint(rows), 0, h - 1).astype(np.intp)
+    c = np.clip(np.rint(cols), 0, w - 1).astype(np.intp)
+    return np.asarray(mask, bool)[r, c]
+
+
+def warped_mask(mask: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """A mask of the clean slice carried by the deformation (where the adversarial image shows it)."""
+    displacement = np.asarray(displacement, np.float32)
+    h, w = displacement.shape[1:]
+    rows = np.arange(h, dtype=np.float32)[:, None] + displacement[0]
+    cols = np.arange(w, dtype=np.float32)[None, :] + displacement[1]
+    return _sample(mask, rows, cols)
 
 
 def raster_geometry(geo: dict, factor: int) -> dict:
