@@ -29,7 +29,8 @@ EXPLORE_STACK = (ADVERSARIAL, BIAS, BIAS_PERCENT, MAGNITUDE, CLEAN_SEG, REFERENC
                  GRID, DEFORMATION)
 """The Explore tab's per-slice layers, bottom to top, over every other layer."""
 
-SLICE_LAYERS = EXPLORE_STACK
+SLICE_LAYERS = tuple(name for name in EXPLORE_STACK if name != BIAS_PERCENT)
+"""The layers a render of a generator with an additive bias makes."""
 
 BEFORE = (REFERENCE, CLEAN_SEG)
 """Over the CT on the left of the compare view (bottom to top)."""
