@@ -76,6 +76,8 @@ def main() -> None:
     if args.compare:
         explore.view_row.compare.setChecked(True)
     explore.orientation.show(args.view)
+    settle(app, 1.0)
+    viewer.reset_view()  # fitted once the layout (compare view, reformat) is on the canvas
     for index in range(widget.tabs.count()):
         if widget.tabs.tabText(index) == args.tab:
             widget.tabs.setCurrentIndex(index)

@@ -167,7 +167,7 @@ class ExplorePanel(QWidget):
         self.phi_sliders.set_count(dim)
         self.bias_sliders.set_count(dim)
         row = self._row_height
-        self.slider_scroll.setFixedHeight(min((dim + 1) * row + 8, 340) if dim else 24)  # scrolls beyond ~14
+        self.slider_scroll.setFixedHeight(min((dim + 2) * row + 8, 360) if dim else 24)  # scrolls beyond ~14
         box = self.slider_scroll.widget()
         box.adjustSize()  # the sliders' labels stay readable: the dock widens rather than clip them
         self.slider_scroll.setMinimumWidth(box.sizeHint().width() + self.slider_scroll.verticalScrollBar()

@@ -44,6 +44,15 @@ class LatentSliders(QWidget):
         heading.setAlignment(Qt.AlignCenter)
         heading.setToolTip(self.tooltip)
         self.grid.addWidget(heading, 0, 0, 1, 4)
+        for col, (text, tip) in enumerate((("#", "The number's position in the code"), ("", ""),
+                                           ("SD", "Standard deviations (SD) from the encoder's mean for this slice"),
+                                           ("moves most", "The organ whose Dice this number moves most on the "
+                                                          "slice shown, and by how much (Dice in %, from -3 to "
+                                                          "+3 SD)"))):
+            if text:
+                label = QLabel(text)
+                label.setToolTip(tip)
+                self.grid.addWidget(label, 1, col)
         bound = int(SLIDER_RANGE * SLIDER_STEPS)
         for i in range(n):
             slider = QSlider(Qt.Horizontal)
@@ -52,26 +61,26 @@ class LatentSliders(QWidget):
             slider.setPageStep(SLIDER_STEPS)
             slider.setMinimumWidth(40)
             slider.valueChanged.connect(self._changed)
-            value = QLabel("+0.0 SD")
-            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("+0.00 SD"))
+            value = QLabel("+0.0")
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("+0.00"))
             value.setToolTip("Standard deviations (SD) from the encoder's mean for this slice")
-            self.grid.addWidget(QLabel(str(i)), i + 1, 0)
-            self.grid.addWidget(slider, i + 1, 1)
-            self.grid.addWidget(value, i + 1, 2)
+            self.grid.addWidget(QLabel(str(i)), i + 2, 0)
+            self.grid.addWidget(slider, i + 2, 1)
+            self.grid.addWidget(value, i + 2, 2)
             effect = QLabel("")
             effect.setMinimumWidth(effect.fontMetrics().horizontalAdvance("kidney L 88 %"))
             effect.setToolTip("The organ whose Dice this number moves most on the slice shown, and by how much "
                               "(Dice in %, from -3 to +3 SD; measured when the slice changes)")
-            self.grid.addWidget(effect, i + 1, 3)
+            self.grid.addWidget(effect, i + 2, 3)
             self.sliders.append(slider)
             self.values.append(value)
             self.effects.append(effect)
-        self.grid.setRowStretch(n + 1, 1)  # spare height below the sliders, not between them
+        self.grid.setRowStretch(n + 2, 1)  # spare height below the sliders, not between them
         self.grid.setColumnStretch(1, 1)  # the slider gives way to the value and effect labels
 
     def _changed(self, *_args) -> None:
         for slider, label in zip(self.sliders, self.values):
-            label.setText(f"{slider.value() / SLIDER_STEPS:+.1f} SD")
+            label.setText(f"{slider.value() / SLIDER_STEPS:+.1f}")
         if self.on_change is not None:
             self.on_change()
 
