@@ -98,7 +98,13 @@ class CompareView(QObject):
         return self.enabled
 
     def shutdown(self) -> None:
+        """The dock is closing: back to the single overlay (if the viewer is still there), stop listening."""
         self._timer.stop()
+        if self.enabled:
+            try:
+                self.set_enabled(False)
+            except (RuntimeError, KeyError, ValueError):  # the viewer or its layers are gone
+                pass
         self._unwatch()
 
     def _named(self, names) -> list[str]:
