@@ -15,6 +15,11 @@ Prints the median over repeated changes as a markdown table, with the load
 average (the figures are only comparable on an otherwise idle machine).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/widget_latency.py [--repeats 20]
+        [--sizes 512] [--compare] [--show "displacement (mm)" ...]
+
+``--compare`` measures with the Explore tab's compare view on (before | after
+side by side in napari's grid); ``--show`` switches overlays on by their layer
+names (the deformation grid is on by default).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--sizes", default="128,256,512")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--compare", action="store_true", help="with the compare view on")
+    parser.add_argument("--show", action="append", default=[], help="an overlay to switch on (its layer name)")
     args = parser.parse_args()
     import napari
     import torch
@@ -54,7 +61,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, napari {napari.__version__}, "
-          f"{args.repeats} slider changes per size, load average {os.getloadavg()[0]:.1f} at the start")
+          f"{args.repeats} slider changes per size, compare view {'on' if args.compare else 'off'}, "
+          f"overlays shown: {', '.join(['deformation grid'] + args.show)}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     print("| size | stage one: image, fields, arrows (median ms) | full update: + segmentation, Dice (median ms) |")
     print("| --- | --- | --- |")
     for size in (int(s) for s in args.sizes.split(",")):
@@ -72,6 +81,10 @@ def main() -> None:
         panel = widget.explore
         wait_for(panel.renders.idle)
         panel.render_now()
+        for name in args.show:
+            panel.set_overlay(name, True)
+        if args.compare:
+            assert panel.set_compare(True)
         QApplication.processEvents()
         # the sliders' effect labels are measured once per slice in the background: let that finish first,
         # so that the figures are of slider changes alone (it does not run again while the slice stays)

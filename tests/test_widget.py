@@ -186,6 +186,7 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     widget.explore.bias_sliders.sliders[1].setValue(-25)
     qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[L.ADVERSARIAL].data, before), timeout=30_000)
     qtbot.waitUntil(widget.explore.renders.idle, timeout=30_000)
+    widget.explore.set_overlay(L.DEFORMATION, True)  # hidden overlays are drawn when shown
     vectors = viewer.layers[L.DEFORMATION].data
     assert vectors.shape[1:] == (2, 3) and len(vectors) <= MAX_ARROWS
     assert np.all(vectors[:, 0, 0] == z) and np.all(vectors[:, 1, 0] == 0)
@@ -290,7 +291,7 @@ def test_screenshot_with_overlays_is_not_the_ct_alone(make_napari_viewer, qtbot,
     assert widget.explore.last_result.request.eps_phi[0] == pytest.approx(3.0)
     assert 1 <= len(renders) < 31
 
-    for name in (L.ADVERSARIAL, L.ADVERSARIAL_SEG, L.DEFORMATION):
+    for name in (L.ADVERSARIAL, L.ADVERSARIAL_SEG, L.GRID):  # what the Explore tab shows at first
         assert viewer.layers[name].visible
     overlays = [layer for layer in viewer.layers if L.is_output(layer) or layer.name == "reference"]
     shown = {layer.name: layer.visible for layer in overlays}

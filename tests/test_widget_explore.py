@@ -73,9 +73,9 @@ def _code_driven_generator(tiny, folder: Path) -> Path:
     return path
 
 
-def _explore_scene(make_napari_viewer, qtbot, tiny, folder, make_generator=_strong_generator):
+def _explore_scene(make_napari_viewer, qtbot, tiny, folder, make_generator=_strong_generator, **viewer_kwargs):
     """The tiny scene with a generator whose fields are visible, settled on an organ slice."""
-    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny, **viewer_kwargs)
     assert widget.load_generator_file(make_generator(tiny, folder))
     z = _organ_slice(widget)
     viewer.dims.set_current_step(0, z)
@@ -105,7 +105,7 @@ def test_image_first_then_segmentation_and_table(make_napari_viewer, qtbot, tiny
     shown = explore.last_result
     # stage one is on screen while stage two is held: new image, no segmentation of another code over it
     assert not np.array_equal(image.data, before) and np.array_equal(image.data[0], shown.adversarial_hu)
-    assert explore.last_segmented is first and not segmentation.visible
+    assert explore.last_segmented is first and segmentation.visible and not segmentation.data.any()
     assert not explore.table.isEnabled() and "segmenting" in explore.rho_label.text()
     qtbot.waitUntil(lambda: shown.request.seq in gate.started, timeout=30_000)
 
@@ -113,11 +113,11 @@ def test_image_first_then_segmentation_and_table(make_napari_viewer, qtbot, tiny
     qtbot.waitUntil(lambda: explore.last_segmented.request.seq == shown.request.seq and explore.renders.idle(),
                     timeout=30_000)
     view = explore.last_segmented.view
-    assert segmentation.visible and explore.table.isEnabled()
+    assert segmentation.visible and explore.table.isEnabled() and segmentation.data.any()
     assert np.array_equal(segmentation.data[0], view.adversarial_segmentation)
     assert np.allclose(segmentation.translate, image.translate)
     assert [row[0] for row in _table(explore)] == list(view.organs)
-    assert [row[2] for row in _table(explore)] == [f"{e['dice_adv']:.3f}" for e in view.organs.values()]
+    assert [row[2] for row in _table(explore)] == [f"{100 * e['dice_adv']:.1f} %" for e in view.organs.values()]
     assert "segmenting" not in explore.rho_label.text()
 
 
@@ -147,7 +147,7 @@ def test_a_stale_segmentation_is_dropped(make_napari_viewer, qtbot, tiny, tmp_pa
     qtbot.waitUntil(lambda: explore.last_result.request.seq > a and explore.renders.pending_segment is not None,
                     timeout=30_000)
     b = explore.last_result.request.seq
-    assert not segmentation.visible
+    assert not segmentation.data.any()
 
     gate.open.set()
     qtbot.waitUntil(lambda: explore.renders.idle() and len(handed) == 2, timeout=30_000)
@@ -203,12 +203,70 @@ def test_sliders_say_what_each_number_mostly_does(make_napari_viewer, qtbot, tin
     labels = [label.text() for label in explore.phi_sliders.effects + explore.bias_sliders.effects]
     assert len(labels) == len(sliders) and any(labels)
     organs = ("liver", "spleen", "kidney L", "kidney R", "pancr.")
-    assert all(text.rsplit(" ", 1)[0] in organs and text.rsplit(" ", 1)[1].isdigit() for text in labels if text)
+    assert all(text.endswith(" %") for text in labels if text)  # Dice in %, with its unit
+    assert all(text[:-2].rsplit(" ", 1)[0] in organs and text[:-2].rsplit(" ", 1)[1].isdigit()
+               for text in labels if text)
     tips = [slider.toolTip() for slider in sliders]
-    assert all("mean" in tip for tip in tips)  # the latent value line is kept
-    assert any("mostly the" in tip for tip in tips)
+    assert all("mean" in tip and "SD" in tip for tip in tips)  # the latent value line is kept
+    assert any("From -3 to +3 SD" in tip and "Dice by up to" in tip for tip in tips)
     other = next(k for k in range(explore.owner.session.case.volume.n_slices)
                  if k != z and (explore.owner.session.case.labels[k] > 0).any())
     viewer.dims.set_current_step(0, other)
     qtbot.waitUntil(lambda: probe.measured == (explore.owner.session.revision, other) and not probe.busy,
                     timeout=60_000)
+
+
+def _canvas(viewer, qtbot) -> np.ndarray:
+    qtbot.wait(50)
+    return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+
+
+def test_walkthrough_volume_then_slider_still_changes_the_canvas(make_napari_viewer, qtbot, tiny, tmp_path):
+    """Apply to whole volume, then move a slider: the canvas follows (the volume does not cover the Explore
+    layers); then the compare view, back to the single overlay, and a coronal view with the head up."""
+    from napari_advseg.widgets import _layers as L
+
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path, _code_driven_generator, show=True)
+    explore.volume.apply()
+    qtbot.waitUntil(lambda: L.VOLUME_ADVERSARIAL in viewer.layers and explore.volume.job is None, timeout=60_000)
+    names = [layer.name for layer in viewer.layers]
+    assert max(names.index(n) for n in L.VOLUME_LAYERS) < min(names.index(n) for n in L.EXPLORE_STACK if n in names)
+    assert "below the Explore layers" in explore.volume.status.text()
+    viewer.reset_view()
+    before = _canvas(viewer, qtbot)
+    first = explore.last_segmented.request.seq
+    explore.phi_sliders.set_eps(np.full(len(explore.phi_sliders.sliders), 3.0))
+    explore.bias_sliders.set_eps(np.full(len(explore.bias_sliders.sliders), -3.0))
+    qtbot.waitUntil(lambda: explore.last_segmented.request.seq > first and explore.renders.idle(), timeout=30_000)
+    after = _canvas(viewer, qtbot)
+    assert np.abs(after - before).mean() > 1.0  # the canvas shows the new code, not the volume
+
+    # compare view: two cells, before on the left, after on the right; the clean segmentation shown
+    assert explore.set_compare(True)
+    qtbot.wait(50)
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    layers = list(viewer.layers)
+    cell = {layer.name: grid.position(i, layers) for i, layer in enumerate(layers)}
+    assert grid.enabled and cell["CT"] == cell[L.CLEAN_SEG] == (0, 0)
+    assert cell[L.ADVERSARIAL] == cell[L.ADVERSARIAL_SEG] == cell[L.WARPED_REFERENCE] == (0, 1)
+    assert not viewer.layers[L.VOLUME_ADVERSARIAL].visible  # it would cover the CT on the left
+    compare = _canvas(viewer, qtbot)
+    half = compare.shape[1] // 2
+    assert compare[:, :half].std() > 5 and compare[:, half:].std() > 5  # both cells drawn
+    # an overlay switched on in the compare view goes to the right cell
+    explore.view_row.toggles[L.CHANGES].setChecked(True)
+    qtbot.waitUntil(lambda: grid.position([l.name for l in viewer.layers].index(L.CHANGES), list(viewer.layers))
+                    == (0, 1), timeout=5_000)
+    view = explore.last_segmented.view
+    changed = view.clean_segmentation != view.adversarial_segmentation
+    assert np.array_equal(viewer.layers[L.CHANGES].data[0] > 0, changed)
+    explore.view_row.compare.setChecked(False)  # one click back
+    assert not grid.enabled and viewer.layers[L.VOLUME_ADVERSARIAL].visible
+    assert not viewer.layers[L.CLEAN_SEG].visible
+
+    # the coronal reformat: superior up; the volume layers show the attacked volume there
+    explore.orientation.show("coronal")
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    assert str(camera.orientation2d[0]) == "up" and tuple(viewer.dims.order) == (1, 0, 2)
+    explore.orientation.show("axial")
+    assert str(camera.orientation2d[0]) == "down"

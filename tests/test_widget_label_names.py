@@ -118,7 +118,7 @@ def test_a_target_with_other_class_names_is_scored_by_name(make_napari_viewer, q
     shown = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
     prediction = predict_labels(standard, case.images[z:z + 1])
     expected_dice = dice_per_organ(prediction, standard_labels[z:z + 1], ORGAN_CLASSES)
-    present = {name: f"{d:.3f}" for name, d in expected_dice.items() if not np.isnan(d)}
+    present = {name: f"{100 * d:.1f} %" for name, d in expected_dice.items() if not np.isnan(d)}  # Dice in %
     assert shown and shown == present
 
     # without the sidecar's names the values are read as the six organs in their standard order

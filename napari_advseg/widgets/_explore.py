@@ -10,7 +10,12 @@ The tab follows the session (a new case, target or generator rebuilds the
 sliders and re-renders) and records its sliders, switches and strength
 ("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
 Export tab uses. The per-organ table is :mod:`._dice_table`, the "Apply to
-whole volume" row :mod:`._volume_row`.
+whole volume" row :mod:`._volume_row`; the compare view, the view buttons,
+the overlay switches and the legend :mod:`._view_row` and :mod:`._compare`;
+the arrays drawn over the slice :mod:`._overlays`.
+
+Overlays that are hidden are not recomputed; switching one on draws it from
+the result on screen.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from qtpy.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPus
                             QVBoxLayout, QWidget)
 
 from napari_advseg.widgets import _layers as L
+from napari_advseg.widgets import _overlays as O
+from napari_advseg.widgets._compare import CompareView
 from napari_advseg.widgets._dice_table import DiceTable
 from napari_advseg.widgets._effects import EffectsProbe
 from napari_advseg.widgets._model import LatentChoice
@@ -28,8 +35,27 @@ from napari_advseg.widgets._sliders import LatentSliders
 from napari_advseg.widgets._staged import StagedRenders
 from napari_advseg.widgets._strength import StrengthPanel
 from napari_advseg.widgets._subscriptions import Subscriptions
-from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest, bias_limits
+from napari_advseg.widgets._orientation import RadiologicalView
+from napari_advseg.widgets._tasks import ARROW_SPACING, SliceRequest
+from napari_advseg.widgets._view_row import ViewRow
 from napari_advseg.widgets._volume_row import VolumeRow
+
+TIPS = {
+    "deformation": "Apply the deformation: tissue moved by a smooth displacement field (the code z_phi)",
+    "bias": "Apply the bias field: a smooth change of the intensities, in HU (the code z_b)",
+    "temperature": "Multiplies every slider: the code is the encoder's mean + temperature x slider x SD. "
+                   "1: as the sliders say; 0: the mean whatever the sliders; 2: twice as far from it",
+    "z_phi": "z_phi, the deformation code: a few numbers the generator turns into a smooth displacement field. "
+             "The encoder proposes a mean and a spread (SD) for each number from the slice; a slider sets "
+             "how many SD from the mean the number is",
+    "z_b": "z_b, the bias code: a few numbers the generator turns into a smooth intensity change (the bias "
+           "field). The encoder proposes a mean and a spread (SD) for each number from the slice; a slider "
+           "sets how many SD from the mean the number is",
+    "rho": "rho: how much the attack changes the slice, the size of the change divided by the size of the "
+           "slice (relative L2 norm, Eq. 7 of Chen et al.); 0.05 is a 5 % change. Folded pixels: where the "
+           "deformation folds tissue over itself, which real anatomy cannot do",
+}
+"""Tooltips of the tab's technical words."""
 
 
 class ExplorePanel(QWidget):
@@ -45,11 +71,17 @@ class ExplorePanel(QWidget):
         self._segmentation_hidden = False
         self._seq = 0
         self._row_height = max(QSlider(Qt.Horizontal).sizeHint().height(), self.fontMetrics().height() + 4)
+        self._masks: dict = {}  # (revision, z) -> body mask of the slice
+        self._bounds: dict = {}  # layer name -> display bound, for the session revision in _bounds_revision
+        self._bounds_revision = None
+        self._watched: list = []  # (emitter, slot) of our layers' visibility
 
         self.slice_label = QLabel("no generator yet")
         self.slice_label.setWordWrap(True)
         self.use_phi = QCheckBox("deformation")
         self.use_bias = QCheckBox("bias")
+        self.use_phi.setToolTip(TIPS["deformation"])
+        self.use_bias.setToolTip(TIPS["bias"])
         for box in (self.use_phi, self.use_bias):
             box.setChecked(True)
             box.toggled.connect(self._controls_changed)
@@ -57,23 +89,27 @@ class ExplorePanel(QWidget):
         self.temperature.setRange(0.0, 5.0)
         self.temperature.setSingleStep(0.1)
         self.temperature.setValue(1.0)
-        self.temperature.setToolTip("Scales the deviates: z = mean + temperature * slider * sigma")
+        self.temperature.setToolTip(TIPS["temperature"])
         self.temperature.valueChanged.connect(self._controls_changed)
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset")
+        self.random_button.setToolTip("Every slider to a random value (standard normal, within +-3 SD)")
+        self.reset_button.setToolTip("Every slider to 0 SD (the encoder's mean: a mild attack), temperature 1")
         self.random_button.clicked.connect(self.random_sample)
         self.reset_button.clicked.connect(self.reset)
         switches = QHBoxLayout()
         switches.addWidget(self.use_phi)
         switches.addWidget(self.use_bias)
-        switches.addWidget(QLabel("temperature"))
+        temperature_label = QLabel("temperature")
+        temperature_label.setToolTip(TIPS["temperature"])
+        switches.addWidget(temperature_label)
         switches.addWidget(self.temperature)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
         buttons.addWidget(self.reset_button)
 
-        self.phi_sliders = LatentSliders("z_phi (deformation)")
-        self.bias_sliders = LatentSliders("z_b (bias)")
+        self.phi_sliders = LatentSliders("z_phi: deformation (SD)", tooltip=TIPS["z_phi"])
+        self.bias_sliders = LatentSliders("z_b: bias (SD)", tooltip=TIPS["z_b"])
         for group in (self.phi_sliders, self.bias_sliders):
             group.on_change = self._controls_changed
         slider_box = QWidget()
@@ -89,12 +125,17 @@ class ExplorePanel(QWidget):
 
         self.table = DiceTable()
         self.rho_label = QLabel("")
+        self.rho_label.setToolTip(TIPS["rho"])
         self.strength = StrengthPanel(owner, self.request_from, self._controls_changed)
 
-        self.volume = VolumeRow(owner, self.request_from)
+        self.volume = VolumeRow(owner, self.request_from, on_added=self.arrange_layers)
+        self.compare = CompareView(owner.viewer, lambda: owner.session.layer, self)
+        self.orientation = RadiologicalView(owner.viewer)
+        self.view_row = ViewRow(self.set_compare, self.orientation.show, self.set_overlay)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.slice_label)
+        layout.addWidget(self.view_row)
         layout.addLayout(switches)
         layout.addLayout(buttons)
         layout.addWidget(scroll)
@@ -110,6 +151,9 @@ class ExplorePanel(QWidget):
         """Stop listening to the session and drop a pending render (the widget is closing)."""
         self.subscriptions.disconnect_all()
         self.renders.stop()
+        self.compare.shutdown()
+        self.orientation.disconnect()
+        self._unwatch_layers()
 
     # ------------------------------------------------------------------ state
     def model_changed(self, *_args) -> None:
@@ -123,7 +167,11 @@ class ExplorePanel(QWidget):
         self.phi_sliders.set_count(dim)
         self.bias_sliders.set_count(dim)
         row = self._row_height
-        self.slider_scroll.setFixedHeight(min((dim + 1) * row + 8, 340) if dim else 24)  # scrolls beyond ~14
+        self.slider_scroll.setFixedHeight(min((dim + 2) * row + 8, 360) if dim else 24)  # scrolls beyond ~14
+        box = self.slider_scroll.widget()
+        box.adjustSize()  # the sliders' labels stay readable: the dock widens rather than clip them
+        self.slider_scroll.setMinimumWidth(box.sizeHint().width() + self.slider_scroll.verticalScrollBar()
+                                           .sizeHint().width())
         if session.config is not None:
             self.use_phi.setEnabled(session.config.use_phi)
             self.use_bias.setEnabled(session.config.use_bias)
@@ -181,9 +229,147 @@ class ExplorePanel(QWidget):
         self.phi_sliders.set_eps(np.zeros(len(self.phi_sliders.sliders)))
         self.bias_sliders.set_eps(np.zeros(len(self.bias_sliders.sliders)))
 
+    # ------------------------------------------------------------------ view controls
+    def set_compare(self, on: bool) -> bool:
+        """Before | after side by side (True) or the single overlay (False); returns whether compare is on."""
+        state = self.compare.set_enabled(on)
+        self.view_row.show_compare(state)
+        return state
+
+    def set_overlay(self, name: str, on: bool) -> None:
+        """Show or hide one of the overlays the view row switches (drawn from the result on screen)."""
+        name = self._bias_name() if name == L.BIAS else name
+        layer = self._layer(name)
+        if layer is not None and layer.visible != on:
+            layer.visible = on  # _visibility_changed draws it
+
+    def arrange_layers(self) -> None:
+        """The Explore layers on top of the others (the volume layers just below them), or the compare view."""
+        if self.compare.enabled:
+            self.compare.arrange()
+        else:
+            L.put_in_order(self.owner.viewer, L.single_order(self.owner.viewer))
+
+    def _layer(self, name: str):
+        viewer = self.owner.viewer
+        if name in viewer.layers and L.is_output(viewer.layers[name]):
+            return viewer.layers[name]
+        return None
+
+    def _bias_name(self) -> str:
+        config = self.owner.session.config
+        return L.BIAS if config is None or config.bias_mode == "additive" else L.BIAS_PERCENT
+
+    def _watch_layers(self) -> None:
+        """Follow the visibility of our layers: the view row's switches mirror it; a layer shown is drawn."""
+        watched = {id(emitter) for emitter, _ in self._watched}
+        for name in L.EXPLORE_STACK:
+            layer = self._layer(name)
+            if layer is not None and id(layer.events.visible) not in watched:
+                slot = (lambda event, name=name: self._visibility_changed(name, event))
+                layer.events.visible.connect(slot)
+                self._watched.append((layer.events.visible, slot))
+
+    def _unwatch_layers(self) -> None:
+        for emitter, slot in self._watched:
+            try:
+                emitter.disconnect(slot)
+            except Exception:  # the layer is gone
+                pass
+        self._watched = []
+
+    def _visibility_changed(self, name: str, _event=None) -> None:
+        layer = self._layer(name)
+        if layer is None or self.owner.closing:
+            return
+        self.view_row.mirror(L.BIAS if name == L.BIAS_PERCENT else name, layer.visible)
+        if layer.visible and self.last_result is not None and name in L.REDRAWN:
+            self._show_overlays(self.last_result, only=name)
+
     # ------------------------------------------------------------------ showing a result
+    def _mask(self, z: int) -> np.ndarray:
+        """The body on slice ``z`` (cached per session revision)."""
+        session = self.owner.session
+        key = (session.revision, int(z))
+        if key not in self._masks:
+            if len(self._masks) > 64:
+                self._masks.clear()
+            self._masks[key] = O.body_mask(session.case.volume.hu[int(z)])
+        return self._masks[key]
+
+    def _bound(self, name: str, values: np.ndarray, floor: float) -> float:
+        """The display bound of a layer: grows with what is shown, starts again for a new model or case."""
+        revision = self.owner.session.revision
+        if self._bounds_revision != revision:
+            self._bounds, self._bounds_revision = {}, revision
+        bound = max(self._bounds.get(name, 0.0), O.symmetric_limit(values, floor))
+        self._bounds[name] = bound
+        return bound
+
+    def _show_overlays(self, result, only: str | None = None) -> dict:
+        """Bias, displacement, grid and arrows of ``result``: made on first use, then redrawn while shown.
+
+        Returns figures for the heading (largest displacement, grid spacing, arrow factor).
+        """
+        session, viewer = self.owner.session, self.owner.viewer
+        ct, view, z = session.layer, result.view, result.request.z
+        here, whole = L.geometry(ct, z), L.geometry(ct)
+        body = self._mask(z)  # on the clean slice
+        mask = O.warped_mask(body, view.displacement)  # where the adversarial image shows the body
+        spacing = tuple(float(s) for s in ct.scale[-2:])
+        figures = {}
+
+        def wanted(name):  # draw it now: asked for, or never drawn
+            layer = self._layer(name)
+            return (only is None or only == name) and (layer is None or layer.visible)
+
+        bias_name = self._bias_name()
+        other = L.BIAS_PERCENT if bias_name == L.BIAS else L.BIAS
+        if self._layer(other) is not None:  # the bias mode changed with the generator
+            viewer.layers.remove(other)
+        if wanted(bias_name):
+            additive = bias_name == L.BIAS
+            values = O.bias_overlay(result.bias_display, additive, mask)
+            bound = self._bound(bias_name, values, 5.0 if additive else 1.0)
+            layer = L.show_image(viewer, bias_name, values[None], here, in_place=True, colormap=L.bias_colormap(),
+                                 contrast_limits=(-bound, bound), visible=self.view_row.wanted(L.BIAS))
+            self._set_limits(layer, (-bound, bound), "top_right")
+        lengths = O.displacement_mm(view.displacement, spacing, mask)
+        figures["largest_mm"] = float(lengths.max(initial=0.0))
+        figures["largest_px"] = float((np.hypot(*view.displacement) * mask).max(initial=0.0))
+        if wanted(L.MAGNITUDE):
+            bound = self._bound(L.MAGNITUDE, lengths, 1.0)
+            layer = L.show_image(viewer, L.MAGNITUDE, lengths[None], here, in_place=True,
+                                 colormap=L.magnitude_colormap(), contrast_limits=(0.0, bound),
+                                 visible=self.view_row.wanted(L.MAGNITUDE))
+            self._set_limits(layer, (0.0, bound), "bottom_right")
+        step_mm = O.grid_step_mm(view.displacement.shape[2] * spacing[1])
+        figures["grid_mm"] = step_mm
+        if wanted(L.GRID):
+            factor = O.grid_factor(view.displacement.shape[1:])
+            lines = O.deformation_grid(view.displacement, (step_mm / spacing[0], step_mm / spacing[1]), factor,
+                                       body)
+            L.show_image(viewer, L.GRID, lines[None], O.raster_geometry(here, factor), in_place=True,
+                         colormap=L.deformation_colormap(), contrast_limits=(0.0, 1.0),
+                         visible=self.view_row.wanted(L.GRID))
+        largest = float(np.max(result.magnitude, initial=0.0))
+        figures["arrows"] = O.arrow_scale(largest, ARROW_SPACING)
+        if wanted(L.DEFORMATION):
+            L.show_vectors(viewer, L.DEFORMATION, O.tissue_arrows(result.vectors), whole, figures["arrows"],
+                           edge_width=0.8, vector_style="arrow", opacity=0.9,
+                           visible=self.view_row.wanted(L.DEFORMATION))
+        return figures
+
+    @staticmethod
+    def _set_limits(layer, limits, corner: str) -> None:
+        if tuple(layer.contrast_limits) != tuple(limits):
+            layer.contrast_limits_range = limits
+            layer.contrast_limits = limits
+        if not layer.colorbar.visible:
+            L.show_colorbar(layer, corner)
+
     def _show(self, result) -> None:
-        """Stage one on screen: image, bias, warped reference, arrows; then the segmentation (or its job)."""
+        """Stage one on screen: image and overlays; then the segmentation (or its job)."""
         owner = self.owner
         session = owner.session
         ct = session.layer
@@ -192,23 +378,30 @@ class ExplorePanel(QWidget):
         if self.last_result is not None and result.request.seq < self.last_result.request.seq:
             return  # a render that started before the one already shown
         viewer, view, z = owner.viewer, result.view, result.request.z
-        here, whole = L.geometry(ct, z), L.geometry(ct)
+        here = L.geometry(ct, z)
+        other_bias = L.BIAS_PERCENT if self._bias_name() == L.BIAS else L.BIAS
+        missing = [name for name in L.EXPLORE_STACK if name != other_bias and self._layer(name) is None]
         L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, in_place=True, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
-        L.show_image(viewer, L.BIAS, result.bias_display[None], here, in_place=True, colormap="PiYG",
-                     contrast_limits=bias_limits(session.config, session.case, result.bias_display),
-                     visible=False, opacity=0.6)
-        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, in_place=True, visible=False,
+        figures = self._show_overlays(result)
+        comparing = self.compare.enabled
+        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, in_place=True, visible=comparing,
                       opacity=0.5)
-        if L.ADVERSARIAL_SEG not in viewer.layers:  # created empty now, so that it lies below the outlines
-            L.show_labels(viewer, L.ADVERSARIAL_SEG, np.zeros_like(view.warped_reference)[None], here,
-                          in_place=True, opacity=0.45)
+        reference = view.clean_segmentation if session.case.labels is None else session.case.labels[z]
+        L.show_labels(viewer, L.REFERENCE, np.asarray(reference, np.uint8)[None], here, in_place=True, contour=1,
+                      visible=comparing, opacity=0.9)
+        blank = np.zeros_like(view.warped_reference)[None]
+        if self._layer(L.ADVERSARIAL_SEG) is None:  # created empty now, so that it lies below the outlines
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True, opacity=0.45)
+        if self._layer(L.CHANGES) is None:
+            L.show_labels(viewer, L.CHANGES, blank, here, in_place=True, opacity=0.7, colormap=L.changes_colormap(),
+                          visible=self.view_row.wanted(L.CHANGES))
         # the reference, deformed like the image: outlines over the adversarial prediction's fill
         L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True, contour=1,
                       opacity=0.9)
-        L.show_vectors(viewer, L.DEFORMATION, result.vectors, result.magnitude, whole,
-                       max_length=session.config.phi_max, arrow_spacing=ARROW_SPACING, edge_width=0.6,
-                       vector_style="arrow", opacity=0.9)
+        if missing:
+            self._watch_layers()
+            self.arrange_layers()
         self.last_result = result
         self.effects.slice_shown(z)
         self._show_rho(view)
@@ -217,44 +410,56 @@ class ExplorePanel(QWidget):
             t = result.request.temperature
             self.phi_sliders.set_latent(latent["mu_phi"], latent["sigma_phi"], t)
             self.bias_sliders.set_latent(latent["mu_b"], latent["sigma_b"], t)
-        reference = "reference labels" if session.case.labels is not None else "clean prediction (label-free)"
-        arrows = viewer.layers[L.DEFORMATION].length if L.DEFORMATION in viewer.layers else 1
-        self.slice_label.setText(f"slice {z} of {session.case.volume.n_slices}; Dice against the warped "
-                                 f"{reference}; displacement arrows drawn x{arrows:g} "
-                                 f"(largest here {float(np.max(result.magnitude, initial=0)):.2f} px)")
+        self._show_heading(z, figures)
         if view.adversarial_segmentation is not None:
             self._show_segmentation(result)
             return
-        # until its own segmentation comes, the previous one (of another code) is hidden and the table greyed
-        layer = viewer.layers[L.ADVERSARIAL_SEG]
-        if layer.visible:
-            layer.visible = False
+        # until its own segmentation comes, the previous one (of another code) is blanked and the table greyed
+        if self.last_segmented is not None and not self._segmentation_hidden:
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True)
+            L.show_labels(viewer, L.CHANGES, blank, here, in_place=True)
             self._segmentation_hidden = True
         self.table.setEnabled(False)
         self.renders.queue_segment(result)
 
+    def _show_heading(self, z: int, figures: dict) -> None:
+        session = self.owner.session
+        reference = "reference labels" if session.case.labels is not None else "clean prediction (label-free)"
+        self.slice_label.setText(
+            f"slice {z} of {session.case.volume.n_slices}: largest displacement {figures['largest_mm']:.1f} mm "
+            f"({figures['largest_px']:.1f} px); grid lines every {figures['grid_mm']:g} mm; "
+            f"arrows drawn x{figures['arrows']:g}")
+        self.slice_label.setToolTip(f"Dice is measured against the {reference} warped like the image. The "
+                                    "displacement is measured inside the body; arrows are drawn longer than "
+                                    "they are by the factor given, so that the longest is visible.")
+
     def _show_segmentation(self, result) -> None:
-        """Stage two on screen: the adversarial segmentation and the Dice table, if the image shown is theirs."""
+        """Stage two on screen: the adversarial segmentation, the label changes and the Dice table, if the
+        image shown is theirs."""
         owner = self.owner
         ct = owner.session.layer
         if owner.closing or ct is None or not self._on_screen(result):
             return  # stale: the image on screen is of a newer code (or of another slice, case or model)
-        layer = L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, result.view.adversarial_segmentation[None],
-                              L.geometry(ct, result.request.z), in_place=True, opacity=0.45)
-        if self._segmentation_hidden:
-            layer.visible = True
-            self._segmentation_hidden = False
+        view, here = result.view, L.geometry(ct, result.request.z)
+        L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, view.adversarial_segmentation[None], here, in_place=True,
+                      opacity=0.45)
+        L.show_labels(owner.viewer, L.CHANGES,
+                      O.label_changes(view.clean_segmentation, view.adversarial_segmentation)[None], here,
+                      in_place=True, opacity=0.7, colormap=L.changes_colormap())
+        self._segmentation_hidden = False
         self.last_segmented = result
-        self._show_table(result.view)
+        self._show_table(view)
         L.refresh_thumbnail(owner.viewer, L.DEFORMATION)
 
     def _show_table(self, view) -> None:
-        self.table.show_organs(view.organs or {})
+        names = list(self.owner.session.class_names)
+        colours = {name: L.organ_colour(names.index(name)) for name in (view.organs or {}) if name in names}
+        self.table.show_organs(view.organs or {}, colours)
         self._show_rho(view)
         self.strength.mark(view.rho)
 
     def _show_rho(self, view) -> None:
-        text = f"rho (perceptibility) = {view.rho:.4f}"
+        text = f"rho (how much the slice changed) = {view.rho:.4f}"
         if view.adversarial_segmentation is None:
             text += "; segmenting ..."
         else:

@@ -12,15 +12,42 @@ import numpy as np
 from napari_advseg._napari.layers import is_output, output_metadata  # noqa: F401  (is_output: re-exported)
 
 ADVERSARIAL = "adversarial image"
-BIAS = "bias field"
-DEFORMATION = "deformation"
-CLEAN_SEG = "clean segmentation"
-ADVERSARIAL_SEG = "adversarial segmentation"
-WARPED_REFERENCE = "warped reference"
-VOLUME_ADVERSARIAL = "adversarial volume"
-VOLUME_SEG = "adversarial volume segmentation"
+BIAS = "bias field (HU)"
+BIAS_PERCENT = "bias field (%)"
+MAGNITUDE = "displacement (mm)"
+CLEAN_SEG = "clean segmentation (fill)"
+REFERENCE = "reference (outline)"
+ADVERSARIAL_SEG = "adversarial segmentation (fill)"
+CHANGES = "label changes"
+WARPED_REFERENCE = "warped reference (outline)"
+GRID = "deformation grid"
+DEFORMATION = "deformation arrows"
+VOLUME_ADVERSARIAL = "volume: adversarial image"
+VOLUME_SEG = "volume: adversarial segmentation (fill)"
 
-SLICE_LAYERS = (ADVERSARIAL, BIAS, CLEAN_SEG, ADVERSARIAL_SEG, WARPED_REFERENCE, DEFORMATION)
+EXPLORE_STACK = (ADVERSARIAL, BIAS, BIAS_PERCENT, MAGNITUDE, CLEAN_SEG, REFERENCE, ADVERSARIAL_SEG, CHANGES, WARPED_REFERENCE,
+                 GRID, DEFORMATION)
+"""The Explore tab's per-slice layers, bottom to top, over every other layer."""
+
+SLICE_LAYERS = tuple(name for name in EXPLORE_STACK if name != BIAS_PERCENT)
+"""The layers a render of a generator with an additive bias makes."""
+
+BEFORE = (REFERENCE, CLEAN_SEG)
+"""Over the CT on the left of the compare view (bottom to top)."""
+
+AFTER = (ADVERSARIAL, BIAS, BIAS_PERCENT, MAGNITUDE, ADVERSARIAL_SEG, CHANGES, WARPED_REFERENCE, GRID, DEFORMATION)
+"""The right of the compare view (bottom to top)."""
+
+VOLUME_LAYERS = (VOLUME_ADVERSARIAL, VOLUME_SEG)
+
+REDRAWN = (BIAS, BIAS_PERCENT, MAGNITUDE, GRID, DEFORMATION)
+"""Overlays drawn only while shown (drawn from the result on screen when switched on)."""
+
+DEFORMATION_RGB = (0.0, 0.9, 1.0)
+"""Cyan: the deformation's colour (grid, arrows, displacement), which no organ has."""
+
+CHANGES_RGBA = (1.0, 1.0, 1.0, 1.0)
+"""White: the pixels whose label the attack changed."""
 
 
 def organ_colormap():
@@ -34,12 +61,44 @@ def organ_colormap():
     return DirectLabelColormap(color_dict=colours)
 
 
-def arrow_colormap():
-    """Cyan (short) to yellow to red (long): bright on CT grey at every length."""
+def deformation_colormap():
+    """Transparent to cyan: the deformation grid (values 0..1)."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(colors=[[0.2, 0.9, 1.0, 1.0], [1.0, 0.95, 0.2, 1.0], [1.0, 0.2, 0.1, 1.0]],
-                    name="advseg arrows", interpolation="linear")
+    r, g, b = DEFORMATION_RGB
+    return Colormap(colors=[[r, g, b, 0.0], [r, g, b, 1.0]], name="advseg deformation grid", interpolation="linear")
+
+
+def magnitude_colormap():
+    """Transparent (no displacement) through cyan to white (the largest): drawn over the CT without hiding it."""
+    from napari.utils.colormaps import Colormap
+
+    r, g, b = DEFORMATION_RGB
+    return Colormap(colors=[[r, g, b, 0.0], [r, g, b, 0.7], [1.0, 1.0, 1.0, 0.95]], controls=[0.0, 0.5, 1.0],
+                    name="advseg displacement", interpolation="linear")
+
+
+def bias_colormap():
+    """Diverging about 0: blue (darker) through transparent (no change) to orange (brighter)."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=[[0.15, 0.45, 1.0, 0.95], [0.5, 0.7, 1.0, 0.45], [1.0, 1.0, 1.0, 0.0],
+                            [1.0, 0.7, 0.4, 0.45], [1.0, 0.45, 0.05, 0.95]],
+                    controls=[0.0, 0.3, 0.5, 0.7, 1.0], name="advseg bias", interpolation="linear")
+
+
+def changes_colormap():
+    """White where the label changed, transparent elsewhere."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={0: (0.0, 0.0, 0.0, 0.0), 1: CHANGES_RGBA, None: (0.0, 0.0, 0.0, 0.0)})
+
+
+def organ_colour(value: int) -> tuple[float, float, float, float]:
+    """The colour the plugin's Labels layers give a label value (grey for values outside the organ map)."""
+    from napari_advseg.organs import ORGAN_COLOURS
+
+    return tuple(ORGAN_COLOURS.get(int(value), (0.6, 0.6, 0.6, 1.0)))
 
 
 def geometry(ct_layer, z: int | None = None) -> dict:
@@ -101,14 +160,16 @@ def show_image(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = 
 
 
 def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = False, **kwargs):
-    """Add a Labels layer with the organ colours, or update the existing one (``contour`` on creation).
+    """Add a Labels layer (organ colours unless ``colormap`` is given), or update the existing one.
 
-    Unchanged data is not set again (napari would redraw the layer, contours and all).
+    ``contour`` and ``colormap`` apply on creation. Unchanged data is not set again (napari would redraw
+    the layer, contours and all).
     """
     layer = _existing(viewer, name, "Labels")
     if layer is None:
         contour = kwargs.pop("contour", 0)
-        layer = viewer.add_labels(np.array(data) if in_place else data, name=name, colormap=organ_colormap(),
+        colormap = kwargs.pop("colormap", None) or organ_colormap()
+        layer = viewer.add_labels(np.array(data) if in_place else data, name=name, colormap=colormap,
                                   metadata=output_metadata(), **geo, **kwargs)
         layer.contour = contour
         return layer
@@ -118,30 +179,23 @@ def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool =
     return layer
 
 
-def show_vectors(viewer, name: str, vectors: np.ndarray, magnitude: np.ndarray, geo: dict,
-                 max_length: float, arrow_spacing: float = 6.0, **kwargs):
-    """Add a Vectors layer coloured by arrow length (0 .. ``max_length`` pixels), or update it.
+def show_vectors(viewer, name: str, vectors: np.ndarray, geo: dict, length: float, **kwargs):
+    """Add a Vectors layer drawn ``length`` times longer than the vectors, in the deformation's cyan, or update it.
 
     The same number of arrows as before (the same slice) is written into the layer's own array. An
     update leaves the layer-list thumbnail (which napari draws arrow by arrow) to :func:`refresh_thumbnail`.
     """
     layer = _existing(viewer, name, "Vectors")
-    features = {"magnitude": np.asarray(magnitude, dtype=np.float32)}
     if layer is None:
-        # Displacements are often a pixel or less: draw them longer, by a factor chosen once
-        # (shown as the layer's "length"), so that the longest arrow of the first slice is
-        # about as long as the arrows are apart.
-        longest = float(np.max(magnitude)) if len(magnitude) else 0.0
-        length = float(np.clip(np.round(0.8 * arrow_spacing / max(longest, 1e-3)), 1.0, 20.0))
-        return viewer.add_vectors(np.array(vectors), name=name, features=features, edge_color="magnitude",
-                                  edge_colormap=arrow_colormap(), edge_contrast_limits=(0.0, max(max_length, 1e-3)),
-                                  length=length, metadata=output_metadata(), **geo, **kwargs)
+        return viewer.add_vectors(np.array(vectors), name=name, edge_color=list(DEFORMATION_RGB) + [1.0], length=length,
+                                  metadata=output_metadata(), **geo, **kwargs)
     _place(layer, geo)
     if layer.data.shape == vectors.shape:
         layer.data[...] = vectors
     else:
         layer.data = np.array(vectors)
-    layer.features = features  # recolours the arrows by the new magnitudes
+    if layer.length != length:
+        layer.length = length
     layer.refresh(thumbnail=False)  # the extent too: the same number of arrows may lie on another slice
     return layer
 
@@ -151,3 +205,62 @@ def refresh_thumbnail(viewer, name: str) -> None:
     layer = _existing(viewer, name, "Vectors")
     if layer is not None:
         layer.refresh(data_displayed=False, extent=False, highlight=False)
+
+
+def show_colorbar(layer, position: str) -> None:
+    """Show an Image layer's colour bar (its values, in the units its name gives) at a corner of the canvas."""
+    colorbar = getattr(layer, "colorbar", None)
+    if colorbar is None:
+        return
+    colorbar.position = position
+    colorbar.visible = True
+
+
+def put_in_order(viewer, names) -> None:
+    """Move the layers of the viewer into the order ``names`` (bottom to top; every layer's name once).
+
+    By name: a plugin's viewer is napari's proxy, which wraps each layer anew on every access.
+    """
+    for index, name in enumerate(names):
+        current = viewer.layers.index(name)
+        if current != index:
+            viewer.layers.move(current, index)
+
+
+def _ours(viewer, names) -> list[str]:
+    return [name for name in names if name in viewer.layers and is_output(viewer.layers[name])]
+
+
+def single_order(viewer, earlier=None) -> list[str]:
+    """Every layer's name, the Explore stack on top (in :data:`EXPLORE_STACK` order), the volume layers
+    just below it, the rest below those: in the order of the names ``earlier`` (layers it does not name
+    after those), or in their own order."""
+    stack, volumes = _ours(viewer, EXPLORE_STACK), _ours(viewer, VOLUME_LAYERS)
+    others = [layer.name for layer in viewer.layers if layer.name not in stack + volumes]
+    if earlier is not None:
+        rank = {name: i for i, name in enumerate(earlier)}
+        others.sort(key=lambda name: rank.get(name, len(rank)))  # stable: unnamed ones keep their order
+    return others + volumes + stack
+
+
+def compare_order(viewer, ct_name: str) -> tuple[list[str], int]:
+    """The layer order of the compare view and the grid's stride: ``(names bottom to top, stride)``.
+
+    napari's grid puts the layers ``[0, stride)`` in the left cell and ``[stride, 2 * stride)`` in the
+    right one; hidden layers take no cell. Left: the CT, any other visible layer the user shows, the
+    reference outline and the clean segmentation; right: the visible layers of :data:`AFTER`. Hidden
+    layers fill the left cell up to ``stride`` (below the CT, so they stay hidden) and follow the right
+    cell. Returns a stride of 0 when there are too few hidden layers to fill the left cell.
+    """
+    visible = {layer.name: layer.visible for layer in viewer.layers}
+    before, after = _ours(viewer, BEFORE), _ours(viewer, AFTER)
+    mine = set(before + after) | {ct_name}
+    others = [name for name, shown in visible.items() if name not in mine and shown]
+    left = [ct_name] + others + [name for name in before if visible[name]]
+    right = [name for name in after if visible[name]]
+    hidden = [name for name in visible if name not in left and name not in right]
+    stride = max(len(left), len(right))
+    padding = stride - len(left)
+    if padding > len(hidden):
+        return [], 0
+    return hidden[:padding] + left + right + hidden[padding:], stride

@@ -2,14 +2,17 @@
 
 The code of the sliders (or fresh deviates per slice) and the strength set
 are applied to the whole CT; the adversarial volume and its segmentation
-become whole-volume layers, and no file is written.
+become whole-volume layers named "volume: ...", and no file is written.
+They go below the Explore tab's layers, so that the sliders keep acting on
+what the canvas shows; a coronal or sagittal view (or hiding the Explore
+layers) shows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QProgressBar, QPushButton
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from napari_advseg.widgets import _layers as L
 from napari_advseg.widgets._tasks import SliceRequest, volume_run
@@ -18,14 +21,17 @@ from napari_advseg.widgets._tasks import SliceRequest, volume_run
 class VolumeRow(QGroupBox):
     """Button, "one code per volume" switch and progress bar; ``request_from()`` gives the tab's current request."""
 
-    def __init__(self, owner, request_from: Callable[[], SliceRequest], parent=None):
+    def __init__(self, owner, request_from: Callable[[], SliceRequest], parent=None,
+                 on_added: Callable[[], None] | None = None):
         super().__init__(parent)
         self.owner = owner
         self._request_from = request_from
+        self._on_added = on_added
         self.job = None
         self._revision = None
         self.button = QPushButton("Apply to whole volume")
-        self.button.setToolTip("Attack every slice with these slider values (new layers; no files)")
+        self.button.setToolTip("Attack every slice with these slider values and strength, into the layers "
+                               "'volume: ...' below the Explore layers (no files)")
         self.button.clicked.connect(self.apply)
         self.one_code = QCheckBox("one code per volume")
         self.one_code.setChecked(True)
@@ -34,11 +40,16 @@ class VolumeRow(QGroupBox):
         self.progress = QProgressBar()
         self.progress.setFormat("")
         self.progress.setValue(0)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(4, 4, 4, 4)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        row = QHBoxLayout()
         row.addWidget(self.button)
         row.addWidget(self.one_code)
         row.addWidget(self.progress, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addLayout(row)
+        column.addWidget(self.status)
 
     def apply(self) -> None:
         """Attack every slice with the current sliders and strength; results become two whole-volume layers."""
@@ -82,6 +93,11 @@ class VolumeRow(QGroupBox):
         L.show_image(owner.viewer, L.VOLUME_ADVERSARIAL, adversarial, whole, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
         L.show_labels(owner.viewer, L.VOLUME_SEG, segmentation, whole, opacity=0.45)
+        if self._on_added is not None:
+            self._on_added()
+        self.status.setText(f"The attacked volume is in the layers '{L.VOLUME_ADVERSARIAL}' and "
+                            f"'{L.VOLUME_SEG}', below the Explore layers: the coronal or sagittal view shows "
+                            "it (or hide the Explore layers). The sliders act on the Explore layers.")
 
     def _finished(self) -> None:
         self.job = None
