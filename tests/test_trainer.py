@@ -52,7 +52,7 @@ def test_svf_generator_does_not_fold_where_the_direct_one_does():
     from napari_advseg.attack.fields import fold_fraction
 
     cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None,
-                       phi_integration="direct")
+                       phi_gradient_max=None, phi_integration="direct")
     torch.manual_seed(1)
     direct = AttackGenerator(cfg)
     with torch.no_grad():  # smooth fields of up to 8 px over an 8 px control grid (far steeper ones fold either way)
@@ -73,7 +73,8 @@ def test_gradient_cap_keeps_the_generators_jacobian_near_one():
     within about exp(-0.2) .. exp(0.2)."""
     from napari_advseg.attack.fields import jacobian_determinant, largest_gradient
 
-    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None)
+    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None,
+                       phi_gradient_max=None)
     torch.manual_seed(1)
     free = AttackGenerator(cfg)
     with torch.no_grad():

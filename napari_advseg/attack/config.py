@@ -38,7 +38,7 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
-_LEGACY_DEFAULTS = {"attack_gradient": "raw", "bias_unit": 1.0, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+_LEGACY_DEFAULTS = {"attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -115,7 +115,7 @@ class AttackConfig:
     phi_control_spacing: int | None = _option(None, "deformation", "a finer control grid for the displacement "
                                                                    "alone, pixels (a power of two, at most "
                                                                    "control_spacing); none: control_spacing")
-    phi_edge_gate: float | None = _option(0.25, "deformation", "strength of a weight that damps the displacement "
+    phi_edge_gate: float | None = _option(None, "deformation", "strength of a weight that damps the displacement "
                                                                "on strong edges (body outline, bone, gas), so its "
                                                                "rho goes to soft tissue; 0 or none: off",
                                           zero_is_off=True)
@@ -127,7 +127,7 @@ class AttackConfig:
     phi_integration: str = _option("svf", "deformation", "svf: the decoded field is a velocity integrated by "
                                                          "scaling and squaring, a map that does not fold",
                                    choices=("svf",), legacy=("direct",))
-    phi_gradient_max: float | None = _option(None, "deformation", "cap on the velocity field's largest change "
+    phi_gradient_max: float | None = _option(0.3, "deformation", "cap on the velocity field's largest change "
                                                                   "from one pixel to the next (pixels per pixel): "
                                                                   "each slice's field is scaled down to it, which "
                                                                   "keeps det J within about exp(-2 cap) .. "
