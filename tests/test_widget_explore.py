@@ -217,8 +217,11 @@ def test_sliders_say_what_each_number_mostly_does(make_napari_viewer, qtbot, tin
 
 
 def _canvas(viewer, qtbot) -> np.ndarray:
+    """The canvas rendered at a fixed size, the camera fitted to the data first: the dock may change the
+    canvas's size between two calls (a summary line appearing), which must not count as a change."""
     qtbot.wait(50)
-    return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(float)
+    viewer.reset_view()
+    return viewer.screenshot(canvas_only=True, flash=False, size=(300, 300))[..., :3].astype(float)
 
 
 def test_walkthrough_volume_then_slider_still_changes_the_canvas(make_napari_viewer, qtbot, tiny, tmp_path):
