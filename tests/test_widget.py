@@ -459,3 +459,21 @@ def test_closed_widget_leaves_no_session_subscribers(make_napari_viewer, qtbot, 
     assert {name: len(signal) for name, signal in session.signals().items()} == dict.fromkeys(session.SIGNALS, 0)
     session.clear_volume()  # a change after closing reaches no tab (and raises nothing)
     viewer.close()
+
+
+def test_a_folder_target_loads_in_the_data_tab_and_learns_the_ct_spacing(make_napari_viewer, qtbot, tiny, tmp_path):
+    """An nnU-Net 2d folder through the Data tab's Folder… path: class names from dataset.json, and the case
+    tells the target the CT's voxel size (the target resamples slices to its own spacing)."""
+    pytest.importorskip("dynamic_network_architectures")
+    from folder_helpers import CLASS_NAMES, write_nnunet_folder
+
+    folder = write_nnunet_folder(tmp_path, "2d")
+    viewer = make_napari_viewer()
+    viewer.add_image(tiny["hu"], name="CT", scale=SPACING, colormap="gray", contrast_limits=(-200, 300))
+    widget = _widget(viewer, qtbot)
+    assert widget.data.target_folder_button.isEnabled()
+    assert widget.data.load_target_file(folder)
+    session = widget.session
+    assert session.target.class_names == CLASS_NAMES
+    assert session.case is not None
+    assert session.target.model.pixel_spacing == pytest.approx(tuple(float(s) for s in SPACING[-2:]))

@@ -67,7 +67,12 @@ class DataPanel(QWidget):
         self.labels_combo = QComboBox()
         self.labels_combo.setToolTip("Reference organ labels; without them the target's own prediction "
                                      "on the clean image is the reference (label-free mode)")
-        target_row, self.target_edit, self.target_button = _path_row("target U-Net (.pt or TorchScript)")
+        target_row, self.target_edit, self.target_button = _path_row(
+            "target network (.pt, TorchScript, nnU-Net folder or MONAI bundle)")
+        self.target_folder_button = QPushButton("Folder…")
+        self.target_folder_button.setToolTip("An nnU-Net v2 trained-model folder (2d configuration) or a MONAI "
+                                             "bundle folder as the target network")
+        target_row.layout().addWidget(self.target_folder_button)
         generator_row, self.generator_edit, self.generator_button = _path_row("optional: a trained generator")
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICE_CHOICES))
@@ -93,6 +98,7 @@ class DataPanel(QWidget):
         self.ct_combo.currentIndexChanged.connect(self._combo_changed)
         self.labels_combo.currentIndexChanged.connect(self._combo_changed)
         self.target_button.clicked.connect(self._browse_target)
+        self.target_folder_button.clicked.connect(self._browse_target_folder)
         self.generator_button.clicked.connect(self._browse_generator)
         self.device_combo.activated.connect(lambda i: self.set_device(self.device_combo.itemText(i)))
         self._fill_combos()  # the owner applies the first choice once every tab listens
@@ -275,6 +281,11 @@ class DataPanel(QWidget):
     # ------------------------------------------------------------------ files
     def _browse_target(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Target segmentation model", "", MODEL_FILTER)
+        if path:
+            self.load_target_file(path)
+
+    def _browse_target_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "nnU-Net trained-model folder or MONAI bundle")
         if path:
             self.load_target_file(path)
 

@@ -221,7 +221,7 @@ class AttackSession:
 
     # ------------------------------------------------------------------ loading
     def load_target(self, path: str | os.PathLike) -> None:
-        """Load the target network (project checkpoint or TorchScript) as current."""
+        """Load the target network (project checkpoint, TorchScript, nnU-Net folder or MONAI bundle) as current."""
         from napari_advseg.models.target_load import load_target
 
         target = load_target(path, self.device)
@@ -365,7 +365,9 @@ class AttackSession:
         """The normalised case for the target (None until a volume and a target are set)."""
         if self._case is None and self.volume is not None and self.target is not None:
             from napari_advseg.data.cases import make_case
+            from napari_advseg.models.folder_targets import fit_target_to_volume
 
+            fit_target_to_volume(self.target, self.volume)  # a folder target resamples to its own spacing
             self._case = make_case(self.volume, self.labels, self.target.normalisation)
         return self._case
 
