@@ -37,7 +37,7 @@ from torch import nn
 
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.sliding_window import monai_starts, sliding_window
-from napari_advseg.models.target import freeze
+from napari_advseg.models.target import freeze, load_fitting_weights
 
 __all__ = ["MONAI_EXTRA", "MonaiBundle", "is_monai_bundle", "read_monai_bundle"]
 
@@ -105,21 +105,6 @@ def _read_weights(path: Path) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputFileError(path, "is not a state_dict (a dict of tensors)")
     return state
-
-
-def _load_weights(network: nn.Module, state: dict, path: Path) -> None:
-    result_keys = network.state_dict()
-    wrong = [f"{k} (file {tuple(state[k].shape)}, network {tuple(v.shape)})" for k, v in result_keys.items()
-             if k in state and state[k].shape != v.shape]
-    missing = [k for k in result_keys if k not in state]
-    unexpected = [k for k in state if k not in result_keys]
-    if wrong or missing or unexpected:
-        parts = []
-        for label, keys in (("wrong shape", wrong), ("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                parts.append(f"{label}: {', '.join(keys[:4])}" + (f" and {len(keys) - 4} more" if len(keys) > 4 else ""))
-        raise InputFileError(path, "weights do not fit the bundle's network_def - " + "; ".join(parts))
-    network.load_state_dict(state)
 
 
 @dataclass
@@ -283,7 +268,7 @@ def read_monai_bundle(folder: str | Path, *, device: torch.device | str = "cpu")
     first = next((p for p in network.parameters() if p.ndim >= 4), None)
     if first is not None and int(first.shape[1]) != 1:
         raise InputFileError(config_path, f"network_def takes {int(first.shape[1])} input channels; a CT gives one")
-    _load_weights(network, _read_weights(weights_path), weights_path)
+    load_fitting_weights(network, _read_weights(weights_path), weights_path, "the bundle's network_def")
     preprocessing = parsed("preprocessing")
     steps = list(getattr(preprocessing, "transforms", [preprocessing]))
     kept, image_key = [], "image"

@@ -53,7 +53,7 @@ from torch import nn
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet, separate_z_axis
 from napari_advseg.models.sliding_window import nnunet_gaussian, nnunet_starts, round_to, sliding_window
-from napari_advseg.models.target import freeze
+from napari_advseg.models.target import freeze, load_fitting_weights
 
 __all__ = [
     "CHECKPOINT_NAMES",
@@ -275,18 +275,7 @@ def read_checkpoint(path: Path) -> dict:
 
 def _load_weights(network: nn.Module, weights: dict, path: Path) -> None:
     state = {re.sub(r"^(_orig_mod\.|module\.)", "", k): v for k, v in weights.items()}
-    expected = network.state_dict()
-    wrong = [f"{k} (file {tuple(state[k].shape)}, network {tuple(v.shape)})" for k, v in expected.items()
-             if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if wrong or missing or unexpected:
-        parts = []
-        for label, keys in (("wrong shape", wrong), ("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                parts.append(f"{label}: {', '.join(keys[:4])}" + (f" and {len(keys) - 4} more" if len(keys) > 4 else ""))
-        raise InputFileError(path, "weights do not fit the network the plans describe - " + "; ".join(parts))
-    network.load_state_dict(state)
+    load_fitting_weights(network, state, path, "the network the plans describe")
 
 
 # --------------------------------------------------------------------------

@@ -39,6 +39,8 @@ __all__ = [
     "Target",
     "find_input_multiple",
     "freeze",
+    "listed",
+    "load_fitting_weights",
     "make_target",
     "validate_target",
 ]
@@ -169,6 +171,33 @@ def freeze(model: nn.Module) -> nn.Module:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
+
+
+MAX_LISTED = 5
+"""Keys named in a message before the rest are counted (:func:`listed`)."""
+
+
+def listed(keys: Sequence[str]) -> str:
+    """The first :data:`MAX_LISTED` keys, comma-separated, and how many more there are."""
+    keys = list(keys)
+    shown = ", ".join(keys[:MAX_LISTED])
+    return shown + (f" and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")
+
+
+def load_fitting_weights(network: nn.Module, state: dict, path, described_by: str) -> None:
+    """Load ``state`` into ``network``, or raise :class:`InputFileError` naming ``path`` and the keys that do
+    not fit: wrong shape, missing, unexpected. ``described_by`` ends "weights do not fit the network ...".
+    """
+    expected = network.state_dict()
+    wrong = [f"{k} (file {tuple(state[k].shape)}, network {tuple(v.shape)})" for k, v in expected.items()
+             if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    parts = [f"{label}: {listed(keys)}" for label, keys in
+             (("wrong shape", wrong), ("missing", missing), ("unexpected", unexpected)) if keys]
+    if parts:
+        raise InputFileError(path, f"weights do not fit {described_by} - " + "; ".join(parts))
+    network.load_state_dict(state)
 
 
 def _target_error(path: str | None, problem: str) -> AdvsegError:

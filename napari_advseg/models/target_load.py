@@ -34,7 +34,8 @@ from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import InputFileError, first_line
 from napari_advseg.io.sidecar import read_sidecar_object
-from napari_advseg.models.target import VALIDATION_SIZE, Target, find_input_multiple, freeze, validate_target
+from napari_advseg.models.target import (VALIDATION_SIZE, Target, find_input_multiple, freeze, listed,
+                                        load_fitting_weights, validate_target)
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 from napari_advseg.models.target_files import (
     CHECKPOINT_FORMAT,
@@ -49,7 +50,6 @@ __all__ = ["SIDECAR_KEYS", "load_target", "sidecar_path"]
 _NORMALISATION_SYNTAX = "zscore, window:LO,HI[:A,B], ct:LO,HI,MEAN,STD or none"
 
 _REQUIRED_KEYS = ("format", "version", "arch", "state_dict", "class_names", "normalisation")
-_MAX_LISTED = 5
 SIDECAR_KEYS = ("class_names", "normalisation", "input_multiple", "metrics", "format")
 """Keys a sidecar JSON may hold (those of a TorchScript archive's ``advseg.json``)."""
 
@@ -67,7 +67,7 @@ def _read_sidecar(path: Path) -> dict:
     meta = read_sidecar_object(sidecar, path)
     unknown = sorted(set(meta) - set(SIDECAR_KEYS))
     if unknown:
-        raise InputFileError(sidecar, f"has unknown keys {_listed(unknown)}; a model's sidecar may hold "
+        raise InputFileError(sidecar, f"has unknown keys {listed(unknown)}; a model's sidecar may hold "
                                       f"{', '.join(SIDECAR_KEYS[:3])}")
     if meta.get("format", TORCHSCRIPT_META_FORMAT) != TORCHSCRIPT_META_FORMAT:
         raise InputFileError(sidecar, f"has format {meta['format']!r}; expected {TORCHSCRIPT_META_FORMAT!r} or none")
@@ -114,12 +114,6 @@ def _describe_contents(path: Path) -> str:
     return " (it looks like a text file)"
 
 
-def _listed(keys: Sequence[str]) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:_MAX_LISTED])
-    return shown + (f" and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else "")
-
-
 def _read_checkpoint(path: Path, device: torch.device) -> Any:
     try:
         with warnings.catch_warnings():
@@ -160,7 +154,7 @@ def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
         )
     if missing:
         raise InputFileError(
-            path, f"is a torch file but not a napari-advseg target checkpoint (missing keys: {_listed(missing)})"
+            path, f"is a torch file but not a napari-advseg target checkpoint (missing keys: {listed(missing)})"
         )
     version = checkpoint["version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -182,24 +176,7 @@ def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
     state = checkpoint["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputFileError(path, "has an invalid state_dict (expected a dict of tensors)")
-    expected = model.state_dict()
-    absent = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    wrong_shape = [
-        f"{key} (file {tuple(state[key].shape)}, network {tuple(expected[key].shape)})"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    if absent or unexpected or wrong_shape:
-        parts = []
-        if wrong_shape:
-            parts.append(f"wrong shape: {_listed(wrong_shape)}")
-        if absent:
-            parts.append(f"missing: {_listed(absent)}")
-        if unexpected:
-            parts.append(f"unexpected: {_listed(unexpected)}")
-        raise InputFileError(path, f"weights do not fit the network described by {arch} - " + "; ".join(parts))
-    model.load_state_dict(state)
+    load_fitting_weights(model, state, path, f"the network described by {arch}")
     meta = {
         "class_names": checkpoint["class_names"],
         "normalisation": checkpoint["normalisation"],
