@@ -75,9 +75,13 @@ def power_spectrum(bias: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Bins in :func:`torch.fft.fft2` order (DC at ``[0, 0]``; ``torch.fft.fftshift`` centres it).
     """
-    b = _slices(bias, 1, "bias")[:, 0]
-    b = b - b.mean(dim=(-2, -1), keepdim=True)
-    return torch.fft.fft2(b).abs().pow(2)
+    return _power(_slices(bias, 1, "bias"))
+
+
+def _power(b: torch.Tensor) -> torch.Tensor:
+    """:func:`power_spectrum` of ``b`` ``(N, 1, H, W)`` in its own dtype and device, differentiable."""
+    b = b[:, 0]
+    return torch.fft.fft2(b - b.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)
 
 
 def _wave_power(power: torch.Tensor) -> torch.Tensor:
@@ -106,10 +110,8 @@ def _spectrum_parts(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     Differentiable, in ``b``'s dtype and device. "all" includes the mean
     (Parseval: ``sum |FFT(b)|^2 = H W sum b^2``), for deciding "flat".
     """
-    b = b[:, 0]
-    n, h, w = b.shape
-    power = torch.fft.fft2(b - b.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)
-    power = power * (1.0 - torch.eye(1, h * w, dtype=b.dtype, device=b.device).view(h, w))  # drop DC
+    n, _, h, w = b.shape
+    power = _power(b) * (1.0 - torch.eye(1, h * w, dtype=b.dtype, device=b.device).view(h, w))  # drop DC
     total = power.reshape(n, -1).sum(dim=1)
     everything = h * w * b.reshape(n, -1).pow(2).sum(dim=1)
     waves = _wave_power(power).reshape(n, -1).amax(dim=1)
