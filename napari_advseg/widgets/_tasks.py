@@ -7,7 +7,6 @@ Torch is imported inside the functions.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -229,24 +228,6 @@ class SliceRenderer:
         self._encode(request)
         return dose_response(self.explorer, rhos, eps_phi=request.eps_phi, eps_b=request.eps_b,
                              temperature=request.temperature, use_phi=request.use_phi, use_bias=request.use_bias)
-
-
-def bias_limits(config: AttackConfig, case, bias: np.ndarray | None = None) -> tuple[float, float]:
-    """Display limits of the bias field layer, symmetric about "no bias".
-
-    With ``bias`` (the first field shown), 1.2 times its largest deviation,
-    so a typical field uses the colormap's range; otherwise the bound
-    ``b_max`` allows. In HU, or the factor ``exp(b)`` for multiplicative bias.
-    """
-    if config.bias_mode == "additive":
-        bound = float(config.bias_bound * case.scale.scale)
-        if bias is not None and bias.size:
-            bound = min(bound, max(1.0, 1.2 * float(np.abs(bias).max())))
-        return -bound, bound
-    bound = float(config.bias_bound)
-    if bias is not None and bias.size:
-        bound = min(bound, max(0.01, 1.2 * float(np.abs(np.log(np.maximum(bias, 1e-6))).max())))
-    return float(math.exp(-bound)), float(math.exp(bound))
 
 
 def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: bool, use_bias: bool,
