@@ -10,9 +10,9 @@ z_b[0] at +3 SD (the others at the encoder's mean). Every method runs
 through ``evaluate_baseline``, the counting loop of Table 1, so its report's
 ``realism`` figures are the ones printed (:mod:`napari_advseg.attack.realism`):
 
-- ``b peak``: the bias field's strongest single wave, as a share of its
-  power (mean over slices); a stripe pattern at the control grid's period
-  would raise it;
+- ``b stripe``: the bias field's strongest single wave of wavelength under
+  32 px, as a share of its power (mean over slices); a stripe pattern at the
+  control grid's period raises it, smooth shading does not;
 - ``b < 32 px``: the bias field's share of power at wavelengths under 32 px;
 - ``det J min`` / ``max``: the range of the deformation's Jacobian determinant.
 
@@ -56,7 +56,7 @@ SETTINGS = {  # (full, quick)
     "draws": (4, 1),
     "opt_steps": (20, 2),
 }
-FIGURES = ("bias_peak_share", "bias_short_share", "jacobian_min", "jacobian_max")
+FIGURES = ("bias_stripe_share", "bias_short_share", "jacobian_min", "jacobian_max")
 
 
 def setting(args: argparse.Namespace, name: str):
@@ -95,7 +95,7 @@ def recorded(attack, tally):
 
 
 def per_slice(tally) -> dict[str, list[float]]:
-    return {"bias_peak_share": list(tally.peak_shares), "bias_short_share": list(tally.short_shares),
+    return {"bias_stripe_share": list(tally.stripe_shares), "bias_short_share": list(tally.short_shares),
             "jacobian_min": list(tally.jacobian_mins), "jacobian_max": list(tally.jacobian_maxs)}
 
 
@@ -163,7 +163,7 @@ def measure(args: argparse.Namespace) -> dict:
         entry = measure_method(label, attack, rho, samples, options, target, volumes, args.seed)
         r = entry["realism"]
         say(f"  {label:<34} rho {entry['rho']:.3f}  drop {100 * entry['mean_drop']:5.1f} %  "
-            f"b peak {fmt_share(r['bias_peak_share'])}  b short {fmt_share(r['bias_short_share'])}  "
+            f"b stripe {fmt_share(r['bias_stripe_share'])}  b short {fmt_share(r['bias_short_share'])}  "
             f"det J {fmt_num(r['jacobian_min'])}..{fmt_num(r['jacobian_max'])}  ({entry['seconds']:.0f} s)")
         return entry
 
@@ -211,8 +211,8 @@ def verdict_cell(check: dict) -> str:
 
 
 def table(result: dict) -> str:
-    lines = ["| method | rho level | rho | mean drop | b peak | b < 32 px | det J min | det J max "
-             "| b peak in range | b < 32 px in range | det J min in range | det J max in range |",
+    lines = ["| method | rho level | rho | mean drop | b stripe | b < 32 px | det J min | det J max "
+             "| b stripe in range | b < 32 px in range | det J min in range | det J max in range |",
              "|" + " --- |" * 12]
     for group in result["groups"]:
         reference = group["reference"]
@@ -222,7 +222,7 @@ def table(result: dict) -> str:
             checks = row.get("against_random") or compare(row, reference)
             level = "own" if group["rho_level"] is None else f"{group['rho_level']:g}"
             lines.append(f"| {row['method']} | {level} | {row['rho']:.3f} | {100 * row['mean_drop']:.1f} % | "
-                         f"{fmt_share(r['bias_peak_share'])} | {fmt_share(r['bias_short_share'])} | "
+                         f"{fmt_share(r['bias_stripe_share'])} | {fmt_share(r['bias_short_share'])} | "
                          f"{fmt_num(r['jacobian_min'])} | {fmt_num(r['jacobian_max'])} | "
                          + " | ".join(verdict_cell(checks[key]) for key in FIGURES) + " |")
     return "\n".join(lines)
@@ -233,7 +233,7 @@ def ranges(result: dict) -> str:
     for group in result["groups"]:
         ref = group["reference"]["per_slice"]
         spans = []
-        for key, label, fmt in (("bias_peak_share", "b peak", fmt_share), ("bias_short_share", "b < 32 px", fmt_share),
+        for key, label, fmt in (("bias_stripe_share", "b stripe", fmt_share), ("bias_short_share", "b < 32 px", fmt_share),
                                 ("jacobian_min", "det J min", fmt_num), ("jacobian_max", "det J max", fmt_num)):
             values = ref[key]
             spans.append(f"{label} {fmt(min(values))}..{fmt(max(values))}" if values else f"{label} n/a")
@@ -249,7 +249,8 @@ def markdown(result: dict, figure: str | None) -> str:
         f"{result['slices']} of phantom subject 0; control grid {result['control_spacing']} px for the "
         f"baselines, as the generator's; {result['draws']} draw(s) per slice for the generator and the random "
         f"fields, {result['optimised_steps']}-step optimised fields one per slice; seed {result['seed']}.", "",
-        "b peak: the bias field's strongest single wave as a share of its power; b < 32 px: its share of power "
+        "b stripe: the bias field's strongest single wave of wavelength under 32 px as a share of its power; "
+        "b < 32 px: its share of power "
         "at wavelengths under 32 px (both means over slices); det J: the smallest and largest Jacobian "
         "determinant of the deformation. In range: the figure against the range (min..max) of the random "
         "smooth fields' per-slice figures at the same rho (yes / low / high), with the share of the method's "
@@ -314,14 +315,14 @@ def draw_figure(args: argparse.Namespace, path: Path) -> dict:
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 7.2), constrained_layout=True)
     panels = []
     for k, ((label, b), spectrum, (_, raw)) in enumerate(zip(hu, spectra, fields)):
-        (peak, short), = bias_spectrum_shares(raw)
+        (stripe, short), = bias_spectrum_shares(raw)
         wavelength = strongest_wavelength(raw)
-        panels.append({"field": label, "bias_peak_share": peak, "bias_short_share": short,
+        panels.append({"field": label, "bias_stripe_share": stripe, "bias_short_share": short,
                        "strongest_wavelength_px": wavelength})
-        say(f"slice {FIGURE_SLICE}, {label}: b peak {100 * peak:.1f} %, b < 32 px {100 * short:.1f} %, "
+        say(f"slice {FIGURE_SLICE}, {label}: b stripe {100 * stripe:.1f} %, b < 32 px {100 * short:.1f} %, "
             f"strongest wave {wavelength:.1f} px")
         image = axes[0, k].imshow(b, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[0, k].set_title(f"{label}\nb peak {100 * peak:.1f} % (wave of {wavelength:.0f} px), "
+        axes[0, k].set_title(f"{label}\nb stripe {100 * stripe:.1f} % (strongest wave {wavelength:.0f} px), "
                              f"b < 32 px {100 * short:.1f} %", fontsize=9)
         power = axes[1, k].imshow(np.log10(np.maximum(spectrum, floor)), cmap="magma", vmin=math.log10(floor),
                                   vmax=0, extent=(-0.5, 0.5, 0.5, -0.5))

@@ -79,7 +79,7 @@ def test_evaluate_attack_report_keys_and_identity_generator():
     assert report["rho"] == pytest.approx(0.0, abs=1e-5) and report["fold_fraction"] == 0.0
     table = format_table([("gamma 2", report), ("gamma 3", report)])
     lines = table.splitlines()
-    assert lines[0] == ("| row | liver | kidney_left | rho | b peak | b < 32 px | det J | folds | "
+    assert lines[0] == ("| row | liver | kidney_left | rho | b stripe | b < 32 px | det J | folds | "
                         "organs >= 30 % |")
     # an untrained G's fields are zero: no realism figures to give
     assert report["realism"]["bias_slices"] == 0 and report["realism"]["jacobian_min"] is None

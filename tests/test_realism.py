@@ -53,9 +53,9 @@ def test_short_sinusoid_is_one_wave_all_at_short_wavelength(along):
     assert float(power.max() / power.sum()) == pytest.approx(0.5, abs=1e-9)
 
 
-def test_long_sinusoid_has_no_short_wavelength_power():
-    (peak, short), = bias_spectrum_shares(_sinusoid(64.0))
-    assert peak == pytest.approx(1.0, abs=1e-9)
+def test_long_sinusoid_has_no_short_wavelength_power_and_no_stripe():
+    (stripe, short), = bias_spectrum_shares(_sinusoid(64.0))
+    assert stripe == pytest.approx(0.0, abs=1e-9)   # a long wave is shading, not stripes
     assert short == pytest.approx(0.0, abs=1e-9)
     (_, at_limit), = bias_spectrum_shares(_sinusoid(SHORT_WAVELENGTH_PX))  # 32 px is not shorter than 32 px
     assert at_limit == pytest.approx(0.0, abs=1e-9)
@@ -64,10 +64,10 @@ def test_long_sinusoid_has_no_short_wavelength_power():
 def test_shares_of_a_mixture_and_their_scale_invariance():
     # power 1 : 4 between a 64 px wave and an 8 px wave (amplitudes 1 : 2), plus an offset that does not count
     mixture = _sinusoid(64.0) + 2 * _sinusoid(8.0, "rows") + 5.0
-    (peak, short), = bias_spectrum_shares(mixture)
-    assert peak == pytest.approx(0.8, abs=1e-9) and short == pytest.approx(0.8, abs=1e-9)
-    (peak_scaled, short_scaled), = bias_spectrum_shares(-7.0 * mixture.float())
-    assert peak_scaled == pytest.approx(peak, abs=1e-5) and short_scaled == pytest.approx(short, abs=1e-5)
+    (stripe, short), = bias_spectrum_shares(mixture)
+    assert stripe == pytest.approx(0.8, abs=1e-9) and short == pytest.approx(0.8, abs=1e-9)
+    (stripe_scaled, short_scaled), = bias_spectrum_shares(-7.0 * mixture.float())
+    assert stripe_scaled == pytest.approx(stripe, abs=1e-5) and short_scaled == pytest.approx(short, abs=1e-5)
 
 
 def test_noise_is_short_and_spread_a_smooth_field_is_long():
@@ -78,10 +78,22 @@ def test_noise_is_short_and_spread_a_smooth_field_is_long():
     smooth = random_smooth_fields(x, y, 0.05, rng, control_spacing=16, fields="bias").bias
     noise_shares = bias_spectrum_shares(noise)
     smooth_shares = bias_spectrum_shares(smooth)
-    assert all(short > 0.9 and peak < 0.01 for peak, short in noise_shares)
+    assert all(short > 0.9 and stripe < 0.01 for stripe, short in noise_shares)
     # control points 16 px apart: most power at wavelengths of 32 px and more, far less short power than noise
     assert np.mean([short for _, short in smooth_shares]) < 0.5
     assert max(short for _, short in smooth_shares) < min(short for _, short in noise_shares) - 0.3
+
+
+def test_shading_has_no_stripe_share_and_stripes_on_shading_do():
+    rows, cols = _grid()
+    shading = torch.exp(-((rows - 25) ** 2 + (cols - 35) ** 2) / (2 * 20.0 ** 2))[None, None]
+    ramp = (0.3 * rows + 0.1 * cols)[None, None] / SIZE
+    striped = shading + 2.0 * _sinusoid(8.0)   # 8 px stripes of 0.4 peak to peak on the blob
+    (stripe_shading, _), (stripe_ramp, _), (stripe_striped, _) = bias_spectrum_shares(
+        torch.cat((shading, ramp, striped)))
+    # the ramp's share is its border jump (the periodogram sees a sawtooth); stripes stand far above both
+    assert stripe_shading < 0.01 and stripe_ramp < 0.1
+    assert stripe_striped > 0.3
 
 
 def test_identity_and_uniform_scaling_jacobians():
@@ -99,7 +111,7 @@ def test_identity_and_uniform_scaling_jacobians():
 def test_tally_skips_absent_fields_and_gathers_batches():
     tally = RealismTally()
     tally.add(None, None)
-    assert tally.report() == {"bias_peak_share": None, "bias_short_share": None, "bias_slices": 0,
+    assert tally.report() == {"bias_stripe_share": None, "bias_short_share": None, "bias_slices": 0,
                               "short_wavelength_px": SHORT_WAVELENGTH_PX, "jacobian_min": None,
                               "jacobian_max": None, "deformation_slices": 0}
     tally.add(torch.zeros(3, 2, SIZE, SIZE), torch.zeros(3, 1, SIZE, SIZE))  # fields switched off: not counted
@@ -113,7 +125,7 @@ def test_tally_skips_absent_fields_and_gathers_batches():
     tally.add(phi[2:], bias[2:])
     report = tally.report()
     assert report["bias_slices"] == 2 and report["deformation_slices"] == 2
-    assert report["bias_peak_share"] == pytest.approx(1.0, abs=1e-9)
+    assert report["bias_stripe_share"] == pytest.approx(0.5, abs=1e-9)  # the 8 px wave 1, the 64 px wave 0
     assert report["bias_short_share"] == pytest.approx(0.5, abs=1e-9)  # mean of 1 and 0
     assert report["jacobian_min"] == pytest.approx(0.5) and report["jacobian_max"] == pytest.approx(1.25)
     with pytest.raises(ValueError, match="bias must be"):
@@ -135,10 +147,10 @@ def test_baseline_reports_carry_realism_and_the_table_shows_it():
     assert pgd["realism"]["bias_short_share"] > 0.8 > smooth["realism"]["bias_short_share"]
     assert pgd["realism"]["jacobian_min"] is None and pgd["realism"]["deformation_slices"] == 0
     lines = format_table([("random fields", smooth), ("PGD-L2", pgd)]).splitlines()
-    assert lines[0] == "| row | liver | rho | b peak | b < 32 px | det J | folds | organs >= 30 % |"
+    assert lines[0] == "| row | liver | rho | b stripe | b < 32 px | det J | folds | organs >= 30 % |"
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     realism = smooth["realism"]
-    assert (f"| {100 * realism['bias_peak_share']:.1f} % | {100 * realism['bias_short_share']:.1f} % | "
+    assert (f"| {100 * realism['bias_stripe_share']:.1f} % | {100 * realism['bias_short_share']:.1f} % | "
             f"{realism['jacobian_min']:.2f}..{realism['jacobian_max']:.2f} |") in lines[4]
     assert "| n/a | 0.00 % |" in lines[5]   # PGD: no det J, no folds
 
@@ -158,7 +170,7 @@ def test_realism_bench_quick_mode(tmp_path):
             if group["rho_level"] is not None:
                 assert row["rho"] == pytest.approx(group["rho_level"], rel=0.02)
             assert row["realism"]["bias_slices"] > 0 and row["realism"]["deformation_slices"] > 0
-            assert set(row["against_random"]) == {"bias_peak_share", "bias_short_share", "jacobian_min",
+            assert set(row["against_random"]) == {"bias_stripe_share", "bias_short_share", "jacobian_min",
                                                   "jacobian_max"}
         reference = group["reference"]   # the random fields lie in their own range
         if group["rho_level"] is not None:

@@ -34,7 +34,7 @@ GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 CONFIG_FILE = "config.json"
 """File name of the resolved attack configuration written into every run folder."""
-_RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share"})
+_RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share", "spectrum_peak_max"})
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
@@ -139,12 +139,13 @@ class AttackConfig:
                                                                   "costs (with lambda_jacobian); 0 or none: "
                                                                   "expansion is free", zero_is_off=True)
     lambda_spectrum: float = _option(0.0, "method", "weight of the bias field's spectrum term, mean over slices of "
-                                                    "relu(short share - spectrum_short_max)^2 + relu(peak share - "
-                                                    "spectrum_peak_max)^2 (the realism figures of Table 1); 0: off")
+                                                    "relu(short share - spectrum_short_max)^2 + relu(stripe share - "
+                                                    "spectrum_stripe_max)^2 (the realism figures of Table 1); 0: off")
     spectrum_short_max: float = _option(0.8, "method", "share of the bias field's power at wavelengths under 32 px "
                                                        "above which the spectrum term costs")
-    spectrum_peak_max: float = _option(0.07, "method", "share of the bias field's power in its strongest single "
-                                                      "wave above which the spectrum term costs")
+    spectrum_stripe_max: float = _option(0.06, "method", "share of the bias field's power in its strongest single "
+                                                        "wave of wavelength under 32 px above which the spectrum "
+                                                        "term costs")
     # -- budgets on rho
     rho_max: float | None = _option(None, "budgets", "hard budget on each slice's rho (Eq. 7): both fields are "
                                                      "scaled down to it; 0 or none: no budget", everyday=True,
@@ -220,9 +221,9 @@ class AttackConfig:
             (self.phi_gradient_max is None or self.phi_gradient_max > 0,
              f"phi_gradient_max must be > 0 or None, got {self.phi_gradient_max}"),
             (self.lambda_spectrum >= 0, f"lambda_spectrum must be >= 0, got {self.lambda_spectrum}"),
-            (0 < self.spectrum_short_max <= 1 and 0 < self.spectrum_peak_max <= 1,
-             f"spectrum_short_max and spectrum_peak_max must be in (0, 1], got {self.spectrum_short_max}, "
-             f"{self.spectrum_peak_max}"),
+            (0 < self.spectrum_short_max <= 1 and 0 < self.spectrum_stripe_max <= 1,
+             f"spectrum_short_max and spectrum_stripe_max must be in (0, 1], got {self.spectrum_short_max}, "
+             f"{self.spectrum_stripe_max}"),
             (self.phi_control_spacing is None or (
                 1 <= self.phi_control_spacing <= self.control_spacing
                 and (self.phi_control_spacing & (self.phi_control_spacing - 1)) == 0),

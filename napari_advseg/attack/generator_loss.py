@@ -127,7 +127,7 @@ class GeneratorLoss:
         norm = (x_adv - self.norm_base(x, out)).pow(2).mean()
         spectrum = zero
         if cfg.use_bias and cfg.lambda_spectrum > 0:
-            spectrum = spectrum_excess(out.bias, cfg.spectrum_short_max, cfg.spectrum_peak_max)
+            spectrum = spectrum_excess(out.bias, cfg.spectrum_short_max, cfg.spectrum_stripe_max)
         jacobian = zero
         if cfg.use_phi and cfg.lambda_jacobian > 0:
             jacobian = jacobian_penalty(out.displacement, cfg.jacobian_floor, cfg.jacobian_ceiling)

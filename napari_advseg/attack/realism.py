@@ -11,14 +11,18 @@ ways a field can look artificial:
   power at every frequency, as it would for any field of that shape). Over
   the non-DC bins:
 
-  - ``peak_share``: the power of the strongest single spatial wave over all
-    the power. A real field's spectrum is symmetric, ``P(f) = P(-f)``, and the
-    bins ``f`` and ``-f`` are one wave, so their power is counted together:
-    a pure sinusoid with a whole number of periods across the slice gives 1
-    (one that does not fit leaks into the neighbouring bins). Stripes across
-    the whole slice put a large share into one wave, a smooth random field
-    spreads it; stripes confined to a patch spread over neighbouring waves
-    too, and show in ``short_share`` when they are narrow.
+  - ``stripe_share``: the power of the strongest single spatial wave of
+    wavelength under :data:`SHORT_WAVELENGTH_PX` pixels over all the power. A
+    real field's spectrum is symmetric, ``P(f) = P(-f)``, and the bins ``f``
+    and ``-f`` are one wave, so their power is counted together: a pure
+    sinusoid of short wavelength with a whole number of periods across the
+    slice gives 1 (one that does not fit leaks into the neighbouring bins).
+    Stripes put a large share into one short wave, a smooth random field
+    spreads its short-wavelength power over many. Long waves are left out:
+    scanner shading (a broad blob, a ramp) puts most of its power into one or
+    two of the longest waves, which is what shading looks like, not a
+    pattern (a Gaussian of 40 px sigma on a 128 px slice: 48 % of its power
+    in its strongest wave, 0.2 % in its strongest short one).
   - ``short_share``: the share of power at wavelengths shorter than
     :data:`SHORT_WAVELENGTH_PX` pixels (wavelength ``1 / |f|``, ``f`` in cycles
     per pixel). Scanner bias fields vary over tens of centimetres; power at a
@@ -105,7 +109,7 @@ def _short_mask(h: int, w: int) -> torch.Tensor:
 
 
 def _spectrum_parts(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(strongest wave, short-wavelength, total non-DC, all)`` power of each slice of ``b`` ``(N, 1, H, W)``.
+    """``(strongest short wave, short-wavelength, total non-DC, all)`` power of each slice of ``b`` ``(N, 1, H, W)``.
 
     Differentiable, in ``b``'s dtype and device. "all" includes the mean
     (Parseval: ``sum |FFT(b)|^2 = H W sum b^2``), for deciding "flat".
@@ -114,13 +118,14 @@ def _spectrum_parts(b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     power = _power(b) * (1.0 - torch.eye(1, h * w, dtype=b.dtype, device=b.device).view(h, w))  # drop DC
     total = power.reshape(n, -1).sum(dim=1)
     everything = h * w * b.reshape(n, -1).pow(2).sum(dim=1)
-    waves = _wave_power(power).reshape(n, -1).amax(dim=1)
-    short = (power * _short_mask(h, w).to(b.device)).reshape(n, -1).sum(dim=1)
+    short_bins = _short_mask(h, w).to(b.device)
+    waves = (_wave_power(power) * short_bins).reshape(n, -1).amax(dim=1)
+    short = (power * short_bins).reshape(n, -1).sum(dim=1)
     return waves, short, total, everything
 
 
 def bias_spectrum_shares(bias: torch.Tensor | np.ndarray) -> list[tuple[float, float] | None]:
-    """``(peak_share, short_share)`` of each slice of a bias field ``(N, 1, H, W)`` (module docstring).
+    """``(stripe_share, short_share)`` of each slice of a bias field ``(N, 1, H, W)`` (module docstring).
 
     None for a slice without non-DC power (zero or constant bias).
     """
@@ -134,8 +139,8 @@ def bias_spectrum_shares(bias: torch.Tensor | np.ndarray) -> list[tuple[float, f
     return out
 
 
-def spectrum_excess(bias: torch.Tensor, short_max: float, peak_max: float) -> torch.Tensor:
-    """Mean over slices of ``relu(short_share - short_max)^2 + relu(peak_share - peak_max)^2`` (differentiable).
+def spectrum_excess(bias: torch.Tensor, short_max: float, stripe_max: float) -> torch.Tensor:
+    """Mean over slices of ``relu(short_share - short_max)^2 + relu(stripe_share - stripe_max)^2`` (differentiable).
 
     The realism figures of :func:`bias_spectrum_shares` as a training term: a
     bias field costs only where it puts more of its power into short
@@ -144,7 +149,7 @@ def spectrum_excess(bias: torch.Tensor, short_max: float, peak_max: float) -> to
     waves, short, total, everything = _spectrum_parts(bias)
     flat = total <= _FLAT * everything
     safe = torch.where(flat, torch.ones_like(total), total)
-    cost = torch.relu(short / safe - short_max).pow(2) + torch.relu(waves / safe - peak_max).pow(2)
+    cost = torch.relu(short / safe - short_max).pow(2) + torch.relu(waves / safe - stripe_max).pow(2)
     return torch.where(flat, torch.zeros_like(cost), cost).mean()
 
 
@@ -160,13 +165,13 @@ def jacobian_range(displacement: torch.Tensor | np.ndarray) -> torch.Tensor:
 class RealismTally:
     """Realism figures gathered over batches of fields; :meth:`report` gives them as a dict.
 
-    Keeps one entry per measured slice (``peak_shares``, ``short_shares``,
+    Keeps one entry per measured slice (``stripe_shares``, ``short_shares``,
     ``jacobian_mins``, ``jacobian_maxs``), so that callers can also look at
     their spread.
     """
 
     def __init__(self) -> None:
-        self.peak_shares: list[float] = []
+        self.stripe_shares: list[float] = []
         self.short_shares: list[float] = []
         self.jacobian_mins: list[float] = []
         self.jacobian_maxs: list[float] = []
@@ -179,7 +184,7 @@ class RealismTally:
         if bias is not None:
             for shares in bias_spectrum_shares(bias):
                 if shares is not None:
-                    self.peak_shares.append(shares[0])
+                    self.stripe_shares.append(shares[0])
                     self.short_shares.append(shares[1])
         if displacement is not None:
             phi = _slices(displacement, 2, "displacement")
@@ -190,7 +195,7 @@ class RealismTally:
                 self.jacobian_maxs.extend(ranges[:, 1].tolist())
 
     def report(self) -> dict[str, Any]:
-        """``bias_peak_share`` and ``bias_short_share`` (means over the slices with a bias), ``jacobian_min``
+        """``bias_stripe_share`` and ``bias_short_share`` (means over the slices with a bias), ``jacobian_min``
         and ``jacobian_max`` (over every pixel of the slices with a deformation), and how many slices each
         counted; a figure is None where no slice had that field."""
 
@@ -198,9 +203,9 @@ class RealismTally:
             return float(np.mean(values)) if values else None
 
         return {
-            "bias_peak_share": mean(self.peak_shares),
+            "bias_stripe_share": mean(self.stripe_shares),
             "bias_short_share": mean(self.short_shares),
-            "bias_slices": len(self.peak_shares),
+            "bias_slices": len(self.stripe_shares),
             "short_wavelength_px": SHORT_WAVELENGTH_PX,
             "jacobian_min": min(self.jacobian_mins) if self.jacobian_mins else None,
             "jacobian_max": max(self.jacobian_maxs) if self.jacobian_maxs else None,

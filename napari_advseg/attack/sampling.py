@@ -186,7 +186,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                       "slice (fixed deviates are used for every slice either way)",
             "z_smooth": "sigma in slices of a Gaussian over both fields along z, within runs of neighbouring "
                         "attacked slices, before they are applied (0: none)",
-            "realism": "bias_peak_share: the bias field's strongest single wave (f and -f together), "
+            "realism": "bias_stripe_share: the bias field's strongest single wave (f and -f together) of "
+                       "wavelength under short_wavelength_px pixels, "
                        "bias_short_share: its power at wavelengths under short_wavelength_px pixels, both as "
                        "shares of its non-DC power, means over the slices with a bias; jacobian_min/max: the "
                        "range of det J of p -> p + phi(p) over the slices with a deformation "

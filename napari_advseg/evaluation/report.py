@@ -227,17 +227,17 @@ def _share_cell(value) -> str:
 
 
 def realism_cells(report: dict[str, Any]) -> list[str]:
-    """The table's realism cells of one report: bias peak share, bias short-wavelength share, det J range.
+    """The table's realism cells of one report: bias stripe share, bias short-wavelength share, det J range.
 
     ``n/a`` where the attack has no such field, or the report predates the figures.
     """
     realism = report.get("realism") or {}
     low, high = realism.get("jacobian_min"), realism.get("jacobian_max")
     jacobian = "n/a" if low is None or high is None else f"{low:.2f}..{high:.2f}"
-    return [_share_cell(realism.get("bias_peak_share")), _share_cell(realism.get("bias_short_share")), jacobian]
+    return [_share_cell(realism.get("bias_stripe_share")), _share_cell(realism.get("bias_short_share")), jacobian]
 
 
-REALISM_COLUMNS = ("b peak", f"b < {SHORT_WAVELENGTH_PX:g} px", "det J")
+REALISM_COLUMNS = ("b stripe", f"b < {SHORT_WAVELENGTH_PX:g} px", "det J")
 """Headers of the realism columns of :func:`format_table`."""
 
 
