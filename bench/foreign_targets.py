@@ -17,6 +17,12 @@ project's U-Net of ``bench/attack_benchmark.py --stages target``. Each is
 loaded through the product's own path (``load_target`` on the exported
 TorchScript file and its sidecar), as a user's network would be.
 
+Folder targets (``bench/folder_nets.py`` trains and writes them):
+``nnunet_2d`` and ``nnunet_3d`` (nnU-Net v2 trained-model folders) and
+``monai_2d`` (a MONAI bundle), loaded by ``load_target`` on the folder:
+
+    .venv/bin/python bench/foreign_targets.py --targets nnunet_2d monai_2d --results bench/results/folders
+
 Stages (each skipped when its result exists; ``--force`` redoes it):
 
 ``targets``    train and export the foreign networks (the own U-Net must exist).
@@ -44,11 +50,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import foreign_nets  # noqa: E402  (the bench's own module)
+import folder_nets  # noqa: E402  (the bench's own modules)
+import foreign_nets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas")
 TARGETS = ("own_unet", "monai_unet", "monai_segresnet", "nnunet_plain")
+FOLDER_TARGETS = folder_nets.NETS
+"""Targets saved the frameworks' way (``bench/folder_nets.py``): nnU-Net folders and a MONAI bundle."""
 NET_STEPS = {"monai_unet": 1500, "monai_segresnet": 800, "nnunet_plain": 600}
 
 
@@ -70,6 +79,8 @@ def data_files(work: Path) -> tuple[Path, Path]:
 def target_path(args, name: str) -> Path:
     if name == "own_unet":
         return args.work / "real" / "unet.pt"
+    if name in FOLDER_TARGETS:
+        return folder_nets.folder_of(args.work, name)
     return args.work / "foreign" / name / "model.pt"
 
 
@@ -86,6 +97,9 @@ def load(args, name: str):
 
 # ------------------------------------------------------------------------------------------- stages
 def stage_targets(args, name: str) -> dict:
+    if name in FOLDER_TARGETS:
+        folder_nets.main(["--nets", name, "--work", str(args.work)] + (["--force"] if args.force else []))
+        return json.loads((target_path(args, name) / "training.json").read_text())
     out = args.work / "foreign" / name
     record_path = out / "training.json"
     if name == "own_unet":
@@ -252,13 +266,19 @@ def stage_report(args, name: str) -> str:
     """One target's section of ``foreign.md``: clean Dice, the generator's rows, the peers by rho."""
     training = {}
     record = args.work / "foreign" / name / "training.json"
+    if name in FOLDER_TARGETS:
+        record = target_path(args, name) / "training.json"
     if record.is_file():
         training = json.loads(record.read_text())
+        training = training.get("training", training)
     peers = json.loads((args.results / f"{name}_peers.json").read_text())["entries"]
     lines = [f"## `{name}`", ""]
     if training:
-        lines.append(f"Trained by `bench/foreign_nets.py`: {training['steps']} steps, {training['train_seconds']:.0f} s, "
-                     f"{training['parameters']:,} parameters; normalisation `{json.dumps(training['normalisation'])}`.")
+        normalisation = training.get("normalisation")
+        lines.append(f"Trained by `bench/{'folder_nets' if name in FOLDER_TARGETS else 'foreign_nets'}.py`: "
+                     f"{training['steps']} steps, {training['train_seconds']:.0f} s, {training['parameters']:,} "
+                     f"parameters" + (f"; normalisation `{json.dumps(normalisation)}`" if normalisation else "")
+                     + f"; loaded from `{target_path(args, name).relative_to(args.work)}`.")
         lines.append("")
     clean = peers[0]["organs"]
     lines += ["Clean Dice on the held-out slices: " + ", ".join(
@@ -356,7 +376,9 @@ STAGES = {"targets": stage_targets, "probe": stage_probe, "peers": stage_peers, 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    p.add_argument("--targets", nargs="+", choices=TARGETS + FOLDER_TARGETS, default=list(TARGETS),
+                   help=f"default: {' '.join(TARGETS)}; the folder targets {' '.join(FOLDER_TARGETS)} are "
+                        "best given --results bench/results/folders")
     p.add_argument("--stages", nargs="+", choices=[*STAGES, "report"], default=[*STAGES, "report"])
     p.add_argument("--rhos", type=lambda s: [float(v) for v in s.split(",")], default=[0.04, 0.06, 0.08, 0.10])
     p.add_argument("--steps", type=int, default=300, help="generator training steps")
