@@ -50,6 +50,10 @@ def test_explore_apply_and_export_with_a_folder_target(kind, make_napari_viewer,
     viewer, widget = _folder_scene(make_napari_viewer, qtbot, tiny, folder)
     session = widget.session
     assert session.target.class_names == CLASS_NAMES and session.target.kind == kind
+    # the Data tab names the folder's own normalisation (the plans' CTNormalization; the bundle's window)
+    assert widget.data.normalisation_label.text() == {
+        "nnunet": "CT: HU clipped to [-150, 250], then (HU - 60) / 70",
+        "monai": "window [-160, 240] HU -> [-1, 1]"}[kind]
     # the reference's six organs mapped by name into the folder's classes: kidneys and pancreas become background
     assert session.labels is not None and set(np.unique(session.labels)) <= {0, 1, 2}
 
