@@ -83,17 +83,22 @@ def test_stage_two_segments_the_slab_with_one_code(tiny, labels):
     assert calls == [3]  # only the adversarial slab
 
 
-def test_a_slab_at_the_volume_edge_and_a_2d_target_unchanged(tiny):
-    from napari_advseg.attack.explore import SliceExplorer
+def test_a_slab_at_the_volume_edge_and_a_2d_target_unchanged(tiny, monkeypatch):
+    import napari_advseg.attack.explore as explore
 
     case = _case(tiny)
     explorer, target = _slab_explorer(4)
     explorer.set_case_slice(case, 0)
     view = explorer.render(np.ones(3), np.zeros(3))
     assert (view.slab.depth, view.slab.centre) == (4, 0)
+    slab = explorer.adversarial_slab(view)
     with torch.no_grad():
-        expected = target(explorer.adversarial_slab(view)).argmax(dim=1)[0].numpy()
+        expected = target(slab).argmax(dim=1)[0].numpy()
     assert np.array_equal(view.adversarial_segmentation, expected)
+    monkeypatch.setattr(explore, "SLAB_BATCH", 2)  # a deep slab is encoded and decoded a few slices at a time
+    explorer.set_case_slice(case, 0)
+    assert torch.allclose(explorer.adversarial_slab(explorer.render_fields(np.ones(3), np.zeros(3))), slab,
+                          atol=1e-3)
 
     flat = _explorer()  # a 2D target: no slab, the segmentation is the slice's own
     flat.set_case_slice(case, 3)

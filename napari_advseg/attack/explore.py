@@ -29,8 +29,13 @@ from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.apply import network_input, target_input_range
 from napari_advseg.data.overlap import dice_per_organ, organ_row
 from napari_advseg.attack.fields import fold_fraction, perceptibility, warp_labels
+from napari_advseg.attack.generator import LatentStats
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.errors import AdvsegError
+
+
+SLAB_BATCH = 8
+"""Neighbours of a slab decoded at once (:meth:`SliceExplorer.adversarial_slab`)."""
 
 
 def slab_depth(target) -> int | None:
@@ -113,8 +118,13 @@ class Slab:
             if self._encoded is None:
                 device = next(generator.parameters()).device
                 x = self.tensor(device)[self.neighbours]
-                features, stats = generator.encode(x)
-                self._encoded = (x, features, stats, generator.displacement_gate(x))
+                parts = [(generator.encode(x[k:k + SLAB_BATCH]), generator.displacement_gate(x[k:k + SLAB_BATCH]))
+                         for k in range(0, len(x), SLAB_BATCH)]
+                features = torch.cat([part[0][0] for part in parts])
+                stats = LatentStats(*(torch.cat([getattr(part[0][1], name) for part in parts])
+                                      for name in ("mu_phi", "logvar_phi", "mu_b", "logvar_b")))
+                gate = None if parts[0][1] is None else torch.cat([part[1] for part in parts])
+                self._encoded = (x, features, stats, gate)
             return self._encoded
 
     def clean(self, target) -> tuple[np.ndarray, dict]:
@@ -355,10 +365,16 @@ class SliceExplorer:
             return x_adv
         x, features, stats, gate = slab.encoded(self.generator)
         hu = None if slab.hu is None or self.scale is None else slab.hu[slab.neighbours]
-        _, _, neighbours, _ = self._fields(x, features, stats, gate, hu, view.code)
         out = torch.empty((slab.depth, 1) + tuple(x_adv.shape[-2:]), dtype=torch.float32)
-        out[slab.neighbours] = neighbours.cpu()
         out[slab.centre] = x_adv[0]
+        for start in range(0, len(x), SLAB_BATCH):  # a few slices at a time: the decoder's memory stays bounded
+            part = slice(start, start + SLAB_BATCH)
+            part_stats = LatentStats(stats.mu_phi[part], stats.logvar_phi[part], stats.mu_b[part],
+                                     stats.logvar_b[part])
+            _, _, adversarial, _ = self._fields(x[part], features[part], part_stats,
+                                                None if gate is None else gate[part],
+                                                None if hu is None else hu[part], view.code)
+            out[slab.neighbours[part]] = adversarial.cpu()
         return out
 
     @torch.no_grad()
