@@ -6,6 +6,9 @@ segmentation and the Dice table. Each stage keeps only the latest request,
 so the view follows the slider rather than working through a queue; a
 segmentation is shown only over the image of its own code (a stale one is
 dropped, and the previous one is hidden while its successor is computed).
+With a volumetric (3D) target stage one runs no network at all: the clean
+segmentation and the reference outlines that need it come with stage two,
+which segments the slab around the slice (:mod:`napari_advseg.attack.explore`).
 The tab follows the session (a new case, target or generator rebuilds the
 sliders and re-renders) and records its sliders, switches and strength
 ("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
@@ -472,7 +475,7 @@ class ExplorePanel(QWidget):
     def _show_rho(self, view) -> None:
         text = f"rho (how much the slice changed) = {view.rho:.4f}"
         if view.adversarial_segmentation is None:
-            slab = getattr(view, "slab", None)
+            slab = view.slab
             text += "; segmenting ..." if slab is None else f"; segmenting the slab of {slab.depth} slice(s) ..."
         else:
             text += f"; folded pixels {100 * view.fold_fraction:.2f} %"
