@@ -30,10 +30,8 @@ def measure_effects(session, request: EffectsRequest):
     from napari_advseg.attack.latent_effect import latent_effects
 
     case = session.case
-    z = min(max(int(request.z), 0), case.volume.n_slices - 1)
     explorer = SliceExplorer(session.generator, session.config, session.target, scale=case.scale)
-    labels = None if case.labels is None else case.labels[z]
-    explorer.set_slice(case.images[z], labels, hu=case.volume.hu[z])
+    explorer.set_case_slice(case, request.z)
     effects = latent_effects(explorer, points=POSITIONS, bias_scale=float(case.scale.scale))
     return (request, [e for e in effects if e.field == "phi"], [e for e in effects if e.field == "b"])
 

@@ -6,6 +6,9 @@ segmentation and the Dice table. Each stage keeps only the latest request,
 so the view follows the slider rather than working through a queue; a
 segmentation is shown only over the image of its own code (a stale one is
 dropped, and the previous one is hidden while its successor is computed).
+With a volumetric (3D) target stage one runs no network at all: the clean
+segmentation and the reference outlines that need it come with stage two,
+which segments the slab around the slice (:mod:`napari_advseg.attack.explore`).
 The tab follows the session (a new case, target or generator rebuilds the
 sliders and re-renders) and records its sliders, switches and strength
 ("Set rho", :mod:`._strength`) in the session's ``latent`` choice, which the
@@ -384,21 +387,16 @@ class ExplorePanel(QWidget):
         L.show_image(viewer, L.ADVERSARIAL, result.adversarial_hu[None], here, in_place=True, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
         figures = self._show_overlays(result)
-        comparing = self.compare.enabled
-        L.show_labels(viewer, L.CLEAN_SEG, view.clean_segmentation[None], here, in_place=True, visible=comparing,
-                      opacity=0.5)
-        reference = view.clean_segmentation if session.case.labels is None else session.case.labels[z]
-        L.show_labels(viewer, L.REFERENCE, np.asarray(reference, np.uint8)[None], here, in_place=True, contour=1,
-                      visible=comparing, opacity=0.9)
-        blank = np.zeros_like(view.warped_reference)[None]
+        blank = np.zeros(view.adversarial.shape, np.uint8)[None]
+        self._show_references(result, blank)
         if self._layer(L.ADVERSARIAL_SEG) is None:  # created empty now, so that it lies below the outlines
             L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True, opacity=0.45)
         if self._layer(L.CHANGES) is None:
             L.show_labels(viewer, L.CHANGES, blank, here, in_place=True, opacity=0.7, colormap=L.changes_colormap(),
                           visible=self.view_row.wanted(L.CHANGES))
         # the reference, deformed like the image: outlines over the adversarial prediction's fill
-        L.show_labels(viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True, contour=1,
-                      opacity=0.9)
+        warped = blank if view.warped_reference is None else view.warped_reference[None]
+        L.show_labels(viewer, L.WARPED_REFERENCE, warped, here, in_place=True, contour=1, opacity=0.9)
         if missing:
             self._watch_layers()
             self.arrange_layers()
@@ -422,6 +420,18 @@ class ExplorePanel(QWidget):
         self.table.setEnabled(False)
         self.renders.queue_segment(result)
 
+    def _show_references(self, result, blank: np.ndarray) -> None:
+        """The clean segmentation and the reference outline of ``result``'s slice (blank while a volumetric
+        target's clean segmentation is still to come)."""
+        session, viewer, view, z = self.owner.session, self.owner.viewer, result.view, result.request.z
+        here = L.geometry(session.layer, z)
+        comparing = self.compare.enabled
+        clean = blank if view.clean_segmentation is None else view.clean_segmentation[None]
+        L.show_labels(viewer, L.CLEAN_SEG, clean, here, in_place=True, visible=comparing, opacity=0.5)
+        reference = clean if session.case.labels is None else np.asarray(session.case.labels[z], np.uint8)[None]
+        L.show_labels(viewer, L.REFERENCE, reference, here, in_place=True, contour=1, visible=comparing,
+                      opacity=0.9)
+
     def _show_heading(self, z: int, figures: dict) -> None:
         session = self.owner.session
         reference = "reference labels" if session.case.labels is not None else "clean prediction (label-free)"
@@ -441,6 +451,10 @@ class ExplorePanel(QWidget):
         if owner.closing or ct is None or not self._on_screen(result):
             return  # stale: the image on screen is of a newer code (or of another slice, case or model)
         view, here = result.view, L.geometry(ct, result.request.z)
+        if self.last_result.view.warped_reference is None or self.last_result.view.clean_segmentation is None:
+            # a volumetric target's clean segmentation (and, label-free, the reference) come with stage two
+            self._show_references(result, np.zeros(view.adversarial.shape, np.uint8)[None])
+            L.show_labels(owner.viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True)
         L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, view.adversarial_segmentation[None], here, in_place=True,
                       opacity=0.45)
         L.show_labels(owner.viewer, L.CHANGES,
@@ -461,7 +475,8 @@ class ExplorePanel(QWidget):
     def _show_rho(self, view) -> None:
         text = f"rho (how much the slice changed) = {view.rho:.4f}"
         if view.adversarial_segmentation is None:
-            text += "; segmenting ..."
+            slab = view.slab
+            text += "; segmenting ..." if slab is None else f"; segmenting the slab of {slab.depth} slice(s) ..."
         else:
             text += f"; folded pixels {100 * view.fold_fraction:.2f} %"
             text += "" if view.organs else "; no organ on this slice"

@@ -382,9 +382,15 @@ class AttackSession:
         if self.target is None:
             return "(no target loaded)"
         norm = self.target.normalisation
-        if norm.get("mode") == "window":
-            low, high = norm.get("window", (None, None))
-            return f"window [{low:g}, {high:g}] HU -> [-1, 1]"
+        mode = norm.get("mode", "zscore")
+        if mode == "window":
+            (low, high), (a, b) = norm["window"], norm.get("range", (-1.0, 1.0))
+            return f"window [{low:g}, {high:g}] HU -> [{a:g}, {b:g}]"
+        if mode == "ct":
+            low, high = norm["clip"]
+            return f"CT: HU clipped to [{low:g}, {high:g}], then (HU - {norm['mean']:g}) / {norm['std']:g}"
+        if mode == "none":
+            return "none (HU as they are)"
         return "z-score (per volume)"
 
     def snapshot(self) -> Snapshot:

@@ -179,8 +179,7 @@ class SliceRenderer:
         case = self.case
         z = int(np.clip(request.z, 0, case.volume.n_slices - 1))
         if self.z != z:
-            labels = None if case.labels is None else case.labels[z]
-            self.explorer.set_slice(case.images[z], labels, hu=case.volume.hu[z])
+            self.explorer.set_case_slice(case, z)
             self.latent = self.explorer.latent_mean_and_sigma()
             self.z = z
         return z
