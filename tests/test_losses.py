@@ -100,3 +100,24 @@ def test_per_organ_attack_loss_by_hand():
     expected = (abs(2.0 - math.log(6.0)) + abs(2.0 - math.log(1.5))) / 2   # organ 3 absent: skipped
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert per_organ_attack_loss(logits, torch.zeros_like(labels), [1], 2.0, 0).item() == pytest.approx(2.0)
+
+
+def test_squared_per_organ_attack_loss_pulls_the_least_attacked_organ_hardest():
+    from napari_advseg.attack.losses import per_organ_attack_loss
+
+    logits = torch.zeros(1, 3, 3, 3)
+    labels = torch.zeros(1, 3, 3, dtype=torch.long)
+    labels[0, 0, 0] = 1
+    labels[0, 2, 2] = 2
+    logits[0, 0, 0, 0] = math.log(4.0)                 # organ 1: CE log 6 (attacked)
+    logits[0, 2, 2, 2] = math.log(4.0)                 # organ 2: CE log 1.5 (nearly intact)
+    logits.requires_grad_(True)
+    loss = per_organ_attack_loss(logits, labels, [1, 2], gamma=2.0, dilation=0, squared=True)
+    expected = ((2.0 - math.log(6.0)) ** 2 + (2.0 - math.log(1.5)) ** 2) / (2 * 2.0) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    # the pull on each organ's true-class logit grows with its distance from gamma
+    pull_attacked, pull_intact = logits.grad[0, 1, 0, 0].item(), logits.grad[0, 2, 2, 2].item()
+    assert pull_intact > pull_attacked > 0
+    assert per_organ_attack_loss(logits.detach(), torch.zeros_like(labels), [1], 2.0, 0,
+                                 squared=True).item() == pytest.approx(1.0)  # nothing present: CE 0

@@ -80,7 +80,8 @@ class GeneratorLoss:
         mce = masked_cross_entropy(logits, y_adv, mask)
         if cfg.attack_reduction == "pixels":
             return mce, attack_loss(mce, cfg.gamma)
-        return mce, per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
+        return mce, per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation,
+                                          squared=cfg.attack_reduction == "organs_squared")
 
     def terms(self, x: torch.Tensor, y: torch.Tensor, every, eps_phi: torch.Tensor, eps_b: torch.Tensor,
               draws: int, critic: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -49,22 +49,33 @@ def attack_loss(mce: torch.Tensor, gamma: float) -> torch.Tensor:
     return (gamma - mce).abs()
 
 
+def squared_attack_loss(mce: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``(gamma - L_mce)^2 / (2 gamma)``: Eq. 4's distance squared, its pull proportional to the distance.
+
+    At ``L_mce = 0`` its slope is Eq. 4's (-1); half-way to gamma, half of it.
+    """
+    return (gamma - mce).pow(2) / (2.0 * max(gamma, 1e-6))
+
+
 def per_organ_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int], gamma: float,
-                          dilation: int) -> torch.Tensor:
+                          dilation: int, squared: bool = False) -> torch.Tensor:
     """Mean over the organs present of ``|gamma - L_mce,k|``, each organ with its own dilated mask.
 
     The ``"organs"`` reduction of the attack loss: Eq. 4 applied per organ, so
     a large organ cannot meet gamma alone while small ones stay intact.
-    Organs absent from ``labels`` are skipped; with none present it is ``gamma``
-    (the distance from an unattacked CE of 0), with no gradient.
+    ``squared``: :func:`squared_attack_loss` per organ instead (the
+    ``"organs_squared"`` reduction), so the organs furthest from gamma pull
+    hardest. Organs absent from ``labels`` are skipped; with none present it is
+    the loss of an unattacked CE of 0, with no gradient.
     """
+    distance = squared_attack_loss if squared else attack_loss
     terms = []
     for organ in organ_ids:
         mask = organ_mask(labels, [organ], dilation)
         if mask.sum().item() > 0:
-            terms.append(attack_loss(masked_cross_entropy(logits, labels, mask), gamma))
+            terms.append(distance(masked_cross_entropy(logits, labels, mask), gamma))
     if not terms:
-        return logits.sum() * 0.0 + gamma
+        return logits.sum() * 0.0 + float(distance(torch.zeros(()), gamma))
     return torch.stack(terms).mean()
 
 
