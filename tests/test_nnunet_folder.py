@@ -112,12 +112,31 @@ def test_2d_target_equals_the_volume_prediction_on_anisotropic_slices(tmp_path):
         assert dice(from_slices, from_volume, c) >= 0.999
 
 
-def test_3d_folder_is_refused_as_a_2d_target_but_loads_as_a_volume_target(tmp_path):
+def test_3d_folder_is_a_slab_target_equal_to_the_volume_prediction(tmp_path):
+    """A 3d_fullres folder is a slab target; on the whole volume as one slab its argmax is nnU-Net's."""
+    from napari_advseg.data.intensity import scale_for
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.models.folder_targets import fit_target_to_volume
+
     folder = write_nnunet_folder(tmp_path, "3d_fullres")
-    with pytest.raises(InputFileError, match="3d_fullres.*2D slices.*load_volume_target"):
-        load_target(folder, "cpu")
-    volume_target = load_volume_target(folder, "cpu")
-    assert volume_target.n_classes == 3
+    hu = synthetic_ct()
+    volume = volume_from_array(hu, SPACING)
+    target = load_target(folder, "cpu")
+    assert target.volumetric and target.slab_depth == 16  # the plans' patch depth at their own 3 mm
+    fit_target_to_volume(target, volume)
+    assert target.slab_depth == round(16 * 3.0 / SPACING[0])
+    x = torch.tensor(scale_for(hu, target.normalisation).apply(hu))[:, None].requires_grad_(True)
+    logits = target(x)
+    with torch.no_grad():
+        reference = load_volume_target(folder, "cpu")(torch.tensor(hu), volume).argmax(0).numpy()
+    assert logits.shape == (20, 3, 40, 44) and len(np.unique(reference)) >= 2
+    assert np.array_equal(logits.argmax(1).numpy(), reference)
+    logits[:, 1].sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+    plans = nnunet_plans()
+    plans["transpose_forward"], plans["transpose_backward"] = [1, 0, 2], [1, 0, 2]
+    folder = write_nnunet_folder(tmp_path / "t", "3d_fullres", plans=plans)
+    assert "transpose_forward [1, 0, 2]" in _message(lambda: load_target(folder, "cpu"))
 
 
 def _message(call) -> str:
