@@ -70,7 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_clean_dice(target, case)
     images, labels, scored = slices_to_run(target, case.images, case.labels, case.part(args.split)[2])
     if target.volumetric:
-        say(volumetric_line(target, args.split))
+        say(volumetric_line(target, len(images), args.split))
     start_step = 0
     if args.resume is not None:
         from napari_advseg.attack.checkpoint import load_checkpoint
@@ -103,12 +103,13 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def volumetric_line(target, split: str) -> str:
+def volumetric_line(target, n_slices: int, split: str) -> str:
     """What training against a 3D target does with the slices (the first line ``train`` and ``sweep`` print)."""
     held = {"all": "", "train": ", the held-out slices (z % 3 == 2) are input only (labels 0, never in the attack "
                                 "loss)", "test": ", the slices z % 3 != 2 are input only (labels 0)"}[split]
-    return (f"3D target: each step attacks one slab of {target.slab_depth} consecutive slices of the whole "
-            f"volume (one latent code per slab, fields smoothed along z){held}")
+    depth = min(target.slab_depth, n_slices)
+    return (f"3D target: each step attacks one slab of {depth} consecutive slices of the whole volume (one latent "
+            f"code per slab, fields smoothed along z){held}")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -127,7 +128,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     check_clean_dice(target, case)
     images, labels, scored = slices_to_run(target, case.images, case.labels, case.part(args.train_split)[2])
     if target.volumetric:
-        say(volumetric_line(target, args.train_split))
+        say(volumetric_line(target, len(images), args.train_split))
     out = Path(args.out)
     rows = []
     plan = sweep_rows(args.gammas, None if args.no_ablations else args.ablation_gamma)

@@ -293,7 +293,7 @@ class MonaiSlab(nn.Module):
         return max(1, int(round(self.bundle.roi_size[axis] * sizes[axis] / np.linalg.norm(z))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.bundle.predict(x[:, 0], self.affine, self.bundle.geometric_transforms)
+        logits = self.bundle.predict(x[:, 0], self.affine, self.bundle.geometric_transforms, device=x.device)
         return logits.permute(1, 0, 2, 3)
 
 

@@ -171,13 +171,14 @@ class MonaiBundle:
         """The kept transforms that move or resample voxels (``Orientationd``, ``Spacingd``), in order."""
         return [t for t in self.transforms if type(t).__name__ in GEOMETRIC_TRANSFORMS]
 
-    def predict(self, image: torch.Tensor, affine, transforms: Sequence) -> torch.Tensor:
+    def predict(self, image: torch.Tensor, affine, transforms: Sequence, device=None) -> torch.Tensor:
         """Logits ``(C, D0, D1, D2)`` of a ``(D0, D1, D2)`` volume with ``affine`` through ``transforms``.
 
         ``transforms``: the bundle's own (all of :attr:`transforms` for HU,
         :attr:`geometric_transforms` for data already normalised); then the
         sliding window and MONAI's inverse of the transforms, differentiable
-        in ``image``. Shared by :meth:`logits` and the 3D slab target
+        in ``image``, on ``device`` (default :attr:`device`). Shared by
+        :meth:`logits` and the 3D slab target
         (:class:`~napari_advseg.models.folder_targets.MonaiSlab`).
         """
         from monai.data import MetaTensor
@@ -185,7 +186,8 @@ class MonaiBundle:
 
         affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
         pipeline = Compose(list(transforms))
-        data = pipeline({self.image_key: MetaTensor(image.to(self.device, torch.float32)[None], affine=affine)})
+        image = image.to(device or self.device, torch.float32)
+        data = pipeline({self.image_key: MetaTensor(image[None], affine=affine)})
         x = data[self.image_key]
         logits = self.network_logits(x.as_tensor()[None].float())[0]
         if self.invert_probabilities:
