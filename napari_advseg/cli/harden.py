@@ -75,14 +75,12 @@ def add_robustness_parser(sub) -> None:
 
 def run_harden(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import ProgressBar, default_generator, dice_line, load_case, load_target, say
-    from napari_advseg.defense import harden_target, resume_path
+    from napari_advseg.defense import check_hardenable, harden_target, resume_path
 
     from napari_advseg.defense.folders import FOLDER_MODELS, folder_output
 
     target = load_target(args)
-    if target.volumetric:
-        raise AdvsegError(f"{target.path}: is a 3D network (a slab target); hardening fine-tunes 2D targets on "
-                          "batches of single slices, so a 3D one is not hardened")
+    check_hardenable(target)
     if args.out is None:
         args.out = Path("hardened" if isinstance(target.model, FOLDER_MODELS) else "hardened.pt")
     elif isinstance(target.model, FOLDER_MODELS):
