@@ -78,6 +78,7 @@ def test_training_draws_slabs_with_one_code_and_keeps_held_out_labels_out(tmp_pa
     config = AttackConfig(**TINY, steps=2, seed=3, z_smooth=1.0)
     trainer = AttackTrainer(config, slab_target(4), images, labels, device="cpu", scored=[0, 1, 3, 4, 6, 7])
     assert int(trainer.labels[[2, 5, 8]].max()) == 0 and int(trainer.labels[[3, 6]].max()) > 0
+    assert labels[5].max() > 0  # the caller's labels are not changed
     assert trainer.slice_pool.tolist() == [0, 1, 2, 3, 4, 5]  # slab starts whose slab holds an organ
     x, y = trainer._batch()
     start = int(np.flatnonzero([np.array_equal(x[0, 0].numpy(), im) for im in images])[0])

@@ -130,6 +130,7 @@ class AttackTrainer:
         if scored is not None:
             held_out = torch.ones(len(self.labels), dtype=torch.bool)
             held_out[torch.as_tensor(np.asarray(scored, dtype=np.int64))] = False
+            self.labels = self.labels.clone()  # the caller's array stays as it is
             self.labels[held_out] = 0
         self.loss = GeneratorLoss(config, target, self.input_range, self.organ_ids, self.attacked_ids)
         attacked = organ_mask(self.labels, self.organ_ids, 0).flatten(1).sum(dim=1) > 0

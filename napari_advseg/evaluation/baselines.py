@@ -109,6 +109,8 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
                         clean_predictions[start] = target(x).argmax(dim=1).cpu()
                     pred_adv = target(result.adversarial).argmax(dim=1).cpu()
                 keep = scored_rows(start, x.shape[0], scored)
+                if not keep.any():
+                    continue
                 rho_rows = perceptibility_per_slice(result.adversarial, x).cpu()
                 tally.add(sample == 0, y.cpu()[keep], clean_predictions[start][keep], pred_adv[keep],
                           result.warped_labels.cpu()[keep], rho_rows[keep], _rows(result.displacement, keep),

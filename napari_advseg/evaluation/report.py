@@ -192,6 +192,8 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
             for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
                                         temperature=temperature, rng=rng, rho=rho):
                 keep = scored_rows(result.start, len(result.rho), scored)
+                if not keep.any():
+                    continue
                 y = np.asarray(labels[result.start:result.start + len(result.rho)])[keep.numpy()]
                 tally.add(sample == 0, y, result.pred_clean[keep], result.pred_adv[keep],
                           result.warped_reference[keep], result.rho[keep], result.displacement[keep],
