@@ -46,7 +46,7 @@ from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.volume_fields import FieldBatch, generate_fields, slice_batch, smoothed_fields
-from napari_advseg.models.target import slices_per_call
+from napari_advseg.models.target import is_volumetric
 from napari_advseg.data.overlap import OverlapCounter, organ_row
 
 
@@ -68,11 +68,6 @@ def input_range(normalisation: dict | None) -> tuple[float, float] | None:
 def target_input_range(target) -> tuple[float, float] | None:
     """:func:`input_range` of a target's normalisation (None for objects without one)."""
     return input_range(getattr(target, "normalisation", None))
-
-
-def is_volumetric(target) -> bool:
-    """True for a target whose network reads a call's slices as consecutive slices of a volume (a 3D network)."""
-    return getattr(target, "slab_depth", None) is not None
 
 
 def slices_to_run(target, images, labels, index) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

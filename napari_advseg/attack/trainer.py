@@ -51,6 +51,7 @@ from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import single_number_codes
 from napari_advseg.attack.volume_fields import smooth_along_z
 from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask
+from napari_advseg.models.target import is_volumetric
 from napari_advseg.models.unet import predict_labels
 
 
@@ -134,7 +135,7 @@ class AttackTrainer:
             self.labels[held_out] = 0
         self.loss = GeneratorLoss(config, target, self.input_range, self.organ_ids, self.attacked_ids)
         attacked = organ_mask(self.labels, self.organ_ids, 0).flatten(1).sum(dim=1) > 0
-        self.slab_depth = getattr(target, "slab_depth", None)
+        self.slab_depth = target.slab_depth if is_volumetric(target) else None
         if self.slab_depth is None:  # the slices a batch is drawn from
             self.slice_pool = torch.nonzero(attacked).flatten()
         else:  # the starts of the slabs a batch is drawn from

@@ -41,7 +41,7 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import load_torch_dict, save_torch
 from napari_advseg.models.folder_targets import weights_sha256
-from napari_advseg.models.target import Target, make_target
+from napari_advseg.models.target import Target, is_volumetric, make_target
 from napari_advseg.models.unet import UNet2D
 from napari_advseg.models.unet_training import soft_dice_loss
 
@@ -74,7 +74,7 @@ def check_hardenable(target: Target) -> None:
     bundles; a 3D network (a slab target) is refused, as hardening fine-tunes
     on batches of single slices.
     """
-    if getattr(target, "slab_depth", None) is not None:
+    if is_volumetric(target):
         raise AdvsegError(f"{target.name}: is a 3D network (a slab target); hardening fine-tunes 2D targets on "
                           "batches of single slices, so a 3D one is not hardened")
     if not isinstance(target.model, (UNet2D, *FOLDER_MODELS)):

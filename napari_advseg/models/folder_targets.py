@@ -58,7 +58,7 @@ from napari_advseg.models.monai_bundle import GEOMETRIC_TRANSFORMS, MonaiBundle,
 from napari_advseg.models.nnunet_folder import CHECKPOINT_NAMES, NnUNetModel, is_nnunet_folder, read_nnunet_folder
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet
 from napari_advseg.models.sliding_window import monai_starts, round_to, sliding_window
-from napari_advseg.models.target import Target, validate_target
+from napari_advseg.models.target import Target, is_volumetric, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 
 __all__ = [
@@ -305,7 +305,7 @@ def fit_target_to_volume(target, volume) -> None:
         model.set_spacing(volume.spacing)
     if hasattr(model, "set_affine") and getattr(volume, "affine", None) is not None:
         model.set_affine(volume.affine)
-    if getattr(target, "slab_depth", None) is not None and hasattr(model, "slab_depth"):
+    if is_volumetric(target) and hasattr(model, "slab_depth"):
         target.slab_depth = model.slab_depth
 
 

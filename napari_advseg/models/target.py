@@ -39,6 +39,7 @@ __all__ = [
     "Target",
     "find_input_multiple",
     "freeze",
+    "is_volumetric",
     "listed",
     "load_fitting_weights",
     "make_target",
@@ -169,12 +170,18 @@ class Target:
     @property
     def volumetric(self) -> bool:
         """A 3D network (a slab target): a call's slices are consecutive slices of one volume."""
-        return self.slab_depth is not None
+        return is_volumetric(self)
 
     @property
     def name(self) -> str:
         """The file name, or ``"<in-memory model>"``."""
         return self.path if self.path else "<in-memory model>"
+
+
+def is_volumetric(target) -> bool:
+    """True for a target whose network reads a call's slices as consecutive slices of a volume (a 3D network,
+    :attr:`Target.slab_depth` set); False for 2D targets and plain networks."""
+    return getattr(target, "slab_depth", None) is not None
 
 
 def slices_per_call(target, n_slices: int, batch_size: int) -> int:
@@ -185,7 +192,7 @@ def slices_per_call(target, n_slices: int, batch_size: int) -> int:
     once, so that its network sees their z context; any other target (or a
     plain network) gets ``batch_size`` slices at a time. At least 1.
     """
-    if getattr(target, "slab_depth", None) is not None:
+    if is_volumetric(target):
         return max(1, int(n_slices))
     return max(1, int(batch_size))
 
