@@ -75,11 +75,13 @@ def evaluate_case(generator, config: AttackConfig, target, case: Case, *, part: 
     generator attacks, else the target's classes the reference labels name; the target's other classes
     are pooled as ``other``.
     """
-    images, labels, index = case.part(part)
-    if labels is None:
+    from napari_advseg.attack.apply import slices_to_run
+
+    if case.labels is None:
         raise AdvsegError("evaluation needs reference labels (--labels)")
+    images, labels, scored = slices_to_run(target, case.images, case.labels, case.part(part)[2])
     organs = _report_organs(target, case, organs or config.organs)
-    report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
+    report = evaluate_attack(generator, config, target, [(images, labels, scored)], samples=samples, seed=seed,
                              temperature=temperature, organs=organs)
     report.update(_case_record(target, case, part))
     return report
@@ -100,19 +102,23 @@ def clean_report(target, case: Case, *, part: str = "all", organs: list[str] | N
     ``other_classes`` where classes are pooled, ``slices``, and the record of the case and the target;
     ``generator`` None.
     """
-    images, labels, _ = case.part(part)
-    if labels is None:
-        raise AdvsegError("evaluation needs reference labels (--labels)")
-    names, table, pooled = report_classes(target.class_names, _report_organs(target, case, organs))
-    if table is None:
-        dice = network_dice(target, images, labels, names)
-    else:
-        from napari_advseg.models.unet import predict_labels
+    from napari_advseg.attack.apply import slices_to_run
+    from napari_advseg.models.unet import predict_labels
 
-        prediction = table[torch.as_tensor(predict_labels(target, images)).long()]
-        dice = dice_per_organ(prediction, table[torch.as_tensor(np.asarray(labels)).long()], names)
-        dice = {name: None if np.isnan(d) else float(d) for name, d in dice.items()}
-    return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "slices": int(len(images)),
+    if case.labels is None:
+        raise AdvsegError("evaluation needs reference labels (--labels)")
+    index = case.part(part)[2]
+    images, labels, scored = slices_to_run(target, case.images, case.labels, index)
+    prediction = torch.as_tensor(predict_labels(target, images)).long()
+    labels = torch.as_tensor(np.asarray(labels)).long()
+    if scored is not None:
+        prediction, labels = prediction[scored], labels[scored]
+    names, table, pooled = report_classes(target.class_names, _report_organs(target, case, organs))
+    if table is not None:
+        prediction, labels = table[prediction], table[labels]
+    dice = dice_per_organ(prediction, labels, names)
+    dice = {name: None if np.isnan(d) else float(d) for name, d in dice.items()}
+    return {"organs": {name: {"dice_clean": d} for name, d in dice.items()}, "slices": int(len(index)),
             "generator": None, **({"other_classes": pooled} if pooled else {}), **_case_record(target, case, part)}
 
 

@@ -237,3 +237,19 @@ def monai_reference(folder: Path, nifti: Path) -> np.ndarray:
         data["pred"] = inferer(data["image"][None], network)[0]
     out = postprocessing(data)["pred"]
     return np.asarray(out)[0].astype(np.int64)
+
+
+def check_slab_equals_volume(folder: Path, target, hu: np.ndarray, volume, channel: int = 1) -> None:
+    """A slab target on the whole volume as one slab: the argmax of ``load_volume_target``, gradients to its input."""
+    from napari_advseg.data.intensity import scale_for
+    from napari_advseg.models.folder_targets import load_volume_target
+
+    x = torch.tensor(scale_for(hu, target.normalisation).apply(hu))[:, None].requires_grad_(True)
+    logits = target(x)
+    with torch.no_grad():
+        reference = load_volume_target(folder, "cpu")(torch.tensor(hu), volume).argmax(0).numpy()
+    assert logits.shape == (hu.shape[0], len(target.class_names), *hu.shape[1:])
+    assert len(np.unique(reference)) >= 2  # more than one class predicted: the check is not trivial
+    assert np.array_equal(logits.argmax(1).numpy(), reference)
+    logits[:, channel].sum().backward()
+    assert float(x.grad.abs().sum()) > 0

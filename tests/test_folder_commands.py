@@ -170,13 +170,51 @@ def test_hardened_nnunet_folder_loads_in_nnunet_and_is_reported(trained, tiny_fi
     assert network["attacks"]["hardening_generator"]["source"] == "hardening record (generator)"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "curve", "harden", "robustness"])
-def test_3d_folder_is_refused_with_one_line(command, tiny_files, tmp_path, capsys):
-    folder = write_nnunet_folder(tmp_path, "3d_fullres")
-    extra = {"sample": ["--out", tmp_path / "s"], "curve": ["--out", tmp_path / "c"]}.get(command, [])
-    code, out, err = run([command, *_data(tiny_files), "--target", folder, *extra, *FAST], capsys)
-    assert code == 2 and "3d_fullres" in err and "2D slices" in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+def test_attack_commands_run_on_a_3d_folder(tiny_files, tmp_path, capsys):
+    """A 3d_fullres folder (plans at the phantom's 5 x 3 x 3 mm, a 4-slice patch) is attacked slab by slab:
+    train on the train split, then every report scores the held-out slices with the network on the whole volume."""
+    from napari_advseg.attack.checkpoint import load_checkpoint
+
+    plans = nnunet_plans(spacing_3d=(5.0, 3.0, 3.0), patch_3d=(4, 32, 32))
+    folder = write_nnunet_folder(tmp_path, "3d_fullres", plans=plans)
+    data = [*_data(tiny_files), "--target", folder]
+    code, out, err = run(["train", *data, *TRAIN, "--split", "train", "--out", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert out.startswith("3D target: each step attacks one slab of 4 consecutive slices")
+    assert "held-out slices (z % 3 == 2) are input only" in out
+    generator = tmp_path / "run" / "generator.pt"
+    state = load_checkpoint(generator)
+    assert state["config"]["z_smooth"] == 1.0 and len(state["history"]) == 2
+    assert all(np.isfinite(h["attack_ce"]) for h in state["history"])
+    data += ["--generator", generator]
+
+    code, out, err = run(["evaluate", *data, "--split", "test", "--samples", "1", "--json", tmp_path / "r.json",
+                          *FAST], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["slices"] == 3 and set(report["organs"]) <= {"liver", "spleen"} and report["rho"] > 0
+
+    code, out, err = run(["sample", *data, "--slices", "2-4", "--out", tmp_path / "sample", *FAST], capsys)
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "sample" / "sample.json").read_text())
+    assert sidecar["slices"] == [2, 3, 4] and sidecar["z_smooth"] == 1.0
+    seg = np.asarray(nib.load(tmp_path / "sample" / "adversarial_seg.nii.gz").dataobj)
+    assert seg.shape == nib.load(tiny_files["ct"]).shape and seg.max() < len(CLASS_NAMES)
+
+    code, out, err = run(["curve", *data, "--split", "test", "--out", tmp_path / "curve", "--rhos", "0,0.05",
+                          "--samples", "1", *FAST], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "curve" / "curve.json").read_text())["slices"] == [2, 5, 8]
+
+    code, out, err = run(["robustness", *_data(tiny_files), "--target", folder, "--rhos", "0.05",
+                          "--new-generator-steps", "1", "--samples", "1", "--out", tmp_path / "robustness", *FAST],
+                         capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "robustness" / "robustness.json").read_text())
+    assert report["slices"] == 3 and report["networks"][0]["attacks"]["pgd_l2"]["rhos"]["0.05"]["dice"]
+
+    code, out, err = run(["harden", *data, "--steps", "1", *FAST], capsys)
+    assert code == 2 and "3D network" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_organs_choose_the_rows_and_pool_the_other_classes(tiny_files, tmp_path, capsys):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from folder_helpers import CLASS_NAMES, bundle_config, monai_reference, synthetic_ct, write_monai_bundle
+from folder_helpers import (CLASS_NAMES, bundle_config, check_slab_equals_volume, monai_reference, synthetic_ct,
+                            write_monai_bundle)
 from napari_advseg.errors import AdvsegError
 
 pytest.importorskip("monai")
@@ -57,7 +58,27 @@ def test_bundle_reads_names_window_and_loads_as_volume_target(tmp_path):
     assert bundle.normalisation == {"mode": "window", "window": [-175.0, 250.0], "range": [0.0, 1.0]}
     assert [type(t).__name__ for t in bundle.transforms] == ["Orientationd", "Spacingd", "ScaleIntensityRanged"]
     assert load_volume_target(folder, "cpu").class_names == CLASS_NAMES
-    assert "3D MONAI bundle" in _message(lambda: load_target(folder, "cpu"))
+    message = _message(lambda: load_target(folder, "cpu"))  # Spacingd before the window: no slab target
+    assert "Spacingd resamples HU before the intensity transform" in message and "\n" not in message
+
+
+def test_3d_bundle_is_a_slab_target_equal_to_the_volume_prediction(tmp_path):
+    """Window first, then Orientationd and Spacingd: on the whole volume as one slab, the bundle's argmax."""
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.models.folder_targets import fit_target_to_volume
+
+    transforms = [{"_target_": "LoadImaged", "keys": "image"},
+                  {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -175, "a_max": 250, "b_min": 0.0,
+                   "b_max": 1.0, "clip": True},
+                  {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+                  {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"}]
+    folder = write_monai_bundle(tmp_path, config=bundle_config(roi=(32, 32, 16), transforms=transforms))
+    hu = synthetic_ct()
+    volume = volume_from_array(hu, (2.5, 1.2, 1.1))
+    target = load_target(folder, "cpu")
+    fit_target_to_volume(target, volume)
+    assert target.volumetric and target.slab_depth == round(16 * 2.0 / 2.5)  # RAS puts z last: roi 16 at 2 mm
+    check_slab_equals_volume(folder, target, hu, volume, channel=2)
 
 
 def test_2d_bundle_is_a_target(tmp_path):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from folder_helpers import (CLASS_NAMES, nnunet_dataset, nnunet_plans, synthetic_ct, tiny_network,
-                            write_nnunet_folder)
+from folder_helpers import (CLASS_NAMES, check_slab_equals_volume, nnunet_dataset, nnunet_plans, synthetic_ct,
+                            tiny_network, write_nnunet_folder)
 from napari_advseg.errors import AdvsegError, InputFileError
 
 pytest.importorskip("dynamic_network_architectures")
@@ -112,12 +112,23 @@ def test_2d_target_equals_the_volume_prediction_on_anisotropic_slices(tmp_path):
         assert dice(from_slices, from_volume, c) >= 0.999
 
 
-def test_3d_folder_is_refused_as_a_2d_target_but_loads_as_a_volume_target(tmp_path):
+def test_3d_folder_is_a_slab_target_equal_to_the_volume_prediction(tmp_path):
+    """A 3d_fullres folder is a slab target; on the whole volume as one slab its argmax is nnU-Net's."""
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.models.folder_targets import fit_target_to_volume
+
     folder = write_nnunet_folder(tmp_path, "3d_fullres")
-    with pytest.raises(InputFileError, match="3d_fullres.*2D slices.*load_volume_target"):
-        load_target(folder, "cpu")
-    volume_target = load_volume_target(folder, "cpu")
-    assert volume_target.n_classes == 3
+    hu = synthetic_ct()
+    volume = volume_from_array(hu, SPACING)
+    target = load_target(folder, "cpu")
+    assert target.volumetric and target.slab_depth == 16  # the plans' patch depth at their own 3 mm
+    fit_target_to_volume(target, volume)
+    assert target.slab_depth == round(16 * 3.0 / SPACING[0])
+    check_slab_equals_volume(folder, target, hu, volume)
+    plans = nnunet_plans()
+    plans["transpose_forward"], plans["transpose_backward"] = [1, 0, 2], [1, 0, 2]
+    folder = write_nnunet_folder(tmp_path / "t", "3d_fullres", plans=plans)
+    assert "transpose_forward [1, 0, 2]" in _message(lambda: load_target(folder, "cpu"))
 
 
 def _message(call) -> str:

@@ -21,6 +21,12 @@ was scored on:
    ``intensity_scale``). Segmentations and rho of written or displayed slices
    are computed from that input, so running the target on an exported volume
    gives the exported segmentation back, voxel for voxel.
+
+A volumetric target (a 3D network, ``Target.slab_depth`` set) sees a whole
+volume at once: :func:`attack_slices` makes G's fields batch by batch, with
+one code for the volume, smooths them along z (``config.z_smooth``), and
+calls the target once on the whole stack of adversarial slices, which must
+then be consecutive slices of one volume (:func:`slices_to_run`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
 from napari_advseg.errors import AdvsegError
 from napari_advseg.attack.volume_fields import FieldBatch, generate_fields, slice_batch, smoothed_fields
+from napari_advseg.models.target import is_volumetric
 from napari_advseg.data.overlap import OverlapCounter, organ_row
 
 
@@ -61,6 +68,27 @@ def input_range(normalisation: dict | None) -> tuple[float, float] | None:
 def target_input_range(target) -> tuple[float, float] | None:
     """:func:`input_range` of a target's normalisation (None for objects without one)."""
     return input_range(getattr(target, "normalisation", None))
+
+
+def slices_to_run(target, images, labels, index) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(images, labels, scored)``: what a target is run on to attack or score the slices ``index`` of a volume.
+
+    ``images``, ``labels`` (or None): the whole volume's slices. A 2D target
+    runs on the slices ``index`` alone (``scored`` None: all of them count).
+    A volumetric target runs on the whole volume, since its network needs
+    the neighbouring slices, and ``scored`` is ``index``: only those slices
+    are scored, or have labels in training.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if not is_volumetric(target):
+        return images[index], None if labels is None else labels[index], None
+    return images, labels, index
+
+
+def fields_z_smooth(target, config: AttackConfig, z_smooth: float) -> float:
+    """The sigma (slices) along z a volume's fields get: ``z_smooth``, or for a volumetric target given 0 the
+    ``config.z_smooth`` its generator was trained with."""
+    return config.z_smooth if is_volumetric(target) and z_smooth <= 0 else z_smooth
 
 
 SCANNER_HU: tuple[float, float] = (-1024.0, 3071.0)
@@ -168,12 +196,24 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
     segmented from them (the module's step 3). ``rho``: each slice's fields
     scaled to this rho (:func:`~napari_advseg.attack.strength.scale_to_rho`);
     None: G's own.
+
+    A volumetric target: ``images`` are consecutive slices of one volume;
+    G's fields are made with one code for them all (``latent`` is then
+    ``"volume"``) and smoothed along z by ``config.z_smooth`` slices, and one
+    result covers every slice (the target sees the whole stack).
     """
     device = next(generator.parameters()).device
     limits = target_input_range(target)
     if fields is None:
-        fields = generate_fields(generator, config, images, batch_size=batch_size, temperature=temperature, rng=rng,
-                                 eps_phi=eps_phi, eps_b=eps_b, latent=latent, limits=limits)
+        draw = dict(temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b)
+        if is_volumetric(target):
+            fields = smoothed_fields(generator, config, images, np.arange(len(images)), config.z_smooth,
+                                     batch_size=batch_size, limits=limits, latent="volume", **draw)
+        else:
+            fields = generate_fields(generator, config, images, batch_size=batch_size, latent=latent, limits=limits,
+                                     **draw)
+    if is_volumetric(target):
+        fields = [_one_batch(list(fields))]
     for start, displacement, bias, z_phi, z_b in fields:
         b = len(displacement)
         x = slice_batch(images, start, b, device)
@@ -192,6 +232,27 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
             warped = (warp_labels(y, displacement) if config.use_phi else y).cpu()
         yield SliceBatchResult(start, x_adv.cpu(), displacement.cpu(), bias.cpu(), z_phi.cpu(), z_b.cpu(),
                                pred_clean, pred_adv, warped, perceptibility_per_slice(x_adv, x).cpu(), hu_adv)
+
+
+def _one_batch(batches: list[FieldBatch]) -> FieldBatch:
+    """Field batches of consecutive slices as one batch (a volumetric target sees them all at once)."""
+    if len(batches) == 1:
+        return batches[0]
+    return FieldBatch(batches[0].start, *(torch.cat([getattr(b, name) for b in batches])
+                                          for name in ("displacement", "bias", "z_phi", "z_b")))
+
+
+def _whole_volume(batches: list[FieldBatch], index: np.ndarray, n_slices: int) -> FieldBatch:
+    """Fields made for the slices ``index`` placed in a batch of all ``n_slices`` slices, zero elsewhere."""
+    made = _one_batch(batches)
+    rows = torch.as_tensor(index)
+
+    def placed(values: torch.Tensor) -> torch.Tensor:
+        full = values.new_zeros((n_slices,) + tuple(values.shape[1:]))
+        full[rows] = values
+        return full
+
+    return FieldBatch(0, placed(made.displacement), placed(made.bias), placed(made.z_phi), placed(made.z_b))
 
 
 @dataclass
@@ -240,6 +301,10 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     they are applied (0: none; it holds the fields of every attacked slice
     at once, :func:`~napari_advseg.attack.volume_fields.smoothed_fields`).
     ``rho``: every slice's fields scaled to this rho (None: G's own).
+
+    A volumetric target is run on the whole adversarial volume, the slices
+    left out unchanged (zero fields), and its fields are smoothed along z by
+    ``z_smooth`` when given, else by the ``config.z_smooth`` G was trained with.
     """
     if z_smooth < 0:
         raise AdvsegError(f"z_smooth is a Gaussian's sigma in slices and cannot be negative, got {z_smooth}")
@@ -254,33 +319,47 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     n_classes = len(target.class_names)
     clean_counter, adv_counter = OverlapCounter(n_classes), OverlapCounter(n_classes)
     rng = torch.Generator().manual_seed(seed)
-    labels = None if case.labels is None else case.labels[index]
-    fields = None
-    if z_smooth > 0:
-        fields = smoothed_fields(generator, config, case.images[index], index, z_smooth, batch_size=batch_size,
-                                 limits=target_input_range(target), temperature=temperature, rng=rng,
-                                 eps_phi=eps_phi, eps_b=eps_b, latent=latent)
-    stream = attack_slices(generator, config, target, case.images[index], labels, batch_size=batch_size,
-                           temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b,
-                           hu=case.volume.hu[index], scale=case.scale, latent=latent, fields=fields, rho=rho)
+    limits = target_input_range(target)
+    draw = dict(temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b, latent=latent)
+    if is_volumetric(target):  # the network sees the whole volume; the slices left out keep zero fields
+        made = smoothed_fields(generator, config, case.images[index], index,
+                               fields_z_smooth(target, config, z_smooth), batch_size=batch_size,
+                               limits=limits, **draw)
+        stream = attack_slices(generator, config, target, case.images, case.labels, hu=case.volume.hu,
+                               scale=case.scale, fields=[_whole_volume(made, index, n_slices)], rho=rho)
+        run = np.arange(n_slices)
+    else:
+        fields = None
+        if z_smooth > 0:
+            fields = smoothed_fields(generator, config, case.images[index], index, z_smooth, batch_size=batch_size,
+                                     limits=limits, **draw)
+        stream = attack_slices(generator, config, target, case.images[index],
+                               None if case.labels is None else case.labels[index], batch_size=batch_size,
+                               hu=case.volume.hu[index], scale=case.scale, fields=fields, rho=rho, **draw)
+        run = index
     done = 0
     for batch in stream:
-        z = index[batch.start:batch.start + len(batch.rho)]
-        result.adversarial_hu[z] = batch.adversarial_hu
-        result.segmentation[z] = batch.pred_adv.numpy().astype(np.uint8)
-        result.clean_segmentation[z] = batch.pred_clean.numpy().astype(np.uint8)
-        result.displacement[z] = batch.displacement.permute(0, 2, 3, 1).numpy()
-        result.bias[z] = bias_in_display_units(batch.bias[:, 0].numpy(), config, case.scale)
+        slices = run[batch.start:batch.start + len(batch.rho)]
+        keep = torch.as_tensor(np.isin(slices, index))
+        z = slices[keep.numpy()]
+        pred_clean, pred_adv = batch.pred_clean[keep], batch.pred_adv[keep]
+        displacement, bias = batch.displacement[keep], batch.bias[keep]
+        result.adversarial_hu[z] = batch.adversarial_hu[keep.numpy()]
+        result.segmentation[z] = pred_adv.numpy().astype(np.uint8)
+        result.clean_segmentation[z] = pred_clean.numpy().astype(np.uint8)
+        result.displacement[z] = displacement.permute(0, 2, 3, 1).numpy()
+        result.bias[z] = bias_in_display_units(bias[:, 0].numpy(), config, case.scale)
         if result.warped_reference is not None:
-            result.warped_reference[z] = batch.warped_reference.numpy().astype(np.uint8)
-            clean_counter.add(batch.pred_clean, torch.as_tensor(case.labels[z]))
-            adv_counter.add(batch.pred_adv, batch.warped_reference)
-        result.rho.extend(batch.rho.tolist())
-        result.z_phi.extend(batch.z_phi.tolist())
-        result.z_b.extend(batch.z_b.tolist())
-        f, c = fold_count(batch.displacement)
+            warped = batch.warped_reference[keep]
+            result.warped_reference[z] = warped.numpy().astype(np.uint8)
+            clean_counter.add(pred_clean, torch.as_tensor(case.labels[z]))
+            adv_counter.add(pred_adv, warped)
+        result.rho.extend(batch.rho[keep].tolist())
+        result.z_phi.extend(batch.z_phi[keep].tolist())
+        result.z_b.extend(batch.z_b[keep].tolist())
+        f, c = fold_count(displacement)
         result.folded, result.checked = result.folded + f, result.checked + c
-        result.realism.add(batch.displacement, batch.bias)
+        result.realism.add(displacement, bias)
         done += len(z)
         yield done
     if result.warped_reference is not None:

@@ -40,7 +40,7 @@ SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess
 """The four latent-slider options (see the ``latent`` group) turned off."""
 _LEGACY_DEFAULTS = {"attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
-                    **SLIDER_OPTIONS_OFF}
+                    "z_smooth": 0.0, **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
 
 
@@ -178,7 +178,11 @@ class AttackConfig:
                                                  "change; 0: off")
     # -- optimisation
     steps: int = _option(1000, "optimisation", "generator training steps", everyday=True)
-    batch_size: int = _option(8, "optimisation", "slices per step", everyday=True)
+    batch_size: int = _option(8, "optimisation", "slices per step (a 3D target: unused, each step is one slab of "
+                                                 "its slab_depth consecutive slices)", everyday=True)
+    z_smooth: float = _option(1.0, "optimisation", "a 3D target: sigma (slices) of the Gaussian along z over G's "
+                                                   "fields of a slab, in training and wherever they are applied; "
+                                                   "0: none")
     seed: int = _option(0, "optimisation", "random seed of every draw", everyday=True)
     lr_generator: float = _option(5e-4, "optimisation", "generator RMSProp learning rate")
     lr_critic: float = _option(1e-4, "optimisation", "critic RMSProp learning rate")
@@ -236,6 +240,7 @@ class AttackConfig:
             (self.control_spacing >= 1 and (self.control_spacing & (self.control_spacing - 1)) == 0,
              f"control_spacing must be a power of two, got {self.control_spacing}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.z_smooth >= 0, f"z_smooth must be >= 0, got {self.z_smooth}"),
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.critic_steps >= 0, f"critic_steps must be >= 0, got {self.critic_steps}"),
             (self.mask_dilation >= 0, f"mask_dilation must be >= 0, got {self.mask_dilation}"),

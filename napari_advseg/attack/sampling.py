@@ -27,7 +27,7 @@ from napari_advseg.io.atomic import sha256_if_file
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
-from napari_advseg.attack.apply import attack_volume, run_attack_volume
+from napari_advseg.attack.apply import attack_volume, fields_z_smooth, run_attack_volume
 from napari_advseg.io.json_write import write_json
 from napari_advseg.io.nifti_save import hu_dtype, save_volume
 from napari_advseg.io.volumes import volume_source
@@ -115,7 +115,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         Deviates not given are drawn once for the whole volume (the default:
         the fields change smoothly along z) or afresh for each slice.
     z_smooth : float
-        Sigma, in slices, of a Gaussian over both fields along z (0: none).
+        Sigma, in slices, of a Gaussian over both fields along z (0: none; a
+        3D target's fields then get the ``config.z_smooth`` G was trained with).
     slices : sequence of int, optional
         Axial slice indices to attack; the others are written unchanged (the
         CT) or empty (segmentations, fields). Default: every slice.
@@ -164,7 +165,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "seed": seed,
         "temperature": temperature,
         "latent": latent,
-        "z_smooth": z_smooth,
+        "z_smooth": fields_z_smooth(target, config, z_smooth),
         "fixed_deviates": {"eps_phi": None if eps_phi is None else [float(v) for v in eps_phi],
                            "eps_b": None if eps_b is None else [float(v) for v in eps_b]},
         "slices": index.tolist(),

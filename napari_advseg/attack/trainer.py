@@ -12,10 +12,21 @@ Under ``torchrun`` (WORLD_SIZE > 1) the generator is wrapped in
 DistributedDataParallel; the critic's gradients are averaged by hand, since
 its gradient penalty needs a double backward that DDP's hooks do not cover.
 Rank 0 alone writes checkpoints.
+
+A volumetric target (a 3D network, :attr:`~napari_advseg.models.target.Target.slab_depth`
+set) is attacked slab by slab: each batch, of the critic's steps and the
+generator's, is one slab of ``slab_depth`` consecutive slices of the
+training volume (``config.batch_size`` is unused), its start drawn from the
+starts whose slab holds organs to attack; its slices share one latent
+deviate (one code per slab, as sampling uses one per volume), and G's
+fields are smoothed along the slab's z by a Gaussian of ``config.z_smooth``
+slices (:func:`~napari_advseg.attack.volume_fields.smooth_along_z`,
+differentiable) and limited to the budgets again before they are applied.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -38,7 +49,9 @@ from napari_advseg.attack.critic import Critic
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import single_number_codes
+from napari_advseg.attack.volume_fields import smooth_along_z
 from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask
+from napari_advseg.models.target import is_volumetric
 from napari_advseg.models.unet import predict_labels
 
 
@@ -75,15 +88,21 @@ class AttackTrainer:
     target : napari_advseg.models.target.Target
         The frozen segmentation network (``target(x)`` gives logits).
     images : (N, H, W) float array or tensor
-        Training slices, normalised as the target expects.
+        Training slices, normalised as the target expects; for a volumetric
+        target, a whole volume's consecutive slices.
     labels : (N, H, W) integer array or tensor, or None
         Reference labels. None (or ``config.label_mode == "predicted"``) uses
         ``argmax f(x)`` instead: the label-free mode.
     device : str or torch.device
         ``"auto"`` picks cuda, then mps, then cpu.
+    scored : sequence of int, optional
+        The slices whose labels may enter the attack loss; the others' labels
+        (reference or predicted) are set to 0, so they are input only (a
+        volumetric target's held-out slices). None: every slice.
     """
 
-    def __init__(self, config: AttackConfig, target, images, labels=None, device: str | torch.device = "auto"):
+    def __init__(self, config: AttackConfig, target, images, labels=None, device: str | torch.device = "auto",
+                 scored=None):
         self.config = config
         self.device = resolve_device(device)
         self.rank, self.world_size = init_distributed(self.device)
@@ -109,9 +128,21 @@ class AttackTrainer:
             if tuple(self.labels.shape) != tuple(self.images.shape[:1] + self.images.shape[2:]):
                 raise AdvsegError(f"labels of shape {tuple(self.labels.shape)} do not match images of shape "
                                   f"{tuple(self.images.shape[:1] + self.images.shape[2:])}")
+        if scored is not None:
+            held_out = torch.ones(len(self.labels), dtype=torch.bool)
+            held_out[torch.as_tensor(np.asarray(scored, dtype=np.int64))] = False
+            self.labels = self.labels.clone()  # the caller's array stays as it is
+            self.labels[held_out] = 0
         self.loss = GeneratorLoss(config, target, self.input_range, self.organ_ids, self.attacked_ids)
         attacked = organ_mask(self.labels, self.organ_ids, 0).flatten(1).sum(dim=1) > 0
-        self.slice_pool = torch.nonzero(attacked).flatten()
+        self.slab_depth = target.slab_depth if is_volumetric(target) else None
+        if self.slab_depth is None:  # the slices a batch is drawn from
+            self.slice_pool = torch.nonzero(attacked).flatten()
+        else:  # the starts of the slabs a batch is drawn from
+            self.slab_depth = min(int(self.slab_depth), len(self.images))
+            holds = [bool(attacked[s:s + self.slab_depth].any())
+                     for s in range(len(self.images) - self.slab_depth + 1)]
+            self.slice_pool = torch.nonzero(torch.as_tensor(holds, dtype=torch.bool)).flatten()
         if self.slice_pool.numel() == 0:
             raise AdvsegError("no training slice contains the organs to attack "
                               f"({'all organs' if config.organs is None else ', '.join(config.organs)})")
@@ -146,17 +177,39 @@ class AttackTrainer:
         return x
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pick = torch.randint(self.slice_pool.numel(), (self.config.batch_size,), generator=self.rng)
-        idx = self.slice_pool[pick]
+        if self.slab_depth is None:
+            pick = torch.randint(self.slice_pool.numel(), (self.config.batch_size,), generator=self.rng)
+            idx = self.slice_pool[pick]
+        else:
+            start = int(self.slice_pool[torch.randint(self.slice_pool.numel(), (1,), generator=self.rng)])
+            idx = torch.arange(start, start + self.slab_depth)
         return self.images[idx].to(self.device), self.labels[idx].to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.config.latent_dim
-        return (torch.randn(n, d, generator=self.rng).to(self.device),
-                torch.randn(n, d, generator=self.rng).to(self.device))
+        """Latent deviates for ``n`` slices: one per slice, or one per slab shared by its slices."""
+        d, rows = self.config.latent_dim, (n if self.slab_depth is None else 1)
+        return (torch.randn(rows, d, generator=self.rng).expand(n, d).to(self.device),
+                torch.randn(rows, d, generator=self.rng).expand(n, d).to(self.device))
+
+    def _along_z(self, out, x: torch.Tensor):
+        """G's output for ``x`` (one or more draws stacked): a slab's fields smoothed along z and limited again.
+
+        Unchanged for a 2D target or ``z_smooth`` 0. Each draw is a run of its
+        own (no smoothing across draws); differentiable.
+        """
+        sigma = self.config.z_smooth
+        if self.slab_depth is None or sigma <= 0:
+            return out
+        n = x.shape[0]
+        draws = out.displacement.shape[0] // n
+        index = np.concatenate([np.arange(n) + k * (n + 1) for k in range(draws)])  # a gap between draws
+        displacement = smooth_along_z(out.displacement, index, sigma)
+        bias = smooth_along_z(out.bias, index, sigma)
+        displacement, bias = self.generator.limit_rho(x.repeat(draws, 1, 1, 1), displacement, bias, self.input_range)
+        return dataclasses.replace(out, displacement=displacement, bias=bias)
 
     def _adversarial(self, model: torch.nn.Module, x: torch.Tensor):
-        out = model(x, *self._noise(x.shape[0]), input_range=self.input_range)
+        out = self._along_z(model(x, *self._noise(x.shape[0]), input_range=self.input_range), x)
         return out, self.loss.apply(x, out)
 
     # ------------------------------------------------------------------ steps
@@ -197,10 +250,14 @@ class AttackTrainer:
         if cfg.lambda_diversity > 0:
             chunks.append(self._noise(n))
         if cfg.lambda_single > 0:
-            chunks.append(single_number_codes(cfg, n, self.rng, self.device))
+            if self.slab_depth is None:
+                chunks.append(single_number_codes(cfg, n, self.rng, self.device))
+            else:  # one probe per slab
+                chunks.append(tuple(e.expand(n, -1) for e in single_number_codes(cfg, 1, self.rng, self.device)))
         eps_phi = torch.cat([c[0] for c in chunks])
         eps_b = torch.cat([c[1] for c in chunks])
         every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
+        every = self._along_z(every, x)
         terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic)
         loss = self.loss.total(terms)
         self.opt_g.zero_grad(set_to_none=True)
@@ -310,13 +367,13 @@ class AttackTrainer:
 
     @classmethod
     def resume(cls, path: str | os.PathLike, target, images, labels=None, device: str | torch.device = "auto",
-               **config_changes: Any) -> "AttackTrainer":
+               scored=None, **config_changes: Any) -> "AttackTrainer":
         """A trainer continuing from a checkpoint (``config_changes`` may raise ``steps``, say)."""
         state = load_checkpoint(path)
         config = AttackConfig.from_dict(state["config"])
         if config_changes:
             config = config.replace(**config_changes)
         check_generator_fits(state, target, str(path))
-        trainer = cls(config, target, images, labels, device)
+        trainer = cls(config, target, images, labels, device, scored)
         trainer.load_state_dict(state)
         return trainer

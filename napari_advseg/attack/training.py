@@ -64,7 +64,7 @@ class StallWatch:
 def training_events(config: AttackConfig | None, target, images, labels, checkpoint: str | os.PathLike, *,
                     device: str = "auto", resume: str | os.PathLike | None = None, steps: int | None = None,
                     checkpoint_every: int = 0, report: dict[str, Any] | None = None,
-                    stall_steps: int = STALL_STEPS) -> Iterator[dict[str, Any]]:
+                    stall_steps: int = STALL_STEPS, scored=None) -> Iterator[dict[str, Any]]:
     """Train or continue a generator, yielding progress; the checkpoint is written in ``finally``.
 
     The run's resolved configuration (a resume's own, with ``steps``) is
@@ -75,7 +75,7 @@ def training_events(config: AttackConfig | None, target, images, labels, checkpo
     config : AttackConfig or None
         Settings of a new generator (ignored with ``resume``, whose checkpoint
         holds them).
-    target, images, labels
+    target, images, labels, scored
         As :class:`~napari_advseg.attack.trainer.AttackTrainer`.
     checkpoint : path
         Where the checkpoint is written (atomically).
@@ -111,9 +111,9 @@ def training_events(config: AttackConfig | None, target, images, labels, checkpo
     try:
         changes = {} if steps is None else {"steps": int(steps)}
         if resume is not None:
-            trainer = AttackTrainer.resume(resume, target, images, labels, device, **changes)
+            trainer = AttackTrainer.resume(resume, target, images, labels, device, scored, **changes)
         else:
-            trainer = AttackTrainer(config.replace(**changes), target, images, labels, device)
+            trainer = AttackTrainer(config.replace(**changes), target, images, labels, device, scored)
         report["start_step"] = trainer.step_count
         if trainer.rank == 0:  # the run's resolved configuration beside its checkpoint
             write_run_config(Path(checkpoint).parent, trainer.config)
@@ -143,20 +143,21 @@ def train_generator(config: AttackConfig | None, target, images, labels, out_dir
                     checkpoint_every: int = 50,
                     progress: Callable[[dict[str, Any]], None] | None = None,
                     warn: Callable[[str], None] | None = None, stall_steps: int = STALL_STEPS,
-                    report: dict[str, Any] | None = None) -> tuple[AttackTrainer, Path]:
+                    report: dict[str, Any] | None = None, scored=None) -> tuple[AttackTrainer, Path]:
     """Drive :func:`training_events` to the end; ``progress(metrics)`` after each step, ``warn(line)`` on a warning.
 
     Returns the trainer and ``out_dir/generator.pt``. A failed final save
     raises; Ctrl-C (or a KeyboardInterrupt raised by ``progress`` to stop
     after a step) saves first, then propagates. ``report``: filled in as
-    :func:`training_events`'s, for a caller that stops early.
+    :func:`training_events`'s, for a caller that stops early. ``scored``: as
+    :class:`~napari_advseg.attack.trainer.AttackTrainer`'s.
     """
     out = Path(out_dir) / GENERATOR_FILE
     report = {} if report is None else report
     trainer = None
     with contextlib.closing(training_events(config, target, images, labels, out, device=device, resume=resume,
                                             steps=steps, checkpoint_every=checkpoint_every,
-                                            report=report, stall_steps=stall_steps)) as events:
+                                            report=report, stall_steps=stall_steps, scored=scored)) as events:
         for event in events:
             if event["kind"] == "ready":
                 trainer = event["trainer"]

@@ -52,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
     rhos = check_rhos(DEFAULT_RHOS if args.rhos is None else args.rhos)
     if args.samples < 1:
         raise AdvsegError(f"--samples must be at least 1, got {args.samples}")
+    from napari_advseg.attack.apply import slices_to_run
+
+    images, labels, scored = slices_to_run(target, case.images, case.labels, index)
     bar = ProgressBar(len(rhos) * args.samples * len(index), "dose-response", args.quiet)
-    curve = volume_curve(generator, config, target, case.images[index], case.labels[index], rhos,
-                         samples=args.samples, seed=args.seed, temperature=args.temperature,
-                         batch_size=args.batch_size, progress=lambda n: bar.step(n))
+    curve = volume_curve(generator, config, target, images, labels, rhos, samples=args.samples, seed=args.seed,
+                         temperature=args.temperature, batch_size=args.batch_size, progress=lambda n: bar.step(n),
+                         scored=scored)
     bar.close()
     settings = {"rhos": list(curve.rhos), "samples": args.samples, "seed": args.seed,
                 "temperature": args.temperature, "split": None if args.slices else args.split,

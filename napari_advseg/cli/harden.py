@@ -75,11 +75,12 @@ def add_robustness_parser(sub) -> None:
 
 def run_harden(args: argparse.Namespace) -> int:
     from napari_advseg.cli.common import ProgressBar, default_generator, dice_line, load_case, load_target, say
-    from napari_advseg.defense import harden_target, resume_path
+    from napari_advseg.defense import check_hardenable, harden_target, resume_path
 
     from napari_advseg.defense.folders import FOLDER_MODELS, folder_output
 
     target = load_target(args)
+    check_hardenable(target)
     if args.out is None:
         args.out = Path("hardened" if isinstance(target.model, FOLDER_MODELS) else "hardened.pt")
     elif isinstance(target.model, FOLDER_MODELS):
@@ -161,10 +162,15 @@ def run_robustness(args: argparse.Namespace) -> int:
                 other.normalisation != targets[0].normalisation:
             raise AdvsegError(f"{other.path}: its classes or normalisation differ from {targets[0].path}; "
                               "report networks of the same task together")
+    if len({other.volumetric for other in targets}) > 1:
+        raise AdvsegError("2D and 3D networks (slab targets) see different slices; report them separately")
     case = load_case(args, targets[0])
     if case.labels is None:
         raise AdvsegError("robustness needs reference labels (--labels) to score Dice")
-    train, test = case.part("train")[:2], case.part("test")[:2]
+    from napari_advseg.attack.apply import slices_to_run
+
+    train, test = (slices_to_run(targets[0], case.images, case.labels, case.part(part)[2])
+                   for part in ("train", "test"))
     bar: list[ProgressBar] = []
 
     def progress(message: str, metrics: dict | None) -> None:

@@ -25,7 +25,8 @@ def add_train_parser(sub) -> None:
     add_target(p)
     add_attack_options(p, expert)
     p.add_argument("--split", choices=list(SPLITS), default="all",
-                   help="slices to train on: all, train (z %% 3 != 2) or test (z %% 3 == 2) (default all)")
+                   help="slices to train on: all, train (z %% 3 != 2) or test (z %% 3 == 2) (default all); a 3D "
+                        "target sees every slice and the others get labels 0")
     p.add_argument("--out", type=Path, default=Path("runs/attack"),
                    help="folder for generator.pt (default runs/attack)")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from, exactly (its config is used; "
@@ -61,11 +62,15 @@ def run_train(args: argparse.Namespace) -> int:
     from napari_advseg.cli.diagnostics import check_clean_dice
     from napari_advseg.cli.stop import exit_status
 
+    from napari_advseg.attack.apply import slices_to_run
+
     config = config_from(args)
     target = load_target(args)
     case = load_case(args, target)
     check_clean_dice(target, case)
-    images, labels, _ = case.part(args.split)
+    images, labels, scored = slices_to_run(target, case.images, case.labels, case.part(args.split)[2])
+    if target.volumetric:
+        say(volumetric_line(target, len(images), args.split))
     start_step = 0
     if args.resume is not None:
         from napari_advseg.attack.checkpoint import load_checkpoint
@@ -79,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
                                        resume=args.resume, steps=config.steps,
                                        checkpoint_every=args.checkpoint_every,
                                        progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]),
-                                       warn=warn, report=report)
+                                       warn=warn, report=report, scored=scored)
     except KeyboardInterrupt as exc:
         bar.close()
         if "saved" in report:
@@ -98,6 +103,15 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def volumetric_line(target, n_slices: int, split: str) -> str:
+    """What training against a 3D target does with the slices (the first line ``train`` and ``sweep`` print)."""
+    held = {"all": "", "train": ", the held-out slices (z % 3 == 2) are input only (labels 0, never in the attack "
+                                "loss)", "test": ", the slices z % 3 != 2 are input only (labels 0)"}[split]
+    depth = min(target.slab_depth, n_slices)
+    return (f"3D target: each step attacks one slab of {depth} consecutive slices of the whole volume (one latent "
+            f"code per slab, fields smoothed along z){held}")
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     from napari_advseg.attack.training import train_generator
     from napari_advseg.cli.common import ProgressBar, load_case, load_target, say, warn
@@ -109,8 +123,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     case = load_case(args, target)
     if case.labels is None:
         raise AdvsegError("sweep needs reference labels (--labels) to evaluate")
+    from napari_advseg.attack.apply import slices_to_run
+
     check_clean_dice(target, case)
-    images, labels, _ = case.part(args.train_split)
+    images, labels, scored = slices_to_run(target, case.images, case.labels, case.part(args.train_split)[2])
+    if target.volumetric:
+        say(volumetric_line(target, len(images), args.train_split))
     out = Path(args.out)
     rows = []
     plan = sweep_rows(args.gammas, None if args.no_ablations else args.ablation_gamma)
@@ -120,7 +138,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar = ProgressBar(config.steps, label, args.quiet)
         start = time.perf_counter()
         trainer, _ = train_generator(config, target, images, labels, run_dir, device=args.device,
-                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]), warn=warn)
+                                     progress=lambda m: bar.step(ce=m["attack_ce"], rho=m["rho"]), warn=warn,
+                                     scored=scored)
         train_seconds = time.perf_counter() - start
         bar.close()
         generator = trainer.generator.eval()
@@ -128,7 +147,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                                seed=config.seed)
         report["generator"] = str(run_dir / GENERATOR_FILE)
         report["train_seconds"] = train_seconds
-        report["train_slices"] = int(len(images))
+        report["train_slices"] = int(len(images) if scored is None else len(scored))
         rows.append((label, report))
         write_report(rows, out / "sweep.json", out / "table.md")  # keep what is done if a later row fails
         say(f"{label}: mean drop {100 * report['mean_drop']:.1f} %, rho {report['rho']:.3f}")

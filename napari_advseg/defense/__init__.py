@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"HARDEN_METHODS": "config", "HardenConfig": "config", "harden_target": "driver",
-            "hardening_events": "driver", "Hardener": "hardener", "generator_path": "hardener",
+            "hardening_events": "driver", "Hardener": "hardener", "check_hardenable": "hardener", "generator_path": "hardener",
             "resume_path": "hardener"}
 
 __all__ = sorted(_EXPORTS)

@@ -41,7 +41,7 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import load_torch_dict, save_torch
 from napari_advseg.models.folder_targets import weights_sha256
-from napari_advseg.models.target import Target, make_target
+from napari_advseg.models.target import Target, is_volumetric, make_target
 from napari_advseg.models.unet import UNet2D
 from napari_advseg.models.unet_training import soft_dice_loss
 
@@ -67,6 +67,21 @@ def _file_identity(path: str | os.PathLike | None) -> dict[str, Any] | None:
     return {"path": str(path), "sha256": weights_sha256(path)}
 
 
+def check_hardenable(target: Target) -> None:
+    """Raise :class:`AdvsegError` (one line naming the target) for a target that cannot be hardened.
+
+    Hardened are a project U-Net checkpoint and 2D nnU-Net folders and MONAI
+    bundles; a 3D network (a slab target) is refused, as hardening fine-tunes
+    on batches of single slices.
+    """
+    if is_volumetric(target):
+        raise AdvsegError(f"{target.name}: is a 3D network (a slab target); hardening fine-tunes 2D targets on "
+                          "batches of single slices, so a 3D one is not hardened")
+    if not isinstance(target.model, (UNet2D, *FOLDER_MODELS)):
+        raise AdvsegError(f"{target.name}: only a project U-Net checkpoint, an nnU-Net folder or a MONAI bundle "
+                          f"can be hardened (this target is a {target.kind} {type(target.model).__name__})")
+
+
 class Hardener:
     """Fine-tune a copy of ``target``'s network against attacks (the target itself is not changed).
 
@@ -87,9 +102,7 @@ class Hardener:
 
     def __init__(self, config: HardenConfig, target: Target, images, labels, *,
                  generator: str | os.PathLike | dict | None = None, device: str | torch.device = "auto"):
-        if not isinstance(target.model, (UNet2D, *FOLDER_MODELS)):
-            raise AdvsegError(f"{target.name}: only a project U-Net checkpoint, an nnU-Net folder or a MONAI bundle "
-                              f"can be hardened (this target is a {target.kind} {type(target.model).__name__})")
+        check_hardenable(target)
         if config.needs_generator and generator is None:
             raise AdvsegError("the 'generator' hardening method needs a generator checkpoint (--generator)")
         self.config = config

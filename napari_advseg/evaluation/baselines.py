@@ -17,7 +17,8 @@ import torch
 from napari_advseg.attack.baselines.common import AttackResult
 from napari_advseg.attack.baselines.registry import ATTACKS
 from napari_advseg.attack.fields import perceptibility_per_slice
-from napari_advseg.evaluation.report import Tally
+from napari_advseg.evaluation.report import Tally, scored_rows
+from napari_advseg.models.target import slices_per_call
 
 
 def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: Sequence[tuple[Any, Any]],
@@ -40,8 +41,10 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
         names it in the report.
     target : napari_advseg.models.target.Target
         Frozen network (needs ``class_names`` and ``device``).
-    volumes : sequence of (images (N, H, W) normalised, labels (N, H, W) integer)
-        Each entry is one volume's test slices with their reference labels.
+    volumes : sequence of (images (N, H, W) normalised, labels (N, H, W) integer[, scored])
+        Each entry is one volume's test slices with their reference labels,
+        and optionally the indices of the slices to score (as
+        :func:`~napari_advseg.evaluation.report.evaluate_attack`'s).
     rho : float or None
         Perceptibility per slice (Eq. 7, dimensionless); None only for attacks
         that choose their own (:func:`generator_attack`).
@@ -50,7 +53,8 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
     seed : int
         Seed of the ``torch.Generator`` every random draw comes from.
     batch_size : int
-        Slices attacked together.
+        Slices attacked together; a volumetric target is attacked a whole
+        volume at a time (:func:`~napari_advseg.models.target.slices_per_call`).
     organ_ids : sequence of int or None
         Label values attacked (passed to the attack); None means every label > 0.
     options : dict, optional
@@ -85,16 +89,18 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
     tally = Tally(target.class_names)
     seconds = 0.0
     attacked = 0
-    for images, labels in volumes:
-        images = np.asarray(images, dtype=np.float32)
-        labels = np.asarray(labels)
+    for entry in volumes:
+        images = np.asarray(entry[0], dtype=np.float32)
+        labels = np.asarray(entry[1])
+        scored = entry[2] if len(entry) > 2 else None
+        step = slices_per_call(target, len(images), batch_size)
         clean_predictions: dict[int, torch.Tensor] = {}  # batch start -> f(x), the same for every sample
         tally.start_volume()
         for sample in range(samples):
             tally.start_sample()
-            for start in range(0, len(images), batch_size):
-                x = torch.as_tensor(images[start:start + batch_size])[:, None].to(device)
-                y = torch.as_tensor(labels[start:start + batch_size]).long().to(device)
+            for start in range(0, len(images), step):
+                x = torch.as_tensor(images[start:start + step])[:, None].to(device)
+                y = torch.as_tensor(labels[start:start + step]).long().to(device)
                 result = attack(x, y, target, rho, rng, organ_ids=organ_ids, **options)
                 seconds += result.seconds
                 attacked += x.shape[0]
@@ -102,10 +108,15 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
                     if sample == 0:
                         clean_predictions[start] = target(x).argmax(dim=1).cpu()
                     pred_adv = target(result.adversarial).argmax(dim=1).cpu()
-                tally.add(sample == 0, y.cpu(), clean_predictions[start], pred_adv, result.warped_labels.cpu(),
-                          perceptibility_per_slice(result.adversarial, x).cpu(), result.displacement, result.bias)
+                keep = scored_rows(start, x.shape[0], scored)
+                if not keep.any():
+                    continue
+                rho_rows = perceptibility_per_slice(result.adversarial, x).cpu()
+                tally.add(sample == 0, y.cpu()[keep], clean_predictions[start][keep], pred_adv[keep],
+                          result.warped_labels.cpu()[keep], rho_rows[keep], _rows(result.displacement, keep),
+                          _rows(result.bias, keep))
                 if progress is not None:
-                    progress(x.shape[0])
+                    progress(int(keep.sum()))
             tally.end_sample()
         tally.end_volume()
 
@@ -115,3 +126,8 @@ def evaluate_baseline(name: str | Callable[..., AttackResult], target, volumes: 
                    if value is None or isinstance(value, (bool, int, float, str))})
     return {**tally.report(), "config": config, "samples": samples, "temperature": None, "seed": seed,
             "seconds_per_slice": seconds / attacked if attacked else math.nan}
+
+
+def _rows(values: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor | None:
+    """The kept rows of a per-slice field (None stays None)."""
+    return None if values is None else values.cpu()[keep]

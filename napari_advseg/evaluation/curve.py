@@ -26,7 +26,7 @@ CURVE_FILES = {"json": "curve.json", "png": "curve.png"}
 
 def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: Sequence[float], *,
                  samples: int = 1, seed: int = 0, temperature: float = 1.0, batch_size: int = 8,
-                 progress: Callable[[int], None] | None = None) -> DoseResponse:
+                 progress: Callable[[int], None] | None = None, scored=None) -> DoseResponse:
     """Per-volume Dice of each organ at each rho, averaged over ``samples`` codes per slice.
 
     Parameters
@@ -38,6 +38,9 @@ def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: 
         every rho, so each rho scales the same fields.
     progress : callable(int) or None
         Called with the slices done after each batch (``samples * N`` per rho).
+    scored : sequence of int or None
+        The slices of ``images`` to score (None: all), as
+        :func:`~napari_advseg.evaluation.report.evaluate_attack`'s third item.
 
     Returns
     -------
@@ -52,7 +55,7 @@ def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: 
         raise AdvsegError(f"samples must be at least 1, got {samples}")
     curve = DoseResponse(check_rhos(rhos))
     for rho in curve.rhos:
-        report = evaluate_attack(generator, config, target, [(images, labels)], samples=samples, seed=seed,
+        report = evaluate_attack(generator, config, target, [(images, labels, scored)], samples=samples, seed=seed,
                                  temperature=temperature, batch_size=batch_size, progress=progress, rho=rho)
         curve.achieved.append(report["rho"])
         curve.folds.append(report["fold_fraction"])

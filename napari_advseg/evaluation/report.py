@@ -164,8 +164,12 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
 
     Parameters
     ----------
-    volumes : sequence of (images (N, H, W) normalised, labels (N, H, W))
-        Each entry is one volume's test slices with their reference labels.
+    volumes : sequence of (images (N, H, W) normalised, labels (N, H, W)[, scored])
+        Each entry is one volume's test slices with their reference labels;
+        a third item, the indices of the slices to score (the others are
+        attacked and seen by the target but not counted), is what a
+        volumetric target needs to score part of a volume
+        (:func:`~napari_advseg.attack.apply.slices_to_run`).
     samples : int
         Adversarial samples drawn per slice (latent deviates from ``seed``).
     progress : callable(int) or None
@@ -179,21 +183,37 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
     """
     tally = Tally(target.class_names, organs)
     rng = torch.Generator().manual_seed(seed)
-    for images, labels in volumes:
+    for entry in volumes:
+        images, labels = entry[0], entry[1]
+        scored = entry[2] if len(entry) > 2 else None
         tally.start_volume()
         for sample in range(samples):
             tally.start_sample()
             for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
                                         temperature=temperature, rng=rng, rho=rho):
-                y = np.asarray(labels[result.start:result.start + len(result.rho)])
-                tally.add(sample == 0, y, result.pred_clean, result.pred_adv, result.warped_reference,
-                          result.rho, result.displacement, result.bias)
+                keep = scored_rows(result.start, len(result.rho), scored)
+                if not keep.any():
+                    continue
+                y = np.asarray(labels[result.start:result.start + len(result.rho)])[keep.numpy()]
+                tally.add(sample == 0, y, result.pred_clean[keep], result.pred_adv[keep],
+                          result.warped_reference[keep], result.rho[keep], result.displacement[keep],
+                          result.bias[keep])
                 if progress is not None:
-                    progress(len(result.rho))
+                    progress(int(keep.sum()))
             tally.end_sample()
         tally.end_volume()
     return {**tally.report(), "config": config.to_dict(), "samples": samples, "temperature": temperature,
             "seed": seed}
+
+
+def scored_rows(start: int, length: int, scored) -> torch.Tensor:
+    """Which rows of a batch of the slices ``start .. start + length - 1`` are scored: a bool mask.
+
+    ``scored``: the indices of the slices to score, or None (every slice).
+    """
+    if scored is None:
+        return torch.ones(length, dtype=torch.bool)
+    return torch.as_tensor(np.isin(np.arange(start, start + length), np.asarray(scored)))
 
 
 def summarise_dice(clean_per_volume: Sequence[dict[int, float]], adv_per_volume: Sequence[dict[int, float]],

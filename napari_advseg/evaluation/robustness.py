@@ -98,8 +98,14 @@ def new_generator(target, name: str, train: tuple[Any, Any], work_dir: str | os.
         resume = checkpoint
     config = (config or AttackConfig()).replace(steps=steps, seed=seed)
     train_generator(config, target, train[0], train[1], folder, device=device, resume=resume, steps=steps,
-                    checkpoint_every=25, progress=progress)
+                    checkpoint_every=25, progress=progress, scored=_scored(train))
     return str(checkpoint)
+
+
+def _scored(part: tuple) -> Any:
+    """The slices to score of a ``(images, labels[, scored])`` part (None: all; see
+    :func:`~napari_advseg.attack.apply.slices_to_run`)."""
+    return part[2] if len(part) > 2 else None
 
 
 def _attack_row(report: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def network_robustness(target, test: tuple[Any, Any], *, rhos: Sequence[float], 
     from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.evaluation.baselines import evaluate_baseline
 
-    volumes = [(np.asarray(test[0], dtype=np.float32), np.asarray(test[1]))]
+    volumes = [(np.asarray(test[0], dtype=np.float32), np.asarray(test[1]), _scored(test))]
     attacks: dict[str, Any] = {}
     clean: dict[str, float] | None = None
     for key in ROBUSTNESS_ATTACKS:
@@ -176,7 +182,9 @@ def robustness_report(targets: Sequence[Any], train: tuple[Any, Any], test: tupl
                                         "rounds": hardening["config"]["rounds"],
                                         "seconds": hardening.get("train_seconds")} if hardening else None),
                          **entry})
-    return {"rhos": rhos, "samples": samples, "seed": seed, "slices": int(len(test[0])),
+    scored = _scored(test)
+    return {"rhos": rhos, "samples": samples, "seed": seed,
+            "slices": int(len(test[0]) if scored is None else len(scored)),
             "new_generator_steps": new_generator_steps, "attacks": dict(ROBUSTNESS_ATTACKS), "networks": networks}
 
 

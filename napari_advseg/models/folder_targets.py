@@ -1,10 +1,11 @@
 """Targets from folders: nnU-Net v2 trained-model folders and MONAI bundles.
 
-Two interfaces, one per kind of network:
+Two interfaces:
 
 :func:`load_folder_target`
-    A 2D :class:`~napari_advseg.models.target.Target`, what the attack uses:
-    an nnU-Net ``2d`` configuration or a bundle whose network is 2D. Its
+    A :class:`~napari_advseg.models.target.Target`, what the attack uses.
+    For an nnU-Net ``2d`` configuration or a bundle whose network is 2D it
+    segments each slice on its own. Its
     :attr:`~napari_advseg.models.target.Target.normalisation` is the folder's
     own scheme (nnU-Net's ``CTNormalization`` is the project's ``ct`` mode with
     the plans' percentiles, mean and std; a bundle's ``ScaleIntensityRanged``
@@ -14,12 +15,19 @@ Two interfaces, one per kind of network:
     nnU-Net's in-plane resampling to the plans' spacing (set from the volume by
     :func:`fit_target_to_volume`), the sliding window with Gaussian weights,
     the logits resampled back.
+    For an nnU-Net ``3d_fullres`` configuration or a 3D bundle it is a *slab
+    target* (:attr:`~napari_advseg.models.target.Target.slab_depth` set):
+    its model (:class:`NnUNetSlab`, :class:`MonaiSlab`) reads a call's
+    ``(D, 1, H, W)`` normalised slices as ``D`` consecutive canonical slices,
+    runs the framework's 3D inference on that sub-volume (resampling to the
+    plans' or the bundle's spacing included) and returns ``(D, C, H, W)``. On
+    a whole volume its argmax is the framework's segmentation.
 :func:`load_volume_target`
-    A :class:`VolumeTarget` for any of them, ``3d_fullres`` and 3D bundles
-    included: ``predict(hu, volume)`` maps a canonical ``(Z, Y, X)`` HU tensor
-    to logits ``(C, Z, Y, X)``, differentiably, equal to the framework's own
-    prediction. The 2D attack cannot use it yet; it is the interface a volume
-    attack builds on.
+    A :class:`VolumeTarget` for any of them: ``predict(hu, volume)`` maps a
+    canonical ``(Z, Y, X)`` HU tensor to logits ``(C, Z, Y, X)``,
+    differentiably, equal to the framework's own prediction (nonzero crop
+    and HU-space preprocessing included), the reference the slab targets are
+    checked against.
 
 Array order: the project's canonical volumes run (inferior->superior,
 anterior->posterior, right->left). nnU-Net networks see the image in the
@@ -46,17 +54,19 @@ from napari_advseg.errors import AdvsegError, InputFileError
 from napari_advseg.device import resolve_device
 from napari_advseg.io.atomic import file_sha256
 from napari_advseg.io.sidecar import read_sidecar_object
-from napari_advseg.models.monai_bundle import MonaiBundle, is_monai_bundle, read_monai_bundle
+from napari_advseg.models.monai_bundle import GEOMETRIC_TRANSFORMS, MonaiBundle, is_monai_bundle, read_monai_bundle
 from napari_advseg.models.nnunet_folder import CHECKPOINT_NAMES, NnUNetModel, is_nnunet_folder, read_nnunet_folder
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet
 from napari_advseg.models.sliding_window import monai_starts, round_to, sliding_window
-from napari_advseg.models.target import Target, validate_target
+from napari_advseg.models.target import Target, is_volumetric, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation
 
 __all__ = [
     "METRICS_FILE",
     "NnUNetSlices",
+    "NnUNetSlab",
     "MonaiSlices",
+    "MonaiSlab",
     "VolumeTarget",
     "fit_target_to_volume",
     "folder_kind",
@@ -181,43 +191,164 @@ class MonaiSlices(nn.Module):
         return self.bundle.network_logits(x)
 
 
+# --------------------------------------------------------------------------
+# 3D slab targets
+# --------------------------------------------------------------------------
+
+
+class NnUNetSlab(nn.Module):
+    """An nnU-Net ``3d_fullres`` configuration as a network on a slab of normalised canonical slices.
+
+    ``forward`` takes ``(D, 1, H, W)``: ``D`` consecutive slices (the slab's
+    z), normalised as the plans say (:attr:`Target.normalisation`). Steps:
+    flip to nnU-Net's in-plane order, the plans' ``transpose_forward`` (its
+    first axis must be z), then nnU-Net's own resampling to the plans'
+    spacing, sliding window and resampling back
+    (:meth:`~napari_advseg.models.nnunet_folder.NnUNetModel.predict_normalised`),
+    and the way back; returns ``(D, C, H, W)``. The spacing is the volume's
+    (:meth:`set_spacing`, from :func:`fit_target_to_volume`); before that the
+    plans' own.
+    """
+
+    def __init__(self, model: NnUNetModel, mirror: bool = False):
+        super().__init__()
+        self.nnunet = model
+        self.networks = nn.ModuleList(model.networks)
+        self.mirror = mirror
+        forward = model.plan.transpose_forward
+        self.spacing = tuple(float(model.plan.spacing[forward.index(a)]) for a in range(3))
+
+    def set_spacing(self, spacing: Sequence[float]) -> None:
+        """The volume's voxel size ``(dz, dy, dx)`` (mm), canonical order."""
+        if len(spacing) != 3:
+            raise AdvsegError(f"a 3D nnU-Net target needs the volume's 3 spacings (dz, dy, dx), got {list(spacing)}")
+        self.spacing = tuple(float(s) for s in spacing)
+
+    @property
+    def slab_depth(self) -> int:
+        """The plans' patch depth in the volume's slices (at least 1)."""
+        plan = self.nnunet.plan
+        return max(1, int(round(plan.patch_size[0] * plan.spacing[0] / self.spacing[0])))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        forward, backward = self.nnunet.plan.transpose_forward, self.nnunet.plan.transpose_backward
+        data = torch.flip(x, (-2, -1)).permute(1, 0, 2, 3).permute(0, *[a + 1 for a in forward])
+        logits = self.nnunet.predict_normalised(data, [self.spacing[a] for a in forward], mirror=self.mirror)
+        logits = logits.permute(0, *[a + 1 for a in backward])
+        return torch.flip(logits, (-2, -1)).permute(1, 0, 2, 3)
+
+
+def _canonical_affine(spacing: Sequence[float]) -> np.ndarray:
+    """Voxel ``(z, y, x)`` -> RAS+ mm of a canonical array with this spacing (as ``volume_from_array`` gives)."""
+    dz, dy, dx = (float(s) for s in spacing)
+    return np.array([[0.0, 0.0, -dx, 0.0], [0.0, -dy, 0.0, 0.0], [dz, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+class MonaiSlab(nn.Module):
+    """A 3D MONAI bundle as a network on a slab of normalised canonical slices.
+
+    ``forward`` takes ``(D, 1, H, W)`` consecutive slices normalised by the
+    bundle's intensity transform (:attr:`Target.normalisation`), runs the
+    bundle's geometric transforms (``Orientationd``, ``Spacingd``: MONAI's
+    own, with the volume's affine), its sliding window and their inverse
+    (:meth:`~napari_advseg.models.monai_bundle.MonaiBundle.predict`), and
+    returns ``(D, C, H, W)``. The intensity transform has run before the
+    geometric ones here, so a bundle whose ``Spacingd`` resamples HU before
+    its intensity transform is refused (:func:`load_folder_target`): the
+    window's clip does not commute with interpolation.
+    """
+
+    def __init__(self, bundle: MonaiBundle):
+        super().__init__()
+        self.bundle = bundle
+        self.network = bundle.network
+        self.affine = _canonical_affine((1.0, 1.0, 1.0))
+
+    def set_spacing(self, spacing: Sequence[float]) -> None:
+        """The volume's voxel size ``(dz, dy, dx)`` (mm), for a volume without its own affine."""
+        self.affine = _canonical_affine(spacing)
+
+    def set_affine(self, affine) -> None:
+        """The volume's canonical affine (voxel ``(z, y, x)`` -> RAS+ mm)."""
+        self.affine = np.asarray(affine, dtype=np.float64)
+
+    @property
+    def slab_depth(self) -> int:
+        """The bundle's ROI along the volume's z, in the volume's slices (at least 1).
+
+        The bundle's geometric transforms are run on a tiny probe with the
+        volume's affine to find which of the network's axes z becomes and its
+        voxel size there.
+        """
+        from monai.data import MetaTensor
+        from monai.transforms import Compose
+
+        key = self.bundle.image_key
+        probe = MetaTensor(torch.zeros(1, 4, 4, 4), affine=torch.as_tensor(self.affine))
+        out = Compose(self.bundle.geometric_transforms)({key: probe})[key]
+        columns = np.asarray(out.affine, dtype=np.float64)[:3, :3]
+        sizes = np.linalg.norm(columns, axis=0)
+        z = self.affine[:3, 0]
+        axis = int(np.argmax(np.abs(z @ columns) / sizes))
+        return max(1, int(round(self.bundle.roi_size[axis] * sizes[axis] / np.linalg.norm(z))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.bundle.predict(x[:, 0], self.affine, self.bundle.geometric_transforms, device=x.device)
+        return logits.permute(1, 0, 2, 3)
+
+
 def fit_target_to_volume(target, volume) -> None:
-    """Tell a target whose model resamples (:class:`NnUNetSlices`) the voxel size of the volume it will see."""
+    """Tell a target whose model resamples (:class:`NnUNetSlices`, the slab models) the geometry of the volume
+    it will see: its voxel size (and affine); a slab target's :attr:`~Target.slab_depth` follows from it."""
     model = getattr(target, "model", None)
     if hasattr(model, "set_spacing") and getattr(volume, "spacing", None) is not None:
         model.set_spacing(volume.spacing)
+    if hasattr(model, "set_affine") and getattr(volume, "affine", None) is not None:
+        model.set_affine(volume.affine)
+    if is_volumetric(target) and hasattr(model, "slab_depth"):
+        target.slab_depth = model.slab_depth
 
 
 def _nnunet_target(path: Path, model: NnUNetModel, class_names, device) -> Target:
     plan = model.plan
-    if not plan.is_2d:
-        raise InputFileError(path, f"is an nnU-Net {plan.configuration} folder: the attack works on 2D slices and "
-                                   "needs a 2d configuration; a 3D one is a volume target (load_volume_target)")
     if plan.transpose_forward[0] != 0:
-        raise InputFileError(path, f"its 2d configuration slices along axis {plan.transpose_forward[0]} "
-                                   f"(transpose_forward {list(plan.transpose_forward)}), not along the axial one")
+        what = "slices along" if plan.is_2d else "puts first"
+        raise InputFileError(path, f"its {plan.configuration} configuration {what} axis {plan.transpose_forward[0]} "
+                                   f"(transpose_forward {list(plan.transpose_forward)}), not the axial one (z)")
     normalisation = plan.normalisation()
     if normalisation is None:
         raise InputFileError(path, f"its normalisation {plan.scheme}"
-                                   f"{' with use_mask_for_norm' if plan.use_mask_for_norm else ''} has no 2D "
+                                   f"{' with use_mask_for_norm' if plan.use_mask_for_norm else ''} has no "
                                    "target form (ct, zscore and none have); use it as a volume target")
-    return Target(NnUNetSlices(model), class_names, check_normalisation(normalisation), "nnunet", str(path),
-                  device, notes=list(model.notes))
+    model_on_slices = NnUNetSlices(model) if plan.is_2d else NnUNetSlab(model)
+    target = Target(model_on_slices, class_names, check_normalisation(normalisation), "nnunet", str(path), device,
+                    notes=list(model.notes))
+    if not plan.is_2d:
+        target.slab_depth = model_on_slices.slab_depth
+    return target
 
 
 def _monai_target(path: Path, bundle: MonaiBundle, class_names, device) -> Target:
-    if bundle.spatial_dims != 2:
-        raise InputFileError(path, f"is a {bundle.spatial_dims}D MONAI bundle: the attack works on 2D slices; a 3D "
-                                   "bundle is a volume target (load_volume_target)")
-    geometric = [type(t).__name__ for t in bundle.transforms if type(t).__name__ in ("Orientationd", "Spacingd")]
-    if geometric:
+    geometric = [type(t).__name__ for t in bundle.geometric_transforms]
+    if bundle.spatial_dims == 2 and geometric:
         raise InputFileError(path, f"its 2D preprocessing resamples or reorients ({', '.join(geometric)}); a 2D "
                                    "target takes the slices as they are")
     if bundle.normalisation is None:
         raise InputFileError(path, "its intensity transform has no project form (ScaleIntensityRanged with "
                                    "clip, or NormalizeIntensityd)")
-    return Target(MonaiSlices(bundle), class_names, check_normalisation(bundle.normalisation), "monai", str(path),
-                  device, notes=list(bundle.notes))
+    names = [type(t).__name__ for t in bundle.transforms]
+    if "Spacingd" in names and names.index("Spacingd") < max(i for i, n in enumerate(names)
+                                                              if n not in GEOMETRIC_TRANSFORMS):
+        raise InputFileError(path, "its Spacingd resamples HU before the intensity transform; a 3D slab target "
+                                   "takes normalised slices, where that order cannot be kept (clipping does not "
+                                   "commute with interpolation): list the intensity transform first in "
+                                   "configs/inference.json, or use the bundle as a volume target")
+    model = MonaiSlices(bundle) if bundle.spatial_dims == 2 else MonaiSlab(bundle)
+    target = Target(model, class_names, check_normalisation(bundle.normalisation), "monai", str(path), device,
+                    notes=list(bundle.notes))
+    if bundle.spatial_dims == 3:
+        target.slab_depth = model.slab_depth
+    return target
 
 
 def _names(given, declared, path: Path) -> tuple[str, ...]:
@@ -242,7 +373,11 @@ def load_folder_target(
     folds: Sequence[str | int] | None = None,
     configuration: str | None = None,
 ) -> Target:
-    """A 2D :class:`Target` from an nnU-Net ``2d`` folder or a 2D MONAI bundle.
+    """A :class:`Target` from an nnU-Net folder (``2d`` or ``3d_fullres``) or a MONAI bundle (2D or 3D).
+
+    3D networks give slab targets (:attr:`Target.slab_depth` set, see the
+    module's docstring); call :func:`fit_target_to_volume` with the volume
+    before using one.
 
     ``class_names`` renames the outputs (same count); ``normalisation`` is
     refused (the folder declares its own). ``folds`` and ``configuration`` are

@@ -45,6 +45,8 @@ MONAI_EXTRA = 'pip install "napari-advseg[monai]"'
 """The install line a MONAI bundle needs."""
 KEPT_TRANSFORMS = ("Orientationd", "Spacingd", "ScaleIntensityRanged", "NormalizeIntensityd", "ScaleIntensityd")
 """Preprocessing transforms applied to the volume (MONAI's own objects, in the bundle's order)."""
+GEOMETRIC_TRANSFORMS = ("Orientationd", "Spacingd")
+"""Kept transforms that reorient or resample the voxels; the others act on intensities alone."""
 _MIN_PROBABILITY = 1e-12
 """Floor of the resampled probabilities before their log (a class absent from a voxel)."""
 SKIPPED_TRANSFORMS = ("LoadImaged", "EnsureChannelFirstd", "AddChanneld", "EnsureTyped", "ToTensord", "CastToTyped",
@@ -164,6 +166,39 @@ class MonaiBundle:
         return sliding_window(x, self.network, self.roi_size, lambda size, p: monai_starts(size, p, overlap),
                               self.importance_map(x.device))
 
+    @property
+    def geometric_transforms(self) -> list:
+        """The kept transforms that move or resample voxels (``Orientationd``, ``Spacingd``), in order."""
+        return [t for t in self.transforms if type(t).__name__ in GEOMETRIC_TRANSFORMS]
+
+    def predict(self, image: torch.Tensor, affine, transforms: Sequence, device=None) -> torch.Tensor:
+        """Logits ``(C, D0, D1, D2)`` of a ``(D0, D1, D2)`` volume with ``affine`` through ``transforms``.
+
+        ``transforms``: the bundle's own (all of :attr:`transforms` for HU,
+        :attr:`geometric_transforms` for data already normalised); then the
+        sliding window and MONAI's inverse of the transforms, differentiable
+        in ``image``, on ``device`` (default :attr:`device`). Shared by
+        :meth:`logits` and the 3D slab target
+        (:class:`~napari_advseg.models.folder_targets.MonaiSlab`).
+        """
+        from monai.data import MetaTensor
+        from monai.transforms import Compose
+
+        affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
+        pipeline = Compose(list(transforms))
+        image = image.to(device or self.device, torch.float32)
+        data = pipeline({self.image_key: MetaTensor(image[None], affine=affine)})
+        x = data[self.image_key]
+        logits = self.network_logits(x.as_tensor()[None].float())[0]
+        if self.invert_probabilities:
+            logits = torch.softmax(logits, dim=0)
+        pred = MetaTensor(logits, meta=dict(x.meta), applied_operations=list(x.applied_operations))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = pipeline.inverse({self.image_key: pred})[self.image_key]
+        back = back.as_tensor() if isinstance(back, MetaTensor) else back
+        return torch.log(back.clamp_min(_MIN_PROBABILITY)) if self.invert_probabilities else back
+
     def logits(self, image: torch.Tensor, affine) -> torch.Tensor:
         """The bundle's prediction of a 3D volume as logits on the volume's grid, differentiable in ``image``.
 
@@ -179,24 +214,9 @@ class MonaiBundle:
         torch.Tensor
             ``(C, D0, D1, D2)`` logits; their argmax is the bundle's segmentation.
         """
-        from monai.data import MetaTensor
-        from monai.transforms import Compose
-
         if self.spatial_dims != 3 or image.ndim != 3:
             raise AdvsegError(f"{self.path}: a {self.spatial_dims}D bundle predicts slices, not a volume")
-        affine = torch.as_tensor(np.asarray(affine, dtype=np.float64))
-        pipeline = Compose(self.transforms)
-        data = pipeline({self.image_key: MetaTensor(image.to(self.device, torch.float32)[None], affine=affine)})
-        x = data[self.image_key]
-        logits = self.network_logits(x.as_tensor()[None].float())[0]
-        if self.invert_probabilities:
-            logits = torch.softmax(logits, dim=0)
-        pred = MetaTensor(logits, meta=dict(x.meta), applied_operations=list(x.applied_operations))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            back = pipeline.inverse({self.image_key: pred})[self.image_key]
-        back = back.as_tensor() if isinstance(back, MetaTensor) else back
-        return torch.log(back.clamp_min(_MIN_PROBABILITY)) if self.invert_probabilities else back
+        return self.predict(image, affine, self.transforms)
 
 
 def _normalisation_of(transforms: list) -> dict | None:

@@ -383,6 +383,36 @@ class NnUNetModel:
             return shifted / shifted.max().clamp_min(_EPS)
         return data
 
+    def predict_normalised(self, data: torch.Tensor, spacing: Sequence[float], *, step_size: float = 0.5,
+                           mirror: bool = False) -> torch.Tensor:
+        """Steps 4-6 of nnU-Net's prediction: logits ``(C, *spatial)`` of normalised ``(1, *spatial)`` data.
+
+        ``data`` is in the plans' transposed order, ``spacing`` (mm) along its
+        axes. It is resampled to the configuration's spacing (a 2d
+        configuration keeps the first axis), predicted by the sliding window,
+        and the logits are resampled back to ``data``'s grid and rounded to
+        half precision as nnU-Net's are. Shared by :meth:`logits` (a whole
+        image) and the 3D slab target
+        (:class:`~napari_advseg.models.folder_targets.NnUNetSlab`).
+        """
+        plan = self.plan
+        shape = tuple(int(s) for s in data.shape[1:])
+        spacing = [float(s) for s in spacing]
+        target_spacing = list(plan.spacing) if not plan.is_2d else [spacing[0], *plan.spacing]
+        new_shape = new_shape_for_spacing(shape, spacing, target_spacing)
+        res = plan.data_resampling
+        data = resize_like_nnunet(data, new_shape, order=res["order"], order_z=res["order_z"],
+                                  separate_axis=separate_z_axis(spacing, target_spacing, res["force_separate_z"]))
+        if plan.is_2d:
+            logits = self.network_logits(data.permute(1, 0, 2, 3), step_size=step_size, mirror=mirror)
+            logits = logits.permute(1, 0, 2, 3)
+        else:
+            logits = self.network_logits(data[None], step_size=step_size, mirror=mirror)[0]
+        res = plan.logits_resampling
+        logits = resize_like_nnunet(logits, shape, order=res["order"], order_z=res["order_z"],
+                                    separate_axis=separate_z_axis(target_spacing, spacing, res["force_separate_z"]))
+        return round_to(logits, torch.float16)
+
     def logits(self, image: torch.Tensor, spacing: Sequence[float], *, step_size: float = 0.5,
                mirror: bool = False) -> torch.Tensor:
         """nnU-Net's prediction of one image as logits, differentiable in ``image``.
@@ -421,21 +451,7 @@ class NnUNetModel:
 
             mask = torch.as_tensor(binary_fill_holes(nonzero[box]), device=data.device)[None]
         cropped_shape = tuple(data.shape[1:])
-        target_spacing = list(plan.spacing) if not plan.is_2d else [spacing_t[0], *plan.spacing]
-        new_shape = new_shape_for_spacing(cropped_shape, spacing_t, target_spacing)
-        data = self.normalise(data, mask)
-        res = plan.data_resampling
-        data = resize_like_nnunet(data, new_shape, order=res["order"], order_z=res["order_z"],
-                                  separate_axis=separate_z_axis(spacing_t, target_spacing, res["force_separate_z"]))
-        if plan.is_2d:
-            logits = self.network_logits(data.permute(1, 0, 2, 3), step_size=step_size, mirror=mirror)
-            logits = logits.permute(1, 0, 2, 3)
-        else:
-            logits = self.network_logits(data[None], step_size=step_size, mirror=mirror)[0]
-        res = plan.logits_resampling
-        logits = resize_like_nnunet(logits, cropped_shape, order=res["order"], order_z=res["order_z"],
-                                    separate_axis=separate_z_axis(target_spacing, spacing_t, res["force_separate_z"]))
-        logits = round_to(logits, torch.float16)
+        logits = self.predict_normalised(self.normalise(data, mask), spacing_t, step_size=step_size, mirror=mirror)
         if cropped_shape != shape_before:
             full = torch.full((logits.shape[0], *shape_before), -_BACKGROUND_LOGIT, device=logits.device)
             full[0] = 0.0

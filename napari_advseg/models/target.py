@@ -39,9 +39,11 @@ __all__ = [
     "Target",
     "find_input_multiple",
     "freeze",
+    "is_volumetric",
     "listed",
     "load_fitting_weights",
     "make_target",
+    "slices_per_call",
     "validate_target",
 ]
 
@@ -94,6 +96,17 @@ class Target:
         What was assumed for want of a declaration (e.g. the z-score
         normalisation of a TorchScript file that names none), one line each,
         for the user to read.
+    slab_depth : int or None
+        None for a 2D network: each slice of a call is segmented on its own.
+        An int for a 3D network (a *slab target*): the model reads the ``N``
+        slices of a call as ``N`` consecutive canonical slices, the z axis of
+        a sub-volume, runs the network's 3D inference on them and returns
+        their logits; ``slab_depth`` (at least 1) is the number of
+        consecutive slices a call should carry for the network to see its
+        context (its patch depth in the volume's slices, set by
+        :func:`~napari_advseg.models.folder_targets.fit_target_to_volume`).
+        Callers give such a target whole stacks of consecutive slices
+        (:func:`slices_per_call`), never a batch of unrelated slices.
     """
 
     model: nn.Module
@@ -105,6 +118,7 @@ class Target:
     metrics: dict = field(default_factory=dict)
     input_multiple: int = 1
     notes: list[str] = field(default_factory=list)
+    slab_depth: int | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the frozen network.
@@ -154,9 +168,33 @@ class Target:
         return len(self.class_names)
 
     @property
+    def volumetric(self) -> bool:
+        """A 3D network (a slab target): a call's slices are consecutive slices of one volume."""
+        return is_volumetric(self)
+
+    @property
     def name(self) -> str:
         """The file name, or ``"<in-memory model>"``."""
         return self.path if self.path else "<in-memory model>"
+
+
+def is_volumetric(target) -> bool:
+    """True for a target whose network reads a call's slices as consecutive slices of a volume (a 3D network,
+    :attr:`Target.slab_depth` set); False for 2D targets and plain networks."""
+    return getattr(target, "slab_depth", None) is not None
+
+
+def slices_per_call(target, n_slices: int, batch_size: int) -> int:
+    """How many slices of a stack of ``n_slices`` to give ``target`` in one call.
+
+    The one rule every caller follows: a volumetric target
+    (:attr:`Target.volumetric`) gets the whole stack of consecutive slices at
+    once, so that its network sees their z context; any other target (or a
+    plain network) gets ``batch_size`` slices at a time. At least 1.
+    """
+    if is_volumetric(target):
+        return max(1, int(n_slices))
+    return max(1, int(batch_size))
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -190,7 +190,9 @@ def predict_labels(
         Normalised slices, shape ``(N, H, W)`` or ``(N, 1, H, W)``; a single
         ``(H, W)`` slice gives a ``(H, W)`` result.
     batch_size : int
-        Slices per forward pass.
+        Slices per forward pass; a volumetric target (a 3D network) gets the
+        whole stack in one call (:func:`~napari_advseg.models.target.slices_per_call`),
+        so ``images`` must then be consecutive slices of one volume.
     device : str or torch.device, optional
         Where to run; by default the device of the module's parameters (or the
         callable's ``device`` attribute, else the CPU). A module is not moved:
@@ -223,11 +225,14 @@ def predict_labels(
     was_training = model.training if isinstance(model, nn.Module) else False
     if isinstance(model, nn.Module):
         model.eval()
+    from napari_advseg.models.target import slices_per_call
+
+    step = slices_per_call(model, x.shape[0], batch_size)
     outputs = []
     try:
         with torch.no_grad():
-            for start in range(0, x.shape[0], max(1, batch_size)):
-                chunk = x[start : start + max(1, batch_size)].to(torch_device, torch.float32)[:, None]
+            for start in range(0, x.shape[0], step):
+                chunk = x[start : start + step].to(torch_device, torch.float32)[:, None]
                 logits = model(chunk)
                 outputs.append(logits.argmax(dim=1).cpu())
     finally:
