@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_advseg.io.atomic import sha256_if_file
+from napari_advseg.models.folder_targets import weights_sha256
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.data.cases import Case
 from napari_advseg.errors import AdvsegError
@@ -160,7 +161,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         "generator": generator_path,
         "generator_sha256": sha256_if_file(generator_path),
         "target": target.path,
-        "target_sha256": sha256_if_file(target.path),
+        "target_sha256": weights_sha256(target.path),
         "config": config.to_dict(),
         "seed": seed,
         "temperature": temperature,

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_advseg.io.atomic import save_torch, sha256_if_file
+from napari_advseg.io.atomic import save_torch
+from napari_advseg.models.folder_targets import weights_sha256
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
@@ -339,7 +340,7 @@ class AttackTrainer:
             "normalisation": getattr(self.target, "normalisation", None),
             "label_source": self.label_source,
             "target": {"path": str(target_path) if target_path else None,
-                       "sha256": sha256_if_file(target_path)},
+                       "sha256": weights_sha256(target_path)},
             "data": {"slices": int(self.images.shape[0]), "height": int(self.images.shape[2]),
                      "width": int(self.images.shape[3])},
             "history": [{k: float(v) for k, v in m.items()} for m in self.history],
