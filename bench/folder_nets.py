@@ -42,7 +42,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -151,20 +150,8 @@ def _patches_3d(x: np.ndarray, y: np.ndarray, patch: tuple[int, int, int], batch
         yield torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys)).long()
 
 
-def _fit(net, batches, loss_fn, steps: int, name: str) -> float:
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    start = time.perf_counter()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * (1 - step / steps)
-        xb, yb = next(batches)
-        loss = loss_fn(net(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == steps - 1:
-            say(f"  {name} step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
-    return time.perf_counter() - start
+def _adam(net):
+    return torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
 
 
 def _dice(pred: np.ndarray, ref: np.ndarray) -> dict:
@@ -190,11 +177,12 @@ def train_nnunet(name: str, hu: np.ndarray, labels: np.ndarray, steps: int, work
     net = _network(plans, configuration)
     if configuration == "2d":
         batches = foreign_nets._batches(x[train_z], labels_n[train_z].astype(np.int64), 8, 96, rng)
-        seconds = _fit(net, batches, foreign_nets._soft_dice_ce, steps, name)
+        seconds = foreign_nets.fit(net, _adam(net), batches, foreign_nets._soft_dice_ce, steps, name, say)
     else:
         y = labels_n.astype(np.int64)
         y[test_z] = IGNORE
-        seconds = _fit(net, _patches_3d(x, y, (16, 96, 96), 2, rng), _masked_dice_ce, steps, name)
+        seconds = foreign_nets.fit(net, _adam(net), _patches_3d(x, y, (16, 96, 96), 2, rng), _masked_dice_ce,
+                                  steps, name, say)
     net.eval()
     folder = folder_of(work, name)
     folder_helpers.write_nnunet_folder(folder.parents[1], configuration, plans=plans,

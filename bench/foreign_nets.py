@@ -118,6 +118,22 @@ def _batches(x: np.ndarray, y: np.ndarray, batch: int, patch: int, rng: np.rando
                torch.from_numpy(np.ascontiguousarray(yb)).long())
 
 
+def fit(net, opt, batches, loss_fn, steps: int, name: str, log=print) -> float:
+    """``steps`` optimiser steps on ``batches`` with the learning rate decayed linearly to 0; the seconds taken."""
+    start = time.perf_counter()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * (1 - step / steps)
+        xb, yb = next(batches)
+        loss = loss_fn(net(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"  {name} step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
+    return time.perf_counter() - start
+
+
 def train_net(name: str, hu_train: np.ndarray, y_train: np.ndarray, hu_test: np.ndarray, y_test: np.ndarray,
               out_dir: Path, steps: int, seed: int = 0, batch: int = 8, patch: int = 96, log=print) -> dict:
     """Train one foreign network, export it as a TorchScript target with its sidecar; return its record."""
@@ -137,20 +153,8 @@ def train_net(name: str, hu_train: np.ndarray, y_train: np.ndarray, hu_test: np.
 
         def loss_fn(logits, labels):
             return dice_ce(logits, labels[:, None])
-    start = time.perf_counter()
     net.train()
-    batches = _batches(x_train, y_train, batch, patch, rng)
-    for step in range(steps):
-        for group in opt.param_groups:  # a linear decay to 0
-            group["lr"] = 1e-3 * (1 - step / steps)
-        xb, yb = next(batches)
-        loss = loss_fn(net(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == steps - 1:
-            log(f"  {name} step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
-    seconds = time.perf_counter() - start
+    seconds = fit(net, opt, _batches(x_train, y_train, batch, patch, rng), loss_fn, steps, name, log)
     net.eval()
     dice = held_out_dice(net, x_test, y_test)
     out_dir.mkdir(parents=True, exist_ok=True)
