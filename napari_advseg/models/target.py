@@ -31,7 +31,8 @@ from torch import nn
 from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
-from napari_advseg.models.target_meta import check_class_names, check_normalisation
+from napari_advseg.models.target_meta import (check_class_names, check_normalisation, is_volumetric,
+                                               slices_per_call)
 from napari_advseg.models.unet import UNet2D
 
 __all__ = [
@@ -176,25 +177,6 @@ class Target:
     def name(self) -> str:
         """The file name, or ``"<in-memory model>"``."""
         return self.path if self.path else "<in-memory model>"
-
-
-def is_volumetric(target) -> bool:
-    """True for a target whose network reads a call's slices as consecutive slices of a volume (a 3D network,
-    :attr:`Target.slab_depth` set); False for 2D targets and plain networks."""
-    return getattr(target, "slab_depth", None) is not None
-
-
-def slices_per_call(target, n_slices: int, batch_size: int) -> int:
-    """How many slices of a stack of ``n_slices`` to give ``target`` in one call.
-
-    The one rule every caller follows: a volumetric target
-    (:attr:`Target.volumetric`) gets the whole stack of consecutive slices at
-    once, so that its network sees their z context; any other target (or a
-    plain network) gets ``batch_size`` slices at a time. At least 1.
-    """
-    if is_volumetric(target):
-        return max(1, int(n_slices))
-    return max(1, int(batch_size))
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -1,4 +1,5 @@
-"""What is stored with a target besides its weights: class names, input normalisation, plain metadata.
+"""What is stored with a target besides its weights: class names, input normalisation, plain metadata, and how
+many slices a call takes.
 
 Checked here before a target is built or written, so a file holds only plain
 types and loads with ``torch.load(weights_only=True)``.
@@ -133,3 +134,22 @@ def plain_data(value: Any, where: str) -> Any:
     raise ValueError(
         f"{where} holds a {type(value).__name__}; only numbers, strings, lists and dicts can be stored"
     )
+
+
+def is_volumetric(target) -> bool:
+    """True for a target whose network reads a call's slices as consecutive slices of a volume (a 3D network,
+    :attr:`~napari_advseg.models.target.Target.slab_depth` set); False for 2D targets and plain networks."""
+    return getattr(target, "slab_depth", None) is not None
+
+
+def slices_per_call(target, n_slices: int, batch_size: int) -> int:
+    """How many slices of a stack of ``n_slices`` to give ``target`` in one call.
+
+    The one rule every caller follows: a volumetric target
+    (:attr:`~napari_advseg.models.target.Target.volumetric`) gets the whole stack of consecutive slices at
+    once, so that its network sees their z context; any other target (or a
+    plain network) gets ``batch_size`` slices at a time. At least 1.
+    """
+    if is_volumetric(target):
+        return max(1, int(n_slices))
+    return max(1, int(batch_size))

@@ -23,6 +23,7 @@ from torch import nn
 
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
+from napari_advseg.models.target_meta import slices_per_call
 
 __all__ = [
     "UNet2D",
@@ -191,7 +192,7 @@ def predict_labels(
         ``(H, W)`` slice gives a ``(H, W)`` result.
     batch_size : int
         Slices per forward pass; a volumetric target (a 3D network) gets the
-        whole stack in one call (:func:`~napari_advseg.models.target.slices_per_call`),
+        whole stack in one call (:func:`~napari_advseg.models.target_meta.slices_per_call`),
         so ``images`` must then be consecutive slices of one volume.
     device : str or torch.device, optional
         Where to run; by default the device of the module's parameters (or the
@@ -225,8 +226,6 @@ def predict_labels(
     was_training = model.training if isinstance(model, nn.Module) else False
     if isinstance(model, nn.Module):
         model.eval()
-    from napari_advseg.models.target import slices_per_call
-
     step = slices_per_call(model, x.shape[0], batch_size)
     outputs = []
     try:
