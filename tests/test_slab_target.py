@@ -159,3 +159,33 @@ def test_attack_volume_runs_the_target_on_the_whole_volume(slices):
     others = np.setdiff1d(np.arange(9), attacked)
     assert np.array_equal(result.adversarial_hu[others], hu[others])
     assert not np.array_equal(result.adversarial_hu[attacked], hu[attacked])
+
+
+def test_the_generator_as_a_peer_draws_one_code_per_volume_and_smooths_along_z():
+    from napari_advseg.attack.baselines.registry import generator_attack
+    from napari_advseg.attack.volume_fields import smooth_along_z
+
+    images, labels = volume()
+    x, y = torch.from_numpy(images)[:, None], torch.from_numpy(labels)
+    config = AttackConfig(**TINY, z_smooth=1.0)
+    generator = moved_generator(config)
+    flat = slab_target()
+    flat.slab_depth = None   # the same network read as a 2D target: a code per slice, no smoothing
+    in_3d = generator_attack(x, y, slab_target(), None, torch.Generator().manual_seed(0), generator=generator,
+                             config=config)
+    in_2d = generator_attack(x, y, flat, None, torch.Generator().manual_seed(0), generator=generator,
+                             config=config)
+    # the 3D peer is G's output for one code (the first draw) smoothed along z
+    eps = torch.Generator().manual_seed(0)
+    eps_phi = torch.randn(1, config.latent_dim, generator=eps).expand(9, -1)
+    eps_b = torch.randn(1, config.latent_dim, generator=eps).expand(9, -1)
+    with torch.no_grad():
+        out = generator(x, eps_phi, eps_b, input_range=None)
+    expected = smooth_along_z(out.bias, range(9), 1.0)
+    assert torch.allclose(in_3d.bias, expected, atol=1e-6)
+
+    def jump(field):  # mean change between neighbouring slices
+        return float((field[1:] - field[:-1]).abs().mean())
+
+    assert jump(in_3d.bias) < 0.5 * jump(in_2d.bias)
+    assert jump(in_3d.displacement) < 0.5 * jump(in_2d.displacement)

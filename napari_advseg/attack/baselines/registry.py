@@ -17,6 +17,8 @@ from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
 from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
 from napari_advseg.attack.fields import apply_fields, warp_labels
 from napari_advseg.attack.strength import scale_to_rho
+from napari_advseg.attack.volume_fields import smooth_along_z
+from napari_advseg.models.target_meta import is_volumetric
 
 __all__ = [
     "ATTACKS",
@@ -59,7 +61,10 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     is one image whichever command asks. ``target`` and the other options are
     not used (G never queries the target at inference); ``seconds`` counts the
     forward pass and the scaling. ``codes``: ``(eps_phi, eps_b)`` of shape
-    ``(latent_dim,)`` used for every slice instead of random deviates.
+    ``(latent_dim,)`` used for every slice instead of random deviates. A
+    volumetric target (a 3D network, ``x`` a volume's consecutive slices) gets
+    one code for the volume and the fields smoothed along z by the
+    ``z_smooth`` it was trained with, as ``advseg sample`` makes them.
     """
     options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
@@ -71,14 +76,18 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     sync_device(x.device)
     start = time.perf_counter()
     n = x.shape[0]
+    volumetric = is_volumetric(target)
     if codes is None:
-        eps_phi = torch.randn(n, config.latent_dim, generator=rng)
-        eps_b = torch.randn(n, config.latent_dim, generator=rng)
+        rows = 1 if volumetric else n
+        eps_phi = torch.randn(rows, config.latent_dim, generator=rng).expand(n, -1)
+        eps_b = torch.randn(rows, config.latent_dim, generator=rng).expand(n, -1)
     else:  # the same latent deviates for every slice
         eps_phi, eps_b = (torch.as_tensor(c).expand(n, -1) for c in codes)
     limits = target_input_range(target)  # what a window target can see (attack.apply)
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
     phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
+    if volumetric:
+        phi, bias = (smooth_along_z(field, range(n), config.z_smooth) for field in (phi, bias))
     if rho is not None:
         scaled = scale_to_rho(x, phi, bias, rho, bias_mode=config.bias_mode, use_phi=config.use_phi,
                               use_bias=config.use_bias, input_range=limits)
