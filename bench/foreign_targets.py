@@ -89,10 +89,24 @@ def load(args, name: str):
     from napari_advseg.data.cases import load_case
     from napari_advseg.models.target_load import load_target
 
+    from napari_advseg.models.folder_targets import fit_target_to_volume
+
     ct, labels = data_files(args.work)
     target = load_target(target_path(args, name), "cpu")
     case = load_case(ct, labels, target.normalisation, target.class_names)
+    fit_target_to_volume(target, case.volume)  # a folder target: the CT's voxel size (and a 3D one's slab depth)
     return target, case
+
+
+def held_out(target, case) -> tuple:
+    """The held-out slices as ``evaluate_baseline`` takes them: the slices themselves for a 2D target; for a 3D
+    one the whole volume (its network's context) with the held-out slices as the scored ones."""
+    from napari_advseg.attack.apply import slices_to_run
+    from napari_advseg.data.slices import split_slices
+
+    images, labels, scored = slices_to_run(target, case.images, case.labels,
+                                           split_slices(case.volume.n_slices, "test"))
+    return (images, labels) if scored is None else (images, labels, scored)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -172,14 +186,14 @@ def stage_peers(args, name: str) -> dict:
     if path.is_file() and not args.force:
         return json.loads(path.read_text())
     target, case = load(args, name)
-    images, labels, _ = case.part("test")
+    volumes = [held_out(target, case)]
     entries = []
     for rho in args.rhos:
         for label, attack, samples, options in (("random fields", "random_fields", 4, {}),
                                                 ("optimised fields, 20 steps", "optimised_fields_20", 1, {}),
                                                 ("PGD-L2", "pgd_l2", 1, {"steps": 20})):
             start = time.perf_counter()
-            report = evaluate_baseline(attack, target, [(images, labels)], rho, samples=samples, seed=args.seed,
+            report = evaluate_baseline(attack, target, volumes, rho, samples=samples, seed=args.seed,
                                        options=options)
             entries.append(entry(label, rho, report))
             say(f"[{name}] rho {rho:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
@@ -234,13 +248,13 @@ def stage_generator(args, name: str) -> dict:
         raise SystemExit(f"[{name}] advseg train failed ({done.returncode}):\n{done.stderr[-3000:]}")
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     target, case = load(args, name)
-    images, labels_test, _ = case.part("test")
+    volumes = [held_out(target, case)]
     generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)
     fn = functools.partial(generator_attack, generator=generator, config=config)
     fn.__name__ = "generator"  # type: ignore[attr-defined]
     entries = []
     for rho in [None, *args.rhos]:
-        report = evaluate_baseline(fn, target, [(images, labels_test)], rho, samples=4, seed=args.seed)
+        report = evaluate_baseline(fn, target, volumes, rho, samples=4, seed=args.seed)
         entries.append(entry("generator", rho, report))
         say(f"[{name}] generator at rho {'own' if rho is None else f'{rho:.2f}'} ({report['rho']:.3f}): "
             f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
