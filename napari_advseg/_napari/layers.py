@@ -17,7 +17,8 @@ the dock widget read them, the sample data adds the model files:
     The names of a label map's values (list of str, value 0 first), from the
     labels file's sidecar (:func:`napari_advseg.io.labels.read_label_names`);
     absent when the file has none (the six organs). The dock widget scores
-    the values as the target's classes of the same names.
+    the values as the target's classes of the same names. The dock widget's
+    own organ-coloured Labels layers carry the target's class names here.
 ``advseg_series_uid`` (:data:`SERIES`)
     The DICOM SeriesInstanceUID of a layer read from a DICOM series (absent
     for NIfTI); carried into the volume the widget attacks, and so into the
