@@ -28,7 +28,7 @@ the dock widget read them, the sample data adds the model files:
     dock widget loads them when the CT layer is chosen (the sample data sets
     both).
 
-napari is not imported here and nibabel only inside functions, so the reader
+napari and nibabel are imported only inside functions, so the reader
 stays cheap to import.
 """
 
@@ -60,6 +60,18 @@ def label_names(layer) -> tuple[str, ...] | None:
     """The names a Labels layer's :data:`LABEL_NAMES` entry gives its values (None when it has none)."""
     names = (getattr(layer, "metadata", None) or {}).get(LABEL_NAMES)
     return None if names is None else tuple(names)
+
+
+def class_colormap(class_names: Sequence[str]):
+    """A napari DirectLabelColormap giving each value of a class map (value -> name) its class's colour
+    (:func:`napari_advseg.organs.class_colours`), grey for values outside it."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_advseg.organs import OUTSIDE_COLOUR, class_colours
+
+    colours: dict = dict(class_colours(tuple(class_names)))
+    colours[None] = OUTSIDE_COLOUR
+    return DirectLabelColormap(color_dict=colours)
 
 
 def layer_kind(layer) -> str | None:

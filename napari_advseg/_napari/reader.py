@@ -237,17 +237,13 @@ def _organ_colormap(n_values: int, class_names=None):
     (:func:`napari_advseg.organs.class_colours`); without them the values are
     read as the organ class map when they fit it.
     """
-    from napari_advseg.organs import ORGAN_CLASSES, OUTSIDE_COLOUR, class_colours
+    from napari_advseg.organs import ORGAN_CLASSES
 
     if class_names is None:
         if n_values > len(ORGAN_CLASSES):
             return None
         class_names = ORGAN_CLASSES
-    from napari.utils.colormaps import DirectLabelColormap
-
-    colours: dict = dict(class_colours(tuple(class_names)))
-    colours[None] = OUTSIDE_COLOUR  # values painted outside the class map
-    return DirectLabelColormap(color_dict=colours)
+    return meta.class_colormap(class_names)
 
 
 def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | None = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_advseg._napari.layers import LABEL_NAMES, is_output, label_names, output_metadata  # noqa: F401  (is_output: re-exported)
+from napari_advseg._napari.layers import (LABEL_NAMES, class_colormap, is_output,  # noqa: F401  (is_output: re-exported)
+                                          label_names, output_metadata)
 from napari_advseg.organs import ORGAN_CLASSES
 
 ADVERSARIAL = "adversarial image"
@@ -57,13 +58,7 @@ def organ_colormap(class_names=None):
     ``class_names``: value -> name (default the organ class map); colours from
     :func:`napari_advseg.organs.class_colours`.
     """
-    from napari.utils.colormaps import DirectLabelColormap
-
-    from napari_advseg.organs import ORGAN_CLASSES, OUTSIDE_COLOUR, class_colours
-
-    colours: dict = dict(class_colours(ORGAN_CLASSES if class_names is None else tuple(class_names)))
-    colours[None] = OUTSIDE_COLOUR
-    return DirectLabelColormap(color_dict=colours)
+    return class_colormap(ORGAN_CLASSES if class_names is None else class_names)
 
 
 def deformation_colormap():
