@@ -111,3 +111,24 @@ def test_the_reader_colours_a_label_file_by_its_sidecar_names(tmp_path):
     colours = class_colours(names)
     assert np.allclose(mapped, [BACKGROUND_COLOUR, ORGAN_COLOURS["spleen"], ORGAN_COLOURS["liver"], colours[3],
                                 colours[9], OUTSIDE_COLOUR])
+
+
+def _lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of an sRGB colour."""
+    c = np.asarray(rgb[:3], float)
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_the_palette_is_well_separated_from_itself_and_from_the_organs_and_overlays():
+    from napari_advseg.widgets._layers import CHANGES_RGBA, DEFORMATION_RGB
+
+    fixed = [*ORGAN_COLOURS.values(), DEFORMATION_RGB, CHANGES_RGBA, OUTSIDE_COLOUR, (0.0, 0.0, 0.0)]
+    palette = [_lab(c) for c in OTHER_COLOURS]
+    for i, lab in enumerate(palette):
+        nearest = min(np.linalg.norm(lab - other) for other in [_lab(c) for c in fixed] + palette[:i])
+        assert nearest > 25, OTHER_COLOURS[i]  # CIELAB distance; about 2.3 is the smallest difference one sees
+        assert lab[0] >= 40, OTHER_COLOURS[i]  # light enough to show on a CT's dark tissue

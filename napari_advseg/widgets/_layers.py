@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_advseg._napari.layers import (LABEL_NAMES, class_colormap, is_output,  # noqa: F401  (is_output: re-exported)
-                                          label_names, output_metadata)
+from napari_advseg._napari.layers import LABEL_NAMES, class_colormap, label_names, output_metadata
+from napari_advseg._napari.layers import is_output  # noqa: F401  (re-exported)
 from napari_advseg.organs import ORGAN_CLASSES
 
 ADVERSARIAL = "adversarial image"
@@ -160,8 +160,8 @@ def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool =
     organ class map), which colours them (:func:`organ_colormap`) and is kept
     in the layer's metadata as its label names; given for a layer coloured
     for another class map, the layer is coloured anew. ``contour`` and
-    ``colormap`` apply on creation. Unchanged data is not set again (napari would redraw the
-    layer, contours and all).
+    ``colormap`` apply on creation. Unchanged data is not set again (napari
+    would redraw the layer, contours and all).
     """
     layer = _existing(viewer, name, "Labels")
     colormap = kwargs.pop("colormap", None)
