@@ -17,7 +17,8 @@ the dock widget read them, the sample data adds the model files:
     The names of a label map's values (list of str, value 0 first), from the
     labels file's sidecar (:func:`napari_advseg.io.labels.read_label_names`);
     absent when the file has none (the six organs). The dock widget scores
-    the values as the target's classes of the same names.
+    the values as the target's classes of the same names. The dock widget's
+    own organ-coloured Labels layers carry the target's class names here.
 ``advseg_series_uid`` (:data:`SERIES`)
     The DICOM SeriesInstanceUID of a layer read from a DICOM series (absent
     for NIfTI); carried into the volume the widget attacks, and so into the
@@ -27,7 +28,7 @@ the dock widget read them, the sample data adds the model files:
     dock widget loads them when the CT layer is chosen (the sample data sets
     both).
 
-napari is not imported here and nibabel only inside functions, so the reader
+napari and nibabel are imported only inside functions, so the reader
 stays cheap to import.
 """
 
@@ -59,6 +60,18 @@ def label_names(layer) -> tuple[str, ...] | None:
     """The names a Labels layer's :data:`LABEL_NAMES` entry gives its values (None when it has none)."""
     names = (getattr(layer, "metadata", None) or {}).get(LABEL_NAMES)
     return None if names is None else tuple(names)
+
+
+def class_colormap(class_names: Sequence[str]):
+    """A napari DirectLabelColormap giving each value of a class map (value -> name) its class's colour
+    (:func:`napari_advseg.organs.class_colours`), grey for values outside it."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_advseg.organs import OUTSIDE_COLOUR, class_colours
+
+    colours: dict = dict(class_colours(tuple(class_names)))
+    colours[None] = OUTSIDE_COLOUR
+    return DirectLabelColormap(color_dict=colours)
 
 
 def layer_kind(layer) -> str | None:

@@ -230,17 +230,20 @@ def series_layer(series, name: str | None = None, unique_names: bool = False) ->
     return _layer_tuple(volume, meta.CT, name, volume.path)
 
 
-def _organ_colormap(n_values: int):
-    """The shared organ colours as a napari colormap, or None when they do not cover the labels."""
-    from napari_advseg.organs import ORGAN_COLOURS
+def _organ_colormap(n_values: int, class_names=None):
+    """The colours of the label map's classes as a napari colormap, or None when no class map covers the labels.
 
-    if n_values > len(ORGAN_COLOURS):
-        return None
-    from napari.utils.colormaps import DirectLabelColormap
+    ``class_names`` (the sidecar's) colour the values by name
+    (:func:`napari_advseg.organs.class_colours`); without them the values are
+    read as the organ class map when they fit it.
+    """
+    from napari_advseg.organs import ORGAN_CLASSES
 
-    colours = {int(value): tuple(rgba) for value, rgba in ORGAN_COLOURS.items()}
-    colours[None] = (0.6, 0.6, 0.6, 1.0)  # values painted outside the class map
-    return DirectLabelColormap(color_dict=colours)
+    if class_names is None:
+        if n_values > len(ORGAN_CLASSES):
+            return None
+        class_names = ORGAN_CLASSES
+    return meta.class_colormap(class_names)
 
 
 def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | None = None,
@@ -268,7 +271,8 @@ def read_layer(path: str | os.PathLike, kind: str | None = None, name: str | Non
         ``(data, kwargs, layer_type)``. ``layer_type`` is ``"image"`` (data:
         float32 HU, gray colormap, contrast limits :data:`CT_CONTRAST_LIMITS`)
         or ``"labels"`` (data: uint8, or int16 / int32 for values above 255;
-        the shared organ colours when the values fit the organ class map).
+        each class's colour by its name, from the sidecar's names or, without a
+        sidecar, the organ class map when the values fit it).
         ``kwargs`` has ``name``, ``scale`` (the voxel spacing ``(dz, dy, dx)``
         in mm) and ``metadata`` (see the module docstring; a label map's
         sidecar JSON, ``labels.nii.gz`` and ``labels.json``, gives its value
@@ -313,7 +317,7 @@ def _layer_tuple(volume, kind: str, name: str, path, label_names=None) -> LayerD
     kwargs: dict = {"name": name, "scale": tuple(float(s) for s in volume.spacing), "metadata": metadata}
     if kind == meta.LABELS:
         data = label_array(volume.hu, path)
-        colormap = _organ_colormap(int(data.max()) + 1 if data.size else 1)
+        colormap = _organ_colormap(int(data.max()) + 1 if data.size else 1, label_names)
         if colormap is not None:
             kwargs["colormap"] = colormap
         return (data, kwargs, "labels")

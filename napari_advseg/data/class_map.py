@@ -17,12 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_advseg.organs import class_key as _key
+
 __all__ = ["ClassMapping", "map_classes"]
-
-
-def _key(name: str) -> str:
-    """The form in which class names are compared: ``"Kidney Left"`` -> ``"kidney_left"``."""
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.strength import DoseResponse, check_rhos
-from napari_advseg.organs import ORGAN_COLOURS
 from napari_advseg.errors import AdvsegError
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.json_write import write_json
+from napari_advseg.organs import class_colours
 
 CURVE_FILES = {"json": "curve.json", "png": "curve.png"}
 
@@ -66,10 +66,10 @@ def volume_curve(generator, config: AttackConfig, target, images, labels, rhos: 
 
 
 def organ_colour(organ: str, class_names: Sequence[str]):
-    """The organ's colour of the Labels layers (RGB), or None (matplotlib's next) for other classes."""
+    """The class's colour of the Labels layers (RGB, :func:`~napari_advseg.organs.class_colours`), or None
+    (matplotlib's next) for a name the class map lacks."""
     names = list(class_names)
-    colour = ORGAN_COLOURS.get(names.index(organ)) if organ in names else None
-    return None if colour is None else colour[:3]
+    return class_colours(names)[names.index(organ)][:3] if organ in names else None
 
 
 def draw_curve(ax, curve: DoseResponse, class_names: Sequence[str], current: float | None = None,

@@ -28,6 +28,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSlider,
                             QVBoxLayout, QWidget)
 
+from napari_advseg.organs import class_colours
 from napari_advseg.widgets import _layers as L
 from napari_advseg.widgets import _overlays as O
 from napari_advseg.widgets._compare import CompareView
@@ -380,7 +381,7 @@ class ExplorePanel(QWidget):
             return
         if self.last_result is not None and result.request.seq < self.last_result.request.seq:
             return  # a render that started before the one already shown
-        viewer, view, z = owner.viewer, result.view, result.request.z
+        viewer, view, z, names = owner.viewer, result.view, result.request.z, session.class_names
         here = L.geometry(ct, z)
         other_bias = L.BIAS_PERCENT if self._bias_name() == L.BIAS else L.BIAS
         missing = [name for name in L.EXPLORE_STACK if name != other_bias and self._layer(name) is None]
@@ -390,13 +391,14 @@ class ExplorePanel(QWidget):
         blank = np.zeros(view.adversarial.shape, np.uint8)[None]
         self._show_references(result, blank)
         if self._layer(L.ADVERSARIAL_SEG) is None:  # created empty now, so that it lies below the outlines
-            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True, opacity=0.45)
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True, class_names=names, opacity=0.45)
         if self._layer(L.CHANGES) is None:
             L.show_labels(viewer, L.CHANGES, blank, here, in_place=True, opacity=0.7, colormap=L.changes_colormap(),
                           visible=self.view_row.wanted(L.CHANGES))
         # the reference, deformed like the image: outlines over the adversarial prediction's fill
         warped = blank if view.warped_reference is None else view.warped_reference[None]
-        L.show_labels(viewer, L.WARPED_REFERENCE, warped, here, in_place=True, contour=1, opacity=0.9)
+        L.show_labels(viewer, L.WARPED_REFERENCE, warped, here, in_place=True, class_names=names, contour=1,
+                      opacity=0.9)
         if missing:
             self._watch_layers()
             self.arrange_layers()
@@ -414,7 +416,7 @@ class ExplorePanel(QWidget):
             return
         # until its own segmentation comes, the previous one (of another code) is blanked and the table greyed
         if self.last_segmented is not None and not self._segmentation_hidden:
-            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True)
+            L.show_labels(viewer, L.ADVERSARIAL_SEG, blank, here, in_place=True, class_names=names)
             L.show_labels(viewer, L.CHANGES, blank, here, in_place=True)
             self._segmentation_hidden = True
         self.table.setEnabled(False)
@@ -427,10 +429,12 @@ class ExplorePanel(QWidget):
         here = L.geometry(session.layer, z)
         comparing = self.compare.enabled
         clean = blank if view.clean_segmentation is None else view.clean_segmentation[None]
-        L.show_labels(viewer, L.CLEAN_SEG, clean, here, in_place=True, visible=comparing, opacity=0.5)
+        names = session.class_names
+        L.show_labels(viewer, L.CLEAN_SEG, clean, here, in_place=True, class_names=names, visible=comparing,
+                      opacity=0.5)
         reference = clean if session.case.labels is None else np.asarray(session.case.labels[z], np.uint8)[None]
-        L.show_labels(viewer, L.REFERENCE, reference, here, in_place=True, contour=1, visible=comparing,
-                      opacity=0.9)
+        L.show_labels(viewer, L.REFERENCE, reference, here, in_place=True, class_names=names, contour=1,
+                      visible=comparing, opacity=0.9)
 
     def _show_heading(self, z: int, figures: dict) -> None:
         session = self.owner.session
@@ -450,13 +454,14 @@ class ExplorePanel(QWidget):
         ct = owner.session.layer
         if owner.closing or ct is None or not self._on_screen(result):
             return  # stale: the image on screen is of a newer code (or of another slice, case or model)
-        view, here = result.view, L.geometry(ct, result.request.z)
+        view, here, names = result.view, L.geometry(ct, result.request.z), owner.session.class_names
         if self.last_result.view.warped_reference is None or self.last_result.view.clean_segmentation is None:
             # a volumetric target's clean segmentation (and, label-free, the reference) come with stage two
             self._show_references(result, np.zeros(view.adversarial.shape, np.uint8)[None])
-            L.show_labels(owner.viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True)
+            L.show_labels(owner.viewer, L.WARPED_REFERENCE, view.warped_reference[None], here, in_place=True,
+                          class_names=names)
         L.show_labels(owner.viewer, L.ADVERSARIAL_SEG, view.adversarial_segmentation[None], here, in_place=True,
-                      opacity=0.45)
+                      class_names=names, opacity=0.45)
         L.show_labels(owner.viewer, L.CHANGES,
                       O.label_changes(view.clean_segmentation, view.adversarial_segmentation)[None], here,
                       in_place=True, opacity=0.7, colormap=L.changes_colormap())
@@ -467,7 +472,8 @@ class ExplorePanel(QWidget):
 
     def _show_table(self, view) -> None:
         names = list(self.owner.session.class_names)
-        colours = {name: L.organ_colour(names.index(name)) for name in (view.organs or {}) if name in names}
+        by_value = class_colours(names)
+        colours = {name: by_value[names.index(name)] for name in (view.organs or {}) if name in names}
         self.table.show_organs(view.organs or {}, colours)
         self._show_rho(view)
         self.strength.mark(view.rho)

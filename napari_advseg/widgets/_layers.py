@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_advseg._napari.layers import is_output, output_metadata  # noqa: F401  (is_output: re-exported)
+from napari_advseg._napari.layers import LABEL_NAMES, class_colormap, label_names, output_metadata
+from napari_advseg._napari.layers import is_output  # noqa: F401  (re-exported)
+from napari_advseg.organs import ORGAN_CLASSES
 
 ADVERSARIAL = "adversarial image"
 BIAS = "bias field (HU)"
@@ -50,15 +52,13 @@ CHANGES_RGBA = (1.0, 1.0, 1.0, 1.0)
 """White: the pixels whose label the attack changed."""
 
 
-def organ_colormap():
-    """A DirectLabelColormap with the plugin's organ colours (grey for other values)."""
-    from napari.utils.colormaps import DirectLabelColormap
+def organ_colormap(class_names=None):
+    """A DirectLabelColormap with the colours of a class map's classes (grey for values outside it).
 
-    from napari_advseg.organs import ORGAN_COLOURS
-
-    colours = dict(ORGAN_COLOURS)
-    colours[None] = (0.6, 0.6, 0.6, 1.0)
-    return DirectLabelColormap(color_dict=colours)
+    ``class_names``: value -> name (default the organ class map); colours from
+    :func:`napari_advseg.organs.class_colours`.
+    """
+    return class_colormap(ORGAN_CLASSES if class_names is None else class_names)
 
 
 def deformation_colormap():
@@ -92,13 +92,6 @@ def changes_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
     return DirectLabelColormap(color_dict={0: (0.0, 0.0, 0.0, 0.0), 1: CHANGES_RGBA, None: (0.0, 0.0, 0.0, 0.0)})
-
-
-def organ_colour(value: int) -> tuple[float, float, float, float]:
-    """The colour the plugin's Labels layers give a label value (grey for values outside the organ map)."""
-    from napari_advseg.organs import ORGAN_COLOURS
-
-    return tuple(ORGAN_COLOURS.get(int(value), (0.6, 0.6, 0.6, 1.0)))
 
 
 def geometry(ct_layer, z: int | None = None) -> dict:
@@ -159,21 +152,34 @@ def show_image(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = 
     return layer
 
 
-def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = False, **kwargs):
-    """Add a Labels layer (organ colours unless ``colormap`` is given), or update the existing one.
+def show_labels(viewer, name: str, data: np.ndarray, geo: dict, in_place: bool = False, class_names=None,
+                **kwargs):
+    """Add a Labels layer (its classes' colours unless ``colormap`` is given), or update the existing one.
 
-    ``contour`` and ``colormap`` apply on creation. Unchanged data is not set again (napari would redraw
-    the layer, contours and all).
+    ``class_names``: the class map of the values (value -> name, default the
+    organ class map), which colours them (:func:`organ_colormap`) and is kept
+    in the layer's metadata as its label names; given for a layer coloured
+    for another class map, the layer is coloured anew. ``contour`` and
+    ``colormap`` apply on creation. Unchanged data is not set again (napari
+    would redraw the layer, contours and all).
     """
     layer = _existing(viewer, name, "Labels")
+    colormap = kwargs.pop("colormap", None)
+    names = None if colormap is not None else list(ORGAN_CLASSES if class_names is None else class_names)
     if layer is None:
         contour = kwargs.pop("contour", 0)
-        colormap = kwargs.pop("colormap", None) or organ_colormap()
-        layer = viewer.add_labels(np.array(data) if in_place else data, name=name, colormap=colormap,
-                                  metadata=output_metadata(), **geo, **kwargs)
+        metadata = output_metadata()
+        if names is not None:
+            metadata[LABEL_NAMES] = names
+        layer = viewer.add_labels(np.array(data) if in_place else data, name=name,
+                                  colormap=colormap or organ_colormap(names), metadata=metadata, **geo, **kwargs)
         layer.contour = contour
         return layer
     _place(layer, geo)
+    shown = label_names(layer)
+    if class_names is not None and names is not None and shown is not None and shown != tuple(names):
+        layer.colormap = organ_colormap(names)
+        layer.metadata = {**layer.metadata, LABEL_NAMES: names}
     if not np.array_equal(layer.data, data):  # e.g. the clean segmentation: the same for every code
         _set_data(layer, data, in_place)
     return layer

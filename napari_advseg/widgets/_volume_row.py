@@ -92,7 +92,8 @@ class VolumeRow(QGroupBox):
         whole = L.geometry(ct)
         L.show_image(owner.viewer, L.VOLUME_ADVERSARIAL, adversarial, whole, colormap="gray",
                      contrast_limits=tuple(ct.contrast_limits))
-        L.show_labels(owner.viewer, L.VOLUME_SEG, segmentation, whole, opacity=0.45)
+        L.show_labels(owner.viewer, L.VOLUME_SEG, segmentation, whole, class_names=owner.session.class_names,
+                      opacity=0.45)
         if self._on_added is not None:
             self._on_added()
         self.status.setText(f"The attacked volume is in the layers '{L.VOLUME_ADVERSARIAL}' and "
