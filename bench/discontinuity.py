@@ -35,6 +35,7 @@ from napari_advseg.attack.checkpoint import load_generator
 from napari_advseg.data.cases import load_case
 from napari_advseg.data.samples import sample_file
 from napari_advseg.evaluation.continuity import field_discontinuity, volume_discontinuity
+from napari_advseg.models.folder_targets import fit_target_to_volume
 from napari_advseg.models.target_load import load_target
 
 
@@ -111,6 +112,7 @@ def main() -> None:
     target = load_target(args.target or sample_file("target"), "cpu")
     generator, config, _ = load_generator(args.generator or sample_file("generator"), "cpu")
     case = load_case(args.ct, args.labels, target.normalisation, target.class_names)
+    fit_target_to_volume(target, case.volume)  # a folder target: the CT's voxel size (a 3D one's slab depth)
     ct_ratio = field_discontinuity(case.volume.hu)["ratio"]
     print(f"{case.name}: {case.volume.shape} voxels, spacing {tuple(round(s, 2) for s in case.volume.spacing)} mm, "
           f"seeds {seeds}, {args.threads} thread(s); the CT's own ratio {ct_ratio:.3f}")

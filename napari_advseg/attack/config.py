@@ -38,7 +38,7 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
-_LEGACY_DEFAULTS = {"attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+_LEGACY_DEFAULTS = {"lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     "z_smooth": 0.0, **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -141,7 +141,7 @@ class AttackConfig:
     jacobian_ceiling: float | None = _option(None, "deformation", "Jacobian determinant above which expansion "
                                                                   "costs (with lambda_jacobian); 0 or none: "
                                                                   "expansion is free", zero_is_off=True)
-    lambda_spectrum: float = _option(0.0, "method", "weight of the bias field's spectrum term, mean over slices of "
+    lambda_spectrum: float = _option(1000.0, "method", "weight of the bias field's spectrum term, mean over slices of "
                                                     "relu(short share - spectrum_short_max)^2 + relu(stripe share - "
                                                     "spectrum_stripe_max)^2 (the realism figures of Table 1); 0: off")
     spectrum_short_max: float = _option(0.8, "method", "share of the bias field's power at wavelengths under 32 px "
