@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     if not (folder / "training.json").is_file():
         raise SystemExit(f"{folder} is not trained: run bench/folder_nets.py --nets nnunet_3d")
     ct, labels = foreign_targets.data_files(args.work)
-    out = folder.parents[2] / "generator"
+    out = folder.parents[1] / "generator"
     command = [sys.executable, "-m", "napari_advseg.cli", "train", "--ct", str(ct), "--labels", str(labels),
                "--target", str(folder), "--split", "train", "--steps", str(args.steps), "--out", str(out),
                "--device", "cpu", "--threads", "1", "--quiet"]
