@@ -107,3 +107,34 @@ def test_a_slab_at_the_volume_edge_and_a_2d_target_unchanged(tiny, monkeypatch):
     with torch.no_grad():
         own = flat.target(torch.as_tensor(view.adversarial)[None, None]).argmax(dim=1)[0].numpy()
     assert np.array_equal(view.adversarial_segmentation, own)
+
+
+def test_an_nnunet_3d_folder_in_the_explorer_segments_its_slab(tmp_path, tiny):
+    """The slab explorer with a real 3D target: a tiny nnU-Net 3d_fullres folder loaded as the CLI loads it."""
+    pytest.importorskip("dynamic_network_architectures")
+    from folder_helpers import write_nnunet_folder
+    from napari_advseg.attack.explore import SliceExplorer
+    from napari_advseg.data.cases import make_case
+    from napari_advseg.io.geometry import volume_from_array
+    from napari_advseg.models.folder_targets import fit_target_to_volume
+    from napari_advseg.models.target_load import load_target
+
+    target = load_target(write_nnunet_folder(tmp_path, "3d_fullres"), "cpu")
+    volume = volume_from_array(tiny["hu"], SPACING)
+    fit_target_to_volume(target, volume)
+    assert target.volumetric and 1 <= target.slab_depth
+    case = make_case(volume, None, target.normalisation)
+    base = _explorer()
+    explorer = SliceExplorer(base.generator, base.config, target, scale=case.scale)
+    z = 4
+    explorer.set_case_slice(case, z)
+    eps = np.array([1.0, -2.0, 0.5], np.float32)
+    view = explorer.render_fields(eps, eps, rho=0.05)
+    assert view.adversarial_segmentation is None  # stage one: no network
+    explorer.segment(view)
+    slab = explorer.adversarial_slab(view)
+    assert slab.shape[0] == view.slab.depth == min(target.slab_depth, case.volume.n_slices)
+    with torch.no_grad():
+        expected = target(slab).argmax(dim=1)[view.slab.centre].numpy()
+    assert view.adversarial_segmentation.shape == case.images.shape[1:]
+    assert np.array_equal(view.adversarial_segmentation, expected)
