@@ -72,3 +72,22 @@ def test_cli_train_under_torchrun(tiny_files, tmp_path):
     assert result.stdout.count("saved") == 1  # rank 0 alone reports and writes
     state = torch.load(out / "generator.pt", weights_only=True)
     assert state["step"] == 2 and state["world_size"] == 2
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+def test_cli_train_under_torchrun_with_an_nnunet_folder(tiny_files, tmp_path, configuration):
+    pytest.importorskip("dynamic_network_architectures")
+    from folder_helpers import write_nnunet_folder
+
+    folder = write_nnunet_folder(tmp_path / "nnunet", configuration)
+    out = tmp_path / "run"
+    result = _torchrun(["-m", "napari_advseg.cli", "train", "--ct", str(tiny_files["ct"]), "--labels",
+                        str(tiny_files["labels"]), "--target", str(folder), "--steps", "2", "--batch-size", "2",
+                        "--critic-steps", "1", "--base-channels", "4", "--critic-channels", "4", "--out", str(out),
+                        "--device", "cpu", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("saved") == 1
+    state = torch.load(out / "generator.pt", weights_only=True)
+    assert state["step"] == 2 and state["world_size"] == 2
+    assert state["class_names"] == ["background", "liver", "spleen"]  # the folder's dataset.json
