@@ -32,6 +32,8 @@ Stages (each skipped when its result exists; ``--force`` redoes it):
                each rho of ``--rhos``: the dose-response of each method.
 ``generator``  ``advseg train`` with the defaults (``--steps``, ``--set`` for
                variants), then the generator at its own rho and at each rho.
+``speed``      sampling one adversarial volume beside one prediction by the folder's own framework
+               (folder targets; ``nnUNetPredictor``, a bundle's inferer).
 ``report``     the Markdown table (``--results``/foreign.md).
 """
 
@@ -265,6 +267,64 @@ def stage_generator(args, name: str) -> dict:
     return payload
 
 
+def framework_prediction_seconds(args, name: str, case) -> float:
+    """Seconds of one prediction of the clean volume by the folder's own framework, without gradients.
+
+    nnU-Net: ``nnUNetPredictor`` on the volume as SimpleITK reads it (no
+    mirroring). A 2D MONAI bundle: its preprocessing's window and its inferer
+    on each slice, as a user runs a 2D bundle over a volume.
+    """
+    folder = target_path(args, name)
+    if name.startswith("nnunet"):
+        sys.path.insert(0, str(ROOT / "tests"))
+        from test_nnunet_folder import nnunet_reference
+
+        configuration = "2d" if name == "nnunet_2d" else "3d_fullres"
+        hu = np.ascontiguousarray(case.volume.hu[:, ::-1, ::-1]).astype(np.float32)
+        start = time.perf_counter()
+        nnunet_reference(folder, configuration, hu, list(case.volume.spacing), False)
+        return time.perf_counter() - start
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(folder / "models" / "model.pt", weights_only=True))
+    network.eval()
+    inferer = parser.get_parsed_content("inferer")
+    window = [t for t in parser.get_parsed_content("preprocessing").transforms
+              if type(t).__name__ == "ScaleIntensityRanged"][0]
+    start = time.perf_counter()
+    with torch.no_grad():
+        x = window({"image": torch.as_tensor(case.volume.hu, dtype=torch.float32)})["image"]
+        for z in range(x.shape[0]):
+            inferer(x[z][None, None], network).argmax(1)
+    return time.perf_counter() - start
+
+
+def stage_speed(args, name: str) -> dict:
+    """Sampling one adversarial volume (G, the fields, the target's prediction) beside one framework prediction."""
+    from napari_advseg.attack.apply import attack_volume, run_attack_volume
+    from napari_advseg.attack.checkpoint import load_generator
+
+    if name not in FOLDER_TARGETS:
+        raise SystemExit(f"the speed stage compares with a folder's own framework: {name} is not a folder target")
+    target, case = load(args, name)
+    generator, config, _ = load_generator(generator_dir(args, name) / "generator.pt", "cpu", target=target)
+    run_attack_volume(attack_volume(generator, config, target, case, slices=[0]))  # warm-up, untimed
+    start = time.perf_counter()
+    result = run_attack_volume(attack_volume(generator, config, target, case, seed=0))
+    sample = time.perf_counter() - start
+    framework = framework_prediction_seconds(args, name, case)
+    payload = {"target": name, "sample_seconds": sample, "framework_seconds": framework, "ratio": sample / framework,
+               "rho": result.mean_rho, "fold_fraction": result.fold_fraction, "threads": torch.get_num_threads()}
+    write_json(args.results / f"{name}_speed.json", payload)
+    say(f"[{name}] sampling one volume {sample:.1f} s (rho {result.mean_rho:.3f}, folds "
+        f"{100 * result.fold_fraction:.3f} %), one framework prediction {framework:.1f} s: ratio "
+        f"{sample / framework:.2f}")
+    return payload
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.0f}"
 
@@ -385,7 +445,8 @@ def write_report(args) -> None:
     say("\n".join(text))
 
 
-STAGES = {"targets": stage_targets, "probe": stage_probe, "peers": stage_peers, "generator": stage_generator}
+STAGES = {"targets": stage_targets, "probe": stage_probe, "peers": stage_peers, "generator": stage_generator,
+          "speed": stage_speed}
 
 
 def main(argv=None) -> int:
@@ -393,7 +454,9 @@ def main(argv=None) -> int:
     p.add_argument("--targets", nargs="+", choices=TARGETS + FOLDER_TARGETS, default=list(TARGETS),
                    help=f"default: {' '.join(TARGETS)}; the folder targets {' '.join(FOLDER_TARGETS)} are "
                         "best given --results bench/results/folders")
-    p.add_argument("--stages", nargs="+", choices=[*STAGES, "report"], default=[*STAGES, "report"])
+    p.add_argument("--stages", nargs="+", choices=[*STAGES, "report"],
+                   default=["targets", "probe", "peers", "generator", "report"],
+                   help="default: every stage but speed (folder targets only)")
     p.add_argument("--rhos", type=lambda s: [float(v) for v in s.split(",")], default=[0.04, 0.06, 0.08, 0.10])
     p.add_argument("--steps", type=int, default=300, help="generator training steps")
     p.add_argument("--set", help="JSON of attack options for the generator stage (variants)")

@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +94,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     result = run_attack_volume(attack_volume(generator, config, target, case, seed=0))
     sample_seconds = time.perf_counter() - start
-    from test_nnunet_folder import nnunet_reference
-
-    hu_sitk = np.ascontiguousarray(case.volume.hu[:, ::-1, ::-1]).astype(np.float32)
-    start = time.perf_counter()
-    nnunet_reference(folder, "3d_fullres", hu_sitk, list(case.volume.spacing), False)
-    predictor_seconds = time.perf_counter() - start
+    predictor_seconds = foreign_targets.framework_prediction_seconds(fargs, "nnunet_3d", case)
     say(f"sampling one adversarial volume {sample_seconds:.1f} s (rho {result.mean_rho:.3f}, folds "
         f"{100 * result.fold_fraction:.3f} %); nnUNetPredictor on the clean volume {predictor_seconds:.1f} s; "
         f"ratio {sample_seconds / predictor_seconds:.2f}")
