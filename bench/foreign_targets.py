@@ -219,6 +219,17 @@ def generator_dir(args, name: str) -> Path:
     return args.work / "foreign" / name / f"generator_{args.tag}"
 
 
+def run_train(command: list[str], name: str) -> tuple[float, str]:
+    """Run an ``advseg train`` command line (``python -m napari_advseg.cli train ...``); its seconds and stderr."""
+    say("$ advseg " + " ".join(command[3:]))
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"[{name}] advseg train failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, done.stderr
+
+
 def stage_generator(args, name: str) -> dict:
     import functools
 
@@ -242,13 +253,8 @@ def stage_generator(args, name: str) -> dict:
                 command.append(flag if value else "--no-" + key.replace("_", "-"))
             else:
                 command += [flag, str(value)]
-    say("$ " + " ".join(command[2:]))
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"[{name}] advseg train failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    seconds, stderr = run_train(command, name)
+    warnings = [line for line in stderr.splitlines() if "warning" in line]
     target, case = load(args, name)
     volumes = [held_out(target, case)]
     generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)
@@ -284,13 +290,10 @@ def framework_prediction_seconds(args, name: str, case) -> float:
         start = time.perf_counter()
         nnunet_reference(folder, configuration, hu, list(case.volume.spacing), False)
         return time.perf_counter() - start
-    from monai.bundle import ConfigParser
+    sys.path.insert(0, str(ROOT / "tests"))
+    from folder_helpers import bundle_network
 
-    parser = ConfigParser()
-    parser.read_config(str(folder / "configs" / "inference.json"))
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(folder / "models" / "model.pt", weights_only=True))
-    network.eval()
+    parser, network = bundle_network(folder)
     inferer = parser.get_parsed_content("inferer")
     window = [t for t in parser.get_parsed_content("preprocessing").transforms
               if type(t).__name__ == "ScaleIntensityRanged"][0]

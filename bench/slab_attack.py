@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,12 +67,7 @@ def main(argv=None) -> int:
                "--device", "cpu", "--threads", "1", "--quiet"]
     train_seconds = None
     if args.force or not (out / "generator.pt").is_file():
-        say("$ advseg " + " ".join(command[3:]))
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        train_seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"advseg train failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        train_seconds, _ = foreign_targets.run_train(command, "nnunet_3d")
     fargs = argparse.Namespace(work=args.work)
     target, case = foreign_targets.load(fargs, "nnunet_3d")
     generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)

@@ -220,15 +220,21 @@ def write_monai_bundle(root: Path, *, config: dict | None = None, class_names=CL
     return folder
 
 
-def monai_reference(folder: Path, nifti: Path) -> np.ndarray:
-    """The bundle's own prediction of a NIfTI file: its preprocessing, inferer and postprocessing (no gradients)."""
+def bundle_network(folder: Path):
+    """``(parser, network)``: a bundle's config read by MONAI's own ``ConfigParser`` and its network, weights
+    loaded, in eval mode (the bundle's own way, without the project's reader)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(folder / "configs" / "inference.json"))
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(folder / "models" / "model.pt", weights_only=True))
-    network.eval()
+    return parser, network.eval()
+
+
+def monai_reference(folder: Path, nifti: Path) -> np.ndarray:
+    """The bundle's own prediction of a NIfTI file: its preprocessing, inferer and postprocessing (no gradients)."""
+    parser, network = bundle_network(folder)
     preprocessing = parser.get_parsed_content("preprocessing")
     inferer = parser.get_parsed_content("inferer")
     postprocessing = parser.get_parsed_content("postprocessing")
