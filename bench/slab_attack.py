@@ -12,10 +12,12 @@ along z; the held-out slices are input only). Then, on the 15 held-out
 slices scored within the whole volume (the 3D network's context): clean
 Dice, the generator at its own rho and at each ``--rhos``, random smooth
 fields at the same rho (``--samples`` draws each), with rho, the realism
-figures and folds; and the time to sample one adversarial volume
-(``attack_volume``: G, the fields, the 3D network's prediction of the
-adversarial volume) beside one prediction of the clean volume by
-``nnUNetPredictor`` (nnU-Net's own inference, no mirroring). Writes
+figures and folds; and the time to sample adversarial volumes
+(``foreign_targets.sampling_seconds``: the first with the clean volume
+segmented too, a further one with that segmentation reused) beside one
+prediction of the clean volume by ``nnUNetPredictor`` (nnU-Net's own
+inference, no mirroring). ``--steps`` beyond an existing generator's
+continue its training (``--resume``). Writes
 ``bench/results/slab_attack.json``.
 """
 
@@ -52,7 +54,6 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from napari_advseg.attack.apply import attack_volume, run_attack_volume
     from napari_advseg.attack.baselines.registry import generator_attack
     from napari_advseg.attack.checkpoint import load_generator
     from napari_advseg.evaluation.baselines import evaluate_baseline
@@ -66,8 +67,11 @@ def main(argv=None) -> int:
                "--target", str(folder), "--split", "train", "--steps", str(args.steps), "--out", str(out),
                "--device", "cpu", "--threads", "1", "--quiet"]
     train_seconds = None
+    trained = json.loads((out / "config.json").read_text()).get("steps", 0) if (out / "config.json").is_file() else 0
     if args.force or not (out / "generator.pt").is_file():
         train_seconds, _ = foreign_targets.run_train(command, "nnunet_3d")
+    elif trained < args.steps:  # continue the generator there to --steps in all
+        train_seconds, _ = foreign_targets.run_train(command + ["--resume", str(out / "generator.pt")], "nnunet_3d")
     fargs = argparse.Namespace(work=args.work)
     target, case = foreign_targets.load(fargs, "nnunet_3d")
     generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)
@@ -85,17 +89,16 @@ def main(argv=None) -> int:
                 f"{100 * e['mean_drop']:.1f} %, {e['organs_passed']}/{e['organs_scored']} organs >= 30 %, "
                 + ", ".join(f"{k} {100 * v['drop']:.0f} %" for k, v in e["organs"].items() if v["drop"] is not None)
                 + f"; realism {json.dumps(e['realism'])} ({time.perf_counter() - start:.0f} s)")
-    start = time.perf_counter()
-    result = run_attack_volume(attack_volume(generator, config, target, case, seed=0))
-    sample_seconds = time.perf_counter() - start
+    timing = foreign_targets.sampling_seconds(generator, config, target, case)
     predictor_seconds = foreign_targets.framework_prediction_seconds(fargs, "nnunet_3d", case)
-    say(f"sampling one adversarial volume {sample_seconds:.1f} s (rho {result.mean_rho:.3f}, folds "
-        f"{100 * result.fold_fraction:.3f} %); nnUNetPredictor on the clean volume {predictor_seconds:.1f} s; "
-        f"ratio {sample_seconds / predictor_seconds:.2f}")
+    say(f"nnUNetPredictor on the clean volume {predictor_seconds:.1f} s; sampling the first adversarial volume "
+        f"{timing['first_sample_seconds']:.1f} s (ratio {timing['first_sample_seconds'] / predictor_seconds:.2f}), "
+        f"a further one with the clean segmentation reused {timing['further_sample_seconds']:.1f} s (ratio "
+        f"{timing['further_sample_seconds'] / predictor_seconds:.2f}); rho {timing['rho']:.3f}, folds "
+        f"{100 * timing['fold_fraction']:.3f} %")
     payload = {"folder": str(folder), "command": "advseg " + " ".join(command[3:]),
                "train_seconds": train_seconds, "config": config.to_dict(), "entries": entries,
-               "sample_seconds": sample_seconds, "predictor_seconds": predictor_seconds,
-               "sample_rho": result.mean_rho, "sample_fold_fraction": result.fold_fraction,
+               **timing, "predictor_seconds": predictor_seconds,
                "threads": 1, "volume": list(case.volume.shape)}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(payload, indent=1, default=float) + "\n")

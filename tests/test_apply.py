@@ -155,3 +155,64 @@ def test_apply_to_whole_volume_equals_export_and_explore(tmp_path, normalisation
     assert np.array_equal(view.adversarial_hu, one_by_one.adversarial_hu[z])
     assert np.array_equal(view.adversarial_segmentation, one_by_one.segmentation[z])
     assert np.allclose(view.adversarial_hu, applied_hu[z], atol=1.0)
+
+
+class CountingTarget(nn.Module):
+    """IntensityBands that counts the slices it is asked to segment."""
+
+    def __init__(self, centres):
+        super().__init__()
+        self.bands = IntensityBands(centres)
+        self.slices_seen = 0
+
+    def forward(self, x):
+        self.slices_seen += x.shape[0]
+        return self.bands(x)
+
+
+def test_clean_segmentation_is_reused_or_skipped_with_the_same_adversarial_result():
+    target, case, config, generator = _setup("zscore", "additive")
+    counter = CountingTarget(NORMALISATIONS["zscore"][1])
+    target.model = counter
+    n = case.volume.n_slices
+    full = run_attack_volume(attack_volume(generator, config, target, case, seed=3))
+    assert counter.slices_seen == 2 * n  # the clean and the adversarial volume
+    assert full.clean_segmentation.any() and full.organs
+
+    counter.slices_seen = 0
+    reused = run_attack_volume(attack_volume(generator, config, target, case, seed=3,
+                                             clean_segmentation=full.clean_segmentation))
+    assert counter.slices_seen == n  # the adversarial volume only
+    assert np.array_equal(reused.segmentation, full.segmentation)
+    assert np.array_equal(reused.clean_segmentation, full.clean_segmentation)
+    assert reused.organs == full.organs
+
+    counter.slices_seen = 0
+    skipped = run_attack_volume(attack_volume(generator, config, target, case, seed=3, predict_clean=False))
+    assert counter.slices_seen == n
+    assert np.array_equal(skipped.segmentation, full.segmentation)
+    assert np.array_equal(skipped.adversarial_hu, full.adversarial_hu)
+    assert skipped.clean_segmentation is None and skipped.organs == {}
+
+    with pytest.raises(Exception, match="clean segmentation to reuse has shape"):
+        run_attack_volume(attack_volume(generator, config, target, case,
+                                        clean_segmentation=full.clean_segmentation[1:]))
+
+
+def test_evaluation_segments_the_clean_slices_once_for_every_sample():
+    from napari_advseg.evaluation.report import evaluate_attack
+
+    target, case, config, generator = _setup("zscore", "additive")
+    counter = CountingTarget(NORMALISATIONS["zscore"][1])
+    target.model = counter
+    n = case.volume.n_slices
+    reports = []
+    for samples in (1, 3):
+        counter.slices_seen = 0
+        reports.append(evaluate_attack(generator, config, target, [(case.images, case.labels)],
+                                          samples=samples, seed=0, batch_size=2))
+        assert counter.slices_seen == n * (1 + samples)
+    one, three = reports
+    assert one["organs"].keys() == three["organs"].keys()
+    for name, row in one["organs"].items():
+        assert row["dice_clean"] == three["organs"][name]["dice_clean"]

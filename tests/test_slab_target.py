@@ -189,3 +189,40 @@ def test_the_generator_as_a_peer_draws_one_code_per_volume_and_smooths_along_z()
 
     assert jump(in_3d.bias) < 0.5 * jump(in_2d.bias)
     assert jump(in_3d.displacement) < 0.5 * jump(in_2d.displacement)
+
+
+class ReadsLabelsInContext(nn.Module):
+    """Segments the intensity bands of ``volume`` right only when a call holds ``depth`` slices or more (a 3D
+    network without its z context segments nothing)."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.depth = depth
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        self.calls.append(int(x.shape[0]))
+        logits = torch.stack([torch.zeros_like(x[:, 0]), x[:, 0] - 0.5, -x[:, 0] - 0.5], 1) * 10.0
+        if x.shape[0] < self.depth:
+            logits[:, 0] += 100.0
+        return logits
+
+
+def test_clean_dice_check_gives_a_3d_target_consecutive_slices_of_its_slab_depth():
+    from napari_advseg.evaluation.diagnostics import CHECK_SLICES, clean_dice_warning
+
+    _, labels = volume(n=30)
+    labels[2:28, 4:10, 4:10] = 1
+    labels[2:28, 10:14, 2:6] = 2
+    images = np.where(labels == 1, 1.0, np.where(labels == 2, -1.0, 0.0)).astype(np.float32)
+    depth = CHECK_SLICES + 4
+    network = ReadsLabelsInContext(depth)
+    target = Target(freeze(network), NAMES, {"mode": "zscore"}, "memory", None, torch.device("cpu"),
+                    slab_depth=depth)
+    assert clean_dice_warning(target, images, labels) is None
+    assert network.calls == [depth]
+    # the same network as a 2D target gets the organ slices one batch at a time and misses
+    flat = Target(freeze(ReadsLabelsInContext(depth)), NAMES, {"mode": "zscore"}, "memory", None,
+                  torch.device("cpu"))
+    warning = clean_dice_warning(flat, images, labels)
+    assert warning is not None and f"{CHECK_SLICES} organ slices" in warning

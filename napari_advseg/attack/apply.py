@@ -166,7 +166,7 @@ class SliceBatchResult:
     bias: torch.Tensor          # (B, 1, H, W) normalised units; zero where the bias is off
     z_phi: torch.Tensor
     z_b: torch.Tensor
-    pred_clean: torch.Tensor    # (B, H, W)
+    pred_clean: torch.Tensor | None  # (B, H, W); None when the clean prediction was not asked for
     pred_adv: torch.Tensor      # (B, H, W)
     warped_reference: torch.Tensor | None  # (B, H, W) or None without labels
     rho: torch.Tensor           # (B,)
@@ -178,7 +178,8 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
                   temperature: float = 1.0, rng: torch.Generator | None = None,
                   eps_phi: torch.Tensor | None = None, eps_b: torch.Tensor | None = None,
                   hu: np.ndarray | None = None, scale=None, latent: str = "slice",
-                  fields: Iterable[FieldBatch] | None = None, rho: float | None = None
+                  fields: Iterable[FieldBatch] | None = None, rho: float | None = None,
+                  clean: np.ndarray | None = None, predict_clean: bool = True
                   ) -> Iterator[SliceBatchResult]:
     """Apply G to slices batch by batch (streaming: one batch in memory at a time).
 
@@ -195,7 +196,10 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
     ``scale``, each result carries the HU of the adversarial slices and is
     segmented from them (the module's step 3). ``rho``: each slice's fields
     scaled to this rho (:func:`~napari_advseg.attack.strength.scale_to_rho`);
-    None: G's own.
+    None: G's own. ``clean``: the target's segmentation of ``images`` (N, H,
+    W), made already (the target is then run once per batch, on the
+    adversarial slices only); else it is predicted, unless ``predict_clean``
+    is False (each result's ``pred_clean`` is then None).
 
     A volumetric target: ``images`` are consecutive slices of one volume;
     G's fields are made with one code for them all (``latent`` is then
@@ -224,7 +228,12 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
             displacement, bias = scaled.displacement, scaled.bias
         x_adv, hu_adv = network_input(x, displacement, bias, config.bias_mode, config.use_phi, config.use_bias,
                                       limits, None if hu is None else hu[start:start + b], scale)
-        pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
+        if clean is not None:
+            pred_clean = torch.as_tensor(np.asarray(clean[start:start + b])).long()
+        elif predict_clean:
+            pred_clean = target(x.to(target.device)).argmax(dim=1).cpu()
+        else:
+            pred_clean = None
         pred_adv = target(x_adv.to(target.device)).argmax(dim=1).cpu()
         warped = None
         if labels is not None:
@@ -265,7 +274,7 @@ class VolumeAttack:
     slices: np.ndarray
     adversarial_hu: np.ndarray           # float32 HU
     segmentation: np.ndarray             # uint8, f(x_adv)
-    clean_segmentation: np.ndarray       # uint8, f(x)
+    clean_segmentation: np.ndarray | None  # uint8, f(x); None when not asked for
     warped_reference: np.ndarray | None  # uint8, T_nearest(y; phi); None without labels
     displacement: np.ndarray             # (Z, Y, X, 2) float32 pixels
     bias: np.ndarray                     # float32, display units (bias_in_display_units)
@@ -289,7 +298,8 @@ class VolumeAttack:
 def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequence[int] | None = None,
                   seed: int = 0, temperature: float = 1.0, eps_phi=None, eps_b=None,
                   batch_size: int = 4, latent: str = "volume", z_smooth: float = 0.0,
-                  rho: float | None = None) -> Iterator[int]:
+                  rho: float | None = None, clean_segmentation: np.ndarray | None = None,
+                  predict_clean: bool = True) -> Iterator[int]:
     """Attack the slices of a case; yields the slices done after each batch, returns a :class:`VolumeAttack`.
 
     The one path behind ``advseg sample``, the widget's Export and its "Apply
@@ -301,6 +311,12 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     they are applied (0: none; it holds the fields of every attacked slice
     at once, :func:`~napari_advseg.attack.volume_fields.smoothed_fields`).
     ``rho``: every slice's fields scaled to this rho (None: G's own).
+    ``clean_segmentation``: the target's segmentation of the whole clean
+    volume (Z, Y, X), from an earlier result of the same target and case: it
+    is reused, and the target runs on the adversarial volume only (one network
+    pass instead of two). Without it the clean volume is segmented too, unless
+    ``predict_clean`` is False: the result's ``clean_segmentation`` and
+    ``organs`` are then None and empty.
 
     A volumetric target is run on the whole adversarial volume, the slices
     left out unchanged (zero fields), and its fields are smoothed along z by
@@ -311,9 +327,14 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
     n_slices = case.volume.n_slices
     index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
     shape = case.volume.shape
+    if clean_segmentation is not None and tuple(clean_segmentation.shape) != tuple(shape):
+        raise AdvsegError(f"the clean segmentation to reuse has shape {tuple(clean_segmentation.shape)}, "
+                          f"the volume {tuple(shape)}")
+    with_clean = clean_segmentation is not None or predict_clean
     result = VolumeAttack(
         slices=index, adversarial_hu=case.volume.hu.astype(np.float32, copy=True),
-        segmentation=np.zeros(shape, np.uint8), clean_segmentation=np.zeros(shape, np.uint8),
+        segmentation=np.zeros(shape, np.uint8),
+        clean_segmentation=np.zeros(shape, np.uint8) if with_clean else None,
         warped_reference=None if case.labels is None else case.labels.copy(),
         displacement=np.zeros(shape + (2,), np.float32), bias=np.zeros(shape, np.float32))
     n_classes = len(target.class_names)
@@ -326,7 +347,8 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
                                fields_z_smooth(target, config, z_smooth), batch_size=batch_size,
                                limits=limits, **draw)
         stream = attack_slices(generator, config, target, case.images, case.labels, hu=case.volume.hu,
-                               scale=case.scale, fields=[_whole_volume(made, index, n_slices)], rho=rho)
+                               scale=case.scale, fields=[_whole_volume(made, index, n_slices)], rho=rho,
+                               clean=clean_segmentation, predict_clean=predict_clean)
         run = np.arange(n_slices)
     else:
         fields = None
@@ -335,24 +357,28 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
                                      limits=limits, **draw)
         stream = attack_slices(generator, config, target, case.images[index],
                                None if case.labels is None else case.labels[index], batch_size=batch_size,
-                               hu=case.volume.hu[index], scale=case.scale, fields=fields, rho=rho, **draw)
+                               hu=case.volume.hu[index], scale=case.scale, fields=fields, rho=rho,
+                               clean=None if clean_segmentation is None else clean_segmentation[index],
+                               predict_clean=predict_clean, **draw)
         run = index
     done = 0
     for batch in stream:
         slices = run[batch.start:batch.start + len(batch.rho)]
         keep = torch.as_tensor(np.isin(slices, index))
         z = slices[keep.numpy()]
-        pred_clean, pred_adv = batch.pred_clean[keep], batch.pred_adv[keep]
+        pred_adv = batch.pred_adv[keep]
         displacement, bias = batch.displacement[keep], batch.bias[keep]
         result.adversarial_hu[z] = batch.adversarial_hu[keep.numpy()]
         result.segmentation[z] = pred_adv.numpy().astype(np.uint8)
-        result.clean_segmentation[z] = pred_clean.numpy().astype(np.uint8)
+        if with_clean:
+            result.clean_segmentation[z] = batch.pred_clean[keep].numpy().astype(np.uint8)
         result.displacement[z] = displacement.permute(0, 2, 3, 1).numpy()
         result.bias[z] = bias_in_display_units(bias[:, 0].numpy(), config, case.scale)
         if result.warped_reference is not None:
             warped = batch.warped_reference[keep]
             result.warped_reference[z] = warped.numpy().astype(np.uint8)
-            clean_counter.add(pred_clean, torch.as_tensor(case.labels[z]))
+            if with_clean:
+                clean_counter.add(batch.pred_clean[keep], torch.as_tensor(case.labels[z]))
             adv_counter.add(pred_adv, warped)
         result.rho.extend(batch.rho[keep].tolist())
         result.z_phi.extend(batch.z_phi[keep].tolist())
@@ -362,7 +388,7 @@ def attack_volume(generator, config: AttackConfig, target, case, *, slices: Sequ
         result.realism.add(displacement, bias)
         done += len(z)
         yield done
-    if result.warped_reference is not None:
+    if result.warped_reference is not None and with_clean:
         clean_dice, adv_dice = clean_counter.dice(), adv_counter.dice()
         for c in range(1, n_classes):
             if not math.isnan(clean_dice[c]):

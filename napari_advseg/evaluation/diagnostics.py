@@ -3,7 +3,8 @@
 A target that is handed intensities scaled otherwise than it was trained on
 (or whose classes are read in another order) segments almost nothing, and
 every attack figure on it is meaningless. :func:`clean_dice_warning` scores
-the target on a few organ slices and says so in one line, naming what was
+the target on a few organ slices (a 3D target: a slab of consecutive
+slices) and says so in one line, naming what was
 assumed.
 """
 
@@ -14,8 +15,9 @@ import math
 import numpy as np
 
 from napari_advseg.evaluation.metrics import network_dice
+from napari_advseg.models.target_meta import is_volumetric
 
-__all__ = ["CLEAN_DICE_FLOOR", "CHECK_SLICES", "clean_dice_warning", "describe_normalisation", "organ_slices"]
+__all__ = ["CLEAN_DICE_FLOOR", "CHECK_SLICES", "check_slices", "clean_dice_warning", "describe_normalisation", "organ_slices"]
 
 CLEAN_DICE_FLOOR = 0.5
 """Mean clean Dice (0-1, over the organs present) under which the target is taken to misread its input."""
@@ -30,6 +32,20 @@ def organ_slices(labels: np.ndarray, count: int = CHECK_SLICES) -> np.ndarray:
     if len(present) <= count:
         return present
     return present[np.linspace(0, len(present) - 1, count).round().astype(int)]
+
+
+def check_slices(target, labels: np.ndarray, count: int = CHECK_SLICES) -> tuple[np.ndarray, str]:
+    """The slices the check scores and how to name them: :func:`organ_slices` for a 2D target; for a 3D
+    one (:func:`~napari_advseg.models.target_meta.is_volumetric`) a run of consecutive slices, at least its
+    slab depth, around the middle organ slice, so that its network sees z context as it was trained to."""
+    index = organ_slices(labels, count)
+    if len(index) == 0 or not is_volumetric(target):
+        return index, f"{len(index)} organ slices"
+    present = np.flatnonzero(np.asarray(labels).reshape(len(labels), -1).any(axis=1))
+    n, depth = len(labels), max(count, int(target.slab_depth))
+    start = int(np.clip(int(present[len(present) // 2]) - depth // 2, 0, max(0, n - depth)))
+    index = np.arange(start, min(n, start + depth))
+    return index, f"{len(index)} consecutive slices"
 
 
 def describe_normalisation(normalisation: dict) -> str:
@@ -59,7 +75,7 @@ def clean_dice_warning(target, images: np.ndarray, labels: np.ndarray | None, *,
     """
     if labels is None:
         return None
-    index = organ_slices(labels, count)
+    index, scored = check_slices(target, labels, count)
     if len(index) == 0:
         return None
     names = list(target.class_names)
@@ -73,10 +89,10 @@ def clean_dice_warning(target, images: np.ndarray, labels: np.ndarray | None, *,
     organs = ", ".join(f"{organ} {100 * d:.0f}" for organ, d in present.items())
     given = describe_normalisation(dict(target.normalisation))
     if getattr(target, "kind", None) in ("nnunet", "monai"):  # a folder declares its own normalisation
-        return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {len(index)} organ slices): the "
+        return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {scored}): the "
                 f"target folder gives its network {given} and names its classes {', '.join(names)}; check that "
                 f"the CT is in HU and the labels' values are named as the folder's classes (--label-names)")
-    return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {len(index)} organ slices): "
+    return (f"clean Dice {100 * mean:.0f} % on the given labels ({organs}; {scored}): "
             f"wrong normalisation? the target was given {given} "
             f"and its classes were read as {', '.join(names)}; declare the target's normalisation with "
             f"--normalisation (classes with --class-names) or an advseg.json")

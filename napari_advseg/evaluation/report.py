@@ -187,10 +187,14 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
         images, labels = entry[0], entry[1]
         scored = entry[2] if len(entry) > 2 else None
         tally.start_volume()
+        clean = None  # the target's clean segmentation of the slices: made with the first sample, then reused
         for sample in range(samples):
             tally.start_sample()
+            made = None if clean is not None else np.zeros(np.shape(labels), np.uint8)
             for result in attack_slices(generator, config, target, images, labels, batch_size=batch_size,
-                                        temperature=temperature, rng=rng, rho=rho):
+                                        temperature=temperature, rng=rng, rho=rho, clean=clean):
+                if made is not None:
+                    made[result.start:result.start + len(result.rho)] = result.pred_clean.numpy()
                 keep = scored_rows(result.start, len(result.rho), scored)
                 if not keep.any():
                     continue
@@ -200,6 +204,8 @@ def evaluate_attack(generator, config: AttackConfig, target, volumes: Sequence[t
                           result.bias[keep])
                 if progress is not None:
                     progress(int(keep.sum()))
+            if made is not None:
+                clean = made
             tally.end_sample()
         tally.end_volume()
     return {**tally.report(), "config": config.to_dict(), "samples": samples, "temperature": temperature,

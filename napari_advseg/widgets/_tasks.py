@@ -253,8 +253,10 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
         eps_phi = eps_b = np.zeros(config.latent_dim, np.float32)
     elif latent == "slice":
         eps_phi = eps_b = None
+    # the clean volume's segmentation is asked for only when it is the answer (both fields off)
     stream = attack_volume(generator, config, target, case, temperature=temperature, eps_phi=eps_phi,
-                           eps_b=eps_b, batch_size=batch_size, rho=rho, latent=latent)
+                           eps_b=eps_b, batch_size=batch_size, rho=rho, latent=latent,
+                           predict_clean=mode is None)
     while True:
         try:
             done = next(stream)
