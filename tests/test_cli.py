@@ -92,6 +92,33 @@ def test_end_to_end_train_evaluate_sample(tiny_files, tmp_path, capsys):
     assert np.array_equal(adversarial[:, :, 3], original[:, :, 3])
     assert not np.array_equal(adversarial[:, :, 4], original[:, :, 4])
 
+    # several samples: one per seed, files named by seed, each the same as the single sample of its seed
+    many, single = tmp_path / "many", tmp_path / "single"
+    code, out, err = run(["sample", *data, "--generator", ckpt, "--out", many, "--seed", "3", "--count", "2",
+                          "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert "seed 3 (seed3_*):" in out and "seed 4 (seed4_*):" in out
+    code, out, err = run(["sample", *data, "--generator", ckpt, "--out", single, "--seed", "4",
+                          "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    for name in ("adversarial_hu", "adversarial_seg", "clean_seg"):
+        assert np.array_equal(np.asarray(nib.load(many / f"seed4_{name}.nii.gz").dataobj),
+                              np.asarray(nib.load(single / f"{name}.nii.gz").dataobj)), name
+    assert json.loads((many / "seed4_sample.json").read_text())["organs"] == \
+        json.loads((single / "sample.json").read_text())["organs"]
+    assert not np.array_equal(np.asarray(nib.load(many / "seed3_adversarial_hu.nii.gz").dataobj),
+                              np.asarray(nib.load(many / "seed4_adversarial_hu.nii.gz").dataobj))
+    # one existing output stops the whole run before anything is written
+    (many / "seed3_sample.json").unlink()
+    before = (many / "seed4_sample.json").stat().st_mtime_ns
+    code, out, err = run(["sample", *data, "--generator", ckpt, "--out", many, "--seed", "3", "--count", "2",
+                          "--device", "cpu", "--quiet"], capsys)
+    assert code == 2 and "exists already" in err
+    assert not (many / "seed3_sample.json").exists() and (many / "seed4_sample.json").stat().st_mtime_ns == before
+    code, out, err = run(["sample", *data, "--generator", ckpt, "--out", many, "--count", "2", "--eps-phi",
+                          "0,0,0,0,0,0,0,0", "--eps-b", "0,0,0,0,0,0,0,0", "--device", "cpu", "--quiet"], capsys)
+    assert code == 2 and "every sample would be the same" in err
+
     # resume continues from the checkpoint's step
     code, out, err = run(["train", *data, "--steps", "3", "--device", "cpu", "--quiet", "--out", tmp_path / "run",
                           "--resume", ckpt], capsys)

@@ -45,18 +45,19 @@ def add_parser(sub) -> None:
                         "input's, and no reference to the input images (the pixels are copied as they are)")
     p.add_argument("--name", metavar="RUN", help="start every output file name with RUN_ (letters, digits, . _ -), "
                                                  "so that several runs share a folder without colliding")
+    p.add_argument("--count", type=int, default=1, metavar="N",
+                   help="write N samples, with seeds SEED .. SEED+N-1, their file names starting with seed<K>_ "
+                        "(after --name's); the clean volume is segmented once for all (default 1: one sample, "
+                        "no seed in the names)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX
-    from napari_advseg.attack.sampling import FORMATS, check_run_name
-    from napari_advseg.attack.sampling import sample_volume
+    from napari_advseg.attack.sampling import FORMATS, check_run_name, sample_prefix, sample_volume, sample_volumes
     from napari_advseg.cli.common import ProgressBar, load_attack, say
     from napari_advseg.cli.diagnostics import check_clean_dice
-    from napari_advseg.evaluation.report import realism_cells
 
     prefix = f"{check_run_name(args.name)}_" if args.name else ""
     if args.drop_patient_tags and args.format == "nifti":
@@ -67,14 +68,39 @@ def run(args: argparse.Namespace) -> int:
         values = getattr(args, name)
         if values is not None and len(values) != config.latent_dim:
             raise AdvsegError(f"--{name.replace('_', '-')} needs {config.latent_dim} numbers, got {len(values)}")
-    bar = ProgressBar(len(args.slices) if args.slices else case.volume.n_slices, "sample", args.quiet)
-    sidecar = sample_volume(generator, config, target, case, args.out, seed=args.seed,
-                            temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b,
-                            slices=args.slices, batch_size=args.batch_size, overwrite=args.overwrite,
-                            generator_path=path, progress=lambda n: bar.step(n), latent=args.latent,
-                            z_smooth=args.z_smooth, rho=args.rho, prefix=prefix, formats=FORMATS[args.format],
-                            drop_patient_tags=args.drop_patient_tags)
+    if args.count < 1:
+        raise AdvsegError(f"--count is the number of samples to write, at least 1, got {args.count}")
+    if args.count > 1 and args.eps_phi is not None and args.eps_b is not None:
+        raise AdvsegError("--count draws a latent code per sample, but --eps-phi and --eps-b fix both codes: "
+                          "every sample would be the same")
+    per_sample = len(args.slices) if args.slices else case.volume.n_slices
+    bar = ProgressBar(per_sample * args.count, "sample", args.quiet)
+    options = dict(temperature=args.temperature, eps_phi=args.eps_phi, eps_b=args.eps_b, slices=args.slices,
+                   batch_size=args.batch_size, overwrite=args.overwrite, generator_path=path,
+                   latent=args.latent, z_smooth=args.z_smooth, rho=args.rho, formats=FORMATS[args.format],
+                   drop_patient_tags=args.drop_patient_tags)
+    if args.count == 1:
+        sidecars = [sample_volume(generator, config, target, case, args.out, seed=args.seed, prefix=prefix,
+                                  progress=bar.step, **options)]
+    else:
+        sidecars = list(sample_volumes(generator, config, target, case, args.out,
+                                       seeds=range(args.seed, args.seed + args.count), prefix=prefix,
+                                       progress=bar.step, **options))
     bar.close()
+    for seed, sidecar in zip(range(args.seed, args.seed + args.count), sidecars):
+        if args.count > 1:
+            say(f"seed {seed} ({sample_prefix(prefix, seed)}*):")
+        report_sample(sidecar)
+    say(f"wrote {sum(len(s['files']) for s in sidecars)} files to {args.out}")
+    return 0
+
+
+def report_sample(sidecar: dict) -> None:
+    """One sample's figures and DICOM record, as lines on stdout."""
+    from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX
+    from napari_advseg.cli.common import say
+    from napari_advseg.evaluation.report import realism_cells
+
     for organ, row in sidecar["organs"].items():
         say(f"{organ}: Dice {100 * row['dice_clean']:.1f} -> {100 * row['dice_adv']:.1f} "
             f"({-100 * row['drop']:+.0f} %)")
@@ -88,5 +114,3 @@ def run(args: argparse.Namespace) -> int:
             f"{sidecar['dicom']['segmentation']['file']} and {sidecar['dicom']['clean_segmentation']['file']}"
             + (f"; HU rounded to whole numbers (up to {series['max_rounding_hu']:.2g} HU)"
                if series["max_rounding_hu"] > 0 else ""))
-    say(f"wrote {len(sidecar['files'])} files to {args.out}")
-    return 0
