@@ -105,7 +105,8 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
                   generator_path: str | None = None, progress: Callable[[int], None] | None = None,
                   latent: str = "volume", z_smooth: float = 0.0, rho: float | None = None,
                   formats: Sequence[str] = ("nifti",), drop_patient_tags: bool = False,
-                  clean_segmentation: np.ndarray | None = None) -> dict[str, Any]:
+                  clean_segmentation: np.ndarray | None = None,
+                  on_result: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Sample adversarial slices of ``case`` and write them with a JSON sidecar.
 
     Parameters
@@ -137,54 +138,11 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
         The target's segmentation of the clean volume (Z, Y, X) from an earlier
         sample of the same case and target: reused instead of predicted again
         (:func:`sample_volumes`).
+    on_result : callable, optional
+        Called with the :class:`~napari_advseg.attack.apply.VolumeAttack` once
+        it is made, before the files are written.
     Returns the sidecar dictionary (also written as ``sample.json``, strict JSON).
     """
-    return _sample(generator, config, target, case, out_dir, seed=seed, temperature=temperature, eps_phi=eps_phi,
-                   eps_b=eps_b, slices=slices, batch_size=batch_size, overwrite=overwrite, prefix=prefix,
-                   generator_path=generator_path, progress=progress, latent=latent, z_smooth=z_smooth, rho=rho,
-                   formats=formats, drop_patient_tags=drop_patient_tags,
-                   clean_segmentation=clean_segmentation)[0]
-
-
-def sample_prefix(prefix: str, seed: int) -> str:
-    """The file-name start of one of several samples (:func:`sample_volumes`): ``<prefix>seed<seed>_``."""
-    return f"{prefix}seed{int(seed)}_"
-
-
-def sample_volumes(generator, config: AttackConfig, target, case: Case, out_dir: str | os.PathLike, *,
-                   seeds: Sequence[int], prefix: str = "", formats: Sequence[str] = ("nifti",),
-                   overwrite: bool = False, **options) -> Iterator[dict[str, Any]]:
-    """Several samples of one case, one per seed, each written as :func:`sample_volume` writes one (its files
-    start with :func:`sample_prefix`); yields each sidecar. The clean volume is segmented once, with the first
-    sample, and reused: each further sample costs one network pass over the volume. Nothing is written when
-    any output exists already (unless ``overwrite``)."""
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise AdvsegError(f"the seeds of several samples must be distinct and at least one, got {seeds}")
-    if not overwrite:
-        existing = [str(p) for seed in seeds for p in output_paths(out_dir, sample_prefix(prefix, seed),
-                                                                   formats).values() if p.exists()]
-        if existing:
-            raise AdvsegError(f"{existing[0]}: exists already (use --overwrite to replace; "
-                              f"{len(existing)} output file(s) would be overwritten)")
-    clean = None
-    for seed in seeds:
-        sidecar, result = _sample(generator, config, target, case, out_dir, seed=seed,
-                                  prefix=sample_prefix(prefix, seed), formats=formats, overwrite=overwrite,
-                                  clean_segmentation=clean, **options)
-        clean = result.clean_segmentation
-        yield sidecar
-
-
-def _sample(generator, config: AttackConfig, target, case: Case, out_dir: str | os.PathLike, *,
-            seed: int = 0, temperature: float = 1.0, eps_phi: Sequence[float] | None = None,
-            eps_b: Sequence[float] | None = None, slices: Sequence[int] | None = None,
-            batch_size: int = 4, overwrite: bool = False, prefix: str = "",
-            generator_path: str | None = None, progress: Callable[[int], None] | None = None,
-            latent: str = "volume", z_smooth: float = 0.0, rho: float | None = None,
-            formats: Sequence[str] = ("nifti",), drop_patient_tags: bool = False,
-            clean_segmentation: np.ndarray | None = None) -> tuple[dict[str, Any], Any]:
-    """:func:`sample_volume`, returning the sidecar and the :class:`~napari_advseg.attack.apply.VolumeAttack`."""
     unknown = set(formats) - {"nifti", "dicom"}
     if unknown or not formats:
         raise AdvsegError(f"unknown output format(s) {sorted(unknown)}: choose nifti and/or dicom")
@@ -205,6 +163,8 @@ def _sample(generator, config: AttackConfig, target, case: Case, out_dir: str | 
                            eps_phi=eps_phi, eps_b=eps_b, batch_size=batch_size, latent=latent,
                            z_smooth=z_smooth, rho=rho, clean_segmentation=clean_segmentation)
     result = run_attack_volume(stream, progress)
+    if on_result is not None:
+        on_result(result)
 
     sidecar: dict[str, Any] = {
         "ct": case.volume.path,
@@ -272,7 +232,36 @@ def _sample(generator, config: AttackConfig, target, case: Case, out_dir: str | 
             else:
                 path.unlink(missing_ok=True)
         raise
-    return sidecar, result
+    return sidecar
+
+
+def sample_prefix(prefix: str, seed: int) -> str:
+    """The file-name start of one of several samples (:func:`sample_volumes`): ``<prefix>seed<seed>_``."""
+    return f"{prefix}seed{int(seed)}_"
+
+
+def sample_volumes(generator, config: AttackConfig, target, case: Case, out_dir: str | os.PathLike, *,
+                   seeds: Sequence[int], prefix: str = "", formats: Sequence[str] = ("nifti",),
+                   overwrite: bool = False, **options) -> Iterator[dict[str, Any]]:
+    """Several samples of one case, one per seed, each written as :func:`sample_volume` writes one (its files
+    start with :func:`sample_prefix`); yields each sidecar. The clean volume is segmented once, with the first
+    sample, and reused: each further sample costs one network pass over the volume. Nothing is written when
+    any output exists already (unless ``overwrite``)."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise AdvsegError(f"the seeds of several samples must be distinct and at least one, got {seeds}")
+    if not overwrite:
+        existing = [str(p) for seed in seeds for p in output_paths(out_dir, sample_prefix(prefix, seed),
+                                                                   formats).values() if p.exists()]
+        if existing:
+            raise AdvsegError(f"{existing[0]}: exists already (use --overwrite to replace; "
+                              f"{len(existing)} output file(s) would be overwritten)")
+    made: list = []  # the first sample's result, for its clean segmentation
+    for seed in seeds:
+        clean = made[0].clean_segmentation if made else None
+        yield sample_volume(generator, config, target, case, out_dir, seed=seed, prefix=sample_prefix(prefix, seed),
+                            formats=formats, overwrite=overwrite, clean_segmentation=clean,
+                            on_result=None if made else made.append, **options)
 
 
 def _write_dicom(result, case: Case, target, paths: dict[str, Path], written: list[Path], sidecar: dict,
