@@ -216,3 +216,26 @@ def test_evaluation_segments_the_clean_slices_once_for_every_sample():
     assert one["organs"].keys() == three["organs"].keys()
     for name, row in one["organs"].items():
         assert row["dice_clean"] == three["organs"][name]["dice_clean"]
+
+
+def test_bias_acts_in_hu_before_the_window_so_tissue_beyond_it_stays():
+    from napari_advseg.attack.fields import apply_fields
+
+    # pixels at the bounds (air at -1, bone at +1) and within; a bias of +-0.3
+    image = torch.tensor([[[[-1.0, -0.5, 0.0, 0.5, 1.0]]]])
+    for sign in (1.0, -1.0):
+        out = apply_fields(image, None, torch.full_like(image, 0.3 * sign), "additive", (-1.0, 1.0))
+        assert out[0, 0, 0, 0] == -1.0 and out[0, 0, 0, 4] == 1.0
+        assert torch.allclose(out[0, 0, 0, 1:4], image[0, 0, 0, 1:4] + 0.3 * sign)
+
+    target, case, config, generator = _setup("window", "additive")
+    config = config.replace(fields="bias")
+    hu = case.volume.hu
+    beyond = (hu <= -200.0) | (hu >= 300.0)
+    assert beyond.any() and (~beyond).any()
+    for sign in (1.0, -1.0):
+        result = run_attack_volume(attack_volume(generator, config, target, case, eps_phi=np.zeros(4),
+                                                 eps_b=np.full(4, 3.0 * sign)))
+        assert np.abs(result.bias[beyond]).max() > 1.0  # the field itself is there
+        assert np.array_equal(result.adversarial_hu[beyond], hu[beyond])  # air and bone keep their HU
+        assert np.abs(result.adversarial_hu[~beyond] - hu[~beyond]).max() > 1.0

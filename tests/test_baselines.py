@@ -246,3 +246,23 @@ def test_generator_attack_native_and_scaled_to_rho(tiny_target, batch, tiny_gene
     assert report["slice_success_rate"] == pytest.approx(successes / trials)
     with pytest.raises(TypeError):
         generator_attack(x, y, tiny_target, 0.05, torch.Generator(), generator=generator, config=config, steps=3)
+
+
+@pytest.mark.parametrize("method", ["random", "optimised"])
+def test_smooth_fields_act_as_a_window_target_sees_them(method, tiny_target):
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
+    x[:, :, :, :6] = -1.0  # air: at the window's bottom
+    x[:, :, :, -4:] = 1.0  # bone: at its top
+    y = torch.zeros(2, 32, 32, dtype=torch.long)
+    y[:, 10:20, 10:20] = 1
+    rng = torch.Generator().manual_seed(1)
+    if method == "random":
+        result = random_smooth_fields(x, y, 0.05, rng, fields="bias", input_range=(-1.0, 1.0))
+    else:
+        result = optimised_smooth_fields(x, y, tiny_target, 0.05, 2, rng, fields="bias", input_range=(-1.0, 1.0))
+    assert result.bias[:, :, :, :6].abs().max() > 0  # the field is there ...
+    assert torch.equal(result.adversarial[:, :, :, :6], x[:, :, :, :6])  # ... and leaves air and bone
+    assert torch.equal(result.adversarial[:, :, :, -4:], x[:, :, :, -4:])
+    assert result.adversarial.min() >= -1.0 and result.adversarial.max() <= 1.0
+    assert perceptibility_per_slice(result.adversarial, x) == pytest.approx([0.05, 0.05], rel=1e-3)

@@ -8,7 +8,9 @@ was scored on:
 1. ``x_adv = clip(T(x; phi) + b)`` (or ``clip(T(x; phi) * exp(b))``, the
    multiplicative mode), in the target's normalised units, clipped to the
    intensities the target can see (:func:`input_range`: a window target's
-   window; z-score targets see everything);
+   window; z-score targets see everything). The fields act in HU before
+   that clip, so the bias moves only pixels within the window: air, fat or
+   bone beyond it stay beyond it (:func:`~napari_advseg.attack.fields.apply_fields`);
 2. ``hu_adv = scale.to_hu(x_adv)``, except where ``x_adv`` sits on a clip
    bound: there the warped original HU beyond the bound are kept (bone stays
    bone), since the network sees the bound either way; then clipped to the
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import apply_fields, fold_count, perceptibility_per_slice, warp_image, warp_labels
+from napari_advseg.attack.fields import apply_fields, at_bounds, fold_count, perceptibility_per_slice, warp_image, warp_labels
 from napari_advseg.attack.realism import RealismTally
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for
@@ -122,12 +124,16 @@ def adversarial_hu(hu: np.ndarray, adversarial: np.ndarray, displacement: np.nda
         if displacement is not None:
             warped = warp_image(torch.as_tensor(warped)[:, None], torch.as_tensor(displacement))[:, 0].numpy()
         # At a clip bound the network saw the bound; the original tissue beyond it is kept.
+        if scale.clip_low is not None and scale.clip_high is not None:
+            bounds = scale.apply(np.array([scale.clip_low, scale.clip_high], np.float32))
+            below, above = at_bounds(adversarial, (float(bounds[0]), float(bounds[1])))
+        else:  # one bound only: exactly at it
+            below = adversarial <= scale.apply(np.float32(-np.inf if scale.clip_low is None else scale.clip_low))
+            above = adversarial >= scale.apply(np.float32(np.inf if scale.clip_high is None else scale.clip_high))
         if scale.clip_high is not None:
-            top = scale.apply(np.float32(scale.clip_high))
-            out = np.where(adversarial >= top, np.maximum(warped, np.float32(scale.clip_high)), out)
+            out = np.where(above, np.maximum(warped, np.float32(scale.clip_high)), out)
         if scale.clip_low is not None:
-            bottom = scale.apply(np.float32(scale.clip_low))
-            out = np.where(adversarial <= bottom, np.minimum(warped, np.float32(scale.clip_low)), out)
+            out = np.where(below, np.minimum(warped, np.float32(scale.clip_low)), out)
     low = np.minimum(np.float32(SCANNER_HU[0]), hu.min(axis=(-2, -1), keepdims=True))
     high = np.maximum(np.float32(SCANNER_HU[1]), hu.max(axis=(-2, -1), keepdims=True))
     out = np.clip(out, low, high)

@@ -55,20 +55,40 @@ def warp_labels(labels: torch.Tensor, displacement: torch.Tensor) -> torch.Tenso
     return warped.squeeze(1).round().to(labels.dtype)
 
 
+BOUND_TOLERANCE = 1e-4
+"""Share of a target's input range within which an intensity counts as at its bound (float round-off of
+the warp's interpolation between pixels at the bound)."""
+
+
+def at_bounds(image, input_range: tuple[float, float]):
+    """Where ``image`` (normalised, a tensor or an array) lies at the low and at the high bound of a target's
+    input range, within :data:`BOUND_TOLERANCE` of its width: two boolean masks."""
+    low, high = float(input_range[0]), float(input_range[1])
+    tol = BOUND_TOLERANCE * (high - low)
+    return image <= low + tol, image >= high - tol
+
+
 def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
                  bias: torch.Tensor | None, bias_mode: str = "additive",
                  input_range: tuple[float, float] | None = None) -> torch.Tensor:
     """The adversarial image ``g(x; phi, b)`` (Eq. 1): ``T(x; phi) + b`` or ``T(x; phi) * exp(b)``.
 
     ``input_range`` (low, high), in normalised units, is what the target can
-    see: a window-normalised target clips HU to its window before the network,
-    so an image brighter than the window's top looks like the top to it. The
-    result is clipped to that range, so that the image G is trained and scored
-    on is the one any exported HU volume gives the network back (see
-    :mod:`napari_advseg.attack.apply`). None (z-score targets): no clipping.
+    see: a window-normalised (or CT-scheme) target clips HU to fixed bounds
+    before the network, so ``image`` holds the bound wherever the CT lies
+    beyond it. The fields act in HU before that clip: the bias moves only the
+    intensities within the range (a pixel at a bound is tissue beyond it,
+    air, fat or bone, which an intensity change of a few tens of HU leaves
+    beyond it), and the result is clipped to the range, so that the image G
+    is trained and scored on is the one any exported HU volume gives the
+    network back (see :mod:`napari_advseg.attack.apply`). None (z-score
+    targets): the bias acts everywhere, no clipping.
     """
     out = image if displacement is None else warp_image(image, displacement)
     if bias is not None:
+        if input_range is not None:
+            below, above = at_bounds(out.detach(), input_range)
+            bias = bias * ~(below | above)
         if bias_mode == "additive":
             out = out + bias
         elif bias_mode == "multiplicative":

@@ -19,16 +19,18 @@ _RHO_TOLERANCE = 1e-4
 
 
 def _measure(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.Tensor | None,
-             scale: torch.Tensor) -> torch.Tensor:
-    """Per-slice rho of ``apply_fields(x, scale * phi, scale * bias)``; ``scale`` is (N,)."""
+             scale: torch.Tensor, input_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """Per-slice rho of ``apply_fields(x, scale * phi, scale * bias, input_range=input_range)``; ``scale`` is
+    (N,)."""
     s = scale.reshape(-1, 1, 1, 1).to(x.dtype)
-    adv = apply_fields(x, None if phi is None else phi * s, None if bias is None else bias * s)
+    adv = apply_fields(x, None if phi is None else phi * s, None if bias is None else bias * s,
+                       input_range=input_range)
     return perceptibility_per_slice(adv, x)
 
 
 @torch.no_grad()
 def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.Tensor | None, rho: float,
-                        max_iterations: int = 60) -> torch.Tensor:
+                        max_iterations: int = 60, input_range: tuple[float, float] | None = None) -> torch.Tensor:
     """The per-slice multiplier ``s`` with ``rho(apply_fields(x, s*phi, s*bias), x) = rho``.
 
     Bisection on each slice's measured perceptibility (Eq. 7), since warping is
@@ -51,6 +53,9 @@ def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.T
         Target perceptibility (dimensionless, >= 0).
     max_iterations : int
         Evaluations of the warp allowed for the bracket and for the bisection each.
+    input_range : (low, high) or None
+        A window target's input range (:func:`~napari_advseg.attack.fields.apply_fields`): the fields
+        applied as that target sees them.
 
     Returns
     -------
@@ -75,7 +80,7 @@ def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.T
 
     lo = torch.zeros_like(ones)
     hi = torch.minimum(ones, cap)
-    r_hi = _measure(x, phi, bias, hi)
+    r_hi = _measure(x, phi, bias, hi, input_range)
     best, best_err = hi.clone(), (r_hi - rho).abs()
     # Bracket: grow hi until it overshoots (or hits the cap); the last undershoot becomes lo.
     for _ in range(max_iterations):
@@ -84,7 +89,7 @@ def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.T
             break
         lo = torch.where(grow, hi, lo)
         hi = torch.where(grow, torch.minimum(hi * 2.0, cap), hi)
-        r_hi = _measure(x, phi, bias, hi)
+        r_hi = _measure(x, phi, bias, hi, input_range)
         err = (r_hi - rho).abs()
         better = err < best_err
         best, best_err = torch.where(better, hi, best), torch.where(better, err, best_err)
@@ -95,7 +100,7 @@ def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.T
         if not shrink.any():
             break
         half = hi * 0.5
-        r_half = _measure(x, phi, bias, half)
+        r_half = _measure(x, phi, bias, half, input_range)
         under = shrink & (r_half <= rho)
         lo = torch.where(under, half, lo)
         lo_known = lo_known | under
@@ -111,7 +116,7 @@ def scale_fields_to_rho(x: torch.Tensor, phi: torch.Tensor | None, bias: torch.T
         if bool(((best_err <= _RHO_TOLERANCE * rho) | ~reachable).all()):
             break
         mid = torch.where(lo > 0, (lo * hi).sqrt(), 0.5 * hi)
-        r_mid = _measure(x, phi, bias, mid)
+        r_mid = _measure(x, phi, bias, mid, input_range)
         above = r_mid > rho
         hi = torch.where(reachable & above, mid, hi)
         lo = torch.where(reachable & ~above, mid, lo)

@@ -27,15 +27,17 @@ __all__ = [
 
 
 def _random_fields_attack(x, y, target, rho, rng, **options) -> AttackResult:
-    """:func:`random_smooth_fields` with the uniform signature (``target`` and ``organ_ids`` ignored)."""
+    """:func:`random_smooth_fields` with the uniform signature (``organ_ids`` ignored; of ``target`` only its
+    input range is used)."""
     options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
-    return random_smooth_fields(x, y, rho, rng, **options)
+    return random_smooth_fields(x, y, rho, rng, input_range=target_input_range(target), **options)
 
 
 def _optimised_attack(steps: int) -> Callable[..., AttackResult]:
     def attack(x, y, target, rho, rng, **options) -> AttackResult:
-        return optimised_smooth_fields(x, y, target, rho, options.pop("steps", steps), rng, **options)
+        return optimised_smooth_fields(x, y, target, rho, options.pop("steps", steps), rng,
+                                       input_range=target_input_range(target), **options)
 
     attack.__doc__ = f":func:`optimised_smooth_fields` with {steps} step(s) by default."
     return attack

@@ -54,7 +54,7 @@ def _check_fields(fields: str) -> None:
 
 
 def _fit_field_pair(x: torch.Tensor, coarse_phi: torch.Tensor | None, coarse_b: torch.Tensor | None,
-                    rho: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                    rho: float, input_range=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Scale coarse control points so each field alone gives ``rho / sqrt(k)`` (k = fields used),
     then both together exactly ``rho``. Returns the scaled coarse tensors."""
     size = (x.shape[2], x.shape[3])
@@ -62,21 +62,22 @@ def _fit_field_pair(x: torch.Tensor, coarse_phi: torch.Tensor | None, coarse_b: 
     share = rho / math.sqrt(used)
     if used == 2:
         phi, bias = _fields(coarse_phi, coarse_b, size)
-        coarse_phi = coarse_phi * per_slice(scale_fields_to_rho(x, phi, None, share), coarse_phi)
-        coarse_b = coarse_b * per_slice(scale_fields_to_rho(x, None, bias, share), coarse_b)
+        alone_phi = scale_fields_to_rho(x, phi, None, share, input_range=input_range)
+        alone_b = scale_fields_to_rho(x, None, bias, share, input_range=input_range)
+        coarse_phi, coarse_b = coarse_phi * per_slice(alone_phi, coarse_phi), coarse_b * per_slice(alone_b, coarse_b)
     phi, bias = _fields(coarse_phi, coarse_b, size)
-    s = scale_fields_to_rho(x, phi, bias, rho)
+    s = scale_fields_to_rho(x, phi, bias, rho, input_range=input_range)
     return (None if coarse_phi is None else coarse_phi * per_slice(s, coarse_phi),
             None if coarse_b is None else coarse_b * per_slice(s, coarse_b))
 
 
 def _field_result(x: torch.Tensor, y: torch.Tensor, coarse_phi: torch.Tensor | None,
-                  coarse_b: torch.Tensor | None, seconds: float) -> AttackResult:
+                  coarse_b: torch.Tensor | None, seconds: float, input_range=None) -> AttackResult:
     size = (x.shape[2], x.shape[3])
     phi, bias = _fields(coarse_phi, coarse_b, size)
     phi = torch.zeros_like(x).expand(-1, 2, -1, -1).clone() if phi is None else phi
     bias = torch.zeros_like(x) if bias is None else bias
-    adversarial = apply_fields(x, phi, bias)
+    adversarial = apply_fields(x, phi, bias, input_range=input_range)
     return AttackResult(adversarial.detach(), phi.detach(), bias.detach(), warp_labels(y, phi.detach()), seconds)
 
 
@@ -87,7 +88,8 @@ def _field_result(x: torch.Tensor, y: torch.Tensor, coarse_phi: torch.Tensor | N
 
 @torch.no_grad()
 def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torch.Generator,
-                         control_spacing: int = 8, fields: str = "both") -> AttackResult:
+                         control_spacing: int = 8, fields: str = "both",
+                         input_range: tuple[float, float] | None = None) -> AttackResult:
     """Random smooth deformation and bias fields at perceptibility ``rho`` (augmentation baseline).
 
     Like an augmentation library's random elastic deformation plus random bias
@@ -113,6 +115,9 @@ def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torc
     fields : {"both", "phi", "bias"}
         Both fields, the displacement alone or the bias alone. Both fields are
         always drawn, so ``"phi"`` uses the same displacement as ``"both"``.
+    input_range : (low, high) or None
+        The target's input range (a window target's), the fields applied as
+        that target sees them (:func:`~napari_advseg.attack.fields.apply_fields`).
 
     Returns
     -------
@@ -127,8 +132,8 @@ def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torc
     coarse_phi = torch.randn(n, 2, gh, gw, generator=rng).to(x.device, x.dtype)
     coarse_b = torch.randn(n, 1, gh, gw, generator=rng).to(x.device, x.dtype)
     coarse_phi, coarse_b = _fit_field_pair(x, coarse_phi if fields != "bias" else None,
-                                           coarse_b if fields != "phi" else None, rho)
-    result = _field_result(x, y, coarse_phi, coarse_b, 0.0)
+                                           coarse_b if fields != "phi" else None, rho, input_range)
+    result = _field_result(x, y, coarse_phi, coarse_b, 0.0, input_range)
     sync_device(x.device)
     result.seconds = time.perf_counter() - start
     return result
@@ -142,7 +147,8 @@ def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torc
 def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int,
                             rng: torch.Generator, control_spacing: int = 8, lr: float = 0.5,
                             organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
-                            fields: str = "both", init_fraction: float = 0.1) -> AttackResult:
+                            fields: str = "both", init_fraction: float = 0.1,
+                            input_range: tuple[float, float] | None = None) -> AttackResult:
     """Smooth fields optimised per image to raise the target's masked cross-entropy, at ``rho``.
 
     advchain-style projected gradient ascent on control points:
@@ -193,6 +199,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         Which fields are optimised.
     init_fraction : float
         Size of the random start as a fraction of the budget.
+    input_range : (low, high) or None
+        The target's input range, as :func:`random_smooth_fields`.
 
     Returns
     -------
@@ -215,13 +223,13 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         for name, draw in (("phi", draw_phi), ("bias", draw_b)):
             if fields in (name, "both"):
                 phi, bias = _fields(draw if name == "phi" else None, draw if name == "bias" else None, size)
-                s = scale_fields_to_rho(x, phi, bias, rho)
+                s = scale_fields_to_rho(x, phi, bias, rho, input_range=input_range)
                 units.append(slice_norms(draw) * s)
                 init.append(draw * per_slice(s, draw))
         if fields == "both":
             # Even share of the budget at the start, like the random baseline, then shrunk.
             phi, bias = _fields(init[0], init[1], size)
-            s = scale_fields_to_rho(x, phi, bias, rho)
+            s = scale_fields_to_rho(x, phi, bias, rho, input_range=input_range)
             init = [c * per_slice(s, c) for c in init]
         coords = [c * init_fraction / per_slice(r.clamp_min(1e-12), c) for c, r in zip(init, units)]
 
@@ -233,7 +241,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
 
     def loss_of(us: list[torch.Tensor]) -> torch.Tensor:
         phi, bias = _fields(*to_coarse(us), size)
-        x_adv = apply_fields(x, phi, bias)
+        x_adv = apply_fields(x, phi, bias, input_range=input_range)
         y_adv = y if phi is None else warp_labels(y, phi.detach())
         mask = attack_mask(y_adv, organ_ids, mask_dilation)
         return per_slice_masked_ce(target(x_adv), y_adv, mask)
@@ -241,7 +249,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
     def rescale(us: list[torch.Tensor]) -> list[torch.Tensor]:
         cp, cb = to_coarse(us)
         phi, bias = _fields(cp, cb, size)
-        s = scale_fields_to_rho(x, phi, bias, rho)
+        s = scale_fields_to_rho(x, phi, bias, rho, input_range=input_range)
         return [u * per_slice(s, u) for u in us]
 
     best = [c.clone() for c in coords]
@@ -261,7 +269,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         loss = loss_of(coords).to(x.device)
         better = loss > best_loss
         best = [torch.where(per_slice(better, b), c, b) for b, c in zip(best, coords)]
-        result = _field_result(x, y, *to_coarse(best), 0.0)
+        result = _field_result(x, y, *to_coarse(best), 0.0, input_range)
     sync_device(x.device)
     result.seconds = time.perf_counter() - start
     return result
