@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from napari_advseg.attack.config import AttackConfig
-from napari_advseg.attack.fields import apply_fields, at_bounds, fold_count, perceptibility_per_slice, warp_image, warp_labels
+from napari_advseg.attack.fields import (apply_fields, at_bounds, fold_count, perceptibility_per_slice, warp_image,
+                                         warp_labels)
 from napari_advseg.attack.realism import RealismTally
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.data.intensity import scale_for

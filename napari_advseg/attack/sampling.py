@@ -17,7 +17,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,15 @@ def output_paths(out_dir: str | os.PathLike, prefix: str = "", formats: Sequence
     names = {**(NIFTI_FILES if "nifti" in formats else {}), **(DICOM_FILES if "dicom" in formats else {}),
              "sidecar": SIDECAR_FILE}
     return {key: out / f"{prefix}{name}" for key, name in names.items()}
+
+
+def refuse_existing(paths: Iterable[Path]) -> None:
+    """An :class:`AdvsegError` naming the first of ``paths`` that exists, and how many do (writing would
+    overwrite them)."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise AdvsegError(f"{existing[0]}: exists already (use --overwrite to replace; "
+                          f"{len(existing)} output file(s) would be overwritten)")
 
 
 def check_run_name(name: str) -> str:
@@ -150,10 +159,7 @@ def sample_volume(generator, config: AttackConfig, target, case: Case, out_dir: 
     if case.labels is None:
         paths.pop("warped_reference", None)
     if not overwrite:
-        existing = [str(p) for p in paths.values() if p.exists()]
-        if existing:
-            raise AdvsegError(f"{existing[0]}: exists already (use --overwrite to replace; "
-                              f"{len(existing)} output file(s) would be overwritten)")
+        refuse_existing(paths.values())
     n_slices = case.volume.n_slices
     index = np.arange(n_slices) if slices is None else np.asarray(sorted(set(int(s) for s in slices)))
     if index.size == 0 or index.min() < 0 or index.max() >= n_slices:
@@ -251,11 +257,8 @@ def sample_volumes(generator, config: AttackConfig, target, case: Case, out_dir:
     if not seeds or len(set(seeds)) != len(seeds):
         raise AdvsegError(f"the seeds of several samples must be distinct and at least one, got {seeds}")
     if not overwrite:
-        existing = [str(p) for seed in seeds for p in output_paths(out_dir, sample_prefix(prefix, seed),
-                                                                   formats).values() if p.exists()]
-        if existing:
-            raise AdvsegError(f"{existing[0]}: exists already (use --overwrite to replace; "
-                              f"{len(existing)} output file(s) would be overwritten)")
+        refuse_existing(path for seed in seeds
+                        for path in output_paths(out_dir, sample_prefix(prefix, seed), formats).values())
     made: list = []  # the first sample's result, for its clean segmentation
     for seed in seeds:
         clean = made[0].clean_segmentation if made else None
