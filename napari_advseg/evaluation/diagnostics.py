@@ -26,9 +26,14 @@ CHECK_SLICES = 8
 """Organ slices scored by the check (spread evenly over the slices that hold any organ)."""
 
 
+def _slices_with_organs(labels: np.ndarray) -> np.ndarray:
+    """Indices of the slices holding any organ label."""
+    return np.flatnonzero(np.asarray(labels).reshape(len(labels), -1).any(axis=1))
+
+
 def organ_slices(labels: np.ndarray, count: int = CHECK_SLICES) -> np.ndarray:
     """Indices of up to ``count`` slices with any organ, spread evenly along z (empty if none)."""
-    present = np.flatnonzero(np.asarray(labels).reshape(len(labels), -1).any(axis=1))
+    present = _slices_with_organs(labels)
     if len(present) <= count:
         return present
     return present[np.linspace(0, len(present) - 1, count).round().astype(int)]
@@ -38,10 +43,12 @@ def check_slices(target, labels: np.ndarray, count: int = CHECK_SLICES) -> tuple
     """The slices the check scores and how to name them: :func:`organ_slices` for a 2D target; for a 3D
     one (:func:`~napari_advseg.models.target_meta.is_volumetric`) a run of consecutive slices, at least its
     slab depth, around the middle organ slice, so that its network sees z context as it was trained to."""
-    index = organ_slices(labels, count)
-    if len(index) == 0 or not is_volumetric(target):
+    if not is_volumetric(target):
+        index = organ_slices(labels, count)
         return index, f"{len(index)} organ slices"
-    present = np.flatnonzero(np.asarray(labels).reshape(len(labels), -1).any(axis=1))
+    present = _slices_with_organs(labels)
+    if len(present) == 0:
+        return present, "0 organ slices"
     n, depth = len(labels), max(count, int(target.slab_depth))
     start = int(np.clip(int(present[len(present) // 2]) - depth // 2, 0, max(0, n - depth)))
     index = np.arange(start, min(n, start + depth))
