@@ -11,7 +11,9 @@ the generator (slabs of the patch depth, one code per slab, fields smoothed
 along z; the held-out slices are input only). Then, on the 15 held-out
 slices scored within the whole volume (the 3D network's context): clean
 Dice, the generator at its own rho and at each ``--rhos``, random smooth
-fields at the same rho (``--samples`` draws each), with rho, the realism
+fields at the same rho (``--samples`` draws each) and with ``--optimised``
+the 20-step per-image optimised fields (both smoothed along z as the
+generator's are: ``AttackConfig.z_smooth``), with rho, the realism
 figures and folds; and the time to sample adversarial volumes
 (``foreign_targets.sampling_seconds``: the first with the clean volume
 segmented too, a further one with that segmentation reused) beside one
@@ -51,6 +53,9 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=2)
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "slab_attack.json")
+    p.add_argument("--optimised", action="store_true",
+                   help="also the 20-step optimised smooth fields (one draw; about 20 forward and backward passes "
+                        "of the 3D network over the whole volume per rho)")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -79,10 +84,13 @@ def main(argv=None) -> int:
     fn = functools.partial(generator_attack, generator=generator, config=config)
     fn.__name__ = "generator"  # type: ignore[attr-defined]
     entries = []
-    for label, attack, rhos in (("generator", fn, [None, *args.rhos]), ("random fields", "random_fields", args.rhos)):
+    peers = [("generator", fn, [None, *args.rhos], args.samples),
+             ("random fields", "random_fields", args.rhos, args.samples),
+             ("optimised fields, 20 steps", "optimised_fields_20", args.rhos, 1)]
+    for label, attack, rhos, samples in peers[:3 if args.optimised else 2]:
         for rho in rhos:
             start = time.perf_counter()
-            report = evaluate_baseline(attack, target, volumes, rho, samples=args.samples, seed=0)
+            report = evaluate_baseline(attack, target, volumes, rho, samples=samples, seed=0)
             entries.append(foreign_targets.entry(label, rho, report))
             e = entries[-1]
             say(f"{label} at rho {'own' if rho is None else rho} ({e['rho']:.3f}): mean drop "

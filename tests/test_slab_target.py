@@ -191,6 +191,28 @@ def test_the_generator_as_a_peer_draws_one_code_per_volume_and_smooths_along_z()
     assert jump(in_3d.displacement) < 0.5 * jump(in_2d.displacement)
 
 
+@pytest.mark.parametrize("name", ["random_fields", "optimised_fields_1"])
+def test_smooth_field_peers_of_a_3d_target_are_smooth_along_z_and_on_the_budget(name):
+    from napari_advseg.attack.baselines.registry import ATTACKS
+    from napari_advseg.attack.fields import perceptibility_per_slice
+
+    images, labels = volume()
+    x, y = torch.from_numpy(images)[:, None], torch.from_numpy(labels)
+    flat = slab_target()
+    flat.slab_depth = None   # the same network as a 2D target: each slice's fields on their own
+    options = {"steps": 3} if name.startswith("optimised") else {}
+    in_3d = ATTACKS[name](x, y, slab_target(), 0.05, torch.Generator().manual_seed(0), **options)
+    in_2d = ATTACKS[name](x, y, flat, 0.05, torch.Generator().manual_seed(0), **options)
+
+    def jump(field):  # mean change between neighbouring slices, relative to the field's size
+        return float((field[1:] - field[:-1]).abs().mean() / field.abs().mean())
+
+    for result in (in_3d, in_2d):
+        assert torch.allclose(perceptibility_per_slice(result.adversarial, x), torch.full((9,), 0.05), rtol=0.02)
+    assert jump(in_3d.bias) < 0.7 * jump(in_2d.bias)
+    assert jump(in_3d.displacement) < 0.7 * jump(in_2d.displacement)
+
+
 class ReadsLabelsInContext(nn.Module):
     """Segments the intensity bands of ``volume`` right only when a call holds ``depth`` slices or more (a 3D
     network without its z context segments nothing)."""

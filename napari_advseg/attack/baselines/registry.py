@@ -15,6 +15,7 @@ from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.baselines.common import AttackResult, check_inputs, sync_device
 from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
 from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
+from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, warp_labels
 from napari_advseg.attack.strength import scale_to_rho
 from napari_advseg.attack.volume_fields import smooth_along_z
@@ -26,18 +27,26 @@ __all__ = [
 ]
 
 
+def _as_target_sees(target, options: dict) -> dict:
+    """The smooth fields' options for ``target``: its input range, and for a 3D target (``x`` a volume's
+    consecutive slices) the Gaussian along z that its generator's fields get (``AttackConfig.z_smooth``),
+    unless ``options`` set ``z_smooth``."""
+    z_smooth = AttackConfig().z_smooth if is_volumetric(target) else 0.0
+    return {"input_range": target_input_range(target), "z_smooth": z_smooth, **options}
+
+
 def _random_fields_attack(x, y, target, rho, rng, **options) -> AttackResult:
     """:func:`random_smooth_fields` with the uniform signature (``organ_ids`` ignored; of ``target`` only its
-    input range is used)."""
+    input range and dimensionality are used)."""
     options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
-    return random_smooth_fields(x, y, rho, rng, input_range=target_input_range(target), **options)
+    return random_smooth_fields(x, y, rho, rng, **_as_target_sees(target, options))
 
 
 def _optimised_attack(steps: int) -> Callable[..., AttackResult]:
     def attack(x, y, target, rho, rng, **options) -> AttackResult:
         return optimised_smooth_fields(x, y, target, rho, options.pop("steps", steps), rng,
-                                       input_range=target_input_range(target), **options)
+                                       **_as_target_sees(target, options))
 
     attack.__doc__ = f":func:`optimised_smooth_fields` with {steps} step(s) by default."
     return attack

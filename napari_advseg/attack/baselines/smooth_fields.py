@@ -24,6 +24,7 @@ from napari_advseg.attack.baselines.common import (
 from napari_advseg.attack.baselines.field_scaling import scale_fields_to_rho
 from napari_advseg.attack.config import FIELD_MODES
 from napari_advseg.attack.fields import apply_fields, upsample_field, warp_labels
+from napari_advseg.attack.volume_fields import smooth_along_z
 
 __all__ = [
     "optimised_smooth_fields",
@@ -46,6 +47,14 @@ def _fields(coarse_phi: torch.Tensor | None, coarse_b: torch.Tensor | None,
     phi = None if coarse_phi is None else upsample_field(coarse_phi, size)
     bias = None if coarse_b is None else upsample_field(coarse_b, size)
     return phi, bias
+
+
+def _along_z(coarse: torch.Tensor | None, z_smooth: float) -> torch.Tensor | None:
+    """Control points of consecutive slices smoothed by a Gaussian of ``z_smooth`` slices along z (0: as
+    they are), as a 3D target's generator fields are (:func:`~napari_advseg.attack.volume_fields.smooth_along_z`)."""
+    if coarse is None or z_smooth <= 0:
+        return coarse
+    return smooth_along_z(coarse, range(coarse.shape[0]), z_smooth)
 
 
 def _check_fields(fields: str) -> None:
@@ -89,7 +98,7 @@ def _field_result(x: torch.Tensor, y: torch.Tensor, coarse_phi: torch.Tensor | N
 @torch.no_grad()
 def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torch.Generator,
                          control_spacing: int = 8, fields: str = "both",
-                         input_range: tuple[float, float] | None = None) -> AttackResult:
+                         input_range: tuple[float, float] | None = None, z_smooth: float = 0.0) -> AttackResult:
     """Random smooth deformation and bias fields at perceptibility ``rho`` (augmentation baseline).
 
     Like an augmentation library's random elastic deformation plus random bias
@@ -118,6 +127,10 @@ def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torc
     input_range : (low, high) or None
         The target's input range (a window target's), the fields applied as
         that target sees them (:func:`~napari_advseg.attack.fields.apply_fields`).
+    z_smooth : float
+        For a 3D target (``x`` a volume's consecutive slices): a Gaussian of
+        this many slices along z over the control points before the scaling,
+        as the generator's fields get; 0: each slice's fields independent.
 
     Returns
     -------
@@ -129,8 +142,8 @@ def random_smooth_fields(x: torch.Tensor, y: torch.Tensor, rho: float, rng: torc
     start = time.perf_counter()
     n = x.shape[0]
     gh, gw = _coarse_size((x.shape[2], x.shape[3]), control_spacing)
-    coarse_phi = torch.randn(n, 2, gh, gw, generator=rng).to(x.device, x.dtype)
-    coarse_b = torch.randn(n, 1, gh, gw, generator=rng).to(x.device, x.dtype)
+    coarse_phi = _along_z(torch.randn(n, 2, gh, gw, generator=rng).to(x.device, x.dtype), z_smooth)
+    coarse_b = _along_z(torch.randn(n, 1, gh, gw, generator=rng).to(x.device, x.dtype), z_smooth)
     coarse_phi, coarse_b = _fit_field_pair(x, coarse_phi if fields != "bias" else None,
                                            coarse_b if fields != "phi" else None, rho, input_range)
     result = _field_result(x, y, coarse_phi, coarse_b, 0.0, input_range)
@@ -148,7 +161,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
                             rng: torch.Generator, control_spacing: int = 8, lr: float = 0.5,
                             organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
                             fields: str = "both", init_fraction: float = 0.1,
-                            input_range: tuple[float, float] | None = None) -> AttackResult:
+                            input_range: tuple[float, float] | None = None, z_smooth: float = 0.0) -> AttackResult:
     """Smooth fields optimised per image to raise the target's masked cross-entropy, at ``rho``.
 
     advchain-style projected gradient ascent on control points:
@@ -201,6 +214,12 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         Size of the random start as a fraction of the budget.
     input_range : (low, high) or None
         The target's input range, as :func:`random_smooth_fields`.
+    z_smooth : float
+        For a 3D target: the control points that are optimised pass through
+        a Gaussian of this many slices along z, then onto the budget (in
+        every step, so each slice's points get gradient from its neighbours'
+        losses and the result stays smooth across slices; the start is then
+        on the budget, not at ``init_fraction``); 0: each slice on its own.
 
     Returns
     -------
@@ -216,8 +235,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
     size = (x.shape[2], x.shape[3])
     gh, gw = _coarse_size(size, control_spacing)
     with torch.no_grad():
-        draw_phi = torch.randn(n, 2, gh, gw, generator=rng).to(x.device, x.dtype)
-        draw_b = torch.randn(n, 1, gh, gw, generator=rng).to(x.device, x.dtype)
+        draw_phi = _along_z(torch.randn(n, 2, gh, gw, generator=rng).to(x.device, x.dtype), z_smooth)
+        draw_b = _along_z(torch.randn(n, 1, gh, gw, generator=rng).to(x.device, x.dtype), z_smooth)
         units: list[torch.Tensor] = []   # R per used field, (N,)
         init: list[torch.Tensor] = []
         for name, draw in (("phi", draw_phi), ("bias", draw_b)):
@@ -233,11 +252,19 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
             init = [c * per_slice(s, c) for c in init]
         coords = [c * init_fraction / per_slice(r.clamp_min(1e-12), c) for c, r in zip(init, units)]
 
-    def to_coarse(us: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        cs = [u * per_slice(r, u) for u, r in zip(us, units)]
+    def pair(cs: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if fields == "both":
             return cs[0], cs[1]
         return (cs[0], None) if fields == "phi" else (None, cs[0])
+
+    def to_coarse(us: list[torch.Tensor], along_z: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        cs = [u * per_slice(r, u) for u, r in zip(us, units)]
+        if along_z and z_smooth > 0:  # smoothing mixes the slices' sizes: back onto the budget after it
+            cs = [_along_z(c, z_smooth) for c in cs]
+            with torch.no_grad():  # a constant factor per slice
+                s = scale_fields_to_rho(x, *_fields(*pair(cs), size), rho, input_range=input_range)
+            cs = [c * per_slice(s, c) for c in cs]
+        return pair(cs)
 
     def loss_of(us: list[torch.Tensor]) -> torch.Tensor:
         phi, bias = _fields(*to_coarse(us), size)
@@ -247,8 +274,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         return per_slice_masked_ce(target(x_adv), y_adv, mask)
 
     def rescale(us: list[torch.Tensor]) -> list[torch.Tensor]:
-        cp, cb = to_coarse(us)
-        phi, bias = _fields(cp, cb, size)
+        """The iterate back onto the budget (before any smoothing along z, so each step keeps its size)."""
+        phi, bias = _fields(*to_coarse(us, along_z=False), size)
         s = scale_fields_to_rho(x, phi, bias, rho, input_range=input_range)
         return [u * per_slice(s, u) for u in us]
 
