@@ -266,3 +266,23 @@ def test_smooth_fields_act_as_a_window_target_sees_them(method, tiny_target):
     assert torch.equal(result.adversarial[:, :, :, -4:], x[:, :, :, -4:])
     assert result.adversarial.min() >= -1.0 and result.adversarial.max() <= 1.0
     assert perceptibility_per_slice(result.adversarial, x) == pytest.approx([0.05, 0.05], rel=1e-3)
+
+
+@pytest.mark.parametrize("method", [pgd_l2, segpgd])
+def test_pgd_acts_as_a_window_target_sees_it(method, tiny_target):
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
+    x[:, :, :, :6] = -1.0  # air: at the window's bottom
+    x[:, :, :, -4:] = 1.0  # bone: at its top
+    y = torch.zeros(2, 32, 32, dtype=torch.long)
+    y[:, 10:20, 10:20] = 1
+    free = method(x, y, tiny_target, 0.05, steps=3, rng=torch.Generator().manual_seed(1))
+    assert not torch.equal(free.adversarial[:, :, :, :6], x[:, :, :, :6])  # without a range, air moves
+    windowed = method(x, y, tiny_target, 0.05, steps=3, rng=torch.Generator().manual_seed(1),
+                      input_range=(-1.0, 1.0))
+    assert torch.equal(windowed.adversarial[:, :, :, :6], x[:, :, :, :6])  # with one, air and bone stay
+    assert torch.equal(windowed.adversarial[:, :, :, -4:], x[:, :, :, -4:])
+    assert windowed.adversarial.min() >= -1.0 and windowed.adversarial.max() <= 1.0
+    assert torch.allclose(windowed.bias, windowed.adversarial - x)
+    rho = perceptibility_per_slice(windowed.adversarial, x)
+    assert float(rho.min()) > 0.045 and float(rho.max()) <= 0.05 + 1e-4

@@ -29,20 +29,17 @@ def adversarial_part(config: HardenConfig, x: torch.Tensor, y: torch.Tensor, tar
     ``generator`` is ``(generator, AttackConfig)`` for the ``generator`` method:
     one forward pass with fresh latent codes drawn from ``rng``.
     """
-    from napari_advseg.attack.apply import target_input_range
-    from napari_advseg.attack.baselines.registry import generator_attack
-    from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
+    from napari_advseg.attack.baselines.registry import ATTACKS, generator_attack
 
     if config.method == "generator":
         model, attack_config = generator
         return generator_attack(x, y, target, rho, rng, generator=model, config=attack_config)
+    # the registry's peers see the fields as the target does (its input range; along z for a 3D target)
     if config.method == "random_fields":
-        return random_smooth_fields(x, y, rho, rng, control_spacing=config.control_spacing,
-                                    input_range=target_input_range(target))
+        return ATTACKS["random_fields"](x, y, target, rho, rng, control_spacing=config.control_spacing)
     if config.method == "optimised_fields":
-        return optimised_smooth_fields(x, y, target, rho, config.opt_steps, rng,
-                                       control_spacing=config.control_spacing,
-                                       input_range=target_input_range(target))
+        return ATTACKS["optimised_fields_20"](x, y, target, rho, rng, steps=config.opt_steps,
+                                              control_spacing=config.control_spacing)
     raise AdvsegError(f"the {config.method!r} method makes no adversarial slices")
 
 

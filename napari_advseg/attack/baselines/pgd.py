@@ -20,6 +20,7 @@ from napari_advseg.attack.baselines.common import (
     slice_norms,
     sync_device,
 )
+from napari_advseg.attack.fields import at_bounds
 
 __all__ = [
     "pgd_l2",
@@ -52,8 +53,13 @@ def segpgd_lambda(t: int, steps: int) -> float:
 
 def _intensity_pgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int, rng: torch.Generator,
                    step_size: float | None, organ_ids: Sequence[int] | None, mask_dilation: int,
-                   weighting: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]) -> AttackResult:
-    """Shared PGD-L2 loop; ``weighting(t, logits, labels)`` gives per-pixel weights or None."""
+                   weighting: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None],
+                   input_range: tuple[float, float] | None = None) -> AttackResult:
+    """Shared PGD-L2 loop; ``weighting(t, logits, labels)`` gives per-pixel weights or None.
+
+    ``input_range``: a window target's (see :func:`pgd_l2`): the perturbation
+    is kept off the pixels at a bound and the image clipped to the range.
+    """
     check_inputs(x, y, rho)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -62,21 +68,33 @@ def _intensity_pgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: 
     radius = rho * slice_norms(x)                                   # (N,), normalised units
     alpha = (2.5 / steps) if step_size is None else float(step_size)  # fraction of the radius per step
     mask = attack_mask(y, organ_ids, mask_dilation)
+    if input_range is None:
+        free = torch.ones_like(x)
+
+        def image(d: torch.Tensor) -> torch.Tensor:
+            return x + d
+    else:  # the intensities a window target sees: pixels at a bound lie beyond it in HU and stay there
+        low, high = at_bounds(x, input_range)
+        free = (~(low | high)).to(x.dtype)
+
+        def image(d: torch.Tensor) -> torch.Tensor:
+            return (x + d).clamp(float(input_range[0]), float(input_range[1]))
     with torch.no_grad():
-        direction = _unit(torch.randn(x.shape, generator=rng).to(x.device, x.dtype))
+        direction = _unit(free * torch.randn(x.shape, generator=rng).to(x.device, x.dtype))
         fraction = torch.rand(x.shape[0], generator=rng).to(x.device, x.dtype)
         delta = direction * per_slice(radius * fraction, x)
     for t in range(1, steps + 1):
         delta = delta.detach().requires_grad_(True)
-        logits = target(x + delta)
+        logits = target(image(delta))
         loss = per_slice_masked_ce(logits, y, mask, weighting(t, logits.detach(), y))
         (grad,) = torch.autograd.grad(loss.sum(), delta)
         with torch.no_grad():
-            delta = _project_ball(delta + per_slice(alpha * radius, x) * _unit(grad), radius)
+            delta = _project_ball(delta + per_slice(alpha * radius, x) * _unit(free * grad), radius)
     with torch.no_grad():
         # Compare at equal rho: a final iterate strictly inside the ball is put on its surface.
         delta = _unit(delta) * per_slice(radius, delta)
-        adversarial = x + delta
+        adversarial = image(delta)
+        delta = adversarial - x
     sync_device(x.device)
     return AttackResult(adversarial, torch.zeros_like(x).expand(-1, 2, -1, -1).clone(), delta, y.clone(),
                         time.perf_counter() - start)
@@ -84,7 +102,8 @@ def _intensity_pgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: 
 
 def pgd_l2(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20,
            rng: torch.Generator | None = None, step_size: float | None = None,
-           organ_ids: Sequence[int] | None = None, mask_dilation: int = 3) -> AttackResult:
+           organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
+           input_range: tuple[float, float] | None = None) -> AttackResult:
     """PGD with an L2 constraint on the intensities: ``||x_adv_n - x_n||_2 <= rho * ||x_n||_2``.
 
     Random start inside the ball (a uniform random direction at a uniform
@@ -119,6 +138,12 @@ def pgd_l2(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20
         Label values whose dilated masks form M; None means every label > 0.
     mask_dilation : int
         Pixels by which the organ mask is dilated.
+    input_range : (low, high) or None
+        A window target's input range, normalised units: the perturbation
+        acts in HU before the target's clip, as the fields do
+        (:func:`~napari_advseg.attack.fields.apply_fields`), so it is kept
+        off the pixels at a bound (air, fat or bone beyond the window) and
+        the image is clipped to the range. None: everywhere, no clipping.
 
     Returns
     -------
@@ -128,12 +153,13 @@ def pgd_l2(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20
     """
     rng = torch.Generator() if rng is None else rng
     return _intensity_pgd(x, y, target, rho, steps, rng, step_size, organ_ids, mask_dilation,
-                          lambda t, logits, labels: None)
+                          lambda t, logits, labels: None, input_range)
 
 
 def segpgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20,
            rng: torch.Generator | None = None, step_size: float | None = None,
-           organ_ids: Sequence[int] | None = None, mask_dilation: int = 3) -> AttackResult:
+           organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
+           input_range: tuple[float, float] | None = None) -> AttackResult:
     """SegPGD (Gu et al., ECCV 2022) with an L2 constraint, at perceptibility ``rho``.
 
     Plain PGD on a segmentation network spends its effort on pixels that are
@@ -152,7 +178,8 @@ def segpgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20
     Differences from the paper: an L2 ball of radius ``rho * ||x_n||_2`` with
     normalised-gradient steps instead of an L-infinity ball with signed steps,
     and the loss restricted to the organ mask as for :func:`pgd_l2`. Everything
-    else (random start, projection, final rescaling to the surface) is as in
+    else (random start, projection, final rescaling to the surface, a window
+    target's ``input_range``) is as in
     :func:`pgd_l2`, whose parameters this takes.
 
     Returns
@@ -168,4 +195,5 @@ def segpgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: int = 20
         correct = logits.argmax(dim=1) == labels.to(logits.device).long()
         return torch.where(correct, 1.0 - lam, lam).to(logits.dtype)
 
-    return _intensity_pgd(x, y, target, rho, steps, rng, step_size, organ_ids, mask_dilation, weighting)
+    return _intensity_pgd(x, y, target, rho, steps, rng, step_size, organ_ids, mask_dilation, weighting,
+                          input_range)

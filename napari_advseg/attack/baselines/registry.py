@@ -53,11 +53,11 @@ def _optimised_attack(steps: int) -> Callable[..., AttackResult]:
 
 
 def _pgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
-    return pgd_l2(x, y, target, rho, rng=rng, **options)
+    return pgd_l2(x, y, target, rho, rng=rng, **{"input_range": target_input_range(target), **options})
 
 
 def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
-    return segpgd(x, y, target, rho, rng=rng, **options)
+    return segpgd(x, y, target, rho, rng=rng, **{"input_range": target_input_range(target), **options})
 
 
 @torch.no_grad()
