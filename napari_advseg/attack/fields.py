@@ -68,6 +68,17 @@ def at_bounds(image, input_range: tuple[float, float]):
     return image <= low + tol, image >= high - tol
 
 
+def acting_bias(warped: torch.Tensor, bias: torch.Tensor,
+                input_range: tuple[float, float] | None) -> torch.Tensor:
+    """The part of ``bias`` that acts on the warped image ``T(x; phi)``: zero at the pixels a window
+    target's ``input_range`` holds at a bound (tissue beyond the window, see :func:`apply_fields`); all of it
+    when ``input_range`` is None."""
+    if input_range is None:
+        return bias
+    below, above = at_bounds(warped.detach(), input_range)
+    return bias * ~(below | above)
+
+
 def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
                  bias: torch.Tensor | None, bias_mode: str = "additive",
                  input_range: tuple[float, float] | None = None) -> torch.Tensor:
@@ -86,9 +97,7 @@ def apply_fields(image: torch.Tensor, displacement: torch.Tensor | None,
     """
     out = image if displacement is None else warp_image(image, displacement)
     if bias is not None:
-        if input_range is not None:
-            below, above = at_bounds(out.detach(), input_range)
-            bias = bias * ~(below | above)
+        bias = acting_bias(out, bias, input_range)
         if bias_mode == "additive":
             out = out + bias
         elif bias_mode == "multiplicative":
