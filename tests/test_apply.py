@@ -124,6 +124,31 @@ def test_adversarial_hu_keeps_tissue_beyond_the_bound_exactly():
     assert out[0, 0, 0] == pytest.approx(200.0)
 
 
+def test_apply_with_both_fields_off_segments_the_ct_once():
+    from napari_advseg.models.unet import predict_labels
+    from napari_advseg.widgets._model import Snapshot
+    from napari_advseg.widgets._tasks import volume_run
+
+    target, case, config, generator = _setup("zscore", "additive")
+    calls = []
+    model = target.model
+    target.model = lambda x: (calls.append(len(x)), model(x))[1]
+    stream = volume_run(Snapshot(case, target, generator, config, None, "cpu"), np.ones(4), np.ones(4), 1.0,
+                        False, False, batch_size=2)
+    progress = []
+    while True:
+        try:
+            progress.append(next(stream))
+        except StopIteration as stop:
+            hu, segmentation = stop.value
+            break
+    assert progress[-1] == (case.volume.n_slices, case.volume.n_slices)
+    assert sum(calls) == case.volume.n_slices  # one network pass per slice, none discarded
+    assert np.array_equal(hu, case.volume.hu)
+    target.model = model
+    assert np.array_equal(segmentation, predict_labels(target, case.images))
+
+
 @pytest.mark.parametrize("normalisation_key", ["zscore", "window"])
 def test_apply_to_whole_volume_equals_export_and_explore(tmp_path, normalisation_key):
     from napari_advseg.widgets._model import Snapshot

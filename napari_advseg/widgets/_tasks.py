@@ -241,22 +241,28 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
     The same path as Export and ``advseg sample`` (:func:`~napari_advseg.attack.apply.attack_volume`):
     returns ``(adversarial_hu, adversarial_segmentation)`` as ``(Z, Y, X)``
     float32 and uint8 arrays, voxel for voxel what an export of the same code
-    (and ``rho``) writes (nothing is written to disk).
+    (and ``rho``) writes (nothing is written to disk). Both fields off: the
+    CT and the target's segmentation of it (the network runs once per slice).
     """
     from napari_advseg.attack.apply import attack_volume
+    from napari_advseg.models.target_meta import is_volumetric
+    from napari_advseg.models.unet import predict_labels
 
     case, generator, target = snapshot.case, snapshot.generator, snapshot.target
     mode = fields_mode(snapshot.config, use_phi, use_bias)
     total = case.volume.n_slices
-    config = snapshot.config.replace(fields=mode or "both")
-    if mode is None:  # both fields off: the image is the CT; segment it
-        eps_phi = eps_b = np.zeros(config.latent_dim, np.float32)
-    elif latent == "slice":
+    if mode is None:  # both fields off: the image is the CT, and the answer its segmentation (one pass)
+        step = total if is_volumetric(target) else max(1, batch_size)  # a 3D network sees the whole stack
+        parts = []
+        for start in range(0, total, step):
+            parts.append(predict_labels(target, case.images[start:start + step], batch_size=batch_size))
+            yield min(start + step, total), total
+        return case.volume.hu.astype(np.float32, copy=True), np.concatenate(parts)
+    config = snapshot.config.replace(fields=mode)
+    if latent == "slice":
         eps_phi = eps_b = None
-    # the clean volume's segmentation is asked for only when it is the answer (both fields off)
     stream = attack_volume(generator, config, target, case, temperature=temperature, eps_phi=eps_phi,
-                           eps_b=eps_b, batch_size=batch_size, rho=rho, latent=latent,
-                           predict_clean=mode is None)
+                           eps_b=eps_b, batch_size=batch_size, rho=rho, latent=latent, predict_clean=False)
     while True:
         try:
             done = next(stream)
@@ -264,8 +270,6 @@ def volume_run(snapshot: Snapshot, eps_phi, eps_b, temperature: float, use_phi: 
             result = stop.value
             break
         yield done, total
-    if mode is None:
-        return case.volume.hu.astype(np.float32, copy=True), result.clean_segmentation
     return result.adversarial_hu, result.segmentation
 
 
