@@ -185,15 +185,22 @@ def stage_peers(args, name: str) -> dict:
     from napari_advseg.evaluation.baselines import evaluate_baseline
 
     path = args.results / f"{name}_peers.json"
-    if path.is_file() and not args.force:
-        return json.loads(path.read_text())
+    every = (("random", "random fields", "random_fields", 4, {}),
+             ("optimised", "optimised fields, 20 steps", "optimised_fields_20", 1, {}),
+             ("pgd", "PGD-L2", "pgd_l2", 1, {"steps": 20}))
+    chosen = [peer for peer in every if peer[0] in args.peers]
+    kept = []  # a subset of the peers rerun: the others' entries stay
+    if path.is_file():
+        if not args.force and len(chosen) == len(every):
+            return json.loads(path.read_text())
+        if len(chosen) < len(every):
+            rerun = {(peer[1], rho) for peer in chosen for rho in args.rhos}
+            kept = [e for e in json.loads(path.read_text())["entries"] if (e["method"], e["rho_level"]) not in rerun]
     target, case = load(args, name)
     volumes = [held_out(target, case)]
     entries = []
     for rho in args.rhos:
-        for label, attack, samples, options in (("random fields", "random_fields", 4, {}),
-                                                ("optimised fields, 20 steps", "optimised_fields_20", 1, {}),
-                                                ("PGD-L2", "pgd_l2", 1, {"steps": 20})):
+        for _, label, attack, samples, options in chosen:
             start = time.perf_counter()
             report = evaluate_baseline(attack, target, volumes, rho, samples=samples, seed=args.seed,
                                        options=options)
@@ -201,6 +208,8 @@ def stage_peers(args, name: str) -> dict:
             say(f"[{name}] rho {rho:.2f} {label}: mean drop {100 * report['mean_drop']:.1f} %, "
                 f"{entries[-1]['organs_passed']}/{entries[-1]['organs_scored']} organs "
                 f"({time.perf_counter() - start:.0f} s)")
+    order = {peer[1]: k for k, peer in enumerate(every)}
+    entries = sorted(kept + entries, key=lambda e: (e["rho_level"], order.get(e["method"], len(order))))
     payload = {"target": name, "entries": entries}
     write_json(path, payload)
     return payload
@@ -484,6 +493,9 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="default", help="name of the generator variant")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "foreign")
+    p.add_argument("--peers", nargs="+", choices=["random", "optimised", "pgd"],
+                   default=["random", "optimised", "pgd"],
+                   help="the peers stage's attacks; a subset reruns those (at --rhos) and keeps the others' entries")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
