@@ -38,7 +38,7 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
-_LEGACY_DEFAULTS = {"lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
+_LEGACY_DEFAULTS = {"lambda_teacher": 0.0, "lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     "z_smooth": 0.0, **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -107,6 +107,12 @@ class AttackConfig:
     attack_sensitivity: float = _option(2000.0, "method", "with attack_gradient normalised: each slice's attack "
                                                        "gradient at the target's input, as the loss change per "
                                                        "unit of relative image change (rho)")
+    lambda_teacher: float = _option(0.0, "method", "weight of the teacher term: the cosine distance of "
+                                                   "G's fields from each training slice's per-image optimised "
+                                                   "smooth fields (made once per slice, the first time a batch "
+                                                   "holds it); 0: off (a 2D target only)")
+    teacher_steps: int = _option(20, "method", "gradient steps of the teacher's per-image optimised fields")
+    teacher_rho: float = _option(0.08, "method", "perceptibility rho of the teacher's per-image optimised fields")
     label_mode: str = _option("reference", "method", "attack against the reference labels, or against argmax "
                                                      "f(x) (label-free; used when no labels are given)",
                               choices=LABEL_MODES)
@@ -216,6 +222,9 @@ class AttackConfig:
             (self.bias_unit is None or self.bias_unit > 0, f"bias_unit must be > 0 or None, got {self.bias_unit}"),
             (self.attack_sensitivity > 0, f"attack_sensitivity must be > 0, got {self.attack_sensitivity}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
+            (self.lambda_teacher >= 0, f"lambda_teacher must be >= 0, got {self.lambda_teacher}"),
+            (self.teacher_steps >= 1, f"teacher_steps must be >= 1, got {self.teacher_steps}"),
+            (self.teacher_rho > 0, f"teacher_rho must be > 0, got {self.teacher_rho}"),
             (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),
             (self.lambda_mean >= 0, f"lambda_mean must be >= 0, got {self.lambda_mean}"),
             (self.phi_edge_gate is None or self.phi_edge_gate > 0,

@@ -5,7 +5,8 @@
 paper), plus the latent-shaping terms: a Jacobian penalty against folds, a
 single-number probe (each latent number alone must attack), each field alone
 must attack, the excess over the rho budgets, a pull of the latent means
-towards 0, and a diversity reward (fields that change with the code).
+towards 0, a diversity reward (fields that change with the code), and the
+teacher term (a pull towards per-image optimised fields).
 :class:`GeneratorLoss` computes every term from one forward pass of G;
 :meth:`GeneratorLoss.total` weighs and sums them.
 """
@@ -24,9 +25,10 @@ from napari_advseg.attack.latent_terms import field_diversity
 from napari_advseg.attack.losses import (attack_loss, kl_divergence, masked_cross_entropy, organ_mask,
                                          per_organ_attack_loss, realism_loss)
 from napari_advseg.attack.realism import spectrum_excess
+from napari_advseg.attack.teacher import teacher_distance
 
 TERMS = ("realism", "attack", "smooth_phi", "smooth_b", "norm", "kl_phi", "kl_b", "jacobian", "single",
-         "single_norm", "alone", "excess", "mean_pull", "diversity", "spectrum")
+         "single_norm", "alone", "excess", "mean_pull", "diversity", "spectrum", "teacher")
 """The names of the terms :meth:`GeneratorLoss.terms` returns (zero where a term is off)."""
 
 
@@ -84,7 +86,8 @@ class GeneratorLoss:
                                           squared=cfg.attack_reduction == "organs_squared")
 
     def terms(self, x: torch.Tensor, y: torch.Tensor, every, eps_phi: torch.Tensor, eps_b: torch.Tensor,
-              draws: int, critic: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+              draws: int, critic: torch.nn.Module, teacher: tuple[torch.Tensor, torch.Tensor] | None = None
+              ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Every term of the loss for one batch, and what the trainer reports beside them.
 
         ``every``: G's output for ``draws`` latent draws of the batch ``x``
@@ -93,6 +96,8 @@ class GeneratorLoss:
         ``y``: the batch's labels. Returns ``(terms, extra)``: the terms by
         the names of :data:`TERMS`, and ``extra`` with ``x_adv`` (the random
         code's adversarial slices) and ``attack_ce`` (their masked CE).
+        ``teacher``: the batch's teacher fields (:mod:`napari_advseg.attack.teacher`), pooled; None: the
+        teacher term is 0.
         """
         cfg = self.config
         n = x.shape[0]
@@ -142,10 +147,12 @@ class GeneratorLoss:
             mean_pull = 0.5 * ((out.stats.mu_phi.pow(2).sum(dim=1) if cfg.use_phi else 0.0)
                                + (out.stats.mu_b.pow(2).sum(dim=1) if cfg.use_bias else 0.0)).mean()
         excess = every.excess.pow(2).mean()  # G's forward always measures it
+        pulled = zero if teacher is None else teacher_distance(out.displacement, out.bias, *teacher, cfg.use_phi,
+                                                               cfg.use_bias)
         terms = {"realism": realism, "attack": atk, "smooth_phi": smooth_phi, "smooth_b": smooth_b, "norm": norm,
                  "kl_phi": kl_phi, "kl_b": kl_b, "jacobian": jacobian, "single": single, "single_norm": single_norm,
                  "alone": alone, "excess": excess, "mean_pull": mean_pull, "diversity": diversity,
-                 "spectrum": spectrum}
+                 "spectrum": spectrum, "teacher": pulled}
         return terms, {"x_adv": x_adv, "attack_ce": mce}
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -158,4 +165,4 @@ class GeneratorLoss:
                 + cfg.lambda_kl * t["kl_b"] + cfg.lambda_jacobian * t["jacobian"] + cfg.lambda_spectrum * t["spectrum"]
                 + cfg.lambda_single * (t["single"] + cfg.lambda_rho * t["single_norm"])
                 + cfg.lambda_alone * t["alone"] + cfg.lambda_excess * t["excess"] + cfg.lambda_mean * t["mean_pull"]
-                - cfg.lambda_diversity * t["diversity"])
+                + cfg.lambda_teacher * t["teacher"] - cfg.lambda_diversity * t["diversity"])

@@ -50,6 +50,7 @@ from napari_advseg.attack.critic import Critic
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import single_number_codes
+from napari_advseg.attack.teacher import TeacherCache
 from napari_advseg.attack.volume_fields import smooth_along_z
 from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask
 from napari_advseg.models.target import is_volumetric
@@ -148,6 +149,13 @@ class AttackTrainer:
             raise AdvsegError("no training slice contains the organs to attack "
                               f"({'all organs' if config.organs is None else ', '.join(config.organs)})")
 
+        self.teacher = None
+        if config.lambda_teacher > 0:
+            if self.slab_depth is not None:
+                raise AdvsegError("lambda_teacher works with a 2D target only; this target is 3D (set it to 0)")
+            self.teacher = TeacherCache(config, target, self.input_range, self.organ_ids,
+                                        (self.images.shape[0], self.images.shape[2], self.images.shape[3]))
+
         torch.manual_seed(config.seed)
         self.generator = AttackGenerator(config).to(self.device)
         self.critic = Critic(config.critic_channels).to(self.device)
@@ -177,13 +185,16 @@ class AttackTrainer:
             raise AdvsegError("training images contain NaN or infinite values")
         return x
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_index(self) -> torch.Tensor:
+        """The training slices of the next batch: ``batch_size`` drawn from the pool, or a slab's."""
         if self.slab_depth is None:
             pick = torch.randint(self.slice_pool.numel(), (self.config.batch_size,), generator=self.rng)
-            idx = self.slice_pool[pick]
-        else:
-            start = int(self.slice_pool[torch.randint(self.slice_pool.numel(), (1,), generator=self.rng)])
-            idx = torch.arange(start, start + self.slab_depth)
+            return self.slice_pool[pick]
+        start = int(self.slice_pool[torch.randint(self.slice_pool.numel(), (1,), generator=self.rng)])
+        return torch.arange(start, start + self.slab_depth)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._batch_index()
         return self.images[idx].to(self.device), self.labels[idx].to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +253,10 @@ class AttackTrainer:
 
     def _generator_step(self) -> dict[str, float]:
         cfg = self.config
-        x, y = self._batch()
+        idx = self._batch_index()
+        x, y = self.images[idx].to(self.device), self.labels[idx].to(self.device)
         n = x.shape[0]
+        teacher = None if self.teacher is None else self.teacher.fields(idx, x, y)
         # Up to three latent draws per slice in one forward pass (one DDP call): the paper's random code,
         # a second random code for the diversity term, and a single-number probe (one latent number at
         # +-single_sd, the rest at the mean) for the single-number attack term.
@@ -259,7 +272,7 @@ class AttackTrainer:
         eps_b = torch.cat([c[1] for c in chunks])
         every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
         every = self._along_z(every, x)
-        terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic)
+        terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic, teacher)
         loss = self.loss.total(terms)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -272,7 +285,7 @@ class AttackTrainer:
                     "kl": terms["kl_phi"] + terms["kl_b"], "diversity": terms["diversity"],
                     "single_attack_loss": terms["single"], "alone_attack_loss": terms["alone"],
                     "budget_excess": terms["excess"], "mean_pull": terms["mean_pull"],
-                    "bias_spectrum": terms["spectrum"]}
+                    "bias_spectrum": terms["spectrum"], "teacher": terms["teacher"]}
         return {key: value.item() for key, value in reported.items()}
 
     def step(self) -> dict[str, float]:
@@ -344,6 +357,7 @@ class AttackTrainer:
             "data": {"slices": int(self.images.shape[0]), "height": int(self.images.shape[2]),
                      "width": int(self.images.shape[3])},
             "history": [{k: float(v) for k, v in m.items()} for m in self.history],
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path | None:
@@ -365,6 +379,8 @@ class AttackTrainer:
         else:  # another world size: continue with fresh but reproducible streams
             self.rng.manual_seed(self.config.seed * 1_000_003 + self.rank + 7919 * self.step_count)
         self.history = [dict(m) for m in state.get("history", [])]
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
 
     @classmethod
     def resume(cls, path: str | os.PathLike, target, images, labels=None, device: str | torch.device = "auto",
