@@ -40,7 +40,8 @@ def test_shipped_generator_config_round_trips():
     # options newer than the shipped file: absent from it, and read as what it was trained with
     assert set(config.to_dict()) - set(recorded) <= {"attack_gradient", "attack_sensitivity", "bias_unit",
                                                         "jacobian_ceiling", "phi_gradient_max", "lambda_spectrum",
-                                                        "spectrum_short_max", "spectrum_stripe_max", "z_smooth"}
+                                                        "spectrum_short_max", "spectrum_stripe_max", "z_smooth",
+                                                            "lambda_teacher", "teacher_steps", "teacher_rho"}
     assert config.phi_gradient_max is None and config.lambda_spectrum == 0.0 and config.z_smooth == 0.0
     assert config.attack_gradient == "raw" and config.bias_unit == 1.0
     _, loaded, _ = load_generator(path, "cpu")
