@@ -291,3 +291,23 @@ def test_training_with_the_diversity_term_is_finite_and_resumable(tmp_path):
     list(resumed.run())
     for key, value in straight.generator.state_dict().items():
         assert torch.equal(value, resumed.generator.state_dict()[key]), key
+
+
+def test_a_two_sided_bias_has_a_pattern_per_sign():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 24, 24)
+    for response in ("linear", "two_sided"):
+        config = AttackConfig(**TINY, bias_response=response, fields="bias", bias_rho_max=None, phi_rho_max=None)
+        generator = AttackGenerator(config).eval()
+        assert generator.decoder_b.n_patterns == config.latent_dim * (2 if response == "two_sided" else 1)
+        with torch.no_grad():
+            for p in generator.decoder_b.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            h, _ = generator.encode(x)
+            z = torch.tensor([[1.0, 0.0, 0.0]]).expand(2, -1)
+            plus = generator.decoder_b(h, z)
+            minus = generator.decoder_b(h, -z)
+        if response == "linear":
+            assert torch.allclose(minus, -plus)   # one pattern and its negative
+        else:
+            assert not torch.allclose(minus, -plus, atol=1e-3)   # a pattern of its own for each sign

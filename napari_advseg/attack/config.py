@@ -90,6 +90,10 @@ class AttackConfig:
                                                       "z-scored slices, about 0.3 for a window to [0, 1])")
     control_spacing: int = _option(8, "method", "pixels between the fields' control points (a power of two); "
                                                 "the fields are upsampled bicubically")
+    bias_response: str = _option("linear", "method", "linear: the bias is sum_k z_k B_k, each latent number's "
+                                                     "pattern and its negative; two_sided: one bias pattern per "
+                                                     "sign of each latent number (as the deformation's)",
+                                 choices=("linear", "two_sided"))
     bias_mode: str = _option("additive", "method", "additive T(x) + b (CT) or multiplicative T(x) exp(b) "
                                                    "(MR-like)", choices=BIAS_MODES)
     mask_dilation: int = _option(3, "method", "pixels by which the organ mask is dilated")

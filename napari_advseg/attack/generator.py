@@ -104,7 +104,8 @@ class AttackGenerator(nn.Module):
         width = max(ch // 2, 32)
         self.decoder_phi = FieldDecoder(ch, config.latent_dim, 2, width, config.latent_decoder,
                                         two_sided=config.phi_response == "two_sided")
-        self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width, config.latent_decoder)
+        self.decoder_b = FieldDecoder(ch, config.latent_dim, 1, width, config.latent_decoder,
+                                      two_sided=config.bias_response == "two_sided")
 
     # -- pieces, so an interactive view can encode once and decode many codes
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ class FieldDecoder(nn.Module):
     the code, so each latent number moves the field along a pattern of its
     own (and ``z = 0`` is the identity). With ``two_sided`` each number has
     two patterns, one per sign: ``sum_k relu(z_k) P_k(h) + relu(-z_k) N_k(h)``
-    (``AttackConfig.phi_response``). ``mode="concat"``: the code is
+    (``AttackConfig.phi_response``, ``bias_response``). ``mode="concat"``: the code is
     broadcast over space and concatenated with ``h`` (checkpoints made with
     that decoder load with it). The last convolution starts at zero, so an untrained
     generator is the identity (phi = 0, b = 0) and training moves away from it.
