@@ -248,14 +248,21 @@ def test_generator_attack_native_and_scaled_to_rho(tiny_target, batch, tiny_gene
         generator_attack(x, y, tiny_target, 0.05, torch.Generator(), generator=generator, config=config, steps=3)
 
 
-@pytest.mark.parametrize("method", ["random", "optimised"])
-def test_smooth_fields_act_as_a_window_target_sees_them(method, tiny_target):
+def _air_tissue_bone():
+    """Two 32 x 32 slices in a window's units: air at its bottom (left), bone at its top (right), tissue
+    between, and an organ in the middle."""
     torch.manual_seed(0)
     x = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
-    x[:, :, :, :6] = -1.0  # air: at the window's bottom
-    x[:, :, :, -4:] = 1.0  # bone: at its top
+    x[:, :, :, :6] = -1.0
+    x[:, :, :, -4:] = 1.0
     y = torch.zeros(2, 32, 32, dtype=torch.long)
     y[:, 10:20, 10:20] = 1
+    return x, y
+
+
+@pytest.mark.parametrize("method", ["random", "optimised"])
+def test_smooth_fields_act_as_a_window_target_sees_them(method, tiny_target):
+    x, y = _air_tissue_bone()
     rng = torch.Generator().manual_seed(1)
     if method == "random":
         result = random_smooth_fields(x, y, 0.05, rng, fields="bias", input_range=(-1.0, 1.0))
@@ -270,12 +277,7 @@ def test_smooth_fields_act_as_a_window_target_sees_them(method, tiny_target):
 
 @pytest.mark.parametrize("method", [pgd_l2, segpgd])
 def test_pgd_acts_as_a_window_target_sees_it(method, tiny_target):
-    torch.manual_seed(0)
-    x = torch.rand(2, 1, 32, 32) * 1.6 - 0.8
-    x[:, :, :, :6] = -1.0  # air: at the window's bottom
-    x[:, :, :, -4:] = 1.0  # bone: at its top
-    y = torch.zeros(2, 32, 32, dtype=torch.long)
-    y[:, 10:20, 10:20] = 1
+    x, y = _air_tissue_bone()
     free = method(x, y, tiny_target, 0.05, steps=3, rng=torch.Generator().manual_seed(1))
     assert not torch.equal(free.adversarial[:, :, :, :6], x[:, :, :, :6])  # without a range, air moves
     windowed = method(x, y, tiny_target, 0.05, steps=3, rng=torch.Generator().manual_seed(1),
