@@ -20,7 +20,7 @@ from napari_advseg.attack.baselines.common import (
     slice_norms,
     sync_device,
 )
-from napari_advseg.attack.fields import at_bounds
+from napari_advseg.attack.fields import acting_bias, apply_fields
 
 __all__ = [
     "pgd_l2",
@@ -68,28 +68,22 @@ def _intensity_pgd(x: torch.Tensor, y: torch.Tensor, target, rho: float, steps: 
     radius = rho * slice_norms(x)                                   # (N,), normalised units
     alpha = (2.5 / steps) if step_size is None else float(step_size)  # fraction of the radius per step
     mask = attack_mask(y, organ_ids, mask_dilation)
-    if input_range is None:
-        free = torch.ones_like(x)
 
-        def image(d: torch.Tensor) -> torch.Tensor:
-            return x + d
-    else:  # the intensities a window target sees: pixels at a bound lie beyond it in HU and stay there
-        low, high = at_bounds(x, input_range)
-        free = (~(low | high)).to(x.dtype)
+    def image(d: torch.Tensor) -> torch.Tensor:  # the perturbation acts as a bias does (a window's bounds kept)
+        return apply_fields(x, None, d, input_range=input_range)
 
-        def image(d: torch.Tensor) -> torch.Tensor:
-            return (x + d).clamp(float(input_range[0]), float(input_range[1]))
     with torch.no_grad():
-        direction = _unit(free * torch.randn(x.shape, generator=rng).to(x.device, x.dtype))
+        noise = torch.randn(x.shape, generator=rng).to(x.device, x.dtype)
+        direction = _unit(acting_bias(x, noise, input_range))
         fraction = torch.rand(x.shape[0], generator=rng).to(x.device, x.dtype)
         delta = direction * per_slice(radius * fraction, x)
     for t in range(1, steps + 1):
         delta = delta.detach().requires_grad_(True)
         logits = target(image(delta))
         loss = per_slice_masked_ce(logits, y, mask, weighting(t, logits.detach(), y))
-        (grad,) = torch.autograd.grad(loss.sum(), delta)
+        (grad,) = torch.autograd.grad(loss.sum(), delta)  # zero at the pixels a window holds at a bound
         with torch.no_grad():
-            delta = _project_ball(delta + per_slice(alpha * radius, x) * _unit(free * grad), radius)
+            delta = _project_ball(delta + per_slice(alpha * radius, x) * _unit(grad), radius)
     with torch.no_grad():
         # Compare at equal rho: a final iterate strictly inside the ball is put on its surface.
         delta = _unit(delta) * per_slice(radius, delta)
