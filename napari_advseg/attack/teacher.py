@@ -67,7 +67,11 @@ class TeacherCache:
         """The teacher's fields of the batch ``x``, ``y`` of training slices ``index`` (made first where new)."""
         cfg = self.config
         index = index.cpu()
-        new = [k for k, i in enumerate(index.tolist()) if not self.done[i] and i not in index[:k].tolist()]
+        first = {}  # each slice not made yet -> its first row in the batch
+        for row, i in enumerate(index.tolist()):
+            if not self.done[i]:
+                first.setdefault(i, row)
+        new = list(first.values())
         if new:
             rows = torch.as_tensor(new)
             result = optimised_smooth_fields(x[rows], y[rows], self.target, cfg.teacher_rho, cfg.teacher_steps,

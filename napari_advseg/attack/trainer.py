@@ -193,8 +193,9 @@ class AttackTrainer:
         start = int(self.slice_pool[torch.randint(self.slice_pool.numel(), (1,), generator=self.rng)])
         return torch.arange(start, start + self.slab_depth)
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self._batch_index()
+    def _batch(self, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of the training slices ``idx`` (default: the next batch's) on the device."""
+        idx = self._batch_index() if idx is None else idx
         return self.images[idx].to(self.device), self.labels[idx].to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,7 +255,7 @@ class AttackTrainer:
     def _generator_step(self) -> dict[str, float]:
         cfg = self.config
         idx = self._batch_index()
-        x, y = self.images[idx].to(self.device), self.labels[idx].to(self.device)
+        x, y = self._batch(idx)
         n = x.shape[0]
         teacher = None if self.teacher is None else self.teacher.fields(idx, x, y)
         # Up to three latent draws per slice in one forward pass (one DDP call): the paper's random code,
