@@ -225,7 +225,7 @@ def make_sample_data(out_dir: str | os.PathLike | None = None, *, unet_steps: in
     train_generator(config, target, attack_images, attack_labels, out, device=device, checkpoint_every=100,
                     progress=with_progress, resume=resume, steps=attack_steps)
     attack_seconds = earlier_seconds + time.perf_counter() - start
-    generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device, target=target)
+    generator, config, _ = load_generator(out / SAMPLE_FILES["generator"], device)
     report = evaluate_case(generator, config, target, test, part="all", samples=4, seed=seed)
     summary = {"unet": unet_metrics, "attack_train_seconds": attack_seconds, "report": report,
                "table": format_table([(f"gamma {config.gamma:g}", report)])}

@@ -215,8 +215,6 @@ def attack_slices(generator, config: AttackConfig, target, images, labels=None, 
     """
     device = next(generator.parameters()).device
     limits = target_input_range(target)
-    if generator.guide_target is None:  # read by a generator with guide "gradient"
-        generator.guide_target = target
     if fields is None:
         draw = dict(temperature=temperature, rng=rng, eps_phi=eps_phi, eps_b=eps_b)
         if is_volumetric(target):

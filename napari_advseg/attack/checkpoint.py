@@ -104,14 +104,12 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "auto",
     """A trained generator in eval mode for sampling, its config, and the checkpoint's metadata.
 
     With ``target``, a generator that does not fit it is refused
-    (:func:`check_generator_fits`) before its weights are built, and a
-    generator that reads its target's gradient (``guide "gradient"``) reads it.
+    (:func:`check_generator_fits`) before its weights are built.
     """
     state = load_checkpoint(path)
     if target is not None:
         check_generator_fits(state, target, str(path))
     generator, config = generator_from_state(state, device, where=str(path))
-    generator.guide_target = target  # read by a generator with guide "gradient"
     meta = {k: v for k, v in state.items() if k in META_KEYS}
     meta["history"] = state.get("history", [])
     return generator, config, meta

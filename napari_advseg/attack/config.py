@@ -120,10 +120,6 @@ class AttackConfig:
     label_mode: str = _option("reference", "method", "attack against the reference labels, or against argmax "
                                                      "f(x) (label-free; used when no labels are given)",
                               choices=LABEL_MODES)
-    guide: str = _option("none", "method", "none: G reads the slice alone (the paper); gradient: G's encoder "
-                                           "also reads the target's gradient at the clean slice "
-                                           "(attack/guide.py), one target pass per slice more when sampling; "
-                                           "2D targets", choices=("none", "gradient"))
     critic: str = _option("gp", "method", "gp: WGAN-GP gradient penalty; clip: the original WGAN weight "
                                           "clipping", choices=CRITIC_MODES)
     # -- the deformation model

@@ -202,8 +202,6 @@ class SliceExplorer:
 
     def __init__(self, generator, config: AttackConfig, target, scale=None):
         self.generator = generator.eval()
-        if generator.guide_target is None:  # read by a generator with guide "gradient"
-            generator.guide_target = target
         self.config = config
         self.target = target
         self.scale = scale

@@ -25,8 +25,6 @@ from napari_advseg.attack.fields import (apply_fields, cap_gradient, edge_gate, 
                                         perceptibility_per_slice,
                                         upsample_field)
 from napari_advseg.attack.generator_blocks import Encoder, FieldDecoder, LatentHead
-from napari_advseg.attack.guide import target_guide
-from napari_advseg.errors import AdvsegError
 
 
 @dataclass
@@ -99,10 +97,7 @@ class AttackGenerator(nn.Module):
         super().__init__()
         self.config = config
         self.levels = int(round(math.log2(config.control_spacing)))
-        self.encoder = Encoder(config.base_channels, self.levels, 2 if config.guide == "gradient" else 1)
-        self.guide_target = None
-        """With ``config.guide "gradient"``: the target whose gradient :meth:`encode` reads when it is not
-        given one (set by whoever pairs G with its target; not saved)."""
+        self.encoder = Encoder(config.base_channels, self.levels)
         ch = self.encoder.out_channels
         self.head_phi = LatentHead(ch, config.latent_dim)
         self.head_b = LatentHead(ch, config.latent_dim)
@@ -121,20 +116,8 @@ class AttackGenerator(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x
 
-    def encode(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> tuple[torch.Tensor, LatentStats]:
-        """Features and latent distributions of a batch of slices ``(N, 1, H, W)``.
-
-        ``guide``: with ``config.guide "gradient"``, the slices' guides
-        (:func:`napari_advseg.attack.guide.target_guide`); None computes them
-        from :attr:`guide_target`.
-        """
-        if self.config.guide == "gradient":
-            if guide is None:
-                if self.guide_target is None:
-                    raise AdvsegError("this generator reads its target's gradient (guide 'gradient'), "
-                                      "and no target was given to it")
-                guide = target_guide(self.guide_target, x, self.config.mask_dilation)
-            x = torch.cat([x, guide.to(x)], dim=1)
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, LatentStats]:
+        """Features and latent distributions of a batch of slices ``(N, 1, H, W)``."""
         h = self.encoder(self._pad(x))
         mu_phi, logvar_phi = self.head_phi(h)
         mu_b, logvar_b = self.head_b(h)
@@ -231,13 +214,12 @@ class AttackGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, eps_phi: torch.Tensor | None = None,
                 eps_b: torch.Tensor | None = None, temperature: float = 1.0,
-                input_range: tuple[float, float] | None = None, guide: torch.Tensor | None = None
-                ) -> GeneratorOutput:
+                input_range: tuple[float, float] | None = None) -> GeneratorOutput:
         """One forward pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
         (the reparameterisation's noise, or slider positions); None uses the mean.
         ``input_range``: the target's visible intensities, for the rho budget
-        (:func:`napari_advseg.attack.fields.apply_fields`); ``guide``: see :meth:`encode`."""
-        h, stats = self.encode(x, guide)
+        (:func:`napari_advseg.attack.fields.apply_fields`)."""
+        h, stats = self.encode(x)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
         excess: list[torch.Tensor] = []
         displacement, bias = self.limit_rho(

@@ -22,11 +22,11 @@ def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """Strided convolutions down to the control-point grid: ``(N,in_channels,H,W) -> (N,C,H/s,W/s)``."""
+    """Strided convolutions down to the control-point grid: ``(N,1,H,W) -> (N,C,H/s,W/s)``."""
 
-    def __init__(self, base: int, levels: int, in_channels: int = 1):
+    def __init__(self, base: int, levels: int):
         super().__init__()
-        layers: list[nn.Module] = [_conv_block(in_channels, base)]
+        layers: list[nn.Module] = [_conv_block(1, base)]
         ch = base
         for level in range(levels):
             out = min(base * 2 ** (level + 1), base * 8)

@@ -49,7 +49,6 @@ from napari_advseg.attack.fields import perceptibility
 from napari_advseg.attack.generator_loss import GeneratorLoss
 from napari_advseg.attack.critic import Critic
 from napari_advseg.attack.generator import AttackGenerator
-from napari_advseg.attack.guide import target_guide
 from napari_advseg.attack.distributed import init_distributed
 from napari_advseg.attack.latent_terms import single_number_codes
 from napari_advseg.attack.teacher import TeacherCache
@@ -177,15 +176,8 @@ class AttackTrainer:
             self.teacher = TeacherCache(config, target, self.input_range, self.organ_ids,
                                         (self.images.shape[0], self.images.shape[2], self.images.shape[3]))
 
-        self.guides = None
-        if config.guide == "gradient":
-            if self.slab_depth is not None:
-                raise AdvsegError("guide 'gradient' works with a 2D target only; this target is 3D (set it to none)")
-            self.guides = target_guide(target, self.images.to(self.device), config.mask_dilation).cpu()
-
         torch.manual_seed(config.seed)
         self.generator = AttackGenerator(config).to(self.device)
-        self.generator.guide_target = target
         self.critic = Critic(config.critic_channels).to(self.device)
         self.generator_ddp: torch.nn.Module = self.generator
         if self.world_size > 1:
@@ -224,20 +216,11 @@ class AttackTrainer:
     def _batch(self, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of the training slices ``idx`` (default: the next batch's) on the device,
         each moved by ``augment_shift`` at most (one move per slab for a 3D target)."""
-        x, y, _ = self._guided_batch(idx)
-        return x, y
-
-    def _guided_batch(self, idx: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """:meth:`_batch` and the slices' guides (moved with them; None without ``guide "gradient"``)."""
         idx = self._batch_index() if idx is None else idx
         x, y = self.images[idx], self.labels[idx]
-        guide = None if self.guides is None else self.guides[idx]
         if self.config.augment_shift > 0:
-            both = x if guide is None else torch.cat([x, guide], dim=1)
-            both, y = shifted(both, y, self.config.augment_shift, self.rng, per_slice=self.slab_depth is None)
-            x, guide = both[:, :1], (None if guide is None else both[:, 1:])
-        return x.to(self.device), y.to(self.device), (None if guide is None else guide.to(self.device))
+            x, y = shifted(x, y, self.config.augment_shift, self.rng, per_slice=self.slab_depth is None)
+        return x.to(self.device), y.to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent deviates for ``n`` slices: one per slice, or one per slab shared by its slices."""
@@ -262,16 +245,16 @@ class AttackTrainer:
         displacement, bias = self.generator.limit_rho(x.repeat(draws, 1, 1, 1), displacement, bias, self.input_range)
         return dataclasses.replace(out, displacement=displacement, bias=bias)
 
-    def _adversarial(self, model: torch.nn.Module, x: torch.Tensor, guide: torch.Tensor | None = None):
-        out = self._along_z(model(x, *self._noise(x.shape[0]), input_range=self.input_range, guide=guide), x)
+    def _adversarial(self, model: torch.nn.Module, x: torch.Tensor):
+        out = self._along_z(model(x, *self._noise(x.shape[0]), input_range=self.input_range), x)
         return out, self.loss.apply(x, out)
 
     # ------------------------------------------------------------------ steps
     def _critic_step(self) -> dict[str, float]:
         cfg = self.config
-        x, _, guide = self._guided_batch()
+        x, _ = self._batch()
         with torch.no_grad():
-            _, x_adv = self._adversarial(self.generator, x, guide)
+            _, x_adv = self._adversarial(self.generator, x)
         score_real, score_adv = self.critic(x), self.critic(x_adv)
         loss = critic_loss(score_adv, score_real)
         penalty = torch.zeros((), device=self.device)
@@ -296,7 +279,7 @@ class AttackTrainer:
     def _generator_step(self) -> dict[str, float]:
         cfg = self.config
         idx = self._batch_index()
-        x, y, guide = self._guided_batch(idx)
+        x, y = self._batch(idx)
         n = x.shape[0]
         teacher = None if self.teacher is None else self.teacher.fields(idx, x, y)
         # Up to three latent draws per slice in one forward pass (one DDP call): the paper's random code,
@@ -312,8 +295,7 @@ class AttackTrainer:
                 chunks.append(tuple(e.expand(n, -1) for e in single_number_codes(cfg, 1, self.rng, self.device)))
         eps_phi = torch.cat([c[0] for c in chunks])
         eps_b = torch.cat([c[1] for c in chunks])
-        every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range,
-                                   guide=None if guide is None else guide.repeat(len(chunks), 1, 1, 1))
+        every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
         every = self._along_z(every, x)
         terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic, teacher)
         loss = self.loss.total(terms)

@@ -69,10 +69,9 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     number, each slice's fields are scaled to that rho by
     :func:`~napari_advseg.attack.strength.scale_to_rho`, the routine behind
     ``advseg sample --rho``, ``curve`` and Explore, so "the generator at rho r"
-    is one image whichever command asks. ``target`` is read only by a
-    generator with ``guide "gradient"`` (one gradient of the target per slice);
-    the other options are not used; ``seconds`` counts the forward pass and
-    the scaling. ``codes``: ``(eps_phi, eps_b)`` of shape
+    is one image whichever command asks. ``target`` and the other options are
+    not used (G never queries the target at inference); ``seconds`` counts the
+    forward pass and the scaling. ``codes``: ``(eps_phi, eps_b)`` of shape
     ``(latent_dim,)`` used for every slice instead of random deviates. A
     volumetric target (a 3D network, ``x`` a volume's consecutive slices) gets
     one code for the volume and the fields smoothed along z by the
@@ -96,8 +95,6 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     else:  # the same latent deviates for every slice
         eps_phi, eps_b = (torch.as_tensor(c).expand(n, -1) for c in codes)
     limits = target_input_range(target)  # what a window target can see (attack.apply)
-    if generator.guide_target is None:
-        generator.guide_target = target
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
     phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
     if volumetric:
