@@ -252,7 +252,7 @@ def stage_generator(args, name: str) -> dict:
     ct, labels = data_files(args.work)
     out = generator_dir(args, name)
     command = [sys.executable, "-m", "napari_advseg.cli", "train", "--ct", str(ct), "--labels", str(labels),
-               "--target", str(target_path(args, name)), "--split", "train", "--steps", str(args.steps),
+               "--target", str(target_path(args, name)), "--split", args.train_split, "--steps", str(args.steps),
                "--out", str(out), "--device", "cpu", "--quiet"]
     if args.set:
         extra = json.loads(args.set)
@@ -491,6 +491,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300, help="generator training steps")
     p.add_argument("--set", help="JSON of attack options for the generator stage (variants)")
     p.add_argument("--tag", default="default", help="name of the generator variant")
+    p.add_argument("--train-split", default="train", choices=["train", "all"],
+                   help="slices the generator trains on: the training ones (default), or every slice of the "
+                        "case, as a user attacks a volume (with --set '{\"label_mode\": \"predicted\"}' the "
+                        "held-out slices' reference labels then stay unseen; they only score)")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "foreign")
     p.add_argument("--peers", nargs="+", choices=["random", "optimised", "pgd"],

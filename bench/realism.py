@@ -322,7 +322,7 @@ def draw_figure(args: argparse.Namespace, path: Path) -> dict:
         say(f"slice {FIGURE_SLICE}, {label}: b stripe {100 * stripe:.1f} %, b < 32 px {100 * short:.1f} %, "
             f"strongest wave {wavelength:.1f} px")
         image = axes[0, k].imshow(b, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[0, k].set_title(f"{label}\nb stripe {100 * stripe:.1f} % (strongest wave {wavelength:.0f} px), "
+        axes[0, k].set_title(f"{label}\nb stripe {100 * stripe:.1f} % (strongest wave {wavelength:.0f} px)\n"
                              f"b < 32 px {100 * short:.1f} %", fontsize=9)
         power = axes[1, k].imshow(np.log10(np.maximum(spectrum, floor)), cmap="magma", vmin=math.log10(floor),
                                   vmax=0, extent=(-0.5, 0.5, 0.5, -0.5))

@@ -34,7 +34,8 @@ GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
 CONFIG_FILE = "config.json"
 """File name of the resolved attack configuration written into every run folder."""
-_RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share", "spectrum_peak_max"})
+_RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share", "spectrum_peak_max",
+                           "augment_shift"})
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
 """The four latent-slider options (see the ``latent`` group) turned off."""
@@ -193,10 +194,6 @@ class AttackConfig:
     z_smooth: float = _option(1.0, "optimisation", "a 3D target: sigma (slices) of the Gaussian along z over G's "
                                                    "fields of a slab, in training and wherever they are applied; "
                                                    "0: none")
-    augment_shift: int = _option(0, "optimisation", "training slices (and their labels) moved by a random "
-                                                    "whole number of pixels up to this in each direction, "
-                                                    "one move per slice (per slab for a 3D target), so that G "
-                                                    "learns fields that carry to slices it did not see; 0: off")
     seed: int = _option(0, "optimisation", "random seed of every draw", everyday=True)
     lr_generator: float = _option(5e-4, "optimisation", "generator RMSProp learning rate")
     lr_critic: float = _option(1e-4, "optimisation", "critic RMSProp learning rate")
@@ -258,10 +255,6 @@ class AttackConfig:
              f"control_spacing must be a power of two, got {self.control_spacing}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.z_smooth >= 0, f"z_smooth must be >= 0, got {self.z_smooth}"),
-            (self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"),
-            (self.augment_shift == 0 or self.lambda_teacher == 0,
-             "augment_shift and lambda_teacher cannot both be on (the teacher's fields belong to the slices "
-             "as they are); set one to 0"),
             (self.steps >= 0, f"steps must be >= 0, got {self.steps}"),
             (self.critic_steps >= 0, f"critic_steps must be >= 0, got {self.critic_steps}"),
             (self.mask_dilation >= 0, f"mask_dilation must be >= 0, got {self.mask_dilation}"),

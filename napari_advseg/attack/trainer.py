@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from napari_advseg.io.atomic import save_torch
 from napari_advseg.models.folder_targets import weights_sha256
@@ -56,25 +55,6 @@ from napari_advseg.attack.volume_fields import smooth_along_z
 from napari_advseg.attack.losses import critic_loss, gradient_penalty, organ_mask
 from napari_advseg.models.target import is_volumetric
 from napari_advseg.models.unet import predict_labels
-
-
-def shifted(x: torch.Tensor, y: torch.Tensor, most: int, rng: torch.Generator,
-            per_slice: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slices ``x`` (N, 1, H, W) and labels ``y`` (N, H, W) moved by a random whole number of pixels in
-    ``[-most, most]`` along each axis: one move per slice, or one for the whole batch (a slab).
-
-    The image's uncovered border repeats its edge; the labels' is background.
-    """
-    n, h, w = y.shape
-    moves = torch.randint(-most, most + 1, (n if per_slice else 1, 2), generator=rng).expand(n, 2)
-    padded_x = F.pad(x, (most, most, most, most), mode="replicate")
-    padded_y = F.pad(y, (most, most, most, most), value=0)
-    rows_x, rows_y = [], []
-    for i, (dy, dx) in enumerate(moves.tolist()):
-        top, left = most - dy, most - dx
-        rows_x.append(padded_x[i, :, top:top + h, left:left + w])
-        rows_y.append(padded_y[i, top:top + h, left:left + w])
-    return torch.stack(rows_x), torch.stack(rows_y)
 
 
 def organ_ids(class_names: tuple[str, ...] | list[str], organs: list[str] | None) -> list[int] | None:
@@ -214,13 +194,9 @@ class AttackTrainer:
         return torch.arange(start, start + self.slab_depth)
 
     def _batch(self, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels of the training slices ``idx`` (default: the next batch's) on the device,
-        each moved by ``augment_shift`` at most (one move per slab for a 3D target)."""
+        """Images and labels of the training slices ``idx`` (default: the next batch's) on the device."""
         idx = self._batch_index() if idx is None else idx
-        x, y = self.images[idx], self.labels[idx]
-        if self.config.augment_shift > 0:
-            x, y = shifted(x, y, self.config.augment_shift, self.rng, per_slice=self.slab_depth is None)
-        return x.to(self.device), y.to(self.device)
+        return self.images[idx].to(self.device), self.labels[idx].to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent deviates for ``n`` slices: one per slice, or one per slab shared by its slices."""
