@@ -3,8 +3,9 @@
 One flag per field (``--lambda-rho`` for ``lambda_rho``), with the field's
 type, default, choices and help line. Everyday fields show in ``--help``, the
 rest under ``--help-all``, grouped as :data:`~napari_advseg.attack.config.GROUPS`.
-``--config FILE`` (TOML or JSON) sets fields too; precedence: the defaults,
-then the file, then flags given on the command line. Every optional field
+``--config FILE`` (TOML or JSON) sets fields too; ``--sliders off`` turns
+the four latent-slider terms off at once; precedence: the defaults, then the
+file, then ``--sliders``, then the flags of single fields. Every optional field
 takes ``none``; an optional limit or strength also takes 0 for off.
 """
 
@@ -17,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_advseg.attack.config import GROUPS, AttackConfig
+from napari_advseg.attack.config import GROUPS, SLIDER_OPTIONS_OFF, AttackConfig
 from napari_advseg.cli.arguments import ExpertOptions
 from napari_advseg.errors import AdvsegError
 
@@ -106,6 +107,12 @@ def add_attack_options(p: argparse.ArgumentParser, expert: ExpertOptions, skip: 
     everyday.add_argument("--config", type=Path, metavar="FILE",
                           help="TOML or JSON file of attack options (AttackConfig fields, e.g. a run folder's "
                                "config.json); flags given here override it")
+    everyday.add_argument("--sliders", choices=["on", "off"], default=argparse.SUPPRESS,
+                          help="off: train without the four latent-slider terms (single_alone, lambda_alone, "
+                               "lambda_excess, lambda_mean): a stronger attack on networks trained elsewhere, in "
+                               "about half the time, with deformation sliders that barely move the image "
+                               "(docs/tuning.md); on: those terms at their defaults (default: on; a flag for one "
+                               "of the four still wins)")
     groups = {key: p.add_argument_group(f"attack: {title}") for key, title in GROUPS.items()}
     for name, f in attack_fields().items():
         if name in skip:
@@ -190,7 +197,14 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def config_from(args: argparse.Namespace) -> AttackConfig:
-    """The attack config of a command: the defaults, then ``--config``'s file, then the flags given."""
+    """The attack config of a command: the defaults, then ``--config``'s file, then ``--sliders``, then the
+    flags given."""
     values = load_config_file(args.config) if getattr(args, "config", None) is not None else {}
+    sliders = getattr(args, "sliders", None)
+    if sliders == "off":
+        values.update(SLIDER_OPTIONS_OFF)
+    elif sliders == "on":
+        defaults = AttackConfig()
+        values.update({name: getattr(defaults, name) for name in SLIDER_OPTIONS_OFF})
     values.update({name: getattr(args, name) for name in attack_fields() if hasattr(args, name)})
     return AttackConfig(**values)
