@@ -201,10 +201,10 @@ def config_from(args: argparse.Namespace) -> AttackConfig:
     flags given."""
     values = load_config_file(args.config) if getattr(args, "config", None) is not None else {}
     sliders = getattr(args, "sliders", None)
-    if sliders == "off":
-        values.update(SLIDER_OPTIONS_OFF)
-    elif sliders == "on":
-        defaults = AttackConfig()
-        values.update({name: getattr(defaults, name) for name in SLIDER_OPTIONS_OFF})
+    for name, off in SLIDER_OPTIONS_OFF.items():
+        if sliders == "off":
+            values[name] = off
+        elif sliders == "on":  # the default, whatever the file said
+            values.pop(name, None)
     values.update({name: getattr(args, name) for name in attack_fields() if hasattr(args, name)})
     return AttackConfig(**values)
