@@ -17,6 +17,7 @@ from napari_advseg.models.target import make_target
 from napari_advseg.attack.checkpoint import load_checkpoint, load_generator
 from napari_advseg.attack.trainer import AttackTrainer
 from napari_advseg.models.unet import UNet2D
+from napari_advseg.seeding import seeded_build
 
 TINY = dict(batch_size=2, critic_steps=2, base_channels=4, critic_channels=4, control_spacing=4, latent_dim=3)
 
@@ -204,6 +205,48 @@ def test_exact_resume(tmp_path):
         for key in wa:
             assert torch.equal(wa[key], wb[key]), f"{name}.{key} differs after resume"
     assert [h["attack_ce"] for h in straight.history] == [h["attack_ce"] for h in resumed.history]
+
+
+def test_building_a_trainer_leaves_the_global_generator_alone_and_threads_apart():
+    """The seed sets G's and the critic's first weights without reseeding the caller's torch generator, and
+    trainers built at once in two threads, beside a third loading a network, get the weights a lone build
+    gets."""
+    import threading
+
+    images, labels = tiny_data()
+    cfg = AttackConfig(**TINY, seed=5)
+    target = tiny_target()
+    alone = _weights(AttackTrainer(cfg, target, images, labels, device="cpu").generator)
+
+    torch.manual_seed(99)
+    expected_next = torch.rand(3)
+    torch.manual_seed(99)
+    AttackTrainer(cfg, target, images, labels, device="cpu")
+    assert torch.equal(torch.rand(3), expected_next), "building a trainer reseeded torch's global generator"
+
+    built, errors = [], []
+
+    def build():
+        try:
+            for _ in range(3):
+                built.append(_weights(AttackTrainer(cfg, target, images, labels, device="cpu").generator))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    def load():  # another worker loading a network all the while (its weights drawn, then replaced)
+        for _ in range(20):
+            with seeded_build(None):
+                UNet2D(base_channels=4, depth=2)
+
+    threads = [threading.Thread(target=build), threading.Thread(target=build), threading.Thread(target=load)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(built) == 6
+    for weights in built:
+        assert all(torch.equal(weights[k], alone[k]) for k in alone)
 
 
 def test_checkpoint_contents_and_generator_loading(tmp_path):

@@ -21,6 +21,7 @@ from napari_advseg.attack.config import CONFIG_FILE, AttackConfig
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
+from napari_advseg.seeding import seeded_build
 from napari_advseg.io.atomic import atomic_write, load_torch_dict
 from napari_advseg.io.json_write import write_json
 
@@ -89,7 +90,8 @@ def generator_from_state(state: dict[str, Any], device: str | torch.device = "au
     """The generator of a checkpoint's dictionary, frozen (eval mode, no gradients), and its config."""
     try:
         config = AttackConfig.from_dict(state["config"])
-        generator = AttackGenerator(config)
+        with seeded_build(None):  # its first weights are replaced by the checkpoint's
+            generator = AttackGenerator(config)
         generator.load_state_dict(state["generator"])
     except (AdvsegError, RuntimeError, TypeError) as exc:
         raise AdvsegError(f"{where}: generator weights do not fit its config ({first_line(exc)})") from None

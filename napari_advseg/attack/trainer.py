@@ -42,6 +42,7 @@ from napari_advseg.models.folder_targets import weights_sha256
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
+from napari_advseg.seeding import seeded_build
 from napari_advseg.attack.apply import target_input_range
 from napari_advseg.attack.checkpoint import GENERATOR_FORMAT, check_generator_fits, load_checkpoint
 from napari_advseg.attack.fields import perceptibility
@@ -156,9 +157,9 @@ class AttackTrainer:
             self.teacher = TeacherCache(config, target, self.input_range, self.organ_ids,
                                         (self.images.shape[0], self.images.shape[2], self.images.shape[3]))
 
-        torch.manual_seed(config.seed)
-        self.generator = AttackGenerator(config).to(self.device)
-        self.critic = Critic(config.critic_channels).to(self.device)
+        with seeded_build(config.seed):
+            self.generator = AttackGenerator(config).to(self.device)
+            self.critic = Critic(config.critic_channels).to(self.device)
         self.generator_ddp: torch.nn.Module = self.generator
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP

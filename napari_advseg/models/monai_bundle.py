@@ -38,6 +38,7 @@ from torch import nn
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.sliding_window import monai_starts, sliding_window
 from napari_advseg.models.target import freeze, load_fitting_weights
+from napari_advseg.seeding import seeded_build
 
 __all__ = ["MONAI_EXTRA", "MonaiBundle", "is_monai_bundle", "read_monai_bundle"]
 
@@ -282,7 +283,8 @@ def read_monai_bundle(folder: str | Path, *, device: torch.device | str = "cpu")
         except Exception as error:  # noqa: BLE001 - the config's own expressions may fail in many ways
             raise InputFileError(config_path, f"its {key!r} cannot be built: {first_line(error)}") from None
 
-    network = parsed("network_def")
+    with seeded_build(None):  # its first weights are replaced by the bundle's
+        network = parsed("network_def")
     if not isinstance(network, nn.Module):
         raise InputFileError(config_path, f"network_def builds a {type(network).__name__}, not a torch module")
     first = next((p for p in network.parameters() if p.ndim >= 4), None)

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_advseg.seeding import seeded_build
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet, separate_z_axis
 from napari_advseg.models.sliding_window import nnunet_gaussian, nnunet_starts, round_to, sliding_window
@@ -240,7 +241,7 @@ def build_network(plan: NnUNetPlan, n_classes: int, plans_path: Path) -> nn.Modu
         kwargs[key] = located
     kwargs["deep_supervision"] = False
     try:
-        with torch.random.fork_rng(devices=[]):
+        with seeded_build(None):
             return network_class(input_channels=1, num_classes=n_classes, **kwargs)
     except Exception as error:  # noqa: BLE001 - any failure of the class on these arguments is the plans' fault
         raise InputFileError(plans_path, f"architecture {class_name.rsplit('.', 1)[-1]} cannot be built from its "

@@ -44,6 +44,7 @@ from napari_advseg.models.target_files import (
     TORCHSCRIPT_META_FORMAT,
 )
 from napari_advseg.models.unet import UNet2D
+from napari_advseg.seeding import seeded_build
 
 __all__ = ["SIDECAR_KEYS", "load_target", "sidecar_path"]
 
@@ -169,7 +170,7 @@ def _model_from_checkpoint(path: Path, checkpoint: Any) -> tuple[UNet2D, dict]:
     if not isinstance(arch, dict):
         raise InputFileError(path, f"has an invalid network description (arch = {arch!r})")
     try:
-        with torch.random.fork_rng(devices=[]):
+        with seeded_build(None):
             model = UNet2D(**arch)
     except (TypeError, ValueError) as error:
         raise InputFileError(path, f"has an invalid network description {arch!r}: {first_line(error)}") from None

@@ -22,6 +22,7 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError
 from napari_advseg.models.unet import UNet2D
 from napari_advseg.models.unet_patches import PatchSampler, check_training_data
+from napari_advseg.seeding import seeded_build
 
 __all__ = [
     "train_unet",
@@ -167,8 +168,7 @@ def train_unet(
     images, labels = check_training_data(images, labels, n_classes)
     torch_device = resolve_device(device)
     if model is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_build(seed):
             model = UNet2D(1, n_classes, base_channels=base_channels, depth=depth)
     return _training_loop(model, images, labels, n_classes, steps, batch_size, patch_size, lr, seed, torch_device,
                           augment)
