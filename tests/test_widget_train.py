@@ -193,6 +193,52 @@ def test_time_estimate_and_the_quick_setting_on_the_cpu(make_napari_viewer, qtbo
 
 
 @pytest.mark.gui
+def test_the_slider_switch_and_the_learning_rate_box(make_napari_viewer, qtbot, tiny, monkeypatch):
+    """The switch turns the four shaping terms off and its runs are timed apart; the learning rate shows
+    in full and takes scientific notation."""
+    import napari_advseg.widgets._train as train_module
+    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, AttackConfig
+
+    measured = []
+
+    def fake_step_seconds(snapshot, config, cancelled=None):  # shaping doubles a step's time
+        measured.append(config.single_alone)
+        step = 3.0 if config.single_alone else 1.5
+        return {"step": step, "setup": 2.0, "device": "cpu", "batch_size": config.batch_size}
+
+    monkeypatch.setattr(train_module, "step_seconds", fake_step_seconds)
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    train, session = widget.train, widget.session
+    assert train.sliders.isChecked() and len(train.sliders.toolTip()) > 30
+    on = session.make_config(**train.settings())
+    defaults = AttackConfig()
+    assert all(getattr(on, k) == getattr(defaults, k) for k in SLIDER_OPTIONS_OFF)
+    train.measure()
+    qtbot.waitUntil(lambda: train.timing_job is None and measured == [True], timeout=30_000)
+
+    train.sliders.setChecked(False)
+    off = session.make_config(**train.settings())
+    assert all(getattr(off, k) == v for k, v in SLIDER_OPTIONS_OFF.items())
+    assert train.estimate() is None  # the time measured with the shaping on does not stand for this one
+    train.measure()
+    qtbot.waitUntil(lambda: train.timing_job is None and measured == [True, False], timeout=30_000)
+    assert f"{train.estimate()['step']:.2f}" == "1.50"
+    train.config_overrides = {"lambda_mean": 5.0}  # a setting the form does not show still wins
+    assert train.settings()["lambda_mean"] == 5.0 and train.settings()["single_alone"] is False
+
+    assert train.lr.text() == "0.0005"  # the default learning rate in full, not cut to 0.000
+    train.lr.lineEdit().selectAll()
+    qtbot.keyClicks(train.lr.lineEdit(), "2e-4")
+    train.lr.interpretText()
+    assert train.lr.value() == pytest.approx(2e-4) and train.settings()["lr_generator"] == pytest.approx(2e-4)
+
+    train.show_config(on)  # a resumed run's switch shows how it was trained
+    assert train.sliders.isChecked()
+    train.show_config(off)
+    assert not train.sliders.isChecked()
+
+
+@pytest.mark.gui
 def test_runs_join_the_generator_list_and_the_shipped_one_stays_a_click_away(make_napari_viewer, qtbot, tiny,
                                                                             tmp_path):
     from napari.utils.notifications import notification_manager

@@ -24,11 +24,11 @@ import threading
 from pathlib import Path
 
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                             QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError, first_line, path_last
-from napari_advseg.attack.config import GENERATOR_FILE
+from napari_advseg.attack.config import GENERATOR_FILE, SLIDER_OPTIONS_OFF
 from napari_advseg.widgets._model import DEFAULT_CONFIG, same_file
 from napari_advseg.widgets._spinboxes import double_box, int_box
 from napari_advseg.widgets._subscriptions import Subscriptions
@@ -104,8 +104,12 @@ class TrainPanel(QWidget):
         self.beta = double_box(c.beta, 0.0, 100.0, 0.01, 3, GLOSSARY["beta"])
         self.steps = int_box(c.steps, 1, 1_000_000, GLOSSARY["steps"] + " A resumed run continues up to it.")
         self.batch_size = int_box(c.batch_size, 1, 512, GLOSSARY["batch"])
-        self.lr = double_box(c.lr_generator, 1e-6, 1.0, 1e-4, 6, GLOSSARY["learning rate"])
+        self.lr = double_box(c.lr_generator, 1e-6, 1.0, 1e-4, 6, GLOSSARY["learning rate"],
+                             short=True)
         self.seed = int_box(c.seed, 0, 2_147_483_647, GLOSSARY["seed"])
+        self.sliders = QCheckBox("shape the sliders")
+        self.sliders.setChecked(True)
+        self.sliders.setToolTip(GLOSSARY["slider shaping"])
         self.organs = QListWidget()
         self.organs.setToolTip(GLOSSARY["organs"])
         self.organs.setMaximumHeight(92)
@@ -136,6 +140,7 @@ class TrainPanel(QWidget):
             form.setContentsMargins(0, 0, 0, 0)
             form.addRow(label, box)
             settings.addLayout(form, i // 2, i % 2)
+        settings.addWidget(self.sliders, (len(pairs) + 1) // 2, 0, 1, 2)
         form = QFormLayout()
         form.addRow(term_label("organs"), self.organs)
         form.addRow(term_label("checkpoint folder"), folder_row)
@@ -212,6 +217,7 @@ class TrainPanel(QWidget):
         self.subscriptions.connect(owner.session.changed, self._session_changed)
         self.steps.valueChanged.connect(self._steps_changed)
         self.batch_size.valueChanged.connect(self._batch_changed)
+        self.sliders.toggled.connect(self._batch_changed)  # a step's time changes with it (about twice)
 
     # ------------------------------------------------------------------ session
     def _target_changed(self) -> None:
@@ -242,8 +248,14 @@ class TrainPanel(QWidget):
         self._schedule_measure()
 
     # ------------------------------------------------------------------ time estimate and presets
+    def _extra_settings(self) -> dict:
+        """The settings beside the boxes': the slider switch's and :attr:`config_overrides` (which win)."""
+        extra = {} if self.sliders.isChecked() else dict(SLIDER_OPTIONS_OFF)
+        extra.update(self.config_overrides)
+        return extra
+
     def _timing_key(self, batch: int) -> tuple:
-        extra = tuple(sorted((k, repr(v)) for k, v in self.config_overrides.items()))
+        extra = tuple(sorted((k, repr(v)) for k, v in self._extra_settings().items()))
         return (self.owner.session.case_revision, int(batch), extra)
 
     def estimate(self, batch: int | None = None) -> dict | None:
@@ -413,7 +425,7 @@ class TrainPanel(QWidget):
         values = dict(gamma=self.gamma.value(), alpha=self.alpha.value(), beta=self.beta.value(),
                       steps=self.steps.value(), batch_size=self.batch_size.value(), lr_generator=self.lr.value(),
                       seed=self.seed.value(), organs=self.chosen_organs())
-        values.update(self.config_overrides)
+        values.update(self._extra_settings())
         return values
 
     def show_config(self, config) -> None:
@@ -425,6 +437,7 @@ class TrainPanel(QWidget):
         self.batch_size.setValue(config.batch_size)
         self.lr.setValue(config.lr_generator)
         self.seed.setValue(config.seed)
+        self.sliders.setChecked(any(getattr(config, k) != v for k, v in SLIDER_OPTIONS_OFF.items()))
         self.set_organs(self.owner.session.class_names[1:], checked=config.organs)
 
     def checkpoint_path(self) -> Path:
@@ -451,7 +464,7 @@ class TrainPanel(QWidget):
         self.resume_button.setEnabled(state == PAUSED)
         self.stop_button.setEnabled(state in (RUNNING, PAUSED))
         for box in (self.gamma, self.alpha, self.beta, self.steps, self.batch_size, self.lr, self.seed,
-                    self.organs, self.folder, self.presets):
+                    self.sliders, self.organs, self.folder, self.presets):
             box.setEnabled(idle)
 
     def start(self) -> None:
