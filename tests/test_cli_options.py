@@ -123,15 +123,17 @@ def test_a_run_folder_config_json_is_a_config_file(tmp_path):
     assert parse("--config", str(path)) == config
 
 
-def test_sliders_off_turns_the_four_slider_terms_off_and_a_single_flag_still_wins(tmp_path):
-    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF
+def test_sliders_on_turns_the_four_slider_terms_on_and_a_single_flag_still_wins(tmp_path):
+    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, SLIDER_OPTIONS_ON
 
-    off = parse("--sliders", "off")
-    assert {name: getattr(off, name) for name in SLIDER_OPTIONS_OFF} == SLIDER_OPTIONS_OFF
-    assert off.replace(**{name: getattr(AttackConfig(), name) for name in SLIDER_OPTIONS_OFF}) == AttackConfig()
-    assert parse("--sliders", "off", "--lambda-mean", "5").lambda_mean == 5.0
-    assert parse("--sliders", "off", "--lambda-mean", "5").lambda_alone == 0.0
+    assert {name: getattr(AttackConfig(), name) for name in SLIDER_OPTIONS_OFF} == SLIDER_OPTIONS_OFF  # defaults
+    assert parse("--sliders", "off") == AttackConfig()
+    on = parse("--sliders", "on")
+    assert {name: getattr(on, name) for name in SLIDER_OPTIONS_ON} == SLIDER_OPTIONS_ON
+    assert on.replace(**SLIDER_OPTIONS_OFF) == AttackConfig()  # nothing else changes
+    assert parse("--sliders", "on", "--lambda-mean", "5").lambda_mean == 5.0
+    assert parse("--sliders", "on", "--lambda-mean", "5").lambda_alone == 1.0
     path = tmp_path / "c.json"
-    path.write_text(json.dumps(SLIDER_OPTIONS_OFF))
-    assert parse("--config", str(path), "--sliders", "on") == AttackConfig()  # over the file
-    assert parse("--config", str(path)).single_alone is False
+    path.write_text(json.dumps(SLIDER_OPTIONS_ON))
+    assert parse("--config", str(path), "--sliders", "off") == AttackConfig()  # over the file
+    assert parse("--config", str(path)).single_alone is True

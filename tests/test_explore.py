@@ -16,8 +16,10 @@ from napari_advseg.models.unet import UNet2D
 
 def _explorer():
     torch.manual_seed(0)
-    # no edge gate and no phi budget: the decoded fields themselves (tests of those in test_latent_effect.py)
-    cfg = AttackConfig(base_channels=4, control_spacing=4, latent_dim=3, phi_edge_gate=None, phi_rho_max=None)
+    # no edge gate, no phi budget and no gradient cap: the decoded fields themselves (tests of those in
+    # test_latent_effect.py and test_trainer.py)
+    cfg = AttackConfig(base_channels=4, control_spacing=4, latent_dim=3, phi_edge_gate=None, phi_rho_max=None,
+                       phi_gradient_max=None)
     generator = AttackGenerator(cfg)
     with torch.no_grad():  # make the decoders non-trivial (they start at zero)
         for p in generator.parameters():

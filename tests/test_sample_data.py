@@ -40,6 +40,20 @@ def test_artefact_shipped_generator_passes_the_paper_bar():
     assert report["fold_fraction"] < 0.01
 
 
+def test_the_recipe_is_the_shipped_generator_s_configuration():
+    """`advseg make-sample` trains what is shipped: the recipe's options (and the defaults beside them) are
+    the shipped generator's configuration, field for field; the recipe turns the slider terms on."""
+    from napari_advseg.attack.config import SLIDER_OPTIONS_ON, AttackConfig
+    from napari_advseg.data.sample_recipe import ATTACK_STEPS, SAMPLE_ATTACK_OPTIONS, SAMPLE_RHO_MAX
+
+    _, shipped, _ = load_generator(sample_data_dir() / SAMPLE_FILES["generator"], "cpu")
+    recipe = AttackConfig(steps=ATTACK_STEPS, seed=0, rho_max=SAMPLE_RHO_MAX, **SAMPLE_ATTACK_OPTIONS)
+    differ = {k: (v, shipped.to_dict()[k]) for k, v in recipe.to_dict().items()
+              if k != "bias_unit" and shipped.to_dict()[k] != v}
+    assert not differ
+    assert {k: SAMPLE_ATTACK_OPTIONS[k] for k in SLIDER_OPTIONS_ON} == SLIDER_OPTIONS_ON
+
+
 def test_evaluate_with_no_arguments_uses_the_sample(tmp_path, capsys):
     code = main(["evaluate", "--samples", "1", "--device", "cpu", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out

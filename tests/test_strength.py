@@ -147,8 +147,8 @@ def _strong_generator(tiny_files, folder):
 
     target = load_target(tiny_files["target"], "cpu")
     case = load_case(tiny_files["ct"], tiny_files["labels"], target.normalisation)
-    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8), target,
-                            case.images, case.labels, "cpu")
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8,
+                                         phi_gradient_max=None), target, case.images, case.labels, "cpu")
     torch.manual_seed(1)
     with torch.no_grad():
         for p in trainer.generator.parameters():
@@ -186,6 +186,11 @@ def test_advseg_curve_and_sample_at_a_rho(tiny_files, tmp_path, capsys, one_thre
     assert main(["sample", *data, "--slices", "3-4", "--rho", "0.04", "--out", str(sample)]) == 0
     sidecar = json.loads((sample / "sample.json").read_text())
     assert sidecar["rho_target"] == 0.04 and sidecar["rho"] == pytest.approx(0.04, rel=0.01)
+    assert "reached of" not in capsys.readouterr().err
+    assert main(["sample", *data, "--slices", "3", "--rho", "5", "--out", str(tmp_path / "far")]) == 0
+    far = json.loads((tmp_path / "far" / "sample.json").read_text())["rho"]
+    assert far < 4.95  # out of reach: said, with the rho reached
+    assert f"warning: rho {far:.4f} reached of 5 asked" in capsys.readouterr().err
 
     assert main(["curve", *data, "--rhos", "0,-0.1", "--out", str(out)]) == 2
     assert "rho must be" in capsys.readouterr().err

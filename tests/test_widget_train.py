@@ -194,10 +194,10 @@ def test_time_estimate_and_the_quick_setting_on_the_cpu(make_napari_viewer, qtbo
 
 @pytest.mark.gui
 def test_the_slider_switch_and_the_learning_rate_box(make_napari_viewer, qtbot, tiny, monkeypatch):
-    """The switch turns the four shaping terms off and its runs are timed apart; the learning rate shows
-    in full and takes scientific notation."""
+    """The switch (off by default) turns the four shaping terms on and its runs are timed apart; the
+    learning rate shows in full and takes scientific notation."""
     import napari_advseg.widgets._train as train_module
-    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, AttackConfig
+    from napari_advseg.attack.config import SLIDER_OPTIONS_OFF, SLIDER_OPTIONS_ON, AttackConfig
 
     measured = []
 
@@ -209,22 +209,23 @@ def test_the_slider_switch_and_the_learning_rate_box(make_napari_viewer, qtbot, 
     monkeypatch.setattr(train_module, "step_seconds", fake_step_seconds)
     viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
     train, session = widget.train, widget.session
-    assert train.sliders.isChecked() and len(train.sliders.toolTip()) > 30
-    on = session.make_config(**train.settings())
-    defaults = AttackConfig()
-    assert all(getattr(on, k) == getattr(defaults, k) for k in SLIDER_OPTIONS_OFF)
-    train.measure()
-    qtbot.waitUntil(lambda: train.timing_job is None and measured == [True], timeout=30_000)
-
-    train.sliders.setChecked(False)
+    assert not train.sliders.isChecked() and len(train.sliders.toolTip()) > 30
     off = session.make_config(**train.settings())
+    assert off == AttackConfig(**train.settings()) and all(getattr(off, k) == getattr(AttackConfig(), k)
+                                                           for k in SLIDER_OPTIONS_OFF)
     assert all(getattr(off, k) == v for k, v in SLIDER_OPTIONS_OFF.items())
-    assert train.estimate() is None  # the time measured with the shaping on does not stand for this one
     train.measure()
-    qtbot.waitUntil(lambda: train.timing_job is None and measured == [True, False], timeout=30_000)
-    assert f"{train.estimate()['step']:.2f}" == "1.50"
+    qtbot.waitUntil(lambda: train.timing_job is None and measured == [False], timeout=30_000)
+
+    train.sliders.setChecked(True)
+    on = session.make_config(**train.settings())
+    assert all(getattr(on, k) == v for k, v in SLIDER_OPTIONS_ON.items())
+    assert train.estimate() is None  # the time measured with the shaping off does not stand for this one
+    train.measure()
+    qtbot.waitUntil(lambda: train.timing_job is None and measured == [False, True], timeout=30_000)
+    assert f"{train.estimate()['step']:.2f}" == "3.00"
     train.config_overrides = {"lambda_mean": 5.0}  # a setting the form does not show still wins
-    assert train.settings()["lambda_mean"] == 5.0 and train.settings()["single_alone"] is False
+    assert train.settings()["lambda_mean"] == 5.0 and train.settings()["single_alone"] is True
 
     assert train.lr.text() == "0.0005"  # the default learning rate in full, not cut to 0.000
     train.lr.lineEdit().selectAll()

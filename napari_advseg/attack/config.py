@@ -38,7 +38,11 @@ _RETIRED_KEYS = frozenset({"normalisation", "window", "extra", "single_phi_share
                            "augment_shift"})
 """Keys older checkpoints carry that nothing reads any more; loading drops them."""
 SLIDER_OPTIONS_OFF = {"single_alone": False, "lambda_alone": 0.0, "lambda_excess": 0.0, "lambda_mean": 0.0}
-"""The four latent-slider options (see the ``latent`` group) turned off."""
+"""The four latent-slider options (see the ``latent`` group) turned off: their defaults."""
+SLIDER_OPTIONS_ON = {"single_alone": True, "lambda_alone": 1.0, "lambda_excess": 1.0, "lambda_mean": 20.0}
+"""The four latent-slider options turned on (``--sliders on``, the Train tab's *shape the sliders*, the
+shipped sample): each latent number then moves the fields and the Dice visibly on its own, at a cost in
+attack strength and in time (docs/tuning.md)."""
 _LEGACY_DEFAULTS = {"lambda_teacher": 0.0, "lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
                     "z_smooth": 0.0, **SLIDER_OPTIONS_OFF}
@@ -141,7 +145,7 @@ class AttackConfig:
     phi_integration: str = _option("svf", "deformation", "svf: the decoded field is a velocity integrated by "
                                                          "scaling and squaring, a map that does not fold",
                                    choices=("svf",), legacy=("direct",))
-    phi_gradient_max: float | None = _option(0.3, "deformation", "cap on the velocity field's largest change "
+    phi_gradient_max: float | None = _option(0.12, "deformation", "cap on the velocity field's largest change "
                                                                   "from one pixel to the next (pixels per pixel): "
                                                                   "each slice's field is scaled down to it, which "
                                                                   "keeps det J within about exp(-2 cap) .. "
@@ -177,16 +181,17 @@ class AttackConfig:
     lambda_single: float = _option(1.0, "latent", "weight of the single-number attack term: one latent number at "
                                                   "+-single_sd, the rest at the mean, must attack too; 0: off")
     single_sd: float = _option(3.0, "latent", "standard deviations of the single-number probes")
-    single_alone: bool = _option(True, "latent", "with both fields, a single-number probe applies its own field "
-                                                 "alone (else with the other field at its mean code)")
-    lambda_alone: float = _option(1.0, "latent", "with both fields, weight of the attack loss of each field of the "
-                                                 "random code alone; 0: off")
-    lambda_excess: float = _option(1.0, "latent", "weight of the penalty on fields decoded past their budgets, "
+    single_alone: bool = _option(False, "latent", "with both fields, a single-number probe applies its own field "
+                                                  "alone (else with the other field at its mean code); "
+                                                  "--sliders on: true")
+    lambda_alone: float = _option(0.0, "latent", "with both fields, weight of the attack loss of each field of the "
+                                                 "random code alone; 0: off; --sliders on: 1")
+    lambda_excess: float = _option(0.0, "latent", "weight of the penalty on fields decoded past their budgets, "
                                                   "mean(relu(log(rho / budget))^2), which keeps the mean code mild; "
-                                                  "0: off")
-    lambda_mean: float = _option(20.0, "latent", "weight of an extra pull of the latent means to 0, "
-                                                 "0.5 sum_k mu_k^2, so the code sliders start from is a mild "
-                                                 "change; 0: off")
+                                                  "0: off; --sliders on: 1")
+    lambda_mean: float = _option(0.0, "latent", "weight of an extra pull of the latent means to 0, "
+                                                "0.5 sum_k mu_k^2, so the code sliders start from is a mild "
+                                                "change; 0: off; --sliders on: 20")
     # -- optimisation
     steps: int = _option(1000, "optimisation", "generator training steps", everyday=True)
     batch_size: int = _option(8, "optimisation", "slices per step (a 3D target: unused, each step is one slab of "

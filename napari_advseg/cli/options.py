@@ -3,8 +3,8 @@
 One flag per field (``--lambda-rho`` for ``lambda_rho``), with the field's
 type, default, choices and help line. Everyday fields show in ``--help``, the
 rest under ``--help-all``, grouped as :data:`~napari_advseg.attack.config.GROUPS`.
-``--config FILE`` (TOML or JSON) sets fields too; ``--sliders off`` turns
-the four latent-slider terms off at once; precedence: the defaults, then the
+``--config FILE`` (TOML or JSON) sets fields too; ``--sliders on`` turns
+the four latent-slider terms on at once (``off``: their defaults); precedence: the defaults, then the
 file, then ``--sliders``, then the flags of single fields. Every optional field
 takes ``none``; an optional limit or strength also takes 0 for off.
 """
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_advseg.attack.config import GROUPS, SLIDER_OPTIONS_OFF, AttackConfig
+from napari_advseg.attack.config import GROUPS, SLIDER_OPTIONS_OFF, SLIDER_OPTIONS_ON, AttackConfig
 from napari_advseg.cli.arguments import ExpertOptions
 from napari_advseg.errors import AdvsegError
 
@@ -108,10 +108,10 @@ def add_attack_options(p: argparse.ArgumentParser, expert: ExpertOptions, skip: 
                           help="TOML or JSON file of attack options (AttackConfig fields, e.g. a run folder's "
                                "config.json); flags given here override it")
     everyday.add_argument("--sliders", choices=["on", "off"], default=argparse.SUPPRESS,
-                          help="off: train without the four latent-slider terms (single_alone, lambda_alone, "
-                               "lambda_excess, lambda_mean): a stronger attack on networks trained elsewhere, in "
-                               "about half the time, with deformation sliders that barely move the image "
-                               "(docs/tuning.md); on: those terms at their defaults (default: on; a flag for one "
+                          help="on: train with the four latent-slider terms (single_alone, lambda_alone, "
+                               "lambda_excess, lambda_mean), so that each latent number of the Explore tab "
+                               "moves the fields and the Dice on its own, at the cost of a weaker attack in about "
+                               "twice the time (docs/tuning.md); off: without them (default: off; a flag for one "
                                "of the four still wins)")
     groups = {key: p.add_argument_group(f"attack: {title}") for key, title in GROUPS.items()}
     for name, f in attack_fields().items():
@@ -201,10 +201,7 @@ def config_from(args: argparse.Namespace) -> AttackConfig:
     flags given."""
     values = load_config_file(args.config) if getattr(args, "config", None) is not None else {}
     sliders = getattr(args, "sliders", None)
-    for name, off in SLIDER_OPTIONS_OFF.items():
-        if sliders == "off":
-            values[name] = off
-        elif sliders == "on":  # the default, whatever the file said
-            values.pop(name, None)
+    if sliders is not None:  # over the file
+        values.update(SLIDER_OPTIONS_ON if sliders == "on" else SLIDER_OPTIONS_OFF)
     values.update({name: getattr(args, name) for name in attack_fields() if hasattr(args, name)})
     return AttackConfig(**values)

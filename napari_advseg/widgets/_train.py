@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout, QH
                             QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError, first_line, path_last
-from napari_advseg.attack.config import GENERATOR_FILE, SLIDER_OPTIONS_OFF
+from napari_advseg.attack.config import GENERATOR_FILE, SLIDER_OPTIONS_OFF, SLIDER_OPTIONS_ON
 from napari_advseg.widgets._model import DEFAULT_CONFIG, same_file
 from napari_advseg.widgets._spinboxes import double_box, int_box
 from napari_advseg.widgets._subscriptions import Subscriptions
@@ -108,7 +108,7 @@ class TrainPanel(QWidget):
                              short=True)
         self.seed = int_box(c.seed, 0, 2_147_483_647, GLOSSARY["seed"])
         self.sliders = QCheckBox("shape the sliders")
-        self.sliders.setChecked(True)
+        self.sliders.setChecked(False)
         self.sliders.setToolTip(GLOSSARY["slider shaping"])
         self.organs = QListWidget()
         self.organs.setToolTip(GLOSSARY["organs"])
@@ -250,7 +250,7 @@ class TrainPanel(QWidget):
     # ------------------------------------------------------------------ time estimate and presets
     def _extra_settings(self) -> dict:
         """The settings beside the boxes': the slider switch's and :attr:`config_overrides` (which win)."""
-        extra = {} if self.sliders.isChecked() else dict(SLIDER_OPTIONS_OFF)
+        extra = dict(SLIDER_OPTIONS_ON if self.sliders.isChecked() else SLIDER_OPTIONS_OFF)
         extra.update(self.config_overrides)
         return extra
 

@@ -22,10 +22,10 @@ GLOSSARY = {
     "learning rate": "Learning rate: how big each step's update is; too high makes training unstable, too low "
                      "makes it slow.",
     "seed": "Random seed: the same seed and settings give the same run again.",
-    "slider shaping": "Shape the latent sliders (on by default): extra training terms that make each number of "
+    "slider shaping": "Shape the latent sliders (off by default): extra training terms that make each number of "
                       "the latent code a mild change of its own, so the Explore tab's sliders each move the fields "
-                      "visibly. Off, a step takes about half the time and the attack is stronger (measured on a "
-                      "MONAI network: 17.6 % against 10.5 % mean Dice drop), but the sliders change much less.",
+                      "visibly; a step then takes about twice the time and the attack is weaker (measured on a "
+                      "MONAI network: 10.5 % against 17.6 % mean Dice drop).",
     "organs": "The organs the attack aims at (their surroundings are where the image may change most).",
     "checkpoint folder": "Where the trained generator (generator.pt) and its settings (config.json) are written.",
     "fine-tune on": "What the network is trained on besides clean slices: the current generator's attacks, or a "
