@@ -17,7 +17,7 @@ PKG_DIR = REPO / "napari_advseg"
 PKG = "napari_advseg"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("", "errors", "device", "organs"),
+    ("", "errors", "device", "organs", "seeding"),
     ("io",),
     ("data",),
     ("models",),
