@@ -22,10 +22,9 @@ ATTACK_STEPS = 1000
 SAMPLE_RHO_MAX = 0.08
 """The shipped generator's hard budget on rho (Eq. 7), the strength the sample is held to."""
 SAMPLE_ATTACK_OPTIONS = {"phi_rho_max": 0.08, "bias_rho_max": 0.08, "attack_reduction": "organs_squared",
-                         "phi_gradient_max": 0.3,
                          "single_alone": True, "lambda_alone": 1.0, "lambda_excess": 1.0, "lambda_mean": 20.0}
 """The shipped generator's ``AttackConfig`` fields beside the defaults: a budget of 0.08 per field, under
 ``SAMPLE_RHO_MAX`` on the whole, and the squared per-organ attack loss (the organ least attacked pulls
 hardest), so that every phantom organ passes the paper's 30 % bar with realistic fields; the latent-slider
-terms on (``attack.config.SLIDER_OPTIONS_ON``), since the sample is where the Explore tab is shown; the
-deformation's gradient cap it was trained with (the measurements are in the docs)."""
+terms on (``attack.config.SLIDER_OPTIONS_ON``), since the sample is where the Explore tab is shown (the
+measurements are in the docs)."""
