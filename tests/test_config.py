@@ -41,8 +41,9 @@ def test_shipped_generator_config_round_trips():
     assert set(config.to_dict()) - set(recorded) <= {"lambda_teacher", "teacher_steps", "teacher_rho", "bias_response"}
     assert config.lambda_teacher == 0.0 and config.bias_response == "linear"
     # the realism defaults and the sample recipe (data/sample_recipe.py) it was trained with
-    assert config.phi_gradient_max == 0.3 and config.lambda_spectrum == 1000.0
+    assert config.phi_gradient_max == 0.12 and config.lambda_spectrum == 1000.0
     assert config.attack_reduction == "organs_squared" and config.phi_rho_max == config.bias_rho_max == 0.08
+    assert config.single_alone and config.lambda_mean == 20.0  # the slider terms on (SLIDER_OPTIONS_ON)
     _, loaded, _ = load_generator(path, "cpu")
     assert loaded == config
 
