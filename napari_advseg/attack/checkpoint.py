@@ -21,9 +21,9 @@ from napari_advseg.attack.config import CONFIG_FILE, AttackConfig
 from napari_advseg.attack.generator import AttackGenerator
 from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
-from napari_advseg.seeding import seeded_build
 from napari_advseg.io.atomic import atomic_write, load_torch_dict
 from napari_advseg.io.json_write import write_json
+from napari_advseg.seeding import seeded_build
 
 GENERATOR_FORMAT = "napari-advseg-generator"
 

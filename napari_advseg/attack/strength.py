@@ -45,6 +45,12 @@ ACCURACY = 0.01
 """A slice has reached its rho when it is within 1 % of it."""
 
 _TOLERANCE = 0.004  # the search aims well inside ACCURACY
+
+
+def rho_reached(achieved, asked):
+    """Whether ``achieved`` is within :data:`ACCURACY` of the rho ``asked`` (floats or tensors alike; the
+    1e-6 lets rho 0 pass despite warping's rounding)."""
+    return abs(achieved - asked) <= ACCURACY * asked + 1e-6
 _ITERATIONS = 40
 
 
@@ -179,7 +185,7 @@ def scale_to_rho(x: torch.Tensor, displacement: torch.Tensor, bias: torch.Tensor
     adversarial = image(best, moved)
     achieved = perceptibility_per_slice(adversarial, x)
     return ScaledFields(moved, bias * best.reshape(-1, 1, 1, 1), adversarial, achieved, best,
-                        (achieved - goal).abs() <= ACCURACY * goal + 1e-6)  # rho 0: warping's rounding
+                        rho_reached(achieved, goal))
 
 
 @dataclass
@@ -201,7 +207,7 @@ class DoseResponse:
 
     def reached(self) -> list[bool]:
         """Whether the (mean) rho reached is within 1 % of each rho asked for."""
-        return [abs(a - r) <= ACCURACY * r + 1e-6 for a, r in zip(self.achieved, self.rhos)]
+        return [rho_reached(a, r) for a, r in zip(self.achieved, self.rhos)]
 
     def to_dict(self) -> dict:
         return {"rhos": list(self.rhos), "achieved_rho": list(self.achieved), "fold_fraction": list(self.folds),

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def report_sample(sidecar: dict) -> None:
     """One sample's figures and DICOM record, as lines on stdout."""
     from napari_advseg.attack.realism import SHORT_WAVELENGTH_PX
-    from napari_advseg.attack.strength import ACCURACY, MAX_FACTOR
+    from napari_advseg.attack.strength import MAX_FACTOR, rho_reached
     from napari_advseg.cli.common import say, warn
     from napari_advseg.evaluation.report import realism_cells
 
@@ -109,7 +109,7 @@ def report_sample(sidecar: dict) -> None:
     say(f"rho {sidecar['rho']:.3f}, folds {100 * sidecar['fold_fraction']:.2f} %; bias: strongest wave {peak}, "
         f"wavelengths < {SHORT_WAVELENGTH_PX:g} px {short}; det J {jacobian}")
     asked = sidecar.get("rho_target")
-    if asked and abs(sidecar["rho"] - asked) > ACCURACY * asked:
+    if asked and not rho_reached(sidecar["rho"], asked):
         warn(f"rho {sidecar['rho']:.4f} reached of {asked:g} asked: this generator's fields scaled up "
              f"{MAX_FACTOR:g} times do not reach it; every slice keeps the rho closest to it")
     if "dicom" in sidecar:

@@ -50,11 +50,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_advseg.seeding import seeded_build
 from napari_advseg.errors import AdvsegError, InputFileError, first_line
 from napari_advseg.models.resample import new_shape_for_spacing, resize_like_nnunet, separate_z_axis
 from napari_advseg.models.sliding_window import nnunet_gaussian, nnunet_starts, round_to, sliding_window
 from napari_advseg.models.target import freeze, load_fitting_weights
+from napari_advseg.seeding import seeded_build
 
 __all__ = [
     "CHECKPOINT_NAMES",

@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-                            QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QListWidget, QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from napari_advseg.errors import AdvsegError, first_line, path_last
 from napari_advseg.attack.config import GENERATOR_FILE, SLIDER_OPTIONS_OFF, SLIDER_OPTIONS_ON
@@ -104,8 +104,7 @@ class TrainPanel(QWidget):
         self.beta = double_box(c.beta, 0.0, 100.0, 0.01, 3, GLOSSARY["beta"])
         self.steps = int_box(c.steps, 1, 1_000_000, GLOSSARY["steps"] + " A resumed run continues up to it.")
         self.batch_size = int_box(c.batch_size, 1, 512, GLOSSARY["batch"])
-        self.lr = double_box(c.lr_generator, 1e-6, 1.0, 1e-4, 6, GLOSSARY["learning rate"],
-                             short=True)
+        self.lr = double_box(c.lr_generator, 1e-6, 1.0, 1e-4, 6, GLOSSARY["learning rate"], short=True)
         self.seed = int_box(c.seed, 0, 2_147_483_647, GLOSSARY["seed"])
         self.sliders = QCheckBox("shape the sliders")
         self.sliders.setChecked(False)
