@@ -282,23 +282,24 @@ def stage_generator(args, name: str) -> dict:
     return payload
 
 
-def framework_prediction_seconds(args, name: str, case) -> float:
-    """Seconds of one prediction of the clean volume by the folder's own framework, without gradients.
+def framework_predictor(args, name: str, case):
+    """One prediction of the clean volume by the folder's own framework, without gradients: a call, set up here.
 
     nnU-Net: ``nnUNetPredictor`` on the volume as SimpleITK reads it (no
-    mirroring). A 2D MONAI bundle: its preprocessing's window and its inferer
-    on each slice, as a user runs a 2D bundle over a volume.
+    mirroring), its network and checkpoint loaded before the call. A 2D MONAI
+    bundle: its preprocessing's window and its inferer on each slice, as a user
+    runs a 2D bundle over a volume.
     """
     folder = target_path(args, name)
     if name.startswith("nnunet"):
         sys.path.insert(0, str(ROOT / "tests"))
-        from test_nnunet_folder import nnunet_reference
+        from test_nnunet_folder import nnunet_predictor
 
         configuration = "2d" if name == "nnunet_2d" else "3d_fullres"
         hu = np.ascontiguousarray(case.volume.hu[:, ::-1, ::-1]).astype(np.float32)
-        start = time.perf_counter()
-        nnunet_reference(folder, configuration, hu, list(case.volume.spacing), False)
-        return time.perf_counter() - start
+        predictor = nnunet_predictor(folder, configuration, False)
+        spacing = list(case.volume.spacing)
+        return lambda: predictor.predict_single_npy_array(hu[None], {"spacing": spacing})
     sys.path.insert(0, str(ROOT / "tests"))
     from folder_helpers import bundle_network
 
@@ -306,31 +307,71 @@ def framework_prediction_seconds(args, name: str, case) -> float:
     inferer = parser.get_parsed_content("inferer")
     window = [t for t in parser.get_parsed_content("preprocessing").transforms
               if type(t).__name__ == "ScaleIntensityRanged"][0]
-    start = time.perf_counter()
-    with torch.no_grad():
-        x = window({"image": torch.as_tensor(case.volume.hu, dtype=torch.float32)})["image"]
-        for z in range(x.shape[0]):
-            inferer(x[z][None, None], network).argmax(1)
-    return time.perf_counter() - start
+    hu = torch.as_tensor(case.volume.hu, dtype=torch.float32)
+
+    def predict():
+        with torch.no_grad():
+            x = window({"image": hu})["image"]
+            return [inferer(x[z][None, None], network).argmax(1) for z in range(x.shape[0])]
+    return predict
 
 
-def sampling_seconds(generator, config, target, case) -> dict:
-    """Seconds of sampling one adversarial volume: the first (the clean volume segmented too, as `advseg sample`
-    does) and a further one of the same volume with that clean segmentation reused (G, the fields and one
-    prediction of the adversarial volume: the widget's Apply to volume, and every sample after the first)."""
-    from napari_advseg.attack.apply import attack_volume, run_attack_volume
+def sampling_calls(generator, config, target, case) -> dict:
+    """What sampling adversarial volumes costs, as calls to time (:func:`interleaved_seconds`).
 
-    run_attack_volume(attack_volume(generator, config, target, case, slices=[0]))  # warm-up, untimed
-    start = time.perf_counter()
-    first = run_attack_volume(attack_volume(generator, config, target, case, seed=0))
-    first_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    further = run_attack_volume(attack_volume(generator, config, target, case, seed=1,
-                                              clean_segmentation=first.clean_segmentation))
-    further_seconds = time.perf_counter() - start
-    return {"first_sample_seconds": first_seconds, "further_sample_seconds": further_seconds,
-            "rho": first.mean_rho, "fold_fraction": first.fold_fraction,
-            "further_rho": further.mean_rho, "further_fold_fraction": further.fold_fraction}
+    ``fields``: G's fields for the whole volume (one code), nothing segmented.
+    ``sample``: an adversarial volume and the target's segmentation of it: G,
+    the fields, one prediction (the widget's Apply to volume; every
+    ``advseg sample --count N`` sample after the first). ``first sample``: the
+    same with the clean volume segmented too, as the first sample of
+    ``advseg sample`` is (two predictions).
+    """
+    from napari_advseg.attack.apply import attack_volume, fields_z_smooth, run_attack_volume, target_input_range
+    from napari_advseg.attack.volume_fields import smoothed_fields
+
+    index = np.arange(case.volume.n_slices)
+    limits = target_input_range(target)
+    sigma = fields_z_smooth(target, config, 0.0)
+    return {
+        "fields": lambda: smoothed_fields(generator, config, case.images, index, sigma, batch_size=4,
+                                          limits=limits, rng=torch.Generator().manual_seed(0), latent="volume"),
+        "sample": lambda: run_attack_volume(attack_volume(generator, config, target, case, seed=1,
+                                                          predict_clean=False)),
+        "first sample": lambda: run_attack_volume(attack_volume(generator, config, target, case, seed=0)),
+    }
+
+
+def interleaved_seconds(calls: dict, rounds: int = 3) -> dict:
+    """Each call timed ``rounds`` times, the calls taking turns (a busy machine slows them alike); one untimed
+    warm-up each first. ``{name: {"median": s, "seconds": [...]}}``."""
+    for call in calls.values():
+        call()
+    seconds = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # a different call first in each round
+            start = time.perf_counter()
+            calls[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: {"median": float(np.median(values)), "seconds": values} for name, values in seconds.items()}
+
+
+def speed_report(generator, config, target, case, framework, rounds: int = 3) -> dict:
+    """Sampling beside one framework prediction (``framework``: a call), timed in turns; figures and ratios."""
+    calls = {"framework": framework, **sampling_calls(generator, config, target, case)}
+    timed = interleaved_seconds(calls, rounds)
+    base = timed["framework"]["median"]
+    return {"rounds": rounds, "threads": torch.get_num_threads(), "volume": list(case.volume.shape),
+            "seconds": timed, "ratios": {name: timed[name]["median"] / base for name in timed if name != "framework"}}
+
+
+def speed_line(payload: dict, framework_name: str) -> str:
+    seconds, ratios = payload["seconds"], payload["ratios"]
+    return (f"{framework_name} {seconds['framework']['median']:.2f} s (median of {payload['rounds']}, in turns with "
+            f"the rest); G's fields alone {seconds['fields']['median']:.2f} s ({ratios['fields']:.2f}x); an "
+            f"adversarial volume and its segmentation {seconds['sample']['median']:.2f} s ({ratios['sample']:.2f}x); "
+            f"the first sample, the clean volume segmented too, {seconds['first sample']['median']:.2f} s "
+            f"({ratios['first sample']:.2f}x)")
 
 
 def stage_speed(args, name: str) -> dict:
@@ -341,17 +382,10 @@ def stage_speed(args, name: str) -> dict:
         raise SystemExit(f"the speed stage compares with a folder's own framework: {name} is not a folder target")
     target, case = load(args, name)
     generator, config, _ = load_generator(generator_dir(args, name) / "generator.pt", "cpu", target=target)
-    timing = sampling_seconds(generator, config, target, case)
-    framework = framework_prediction_seconds(args, name, case)
-    payload = {"target": name, **timing, "framework_seconds": framework,
-               "first_ratio": timing["first_sample_seconds"] / framework,
-               "further_ratio": timing["further_sample_seconds"] / framework, "threads": torch.get_num_threads(),
-               "volume": list(case.volume.shape)}
+    payload = {"target": name, "generator": str(generator_dir(args, name) / "generator.pt"),
+               **speed_report(generator, config, target, case, framework_predictor(args, name, case), args.rounds)}
     write_json(args.results / f"{name}_speed.json", payload)
-    say(f"[{name}] one framework prediction {framework:.1f} s; sampling the first adversarial volume "
-        f"{timing['first_sample_seconds']:.1f} s (with the clean segmentation; ratio {payload['first_ratio']:.2f}), "
-        f"a further one {timing['further_sample_seconds']:.1f} s (ratio {payload['further_ratio']:.2f}); rho "
-        f"{timing['rho']:.3f}, folds {100 * timing['fold_fraction']:.3f} %")
+    say(f"[{name}] " + speed_line(payload, "nnUNetPredictor" if name.startswith("nnunet") else "the bundle's inferer"))
     return payload
 
 
@@ -501,6 +535,8 @@ def main(argv=None) -> int:
                    default=["random", "optimised", "pgd"],
                    help="the peers stage's attacks; a subset reruns those (at --rhos) and keeps the others' entries")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="speed stage: times each call is timed, the calls taking turns (the median is reported)")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
     os.chdir(ROOT)

@@ -15,10 +15,11 @@ fields at the same rho (``--samples`` draws each) and with ``--optimised``
 the 20-step per-image optimised fields (both smoothed along z as the
 generator's are: ``AttackConfig.z_smooth``), with rho, the realism
 figures and folds; and the time to sample adversarial volumes
-(``foreign_targets.sampling_seconds``: the first with the clean volume
-segmented too, a further one with that segmentation reused) beside one
-prediction of the clean volume by ``nnUNetPredictor`` (nnU-Net's own
-inference, no mirroring). ``--steps`` beyond an existing generator's
+(``foreign_targets.speed_report``: G's fields alone, an adversarial volume
+and its segmentation, and the first sample, which segments the clean volume
+too) beside one prediction of the clean volume by ``nnUNetPredictor``
+(nnU-Net's own inference, no mirroring, set up before the clock starts),
+the calls timed in turns, three times each. ``--steps`` beyond an existing generator's
 continue its training (``--resume``). Writes
 ``bench/results/slab_attack.json``.
 """
@@ -97,16 +98,11 @@ def main(argv=None) -> int:
                 f"{100 * e['mean_drop']:.1f} %, {e['organs_passed']}/{e['organs_scored']} organs >= 30 %, "
                 + ", ".join(f"{k} {100 * v['drop']:.0f} %" for k, v in e["organs"].items() if v["drop"] is not None)
                 + f"; realism {json.dumps(e['realism'])} ({time.perf_counter() - start:.0f} s)")
-    timing = foreign_targets.sampling_seconds(generator, config, target, case)
-    predictor_seconds = foreign_targets.framework_prediction_seconds(fargs, "nnunet_3d", case)
-    say(f"nnUNetPredictor on the clean volume {predictor_seconds:.1f} s; sampling the first adversarial volume "
-        f"{timing['first_sample_seconds']:.1f} s (ratio {timing['first_sample_seconds'] / predictor_seconds:.2f}), "
-        f"a further one with the clean segmentation reused {timing['further_sample_seconds']:.1f} s (ratio "
-        f"{timing['further_sample_seconds'] / predictor_seconds:.2f}); rho {timing['rho']:.3f}, folds "
-        f"{100 * timing['fold_fraction']:.3f} %")
+    timing = foreign_targets.speed_report(generator, config, target, case,
+                                          foreign_targets.framework_predictor(fargs, "nnunet_3d", case))
+    say(foreign_targets.speed_line(timing, "nnUNetPredictor on the clean volume"))
     payload = {"folder": str(folder), "command": "advseg " + " ".join(command[3:]),
-               "train_seconds": train_seconds, "config": config.to_dict(), "entries": entries,
-               **timing, "predictor_seconds": predictor_seconds,
+               "train_seconds": train_seconds, "config": config.to_dict(), "entries": entries, "speed": timing,
                "threads": 1, "volume": list(case.volume.shape)}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(payload, indent=1, default=float) + "\n")

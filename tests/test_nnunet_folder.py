@@ -27,8 +27,8 @@ def dice(a: np.ndarray, b: np.ndarray, c: int) -> float:
     return 1.0 if both == 0 else 2 * ((a == c) & (b == c)).sum() / both
 
 
-def nnunet_reference(folder, configuration, image, spacing, mirror=False, folds=(0,)):
-    """nnUNetPredictor's segmentation of ``image``: the folder's networks built by nnU-Net's own code.
+def nnunet_predictor(folder, configuration, mirror=False, folds=(0,)):
+    """An ``nnUNetPredictor`` of the folder's networks, built by nnU-Net's own code.
 
     The predictor is set up with ``manual_initialization`` (the network from
     ``get_network_from_plans``), which keeps nnU-Net's trainer lookup, and the
@@ -51,6 +51,12 @@ def nnunet_reference(folder, configuration, image, spacing, mirror=False, folds=
                                         verbose=False, allow_tqdm=False)
     predictor.manual_initialization(network, manager, config, [c["network_weights"] for c in checkpoints], dataset,
                                     "nnUNetTrainer", checkpoints[0]["inference_allowed_mirroring_axes"])
+    return predictor
+
+
+def nnunet_reference(folder, configuration, image, spacing, mirror=False, folds=(0,)):
+    """``nnUNetPredictor``'s segmentation of ``image`` (Z, Y, X) with the given voxel spacing."""
+    predictor = nnunet_predictor(folder, configuration, mirror, folds)
     return predictor.predict_single_npy_array(image[None], {"spacing": list(spacing)})
 
 

@@ -228,8 +228,8 @@ def add_target(p: argparse.ArgumentParser) -> None:
     """``--target`` and what may be declared about it (:func:`add_target_overrides`)."""
     p.add_argument("--target", type=Path, help="target segmentation network: a project checkpoint (.pt from "
                                                "train-target), TorchScript, an nnU-Net v2 trained-model folder "
-                                               "(2d configuration) or a 2D MONAI bundle folder (default: the "
-                                               "shipped U-Net)")
+                                               "(2d or 3d_fullres) or a MONAI bundle folder (2D or 3D) (default: "
+                                               "the shipped U-Net)")
     add_target_overrides(p)
 
 

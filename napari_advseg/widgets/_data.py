@@ -70,8 +70,8 @@ class DataPanel(QWidget):
         target_row, self.target_edit, self.target_button = _path_row(
             "target network (.pt, TorchScript, nnU-Net folder or MONAI bundle)")
         self.target_folder_button = QPushButton("Folder…")
-        self.target_folder_button.setToolTip("An nnU-Net v2 trained-model folder (2d configuration) or a MONAI "
-                                             "bundle folder as the target network")
+        self.target_folder_button.setToolTip("An nnU-Net v2 trained-model folder (2d or 3d_fullres) or a MONAI "
+                                             "bundle folder (2D or 3D) as the target network")
         target_row.layout().addWidget(self.target_folder_button)
         generator_row, self.generator_edit, self.generator_button = _path_row("optional: a trained generator")
         self.device_combo = QComboBox()
