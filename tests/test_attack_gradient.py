@@ -106,3 +106,24 @@ def test_the_bias_unit_is_the_slices_rms_and_bounds_the_bias(tmp_path):
     assert out.bias.abs().max() <= 0.5 * rms + 1e-6
     assert AttackTrainer(AttackConfig(**TINY, steps=1, bias_mode="multiplicative"), tiny_target(), window,
                          labels, "cpu").config.bias_unit == 1.0
+
+
+def test_slice_organs_reduction_trains_and_is_recorded(tmp_path):
+    """attack_reduction = "slice_organs": the attack term is the per-slice organ mean of the losses module, the
+    generator trains on it, and the checkpoint records it."""
+    from napari_advseg.attack.losses import slice_organ_attack_loss
+
+    images, labels = tiny_data()
+    cfg = AttackConfig(**TINY, steps=2, attack_reduction="slice_organs", attack_gradient="raw")
+    target = tiny_target()
+    x = torch.as_tensor(images[:2])[:, None].float()
+    y = torch.as_tensor(labels[:2]).long()
+    _, atk = GeneratorLoss(cfg, target, None, None, [1, 5]).attack_term(x, y)
+    with torch.no_grad():
+        expected = slice_organ_attack_loss(target(x), y, [1, 5], cfg.gamma, cfg.mask_dilation)
+    assert atk.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert abs(expected.item() - cfg.gamma) > 1e-3  # organs present: not the empty batch's constant
+    trainer = AttackTrainer(cfg, target, images, labels, "cpu")
+    records = list(trainer.run(checkpoint_path=tmp_path / "g.pt"))
+    assert all(np.isfinite(r["loss_generator"]) for r in records)
+    assert torch.load(tmp_path / "g.pt", weights_only=True)["config"]["attack_reduction"] == "slice_organs"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from napari_advseg.attack.baselines.common import AttackResult
+from napari_advseg.attack.baselines.common import AttackResult, per_slice_organ_ce
 from napari_advseg.evaluation.baselines import evaluate_baseline
 from napari_advseg.evaluation.metrics import slice_successes
 from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd, segpgd_lambda
@@ -116,6 +116,38 @@ def test_more_optimisation_steps_do_not_lower_the_loss(tiny_target, batch):
     random = _ce(tiny_target, random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(0)))
     assert ce[5] >= ce[1] - 1e-6
     assert ce[1] > random
+
+
+def test_organ_capped_ce_averages_organs_and_stops_at_the_cap():
+    """Two organs, one broken (CE past the cap): the loss is the mean of the cap and the intact organ's CE, and
+    only the intact organ's pixels carry gradient; a slice with no organ gets the pooled CE."""
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[0, 1:5, 1:5] = 1
+    y[0, 10:14, 10:14] = 2
+    logits = torch.zeros(2, 3, 16, 16)
+    logits[0, 0, 1:5, 1:5] = 20.0   # organ 1 called background with confidence: CE about 20
+    logits[0, 2, 10:14, 10:14] = 2.0  # organ 2 mostly right
+    logits.requires_grad_(True)
+    loss = per_slice_organ_ce(logits, y, None, 0, cap=3.0)
+    ce = torch.nn.functional.cross_entropy(logits.detach(), y, reduction="none")
+    intact = float(ce[0, 10:14, 10:14].mean())
+    assert float(ce[0, 1:5, 1:5].mean()) > 3.0 > intact
+    assert float(loss[0].detach()) == pytest.approx((3.0 + intact) / 2, rel=1e-5)
+    assert float(loss[1].detach()) == pytest.approx(float(ce[1].mean()), rel=1e-5)  # no organ: pooled over the slice
+    loss[0].backward()
+    assert float(logits.grad[0, :, 1:5, 1:5].abs().sum()) == 0.0
+    assert float(logits.grad[0, :, 10:14, 10:14].abs().sum()) > 0.0
+
+
+def test_organ_capped_optimised_fields_raise_their_loss(tiny_target, batch):
+    x, y = batch
+    result = optimised_smooth_fields(x, y, tiny_target, RHO, 5, torch.Generator().manual_seed(0), organ_cap=3.0)
+    random = random_smooth_fields(x, y, RHO, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        losses = [per_slice_organ_ce(tiny_target(r.adversarial), r.warped_labels, None, 3, 3.0).mean()
+                  for r in (result, random)]
+    assert float(losses[0]) > float(losses[1])
+    assert perceptibility_per_slice(result.adversarial, x).mean().item() == pytest.approx(RHO, rel=0.02)
 
 
 def test_pgd_stays_in_the_ball_and_raises_the_loss(tiny_target, batch):

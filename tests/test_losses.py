@@ -102,6 +102,29 @@ def test_per_organ_attack_loss_by_hand():
     assert per_organ_attack_loss(logits, torch.zeros_like(labels), [1], 2.0, 0).item() == pytest.approx(2.0)
 
 
+def test_slice_organ_attack_loss_counts_each_slice_organ_once():
+    from napari_advseg.attack.losses import per_organ_attack_loss, slice_organ_attack_loss
+
+    # slice 0: organ 1 over 4 pixels, confident-wrong; slice 1: organ 1 over 1 pixel, right, and organ 2, right
+    logits = torch.zeros(2, 3, 3, 3)
+    labels = torch.zeros(2, 3, 3, dtype=torch.long)
+    labels[0, :2, :2] = 1
+    logits[0, 0, :2, :2] = math.log(4.0)               # p(organ 1) = 1/6: CE log 6 on each of 4 pixels
+    labels[1, 2, 2] = 1
+    logits[1, 1, 2, 2] = math.log(4.0)                 # p = 4/6: CE log 1.5
+    labels[1, 0, 0] = 2
+    logits[1, 2, 0, 0] = math.log(4.0)                 # CE log 1.5
+    gamma = 2.0
+    loss = slice_organ_attack_loss(logits, labels, [1, 2, 3], gamma, dilation=0)
+    pairs = [abs(gamma - math.log(6.0)), abs(gamma - math.log(1.5)), abs(gamma - math.log(1.5))]
+    assert loss.item() == pytest.approx(sum(pairs) / 3, rel=1e-6)
+    # the batch-pooled reduction weighs organ 1 by its pixels: 4 of the 5 at CE log 6
+    pooled = per_organ_attack_loss(logits, labels, [1, 2, 3], gamma, dilation=0)
+    organ_1 = (4 * math.log(6.0) + math.log(1.5)) / 5
+    assert pooled.item() == pytest.approx((abs(gamma - organ_1) + abs(gamma - math.log(1.5))) / 2, rel=1e-6)
+    assert slice_organ_attack_loss(logits, torch.zeros_like(labels), [1], gamma, 0).item() == pytest.approx(gamma)
+
+
 def test_squared_per_organ_attack_loss_pulls_the_least_attacked_organ_hardest():
     from napari_advseg.attack.losses import per_organ_attack_loss
 

@@ -28,7 +28,7 @@ FIELD_MODES = ("both", "phi", "bias")
 BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
-ATTACK_REDUCTIONS = ("organs", "organs_squared", "pixels")
+ATTACK_REDUCTIONS = ("organs", "organs_squared", "slice_organs", "pixels")
 ATTACK_GRADIENTS = ("normalised", "raw")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
@@ -105,7 +105,9 @@ class AttackConfig:
     attack_reduction: str = _option("organs", "method", "organs: the mean over organs of |gamma - the organ's "
                                                         "masked CE|; organs_squared: the mean of (gamma - the "
                                                         "organ's masked CE)^2 / (2 gamma), so the organs least "
-                                                        "attacked pull hardest; pixels: one masked CE over all "
+                                                        "attacked pull hardest; slice_organs: the mean over each "
+                                                        "slice's organs of |gamma - that organ's masked CE in "
+                                                        "the slice|; pixels: one masked CE over all "
                                                         "organ pixels (Eq. 5 as written)",
                                      choices=ATTACK_REDUCTIONS)
     attack_gradient: str = _option("normalised", "method", "raw: the attack terms steer G with the gradient the target "

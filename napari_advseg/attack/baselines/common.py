@@ -91,6 +91,33 @@ def attack_mask(labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation:
     return mask
 
 
+def per_slice_organ_ce(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation: int,
+                       cap: float) -> torch.Tensor:
+    """Eq. 5 organ by organ, each capped at ``cap``, averaged over the organs present: shape (N,).
+
+    Per slice, ``mean_k min(L_mce,k, cap)`` over the organs ``k`` in
+    ``labels`` (``organ_ids``, or every label > 0), each with its own dilated
+    mask. An organ whose cross-entropy passed ``cap`` adds no gradient, so an
+    ascent on it moves on to the organs still intact instead of driving a
+    large organ further (the pooled Eq. 5 weighs organs by their pixels). A
+    slice with no organ gets the pooled CE over all its pixels.
+    """
+    labels = labels.to(logits.device).long()
+    per_pixel = F.cross_entropy(logits, labels, reduction="none")
+    ids = [int(k) for k in (organ_ids if organ_ids is not None else torch.unique(labels).tolist()) if int(k) > 0]
+    total = torch.zeros(logits.shape[0], device=logits.device, dtype=logits.dtype)
+    count = torch.zeros_like(total)
+    for organ in ids:
+        mask = organ_mask(labels, [organ], dilation).to(logits.device)
+        pixels = mask.reshape(mask.shape[0], -1).sum(dim=1)
+        present = pixels > 0
+        ce = (per_pixel * mask).reshape(mask.shape[0], -1).sum(dim=1) / pixels.clamp_min(1.0)
+        total = total + torch.where(present, ce.clamp(max=cap), torch.zeros_like(ce))
+        count = count + present.to(total.dtype)
+    pooled = per_pixel.reshape(per_pixel.shape[0], -1).mean(dim=1)
+    return torch.where(count > 0, total / count.clamp_min(1.0), pooled)
+
+
 def per_slice_masked_ce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
                         weights: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 5 for each slice separately, shape (N,): ``sum_i M_i w_i CE_i / sum_i M_i``.

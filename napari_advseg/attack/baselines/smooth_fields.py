@@ -18,6 +18,7 @@ from napari_advseg.attack.baselines.common import (
     check_inputs,
     per_slice,
     per_slice_masked_ce,
+    per_slice_organ_ce,
     slice_norms,
     sync_device,
 )
@@ -161,7 +162,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
                             rng: torch.Generator, control_spacing: int = 8, lr: float = 0.5,
                             organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
                             fields: str = "both", init_fraction: float = 0.1,
-                            input_range: tuple[float, float] | None = None, z_smooth: float = 0.0) -> AttackResult:
+                            input_range: tuple[float, float] | None = None, z_smooth: float = 0.0,
+                            organ_cap: float | None = None) -> AttackResult:
     """Smooth fields optimised per image to raise the target's masked cross-entropy, at ``rho``.
 
     advchain-style projected gradient ascent on control points:
@@ -214,6 +216,11 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         Size of the random start as a fraction of the budget.
     input_range : (low, high) or None
         The target's input range, as :func:`random_smooth_fields`.
+    organ_cap : float or None
+        None: the loss is Eq. 5 pooled over the organs' pixels (large organs
+        weigh most). A number: organ by organ, each organ's CE capped at it
+        and averaged over the organs (:func:`per_slice_organ_ce`), so the
+        ascent turns to the organs still intact once one is broken.
     z_smooth : float
         For a 3D target: the control points that are optimised pass through
         a Gaussian of this many slices along z, then onto the budget (in
@@ -270,6 +277,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         phi, bias = _fields(*to_coarse(us), size)
         x_adv = apply_fields(x, phi, bias, input_range=input_range)
         y_adv = y if phi is None else warp_labels(y, phi.detach())
+        if organ_cap is not None:
+            return per_slice_organ_ce(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap)
         mask = attack_mask(y_adv, organ_ids, mask_dilation)
         return per_slice_masked_ce(target(x_adv), y_adv, mask)
 
