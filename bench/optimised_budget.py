@@ -7,7 +7,7 @@ and ask that every segmented organ drop >= 30 % at rho <= 0.10. This
 prints, on the held-out slices of the real CT (``bench/foreign_targets.py``'s
 split), the optimised fields' mean drop and per-organ drops at each budget
 of steps and each rho: whether a longer per-image search reaches the goal
-the generator is asked to meet. Writes ``bench/results/optimised_budget_<target>.json``.
+the generator is asked to meet. Writes ``bench/results/optimised_budget_<target>_steps<N>[_<organs>][_cap<C>].json``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                   f"{100 * e['mean_drop']:.1f} %, {e['organs_passed']}/{e['organs_scored']} organs >= 30 %: "
                   + ", ".join(f"{k} {100 * v['drop']:.0f} %" for k, v in e["organs"].items() if v["drop"] is not None)
                   + f"; realism {json.dumps(e['realism'])} ({e['seconds']:.0f} s)", flush=True)
-    suffix = ("_" + "_".join(args.organs) if args.organs else "") + (
+    suffix = "_steps" + "_".join(map(str, args.steps)) + ("_" + "_".join(args.organs) if args.organs else "") + (
         "" if args.organ_cap is None else f"_cap{args.organ_cap:g}")
     out = args.results / f"optimised_budget_{args.target}{suffix}.json"
     out.write_text(json.dumps({"target": args.target, "entries": entries}, indent=1, default=float) + "\n")
