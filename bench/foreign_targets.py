@@ -381,8 +381,9 @@ def stage_speed(args, name: str) -> dict:
     if name not in FOLDER_TARGETS:
         raise SystemExit(f"the speed stage compares with a folder's own framework: {name} is not a folder target")
     target, case = load(args, name)
-    generator, config, _ = load_generator(generator_dir(args, name) / "generator.pt", "cpu", target=target)
-    payload = {"target": name, "generator": str(generator_dir(args, name) / "generator.pt"),
+    path = generator_dir(args, name) / "generator.pt"
+    generator, config, _ = load_generator(path, "cpu", target=target)
+    payload = {"target": name, "generator": str(path),
                **speed_report(generator, config, target, case, framework_predictor(args, name, case), args.rounds)}
     write_json(args.results / f"{name}_speed.json", payload)
     say(f"[{name}] " + speed_line(payload, "nnUNetPredictor" if name.startswith("nnunet") else "the bundle's inferer"))

@@ -79,6 +79,29 @@ def per_organ_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_ids:
     return torch.stack(terms).mean()
 
 
+def slice_organ_ce(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int],
+                   dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5 for each organ in each slice: ``(ce, present)``, both (N, K) for the K ``organ_ids``.
+
+    ``ce[n, k]``: the masked CE of slice ``n`` over organ ``k``'s dilated mask
+    (0 where the organ is absent); ``present[n, k]``: whether that mask has a
+    pixel. The per-slice organ terms of :func:`slice_organ_attack_loss` and
+    of the baselines' capped loss are made from it.
+    """
+    labels = labels.to(logits.device).long()
+    per_pixel = F.cross_entropy(logits, labels, reduction="none").flatten(1)
+    ce, present = [], []
+    for organ in organ_ids:
+        mask = organ_mask(labels, [organ], dilation).flatten(1)
+        pixels = mask.sum(dim=1)
+        ce.append((per_pixel * mask).sum(dim=1) / pixels.clamp_min(1.0))
+        present.append(pixels > 0)
+    if not ce:
+        empty = logits.new_zeros((logits.shape[0], 0))
+        return empty, empty.bool()
+    return torch.stack(ce, dim=1), torch.stack(present, dim=1)
+
+
 def slice_organ_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int], gamma: float,
                             dilation: int) -> torch.Tensor:
     """Mean over the (slice, organ) pairs present of ``|gamma - L_mce,n,k|``: Eq. 4 per organ in each slice.
@@ -90,18 +113,10 @@ def slice_organ_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_id
     With none present it is the loss of an unattacked CE of 0, with no
     gradient.
     """
-    per_pixel = F.cross_entropy(logits, labels.long(), reduction="none")
-    terms = []
-    for organ in organ_ids:
-        mask = organ_mask(labels, [organ], dilation)
-        pixels = mask.flatten(1).sum(dim=1)
-        present = pixels > 0
-        if present.any():
-            ce = (per_pixel * mask).flatten(1).sum(dim=1)[present] / pixels[present]
-            terms.append(attack_loss(ce, gamma))
-    if not terms:
+    ce, present = slice_organ_ce(logits, labels, organ_ids, dilation)
+    if not present.any():
         return logits.sum() * 0.0 + float(attack_loss(torch.zeros(()), gamma))
-    return torch.cat(terms).mean()
+    return attack_loss(ce[present], gamma).mean()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -45,13 +45,13 @@ ACCURACY = 0.01
 """A slice has reached its rho when it is within 1 % of it."""
 
 _TOLERANCE = 0.004  # the search aims well inside ACCURACY
+_ITERATIONS = 40
 
 
 def rho_reached(achieved, asked):
     """Whether ``achieved`` is within :data:`ACCURACY` of the rho ``asked`` (floats or tensors alike; the
     1e-6 lets rho 0 pass despite warping's rounding)."""
     return abs(achieved - asked) <= ACCURACY * asked + 1e-6
-_ITERATIONS = 40
 
 
 @dataclass

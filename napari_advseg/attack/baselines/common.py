@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from napari_advseg.attack.losses import organ_mask
+from napari_advseg.attack.losses import organ_mask, slice_organ_ce
 
 __all__ = [
     "AttackResult",
@@ -102,20 +102,15 @@ def per_slice_organ_ce(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Se
     large organ further (the pooled Eq. 5 weighs organs by their pixels). A
     slice with no organ gets the pooled CE over all its pixels.
     """
-    labels = labels.to(logits.device).long()
-    per_pixel = F.cross_entropy(logits, labels, reduction="none")
     ids = [int(k) for k in (organ_ids if organ_ids is not None else torch.unique(labels).tolist()) if int(k) > 0]
-    total = torch.zeros(logits.shape[0], device=logits.device, dtype=logits.dtype)
-    count = torch.zeros_like(total)
-    for organ in ids:
-        mask = organ_mask(labels, [organ], dilation).to(logits.device)
-        pixels = mask.reshape(mask.shape[0], -1).sum(dim=1)
-        present = pixels > 0
-        ce = (per_pixel * mask).reshape(mask.shape[0], -1).sum(dim=1) / pixels.clamp_min(1.0)
-        total = total + torch.where(present, ce.clamp(max=cap), torch.zeros_like(ce))
-        count = count + present.to(total.dtype)
-    pooled = per_pixel.reshape(per_pixel.shape[0], -1).mean(dim=1)
-    return torch.where(count > 0, total / count.clamp_min(1.0), pooled)
+    ce, present = slice_organ_ce(logits, labels, ids, dilation)
+    count = present.sum(dim=1)
+    total = torch.where(present, ce.clamp(max=cap), torch.zeros_like(ce)).sum(dim=1)
+    mean = total / count.clamp_min(1)
+    if bool((count == 0).any()):  # a slice without organs: the CE over all its pixels
+        pooled = F.cross_entropy(logits, labels.to(logits.device).long(), reduction="none").flatten(1).mean(dim=1)
+        mean = torch.where(count > 0, mean, pooled)
+    return mean
 
 
 def per_slice_masked_ce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
