@@ -320,3 +320,24 @@ def test_pgd_acts_as_a_window_target_sees_it(method, tiny_target):
     assert torch.allclose(windowed.bias, windowed.adversarial - x)
     rho = perceptibility_per_slice(windowed.adversarial, x)
     assert float(rho.min()) > 0.045 and float(rho.max()) <= 0.05 + 1e-4
+
+
+def test_latent_search_keeps_the_best_codes_on_the_budget(tiny_target, batch, tiny_generator):
+    """``search_steps``: each slice's codes climb the target's capped per-organ CE, the fields stay at the rho,
+    and the kept codes are never worse than the random ones they start from (the start is an iterate)."""
+    x, y = batch
+    generator, config = tiny_generator
+    rho = 0.05
+
+    def loss(result):
+        with torch.no_grad():
+            return per_slice_organ_ce(tiny_target(result.adversarial), result.warped_labels, None, 3, 3.0)
+
+    start = generator_attack(x, y, tiny_target, rho, torch.Generator().manual_seed(0), generator=generator,
+                             config=config)
+    searched = generator_attack(x, y, tiny_target, rho, torch.Generator().manual_seed(0), generator=generator,
+                                config=config, search_steps=4, search_lr=1.0)
+    measured = perceptibility_per_slice(searched.adversarial, x)
+    assert torch.allclose(measured, torch.full_like(measured, rho), rtol=0.02, atol=0)
+    assert torch.all(loss(searched) >= loss(start) - 1e-5)
+    assert torch.any(loss(searched) > loss(start) + 1e-4)

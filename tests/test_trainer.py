@@ -355,3 +355,38 @@ def test_a_two_sided_bias_has_a_pattern_per_sign():
             assert torch.allclose(minus, -plus)   # one pattern and its negative
         else:
             assert not torch.allclose(minus, -plus, atol=1e-3)   # a pattern of its own for each sign
+
+
+def test_neighbour_input_feeds_the_encoder_a_neighbouring_training_slice():
+    """With ``neighbour_input`` k, G's encoder reads slices at most k places from the batch's own, not always
+    the same ones, while the fields are made for and budgeted on the batch; with 0 it reads the batch."""
+    images, labels = tiny_data(n=6)
+    for k in (0, 1):
+        trainer = AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=k), tiny_target(), images, labels,
+                                device="cpu")
+        stack = trainer.images[:, 0]
+        read, attacked = [], []
+        encode, limit = trainer.generator.encode, trainer.generator.limit_rho
+        trainer.generator.encode = lambda v: (read.append(v.detach().clone()), encode(v))[1]
+        trainer.generator.limit_rho = lambda x, *a, **kw: (attacked.append(x.detach().clone()), limit(x, *a, **kw))[1]
+        for _ in range(4):
+            trainer._generator_step()
+        offsets = []
+        for seen, x in zip(read, attacked):
+            assert seen.shape == x.shape
+            for s, a in zip(seen[:, 0], x[:, 0]):
+                i = next(j for j in range(len(stack)) if torch.equal(stack[j], s))
+                j = next(j for j in range(len(stack)) if torch.equal(stack[j], a))
+                offsets.append(i - j)
+        if k == 0:
+            assert set(offsets) == {0}
+        else:
+            assert set(offsets) <= {-1, 0, 1} and set(offsets) - {0}
+
+
+def test_neighbour_input_is_refused_for_a_3d_target():
+    target = tiny_target()
+    target.slab_depth = 4  # what makes a target volumetric (models.target_meta.is_volumetric)
+    images, labels = tiny_data(n=6)
+    with pytest.raises(AdvsegError, match="neighbour_input works with a 2D target only"):
+        AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=1), target, images, labels, device="cpu")

@@ -201,6 +201,11 @@ class AttackConfig:
     z_smooth: float = _option(1.0, "optimisation", "a 3D target: sigma (slices) of the Gaussian along z over G's "
                                                    "fields of a slab, in training and wherever they are applied; "
                                                    "0: none")
+    neighbour_input: int = _option(0, "optimisation", "a 2D target: G reads a training slice up to this many "
+                                                      "places away in the training stack (its neighbour) "
+                                                      "while its fields attack the slice drawn, so what it "
+                                                      "learns holds for the slices between; 0: G reads the "
+                                                      "slice it attacks")
     seed: int = _option(0, "optimisation", "random seed of every draw", everyday=True)
     lr_generator: float = _option(5e-4, "optimisation", "generator RMSProp learning rate")
     lr_critic: float = _option(1e-4, "optimisation", "critic RMSProp learning rate")
@@ -235,6 +240,7 @@ class AttackConfig:
             (self.attack_sensitivity > 0, f"attack_sensitivity must be > 0, got {self.attack_sensitivity}"),
             (self.lambda_alone >= 0, f"lambda_alone must be >= 0, got {self.lambda_alone}"),
             (self.lambda_teacher >= 0, f"lambda_teacher must be >= 0, got {self.lambda_teacher}"),
+            (self.neighbour_input >= 0, f"neighbour_input must be >= 0, got {self.neighbour_input}"),
             (self.teacher_steps >= 1, f"teacher_steps must be >= 1, got {self.teacher_steps}"),
             (self.teacher_rho > 0, f"teacher_rho must be > 0, got {self.teacher_rho}"),
             (self.lambda_excess >= 0, f"lambda_excess must be >= 0, got {self.lambda_excess}"),

@@ -214,12 +214,14 @@ class AttackGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, eps_phi: torch.Tensor | None = None,
                 eps_b: torch.Tensor | None = None, temperature: float = 1.0,
-                input_range: tuple[float, float] | None = None) -> GeneratorOutput:
+                input_range: tuple[float, float] | None = None, seen: torch.Tensor | None = None
+                ) -> GeneratorOutput:
         """One forward pass of G. ``eps_*`` are standard-normal deviates ``(N, latent_dim)``
         (the reparameterisation's noise, or slider positions); None uses the mean.
         ``input_range``: the target's visible intensities, for the rho budget
-        (:func:`napari_advseg.attack.fields.apply_fields`)."""
-        h, stats = self.encode(x)
+        (:func:`napari_advseg.attack.fields.apply_fields`). ``seen``: the slices G's encoder reads, if not
+        ``x`` itself (training with ``neighbour_input``); the fields are made for, and budgeted on, ``x``."""
+        h, stats = self.encode(x if seen is None else seen)
         z_phi, z_b = self.latent_codes(stats, eps_phi, eps_b, temperature)
         excess: list[torch.Tensor] = []
         displacement, bias = self.limit_rho(

@@ -150,6 +150,8 @@ class AttackTrainer:
             raise AdvsegError("no training slice contains the organs to attack "
                               f"({'all organs' if config.organs is None else ', '.join(config.organs)})")
 
+        if config.neighbour_input > 0 and self.slab_depth is not None:
+            raise AdvsegError("neighbour_input works with a 2D target only; this target is 3D (set it to 0)")
         self.teacher = None
         if config.lambda_teacher > 0:
             if self.slab_depth is not None:
@@ -198,6 +200,15 @@ class AttackTrainer:
         """Images and labels of the training slices ``idx`` (default: the next batch's) on the device."""
         idx = self._batch_index() if idx is None else idx
         return self.images[idx].to(self.device), self.labels[idx].to(self.device)
+
+    def _seen(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The slices G reads for the batch ``idx``: each one's neighbour up to ``neighbour_input`` places away
+        in the training stack (clipped at its ends), or None (G reads the batch itself)."""
+        k = self.config.neighbour_input
+        if k <= 0:
+            return None
+        offset = torch.randint(-k, k + 1, idx.shape, generator=self.rng)
+        return self.images[(idx + offset).clamp(0, len(self.images) - 1)].to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent deviates for ``n`` slices: one per slice, or one per slab shared by its slices."""
@@ -272,7 +283,9 @@ class AttackTrainer:
                 chunks.append(tuple(e.expand(n, -1) for e in single_number_codes(cfg, 1, self.rng, self.device)))
         eps_phi = torch.cat([c[0] for c in chunks])
         eps_b = torch.cat([c[1] for c in chunks])
-        every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range)
+        seen = self._seen(idx)
+        every = self.generator_ddp(x.repeat(len(chunks), 1, 1, 1), eps_phi, eps_b, input_range=self.input_range,
+                                   seen=None if seen is None else seen.repeat(len(chunks), 1, 1, 1))
         every = self._along_z(every, x)
         terms, extra = self.loss.terms(x, y, every, eps_phi, eps_b, len(chunks), self.critic, teacher)
         loss = self.loss.total(terms)

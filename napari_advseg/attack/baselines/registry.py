@@ -60,9 +60,42 @@ def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
     return segpgd(x, y, target, rho, rng=rng, **{"input_range": target_input_range(target), **options})
 
 
+def _searched_codes(x, y, target, rho, generator, config, eps_phi, eps_b, limits, steps, lr, cap, organ_ids):
+    """Each slice's latent deviates after ``steps`` of normalised gradient ascent on the target's per-organ
+    capped CE, the fields scaled onto ``rho`` at every step; the best iterate per slice."""
+    from napari_advseg.attack.baselines.common import per_slice_organ_ce
+    from napari_advseg.attack.strength import stronger_displacement
+
+    codes = [eps_phi.clone(), eps_b.clone()]
+    best = [c.clone() for c in codes]
+    best_loss = torch.full((x.shape[0],), -float("inf"))
+    for step in range(steps + 1):
+        leaves = [c.detach().requires_grad_(True) for c in codes]
+        with torch.enable_grad():
+            out = generator(x, leaves[0], leaves[1], 1.0, input_range=limits)
+            with torch.no_grad():
+                factor = scale_to_rho(x, out.displacement, out.bias, rho, bias_mode=config.bias_mode,
+                                      use_phi=config.use_phi, use_bias=config.use_bias, input_range=limits).factor
+            phi = stronger_displacement(out.displacement, factor) if config.use_phi else None
+            bias = out.bias * factor.reshape(-1, 1, 1, 1) if config.use_bias else None
+            x_adv = apply_fields(x, phi, bias, config.bias_mode, limits)
+            y_adv = warp_labels(y, phi.detach()) if phi is not None else y
+            loss = per_slice_organ_ce(target(x_adv), y_adv, organ_ids, config.mask_dilation, cap)
+            better = loss.detach() > best_loss
+            best_loss = torch.where(better, loss.detach(), best_loss)
+            best = [torch.where(better[:, None], c.detach(), b) for c, b in zip(leaves, best)]
+            if step == steps:
+                break
+            grads = torch.autograd.grad(loss.sum(), leaves)
+        norm = torch.sqrt(sum(g.pow(2).sum(dim=1) for g in grads)).clamp_min(1e-12)[:, None]
+        codes = [c.detach() + lr * g / norm for c, g in zip(leaves, grads)]
+    return best
+
+
 @torch.no_grad()
 def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None, rng: torch.Generator,
-                     *, generator, config, temperature: float = 1.0, codes=None, **options) -> AttackResult:
+                     *, generator, config, temperature: float = 1.0, codes=None, search_steps: int = 0,
+                     search_lr: float = 0.5, search_cap: float = 3.0, **options) -> AttackResult:
     """The trained generator as a peer: one forward pass with random latent deviates.
 
     With ``rho`` None the fields are used as G makes them (its own rho); with a
@@ -77,7 +110,7 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     one code for the volume and the fields smoothed along z by the
     ``z_smooth`` it was trained with, as ``advseg sample`` makes them.
     """
-    options.pop("organ_ids", None)
+    organ_ids = options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
     if options:
         raise TypeError(f"generator_attack got unexpected options {sorted(options)}")
@@ -95,6 +128,10 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     else:  # the same latent deviates for every slice
         eps_phi, eps_b = (torch.as_tensor(c).expand(n, -1) for c in codes)
     limits = target_input_range(target)  # what a window target can see (attack.apply)
+    if search_steps:
+        eps_phi, eps_b = _searched_codes(x.to(device), y.to(device), target, rho, generator, config,
+                                         eps_phi.to(device), eps_b.to(device), limits, search_steps, search_lr,
+                                         search_cap, organ_ids)
     out = generator(x.to(device), eps_phi.to(device), eps_b.to(device), temperature, input_range=limits)
     phi, bias = out.displacement.to(x.device), out.bias.to(x.device)  # G gives zeros for a field it does not use
     if volumetric:
