@@ -362,8 +362,8 @@ def test_neighbour_input_feeds_the_encoder_a_neighbouring_training_slice():
     the same ones, while the fields are made for and budgeted on the batch; with 0 it reads the batch."""
     images, labels = tiny_data(n=6)
     for k in (0, 1):
-        trainer = AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=k), tiny_target(), images, labels,
-                                device="cpu")
+        trainer = AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=k, neighbour_blend=False),
+                                tiny_target(), images, labels, device="cpu")
         stack = trainer.images[:, 0]
         read, attacked = [], []
         encode, limit = trainer.generator.encode, trainer.generator.limit_rho
@@ -384,9 +384,39 @@ def test_neighbour_input_feeds_the_encoder_a_neighbouring_training_slice():
             assert set(offsets) <= {-1, 0, 1} and set(offsets) - {0}
 
 
-def test_neighbour_input_is_refused_for_a_3d_target():
+def test_neighbour_input_is_the_default_for_2d_and_ignored_by_a_3d_target():
+    assert AttackConfig().neighbour_input == 1 and AttackConfig().neighbour_blend
+    images, labels = tiny_data(n=6)
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=1), tiny_target(), images, labels, device="cpu")
+    assert trainer._seen(torch.tensor([0, 3])) is not None
     target = tiny_target()
     target.slab_depth = 4  # what makes a target volumetric (models.target_meta.is_volumetric)
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=1), target, images, labels, device="cpu")
+    assert trainer._seen(torch.arange(4)) is None  # a slab holds its neighbours
+
+
+def test_neighbour_blend_feeds_the_encoder_images_between_a_slice_and_its_neighbour():
     images, labels = tiny_data(n=6)
-    with pytest.raises(AdvsegError, match="neighbour_input works with a 2D target only"):
-        AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=1), target, images, labels, device="cpu")
+    trainer = AttackTrainer(AttackConfig(**TINY, steps=1), tiny_target(),
+                            images, labels, device="cpu")
+    stack = trainer.images[:, 0]
+    read, attacked = [], []
+    encode, limit = trainer.generator.encode, trainer.generator.limit_rho
+    trainer.generator.encode = lambda v: (read.append(v.detach().clone()), encode(v))[1]
+    trainer.generator.limit_rho = lambda x, *a, **kw: (attacked.append(x.detach().clone()), limit(x, *a, **kw))[1]
+    for _ in range(3):
+        trainer._generator_step()
+    between = 0
+    for seen, x in zip(read, attacked):
+        for s, a in zip(seen[:, 0], x[:, 0]):
+            i = next(j for j in range(len(stack)) if torch.equal(stack[j], a))
+            fits = []
+            for j in (i - 1, i, i + 1):
+                if 0 <= j < len(stack) and j != i:
+                    d = stack[j] - stack[i]
+                    t = float(((s - stack[i]) * d).sum() / (d * d).sum())
+                    if 0 <= t <= 1 and torch.allclose(stack[i] + t * d, s, atol=1e-5):
+                        fits.append(t)
+            assert fits or torch.equal(s, stack[i])  # on a segment to a neighbour (offset 0: the slice itself)
+            between += any(0.01 < t < 0.99 for t in fits)
+    assert between > 0

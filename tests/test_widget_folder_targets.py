@@ -58,7 +58,7 @@ def test_explore_apply_and_export_with_a_folder_target(kind, make_napari_viewer,
     assert session.labels is not None and set(np.unique(session.labels)) <= {0, 1, 2}
 
     # a generator trained through the Train tab against the folder target
-    _tiny_training(widget, tmp_path / "run", steps=2)
+    _tiny_training(widget, tmp_path / "run", steps=4)
     widget.train.start_button.click()
     qtbot.waitUntil(lambda: widget.train.state == IDLE and widget.train.job is None
                     and session.generator is not None, timeout=120_000)

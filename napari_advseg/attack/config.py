@@ -45,7 +45,8 @@ shipped sample): each latent number then moves the fields and the Dice visibly o
 attack strength and in time (docs/tuning.md)."""
 _LEGACY_DEFAULTS = {"lambda_teacher": 0.0, "lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
                     "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
-                    "z_smooth": 0.0, **SLIDER_OPTIONS_OFF}
+                    "z_smooth": 0.0, "neighbour_input": 0, "neighbour_blend": False,
+                    **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
 
 
@@ -201,11 +202,15 @@ class AttackConfig:
     z_smooth: float = _option(1.0, "optimisation", "a 3D target: sigma (slices) of the Gaussian along z over G's "
                                                    "fields of a slab, in training and wherever they are applied; "
                                                    "0: none")
-    neighbour_input: int = _option(0, "optimisation", "a 2D target: G reads a training slice up to this many "
-                                                      "places away in the training stack (its neighbour) "
-                                                      "while its fields attack the slice drawn, so what it "
-                                                      "learns holds for the slices between; 0: G reads the "
-                                                      "slice it attacks")
+    neighbour_input: int = _option(1, "optimisation", "a 2D target: G reads a training slice up to this many "
+                                                      "places away in the training stack (with neighbour_blend, "
+                                                      "an image between the two) while its fields attack the "
+                                                      "slice drawn, so what it learns holds for the slices "
+                                                      "between the training slices; 0: G reads the slice it "
+                                                      "attacks. A 3D target's slabs ignore it")
+    neighbour_blend: bool = _option(True, "optimisation", "with neighbour_input: G reads a random blend of the "
+                                                         "slice and its neighbour (the images between them) "
+                                                         "instead of the neighbour itself")
     seed: int = _option(0, "optimisation", "random seed of every draw", everyday=True)
     lr_generator: float = _option(5e-4, "optimisation", "generator RMSProp learning rate")
     lr_critic: float = _option(1e-4, "optimisation", "critic RMSProp learning rate")

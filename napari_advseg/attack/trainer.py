@@ -150,8 +150,6 @@ class AttackTrainer:
             raise AdvsegError("no training slice contains the organs to attack "
                               f"({'all organs' if config.organs is None else ', '.join(config.organs)})")
 
-        if config.neighbour_input > 0 and self.slab_depth is not None:
-            raise AdvsegError("neighbour_input works with a 2D target only; this target is 3D (set it to 0)")
         self.teacher = None
         if config.lambda_teacher > 0:
             if self.slab_depth is not None:
@@ -202,13 +200,18 @@ class AttackTrainer:
         return self.images[idx].to(self.device), self.labels[idx].to(self.device)
 
     def _seen(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """The slices G reads for the batch ``idx``: each one's neighbour up to ``neighbour_input`` places away
-        in the training stack (clipped at its ends), or None (G reads the batch itself)."""
+        """What G reads for the batch ``idx``: each slice's neighbour up to ``neighbour_input`` places away in
+        the training stack (clipped at its ends), with ``neighbour_blend`` a random point between the slice
+        and that neighbour; None where G reads the batch itself (``neighbour_input`` 0, or a 3D target)."""
         k = self.config.neighbour_input
-        if k <= 0:
+        if k <= 0 or self.slab_depth is not None:  # a slab holds its neighbours already
             return None
         offset = torch.randint(-k, k + 1, idx.shape, generator=self.rng)
-        return self.images[(idx + offset).clamp(0, len(self.images) - 1)].to(self.device)
+        seen = self.images[(idx + offset).clamp(0, len(self.images) - 1)]
+        if self.config.neighbour_blend:
+            t = torch.rand(len(idx), 1, 1, 1, generator=self.rng)
+            seen = self.images[idx] + t * (seen - self.images[idx])
+        return seen.to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent deviates for ``n`` slices: one per slice, or one per slab shared by its slices."""
