@@ -357,6 +357,17 @@ def test_a_two_sided_bias_has_a_pattern_per_sign():
             assert not torch.allclose(minus, -plus, atol=1e-3)   # a pattern of its own for each sign
 
 
+def _reads_and_targets(trainer, steps: int) -> tuple[list, list]:
+    """Run ``steps`` generator steps; what G's encoder read and the slices its fields were budgeted on, per step."""
+    read, attacked = [], []
+    encode, limit = trainer.generator.encode, trainer.generator.limit_rho
+    trainer.generator.encode = lambda v: (read.append(v.detach().clone()), encode(v))[1]
+    trainer.generator.limit_rho = lambda x, *a, **kw: (attacked.append(x.detach().clone()), limit(x, *a, **kw))[1]
+    for _ in range(steps):
+        trainer._generator_step()
+    return read, attacked
+
+
 def test_neighbour_input_feeds_the_encoder_a_neighbouring_training_slice():
     """With ``neighbour_input`` k, G's encoder reads slices at most k places from the batch's own, not always
     the same ones, while the fields are made for and budgeted on the batch; with 0 it reads the batch."""
@@ -365,12 +376,7 @@ def test_neighbour_input_feeds_the_encoder_a_neighbouring_training_slice():
         trainer = AttackTrainer(AttackConfig(**TINY, steps=1, neighbour_input=k, neighbour_blend=False),
                                 tiny_target(), images, labels, device="cpu")
         stack = trainer.images[:, 0]
-        read, attacked = [], []
-        encode, limit = trainer.generator.encode, trainer.generator.limit_rho
-        trainer.generator.encode = lambda v: (read.append(v.detach().clone()), encode(v))[1]
-        trainer.generator.limit_rho = lambda x, *a, **kw: (attacked.append(x.detach().clone()), limit(x, *a, **kw))[1]
-        for _ in range(4):
-            trainer._generator_step()
+        read, attacked = _reads_and_targets(trainer, 4)
         offsets = []
         for seen, x in zip(read, attacked):
             assert seen.shape == x.shape
@@ -400,12 +406,7 @@ def test_neighbour_blend_feeds_the_encoder_images_between_a_slice_and_its_neighb
     trainer = AttackTrainer(AttackConfig(**TINY, steps=1), tiny_target(),
                             images, labels, device="cpu")
     stack = trainer.images[:, 0]
-    read, attacked = [], []
-    encode, limit = trainer.generator.encode, trainer.generator.limit_rho
-    trainer.generator.encode = lambda v: (read.append(v.detach().clone()), encode(v))[1]
-    trainer.generator.limit_rho = lambda x, *a, **kw: (attacked.append(x.detach().clone()), limit(x, *a, **kw))[1]
-    for _ in range(3):
-        trainer._generator_step()
+    read, attacked = _reads_and_targets(trainer, 3)
     between = 0
     for seen, x in zip(read, attacked):
         for s, a in zip(seen[:, 0], x[:, 0]):
