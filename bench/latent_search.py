@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/latent_search.py --target monai_2d --tags v9_defaults --steps 0,5,20
 
-For each generator (``runs/bench/foreign/TARGET/generator_TAG``, or ``--generator PATH``) and each step count:
+For each generator (``runs/bench/foreign/TARGET/generator_TAG``) and each step count:
 the generator's drop at ``--rho`` on the held-out slices when each slice's latent deviates (eps_phi, eps_b) are
 searched by normalised gradient ascent on the target's per-organ capped cross-entropy, the fields scaled onto
 the rho every step (0 steps: one forward pass, the generator as ``advseg sample`` uses it). The decoder and

@@ -341,3 +341,6 @@ def test_latent_search_keeps_the_best_codes_on_the_budget(tiny_target, batch, ti
     assert torch.allclose(measured, torch.full_like(measured, rho), rtol=0.02, atol=0)
     assert torch.all(loss(searched) >= loss(start) - 1e-5)
     assert torch.any(loss(searched) > loss(start) + 1e-4)
+    with pytest.raises(ValueError, match="search_steps needs a rho"):
+        generator_attack(x, y, tiny_target, None, torch.Generator(), generator=generator, config=config,
+                         search_steps=2)

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import torch
 
 from napari_advseg.attack.apply import target_input_range
-from napari_advseg.attack.baselines.common import AttackResult, check_inputs, sync_device
+from napari_advseg.attack.baselines.common import AttackResult, check_inputs, per_slice_organ_ce, sync_device
 from napari_advseg.attack.baselines.pgd import pgd_l2, segpgd
 from napari_advseg.attack.baselines.smooth_fields import optimised_smooth_fields, random_smooth_fields
 from napari_advseg.attack.config import AttackConfig
 from napari_advseg.attack.fields import apply_fields, warp_labels
-from napari_advseg.attack.strength import scale_to_rho
+from napari_advseg.attack.strength import scale_to_rho, stronger_displacement
 from napari_advseg.attack.volume_fields import smooth_along_z
 from napari_advseg.models.target_meta import is_volumetric
 
@@ -63,12 +63,9 @@ def _segpgd_attack(x, y, target, rho, rng, **options) -> AttackResult:
 def _searched_codes(x, y, target, rho, generator, config, eps_phi, eps_b, limits, steps, lr, cap, organ_ids):
     """Each slice's latent deviates after ``steps`` of normalised gradient ascent on the target's per-organ
     capped CE, the fields scaled onto ``rho`` at every step; the best iterate per slice."""
-    from napari_advseg.attack.baselines.common import per_slice_organ_ce
-    from napari_advseg.attack.strength import stronger_displacement
-
     codes = [eps_phi.clone(), eps_b.clone()]
     best = [c.clone() for c in codes]
-    best_loss = torch.full((x.shape[0],), -float("inf"))
+    best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
     for step in range(steps + 1):
         leaves = [c.detach().requires_grad_(True) for c in codes]
         with torch.enable_grad():
@@ -109,6 +106,10 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
     volumetric target (a 3D network, ``x`` a volume's consecutive slices) gets
     one code for the volume and the fields smoothed along z by the
     ``z_smooth`` it was trained with, as ``advseg sample`` makes them.
+    ``search_steps`` (a 2D target, ``rho`` given; ``bench/latent_search.py``):
+    each slice's deviates first climb the target's per-organ CE capped at
+    ``search_cap`` by that many normalised steps of ``search_lr`` (standard
+    deviations), the fields on ``rho`` throughout; the best iterate is used.
     """
     organ_ids = options.pop("organ_ids", None)
     options.pop("mask_dilation", None)
@@ -129,6 +130,8 @@ def generator_attack(x: torch.Tensor, y: torch.Tensor, target, rho: float | None
         eps_phi, eps_b = (torch.as_tensor(c).expand(n, -1) for c in codes)
     limits = target_input_range(target)  # what a window target can see (attack.apply)
     if search_steps:
+        if rho is None or volumetric:
+            raise ValueError("search_steps needs a rho to search at and a 2D target (one code per slice)")
         eps_phi, eps_b = _searched_codes(x.to(device), y.to(device), target, rho, generator, config,
                                          eps_phi.to(device), eps_b.to(device), limits, search_steps, search_lr,
                                          search_cap, organ_ids)
