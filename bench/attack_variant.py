@@ -1,22 +1,30 @@
-"""One generator variant, trained briefly in-process against a bench target, and its mean Dice drop.
+"""One generator variant, trained in-process against a bench target, and its mean Dice drop as it trains.
 
     .venv/bin/python bench/attack_variant.py monai_unet 80 '{"attack_sensitivity": 500}'
     .venv/bin/python bench/attack_variant.py monai_unet 1000 '{}' 200     # also evaluated every 200 steps
+    .venv/bin/python bench/attack_variant.py monai_2d 1000 '{}' 200 --rhos 0.08,0.10 --samples 4 \\
+        --out bench/results/folders/monai_2d_curve_defaults.json
 
 Arguments: a target of ``bench/foreign_targets.py`` (``own_unet``,
-``monai_unet``, ``monai_segresnet``, ``nnunet_plain``; they must exist), the
-generator steps, and a JSON object of ``AttackConfig`` options over the
-defaults. Trains on the real CT's training slices (``z % 3 != 2``) as
-``advseg train --split train`` does, prints the attack CE every 20 steps, then
-the mean Dice drop (and per organ, and the realism figures) on the 15 held-out
-slices, 2 samples each, at the generator's own rho and at rho 0.08 (with a
-fourth argument K, also every K steps during training). Nothing is
-written: a quick comparison of options (the figures of the CHANGELOG's
-"the attack breaks networks trained elsewhere").
+``monai_unet``, ``monai_segresnet``, ``nnunet_plain``, or a folder target
+``monai_2d``, ``nnunet_2d``; they must exist), the generator steps, a JSON
+object of ``AttackConfig`` options over the defaults, and optionally K: also
+evaluate every K steps during training. Trains on the real CT's training
+slices (``z % 3 != 2``) as ``advseg train --split train`` does (``--train-split
+all``: on every slice, as ``advseg train`` does by default), prints the attack
+CE every 20 steps, then the mean Dice drop (per organ, the organs that pass
+30 %, and the realism figures) on the 15 held-out slices at the generator's
+own rho and at each rho of ``--rhos``.
+
+``--out`` writes every evaluation as JSON (``bench/foreign_targets.py``'s
+entries, with the step and the seconds of training so far); ``--keep DIR``
+also keeps the generator's checkpoint at each evaluation
+(``DIR/step_<N>.pt``), for ``advseg sample`` or ``bench/generalisation_gap.py``.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import sys
@@ -25,51 +33,80 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import foreign_targets  # noqa: E402  (the bench's own module)
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name", choices=foreign_targets.TARGETS + foreign_targets.FOLDER_TARGETS)
+    p.add_argument("steps", type=int)
+    p.add_argument("options", nargs="?", default="{}", help="JSON of AttackConfig options over the defaults")
+    p.add_argument("every", nargs="?", type=int, default=0, help="also evaluate every that many steps")
+    p.add_argument("--rhos", type=lambda s: [float(v) for v in s.split(",")], default=[0.08])
+    p.add_argument("--samples", type=int, default=2, help="draws per held-out slice")
+    p.add_argument("--train-split", default="train", choices=["train", "all"])
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
+    p.add_argument("--out", type=Path, help="write the evaluations here as JSON")
+    p.add_argument("--keep", type=Path, help="keep the checkpoint of each evaluation in this folder")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.attack.trainer import AttackTrainer
-    from napari_advseg.data.cases import load_case
-    from napari_advseg.models.target_load import load_target
 
-    name, steps, options = argv[0], int(argv[1]), json.loads(argv[2] if len(argv) > 2 else "{}")
-    every = int(argv[3]) if len(argv) > 3 else steps
-    work = ROOT / "runs" / "bench"
-    path = work / "real" / "unet.pt" if name == "own_unet" else work / "foreign" / name / "model.pt"
-    target = load_target(path, "cpu")
-    case = load_case(work / "real" / "real_ct.nii.gz", work / "real" / "real_labels.nii.gz", target.normalisation,
-                     target.class_names)
-    images, labels, _ = case.part("train")
-    test_images, test_labels, _ = case.part("test")
-    config = AttackConfig(**{**AttackConfig().to_dict(), "steps": steps, **options})
+    args = parse(argv)
+    options = json.loads(args.options)
+    target, case = foreign_targets.load(args, args.name)
+    images, labels, _ = case.part(args.train_split)
+    held_out = foreign_targets.held_out(target, case)
+    config = AttackConfig(**{**AttackConfig().to_dict(), "steps": args.steps, **options})
     trainer = AttackTrainer(config, target, images, labels, "cpu")
-    start, ces = time.time(), []
+    every = args.every or args.steps
+    start, ces, evaluations = time.time(), [], []
     for metrics in trainer.run():
         ces.append(metrics["attack_ce"])
         if metrics["step"] % 20 == 0:
             print(f"step {int(metrics['step'])}: attack CE (mean of 20) {np.mean(ces[-20:]):.3f}, "
                   f"rho {metrics['rho']:.3f}, {time.time() - start:.0f} s", flush=True)
-        if metrics["step"] % every == 0 or metrics["step"] == steps:
-            label = f"{name} {json.dumps(options)} step {trainer.step_count}"
-            evaluate(trainer, target, test_images, test_labels, label)
+        if trainer.step_count % every == 0 or trainer.step_count == args.steps:
+            seconds = time.time() - start
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                trainer.save_checkpoint(args.keep / f"step_{trainer.step_count}.pt")
+            label = f"{args.name} {json.dumps(options)} step {trainer.step_count}"
+            entries = evaluate(trainer, target, held_out, label, args.rhos, args.samples)
+            evaluations.append({"step": trainer.step_count, "train_seconds": round(seconds, 1), "entries": entries})
+            if args.out is not None:
+                foreign_targets.write_json(args.out, {
+                    "target": args.name, "options": options, "train_split": args.train_split,
+                    "command": "bench/attack_variant.py " + " ".join(argv), "config": trainer.config.to_dict(),
+                    "evaluations": evaluations})
             trainer.generator.train()
+            start += time.time() - start - seconds  # leave the evaluation's own time out of the training time
     return 0
 
 
-def evaluate(trainer, target, images, labels, label: str) -> None:
-    """The mean Dice drop (per organ, and the realism figures) at the generator's own rho and at rho 0.08."""
+def evaluate(trainer, target, held_out, label: str, rhos: list[float], samples: int) -> list[dict]:
+    """The mean Dice drop (per organ, organs passed, realism) at the generator's own rho and at each rho."""
     from napari_advseg.attack.baselines.registry import generator_attack
     from napari_advseg.evaluation.baselines import evaluate_baseline
 
     attack = functools.partial(generator_attack, generator=trainer.generator.eval(), config=trainer.config)
     attack.__name__ = "generator"  # type: ignore[attr-defined]
-    for rho in (None, 0.08):
-        report = evaluate_baseline(attack, target, [(images, labels)], rho, samples=2, seed=0)
+    entries = []
+    for rho in [None, *rhos]:
+        report = evaluate_baseline(attack, target, [held_out], rho, samples=samples, seed=0)
+        entries.append(foreign_targets.entry("generator", rho, report))
         drops = {k: round(100 * v["drop"]) for k, v in report["organs"].items() if v["drop"] is not None}
         print(f"{label} at rho {'own' if rho is None else rho} ({report['rho']:.3f}): "
-              f"mean drop {100 * report['mean_drop']:.1f} %, {drops}, realism {report.get('realism')}", flush=True)
+              f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
+              f"{entries[-1]['organs_scored']} organs, {drops}, realism {report.get('realism')}", flush=True)
+    return entries
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/generalisation_gap.py default noslider teacher100_free
 
 Each argument is a tag of ``bench/foreign_targets.py --targets monai_2d --stages generator --tag TAG``
-(``runs/bench/foreign/monai_2d/generator_TAG``). Two draws per slice, seed 0. Tells an attack that does not
+(``runs/bench/foreign/monai_2d/generator_TAG``) or a checkpoint's path (one kept by ``bench/attack_variant.py
+--keep``). Two draws per slice, seed 0. Tells an attack that does not
 learn (weak on both) from one that learns the training slices and does not carry over (the gap).
 """
 
@@ -23,8 +24,8 @@ import foreign_targets  # noqa: E402  (the bench's own module)
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("tags", nargs="+")
-    p.add_argument("--target", default="monai_2d", choices=["monai_2d", "nnunet_2d"])
+    p.add_argument("tags", nargs="+", help="tags of foreign_targets.py's generators, or checkpoints (.pt)")
+    p.add_argument("--target", default="monai_2d", choices=["monai_2d", "nnunet_2d", "monai_unet", "own_unet"])
     p.add_argument("--rho", type=float, default=0.08)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -37,8 +38,8 @@ def main(argv=None) -> int:
     work = foreign_targets.ROOT / "runs" / "bench"
     target, case = foreign_targets.load(argparse.Namespace(work=work), args.target)
     for tag in args.tags:
-        generator, config, _ = load_generator(work / "foreign" / args.target / f"generator_{tag}" / "generator.pt",
-                                              "cpu", target=target)
+        path = Path(tag) if tag.endswith(".pt") else work / "foreign" / args.target / f"generator_{tag}" / "generator.pt"
+        generator, config, _ = load_generator(path, "cpu", target=target)
         attack = functools.partial(generator_attack, generator=generator, config=config)
         attack.__name__ = "generator"  # type: ignore[attr-defined]
         drops = {}
