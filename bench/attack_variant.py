@@ -25,7 +25,6 @@ also keeps the generator's checkpoint at each evaluation
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
@@ -67,19 +66,21 @@ def main(argv: list[str]) -> int:
     config = AttackConfig(**{**AttackConfig().to_dict(), "steps": args.steps, **options})
     trainer = AttackTrainer(config, target, images, labels, "cpu")
     every = args.every or args.steps
-    start, ces, evaluations = time.time(), [], []
+    start, evaluating, ces, evaluations = time.time(), 0.0, [], []  # evaluating: seconds not spent training
     for metrics in trainer.run():
         ces.append(metrics["attack_ce"])
+        seconds = time.time() - start - evaluating
         if metrics["step"] % 20 == 0:
             print(f"step {int(metrics['step'])}: attack CE (mean of 20) {np.mean(ces[-20:]):.3f}, "
-                  f"rho {metrics['rho']:.3f}, {time.time() - start:.0f} s", flush=True)
+                  f"rho {metrics['rho']:.3f}, {seconds:.0f} s", flush=True)
         if trainer.step_count % every == 0 or trainer.step_count == args.steps:
-            seconds = time.time() - start
+            paused = time.time()
             if args.keep is not None:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 trainer.save_checkpoint(args.keep / f"step_{trainer.step_count}.pt")
             label = f"{args.name} {json.dumps(options)} step {trainer.step_count}"
-            entries = evaluate(trainer, target, held_out, label, args.rhos, args.samples)
+            entries = foreign_targets.generator_entries(trainer.generator.eval(), trainer.config, target, [held_out],
+                                                        args.rhos, args.samples, 0, label)
             evaluations.append({"step": trainer.step_count, "train_seconds": round(seconds, 1), "entries": entries})
             if args.out is not None:
                 foreign_targets.write_json(args.out, {
@@ -87,26 +88,8 @@ def main(argv: list[str]) -> int:
                     "command": "bench/attack_variant.py " + " ".join(argv), "config": trainer.config.to_dict(),
                     "evaluations": evaluations})
             trainer.generator.train()
-            start += time.time() - start - seconds  # leave the evaluation's own time out of the training time
+            evaluating += time.time() - paused
     return 0
-
-
-def evaluate(trainer, target, held_out, label: str, rhos: list[float], samples: int) -> list[dict]:
-    """The mean Dice drop (per organ, organs passed, realism) at the generator's own rho and at each rho."""
-    from napari_advseg.attack.baselines.registry import generator_attack
-    from napari_advseg.evaluation.baselines import evaluate_baseline
-
-    attack = functools.partial(generator_attack, generator=trainer.generator.eval(), config=trainer.config)
-    attack.__name__ = "generator"  # type: ignore[attr-defined]
-    entries = []
-    for rho in [None, *rhos]:
-        report = evaluate_baseline(attack, target, [held_out], rho, samples=samples, seed=0)
-        entries.append(foreign_targets.entry("generator", rho, report))
-        drops = {k: round(100 * v["drop"]) for k, v in report["organs"].items() if v["drop"] is not None}
-        print(f"{label} at rho {'own' if rho is None else rho} ({report['rho']:.3f}): "
-              f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
-              f"{entries[-1]['organs_scored']} organs, {drops}, realism {report.get('realism')}", flush=True)
-    return entries
 
 
 if __name__ == "__main__":

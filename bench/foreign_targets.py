@@ -224,6 +224,26 @@ def entry(label: str, rho, report: dict) -> dict:
             "organs_scored": len(segmented), "realism": report.get("realism")}
 
 
+def generator_entries(generator, config, target, volumes, rhos, samples: int, seed: int, label: str) -> list[dict]:
+    """A generator's entries (:func:`entry`) at its own rho and at each of ``rhos``, each printed as it comes."""
+    import functools
+
+    from napari_advseg.attack.baselines.registry import generator_attack
+    from napari_advseg.evaluation.baselines import evaluate_baseline
+
+    fn = functools.partial(generator_attack, generator=generator, config=config)
+    fn.__name__ = "generator"  # type: ignore[attr-defined]
+    entries = []
+    for rho in [None, *rhos]:
+        report = evaluate_baseline(fn, target, volumes, rho, samples=samples, seed=seed)
+        entries.append(entry("generator", rho, report))
+        drops = {k: round(100 * v["drop"]) for k, v in report["organs"].items() if v["drop"] is not None}
+        say(f"{label} at rho {'own' if rho is None else f'{rho:.2f}'} ({report['rho']:.3f}): "
+            f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
+            f"{entries[-1]['organs_scored']} organs, {drops}, realism {report.get('realism')}")
+    return entries
+
+
 def generator_dir(args, name: str) -> Path:
     return args.work / "foreign" / name / f"generator_{args.tag}"
 
@@ -240,11 +260,7 @@ def run_train(command: list[str], name: str) -> tuple[float, str]:
 
 
 def stage_generator(args, name: str) -> dict:
-    import functools
-
-    from napari_advseg.attack.baselines.registry import generator_attack
     from napari_advseg.attack.checkpoint import load_generator
-    from napari_advseg.evaluation.baselines import evaluate_baseline
 
     path = args.results / f"{name}_generator_{args.tag}.json"
     if path.is_file() and not args.force:
@@ -267,15 +283,7 @@ def stage_generator(args, name: str) -> dict:
     target, case = load(args, name)
     volumes = [held_out(target, case)]
     generator, config, _ = load_generator(out / "generator.pt", "cpu", target=target)
-    fn = functools.partial(generator_attack, generator=generator, config=config)
-    fn.__name__ = "generator"  # type: ignore[attr-defined]
-    entries = []
-    for rho in [None, *args.rhos]:
-        report = evaluate_baseline(fn, target, volumes, rho, samples=4, seed=args.seed)
-        entries.append(entry("generator", rho, report))
-        say(f"[{name}] generator at rho {'own' if rho is None else f'{rho:.2f}'} ({report['rho']:.3f}): "
-            f"mean drop {100 * report['mean_drop']:.1f} %, {entries[-1]['organs_passed']}/"
-            f"{entries[-1]['organs_scored']} organs")
+    entries = generator_entries(generator, config, target, volumes, args.rhos, 4, args.seed, f"[{name}] generator")
     payload = {"target": name, "command": "advseg " + " ".join(command[3:]), "train_seconds": seconds,
                "warnings": warnings, "config": config.to_dict(), "entries": entries}
     write_json(path, payload)

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     work = foreign_targets.ROOT / "runs" / "bench"
     target, case = foreign_targets.load(argparse.Namespace(work=work), args.target)
     for tag in args.tags:
-        path = Path(tag) if tag.endswith(".pt") else work / "foreign" / args.target / f"generator_{tag}" / "generator.pt"
+        path = Path(tag) if tag.endswith(".pt") else (
+            foreign_targets.generator_dir(argparse.Namespace(work=work, tag=tag), args.target) / "generator.pt")
         generator, config, _ = load_generator(path, "cpu", target=target)
         attack = functools.partial(generator_attack, generator=generator, config=config)
         attack.__name__ = "generator"  # type: ignore[attr-defined]

@@ -209,8 +209,8 @@ class AttackTrainer:
         offset = torch.randint(-k, k + 1, idx.shape, generator=self.rng)
         seen = self.images[(idx + offset).clamp(0, len(self.images) - 1)]
         if self.config.neighbour_blend:
-            t = torch.rand(len(idx), 1, 1, 1, generator=self.rng)
-            seen = self.images[idx] + t * (seen - self.images[idx])
+            own = self.images[idx]
+            seen = own + torch.rand(len(idx), 1, 1, 1, generator=self.rng) * (seen - own)
         return seen.to(self.device)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
