@@ -123,10 +123,13 @@ def clean_report(target, case: Case, *, part: str = "all", organs: list[str] | N
 
 
 def _case_record(target, case: Case, part: str) -> dict[str, Any]:
-    """What a report records of its case and target: files, split, the target's normalisation and classes;
+    """What a report records of its case and target: files, split, the target's normalisation, classes and
+    declared sliding window;
     ``class_mapping`` ({reference name: target index or None}) where the reference labels were mapped."""
     record = {"ct": case.volume.path, "source": volume_source(case.volume), "split": part, "target": target.path,
               "normalisation": dict(target.normalisation), "class_names": list(target.class_names)}
+    if getattr(target, "sliding_window", None) is not None:
+        record["sliding_window"] = dict(target.sliding_window)
     if case.class_mapping is not None and not case.class_mapping.identical:
         record["class_mapping"] = case.class_mapping.record()
     return record

@@ -10,7 +10,8 @@ from napari_advseg.device import DEVICE_CHOICES
 
 __all__ = ["LABELS_HELP", "NORMALISATION_SYNTAX", "SPLITS", "ExpertOptions", "add_common", "add_data", "add_target",
            "add_target_overrides", "class_names", "floats", "folds", "label_names", "non_negative_float",
-           "non_negative_int", "normalisation", "organ_names", "positive_int", "shape", "slice_list", "target_overrides", "window"]
+           "non_negative_int", "normalisation", "organ_names", "positive_int", "shape", "slice_list", "sliding_window",
+           "target_overrides", "window"]
 
 SPLITS = ("all", "train", "test")
 """Slice splits of a case: all, train (z % 3 != 2), test (z % 3 == 2)."""
@@ -242,9 +243,34 @@ def add_target_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-names", type=class_names, metavar="NAMES",
                    help="the target's output channels, comma-separated, e.g. background,liver,spleen; overrides "
                         "the model file and its .json sidecar")
+    p.add_argument("--sliding-window", type=sliding_window, metavar="H,W[:OVERLAP[:MODE]]",
+                   help="run a model file's network over each slice by a sliding window of H x W pixels (a network "
+                        "trained on patches), overlap default 0.25, MODE constant (default) or gaussian, as MONAI's "
+                        "SlidingWindowInferer; overrides the model file and its .json sidecar (default: what they "
+                        "declare, else the whole slice)")
     p.add_argument("--fold", type=folds, metavar="K[,K...]",
                    help="an nnU-Net folder's fold (0, all...); several, comma-separated, make an ensemble "
                         "(default: the first fold with a checkpoint)")
+
+
+def sliding_window(text: str) -> dict:
+    """``--sliding-window``: ``96,96``, ``96,96:0.5`` or ``96,96:0.5:gaussian`` -> a sliding-window declaration."""
+    from napari_advseg.models.target_meta import check_sliding_window
+
+    parts = text.split(":")
+    try:
+        if len(parts) > 3:
+            raise ValueError("expected at most three parts, H,W[:OVERLAP[:MODE]]")
+        roi = [int(v) for v in parts[0].split(",")]
+        window = {"roi_size": roi}
+        if len(parts) > 1:
+            window["overlap"] = float(parts[1])
+        if len(parts) > 2:
+            window["mode"] = parts[2].strip()
+        return check_sliding_window(window)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected H,W[:OVERLAP[:MODE]] such as 96,96:0.25:gaussian, got "
+                                         f"{text!r} ({error})") from None
 
 
 def folds(text: str) -> list[str]:
@@ -256,6 +282,7 @@ def folds(text: str) -> list[str]:
 
 
 def target_overrides(args: argparse.Namespace) -> dict:
-    """``{"class_names": ..., "normalisation": ..., "folds": ...}`` of the parsed flags (None where not given)."""
+    """``{"class_names": ..., "normalisation": ..., "folds": ..., "sliding_window": ...}`` of the parsed flags (None
+    where not given)."""
     return {"class_names": getattr(args, "class_names", None), "normalisation": getattr(args, "normalisation", None),
-            "folds": getattr(args, "fold", None)}
+            "folds": getattr(args, "fold", None), "sliding_window": getattr(args, "sliding_window", None)}

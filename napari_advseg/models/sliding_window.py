@@ -18,7 +18,13 @@ weights:
 - :func:`monai_starts`: MONAI's ``dense_patch_slices`` (a fixed interval
   ``int(patch * (1 - overlap))``, the last window moved back inside); the
   weights come from MONAI's own ``compute_importance_map``
-  (:mod:`napari_advseg.models.monai_bundle`).
+  (:mod:`napari_advseg.models.monai_bundle`);
+- :func:`window_weights` and :class:`WindowedNetwork`: a file target (a
+  TorchScript network) that declares a sliding window, run as MONAI's
+  ``SlidingWindowInferer`` runs it, without needing MONAI: its start
+  positions, and its weights written out (constant, or a separable Gaussian
+  of sigma ``sigma_scale`` times the window, centred on the window, floored
+  at the larger of its smallest value and 1e-3).
 
 An image smaller than the patch along an axis is padded with zeros on both
 sides (half below, rounded down), as both frameworks do, and the logits are
@@ -35,8 +41,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["monai_starts", "nnunet_gaussian", "nnunet_starts", "round_to", "sliding_window"]
+__all__ = ["WindowedNetwork", "monai_starts", "nnunet_gaussian", "nnunet_starts", "round_to", "sliding_window",
+           "window_weights"]
 
 
 def nnunet_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> list[list[int]]:
@@ -174,3 +182,47 @@ def sliding_window(
     out = total / count if rounding is None else round_to(total / count, rounding)
     crop = tuple(slice(lo, lo + s) for lo, s in zip(low, spatial))
     return out[(slice(None), slice(None), *crop)]
+
+
+def window_weights(roi_size: Sequence[int], mode: str = "constant", sigma_scale: float = 0.125) -> torch.Tensor:
+    """The weights of one window (float32, shape ``roi_size``) as MONAI's inferer blends them.
+
+    ``constant``: ones. ``gaussian``: the product over axes of
+    ``exp(-d^2 / (2 sigma^2))``, ``d`` the distance from the window's centre
+    ``(n - 1) / 2`` and ``sigma = sigma_scale * n``, then raised to at least
+    the larger of its smallest value and 1e-3.
+    """
+    size = tuple(int(n) for n in roi_size)
+    if mode == "constant":
+        return torch.ones(size)
+    if mode != "gaussian":
+        raise ValueError(f"unknown window mode {mode!r}")
+    weights = torch.ones(())
+    for n in size:
+        d = torch.arange(n, dtype=torch.float32) - (n - 1) / 2.0
+        weights = weights[..., None] * torch.exp(-d.pow(2) / (2.0 * (sigma_scale * n) ** 2))
+    return weights.clamp_min(max(float(weights.min()), 1e-3))
+
+
+class WindowedNetwork(nn.Module):
+    """A 2D network run over a slice by a sliding window, as a network on whole slices.
+
+    ``forward`` maps ``(N, C, H, W)`` to the stitched logits ``(N, K, H, W)``
+    (:func:`sliding_window` with :func:`monai_starts` and
+    :func:`window_weights`; a slice smaller than the window is padded with
+    zeros and cropped back). ``spec``: the checked declaration
+    (:func:`napari_advseg.models.target_meta.check_sliding_window`).
+    """
+
+    def __init__(self, network: nn.Module, spec: dict):
+        super().__init__()
+        self.network = network
+        self.spec = dict(spec)
+        self.roi_size = tuple(spec["roi_size"])
+        self.register_buffer("weights", window_weights(self.roi_size, spec["mode"], spec["sigma_scale"]),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        overlap = self.spec["overlap"]
+        return sliding_window(x, self.network, self.roi_size, lambda size, p: monai_starts(size, p, overlap),
+                              self.weights)

@@ -108,6 +108,14 @@ class Target:
         :func:`~napari_advseg.models.folder_targets.fit_target_to_volume`).
         Callers give such a target whole stacks of consecutive slices
         (:func:`slices_per_call`), never a batch of unrelated slices.
+    sliding_window : dict or None
+        A file target that declares one (``sliding_window`` in its sidecar or
+        ``advseg.json``, or ``--sliding-window``): the checked declaration
+        (:func:`~napari_advseg.models.target_meta.check_sliding_window`), and
+        :attr:`model` is the network wrapped in
+        :class:`~napari_advseg.models.sliding_window.WindowedNetwork`. None:
+        the network sees each whole slice (folder targets run their
+        framework's own sliding window inside :attr:`model`).
     """
 
     model: nn.Module
@@ -120,6 +128,7 @@ class Target:
     input_multiple: int = 1
     notes: list[str] = field(default_factory=list)
     slab_depth: int | None = None
+    sliding_window: dict | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the frozen network.
@@ -320,6 +329,9 @@ def _failure(target: Target, error: BaseException, height: int, width: int) -> A
     multiple = target.input_multiple
     if height % multiple or width % multiple:
         padded = f" (padded to a multiple of {multiple} pixels)"
+    if target.sliding_window is not None:
+        roi = target.sliding_window["roi_size"]
+        padded = f" (run by its sliding window of {roi[0]} x {roi[1]} pixels)"
     return _target_error(
         target.path,
         f"the model fails on a single-channel (1, 1, {height}, {width}) test image{padded}: {_root_cause(error)}",

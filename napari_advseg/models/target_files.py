@@ -14,7 +14,9 @@ Two file kinds hold a target (both are read by
     :func:`export_torchscript`, or a network from another project). Class
     names and normalisation come from its ``advseg.json`` extra file when
     present; it may also declare ``"input_multiple"``, the number of pixels
-    the input's height and width must be divisible by (else it is probed). Note that a TorchScript archive holds code; load only files from
+    the input's height and width must be divisible by (else it is probed), and
+    ``"sliding_window"``, the patch a network trained on patches is run by.
+    Note that a TorchScript archive holds code; load only files from
     trusted sources.
 
 Both writers go through :func:`napari_advseg.io.atomic.atomic_write`, so an
@@ -36,6 +38,7 @@ from napari_advseg.organs import ORGAN_CLASSES
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write
 from napari_advseg.io.json_write import strict_json
+from napari_advseg.models.sliding_window import WindowedNetwork
 from napari_advseg.models.target import VALIDATION_SIZE, Target, freeze, validate_target
 from napari_advseg.models.target_meta import check_class_names, check_normalisation, plain_data
 from napari_advseg.models.unet import UNet2D
@@ -153,7 +156,8 @@ def export_torchscript(
     The network is copied to the CPU in eval mode and compiled with
     :func:`torch.jit.script` (falling back to :func:`torch.jit.trace` on a
     ``(1, in_channels, 64, 64)`` input when scripting fails; a traced network
-    may only work for inputs like that one). Class names and normalisation are
+    may only work for inputs like that one). Class names and normalisation (and
+    a target's declared sliding window, the network itself being exported) are
     stored as the extra file ``advseg.json``.
 
     Parameters
@@ -179,11 +183,15 @@ def export_torchscript(
         class names or the input size (checked before writing).
     """
     metrics: dict = {}
+    window = None
     if isinstance(target_or_model, Target):
         model = target_or_model.model
         class_names = target_or_model.class_names if class_names is None else class_names
         normalisation = target_or_model.normalisation if normalisation is None else normalisation
         metrics = target_or_model.metrics
+        window = target_or_model.sliding_window
+        if window is not None:  # the network itself is exported; its window is declared beside it
+            model = model.network
     elif isinstance(target_or_model, nn.Module):
         model = target_or_model
     else:
@@ -214,8 +222,10 @@ def export_torchscript(
                         f"cannot export {path}: the network can be neither scripted nor traced: {first_line(error)}"
                     ) from None
     compiled = freeze(compiled)
+    checked = compiled if window is None else WindowedNetwork(compiled, window)
     validate_target(
-        Target(compiled, names, norm, "torchscript", str(path), torch.device("cpu")), VALIDATION_SIZE, VALIDATION_SIZE
+        Target(checked, names, norm, "torchscript", str(path), torch.device("cpu"), sliding_window=window),
+        VALIDATION_SIZE, VALIDATION_SIZE
     )
     meta = {
         "format": TORCHSCRIPT_META_FORMAT,
@@ -223,6 +233,7 @@ def export_torchscript(
         "class_names": list(names),
         "normalisation": norm,
         "metrics": plain_metrics,
+        **({} if window is None else {"sliding_window": window}),
     }
     extra = {TORCHSCRIPT_META_FILE: strict_json(meta, indent=None)}
 

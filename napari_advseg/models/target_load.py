@@ -8,7 +8,7 @@ wrong (missing, another kind of file, pickled Python objects, weights that do
 not fit, a newer version) gives an :class:`InputFileError` naming the file.
 
 What a model file declares about its network (``class_names``,
-``normalisation``, ``input_multiple``) may also sit in a *sidecar*: a JSON
+``normalisation``, ``input_multiple``, ``sliding_window``) may also sit in a *sidecar*: a JSON
 file beside it with the same stem (``net.pt`` and ``net.json``), holding the
 same keys as a TorchScript archive's ``advseg.json``. Each key is taken from,
 first to last: the caller (the CLI's flags), the sidecar, the file itself
@@ -36,7 +36,8 @@ from napari_advseg.errors import InputFileError, first_line
 from napari_advseg.io.sidecar import read_sidecar_object
 from napari_advseg.models.target import (VALIDATION_SIZE, Target, find_input_multiple, freeze, listed,
                                         load_fitting_weights, validate_target)
-from napari_advseg.models.target_meta import check_class_names, check_normalisation
+from napari_advseg.models.sliding_window import WindowedNetwork
+from napari_advseg.models.target_meta import check_class_names, check_normalisation, check_sliding_window
 from napari_advseg.models.target_files import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -51,7 +52,7 @@ __all__ = ["SIDECAR_KEYS", "load_target", "sidecar_path"]
 _NORMALISATION_SYNTAX = "zscore, window:LO,HI[:A,B], ct:LO,HI,MEAN,STD or none"
 
 _REQUIRED_KEYS = ("format", "version", "arch", "state_dict", "class_names", "normalisation")
-SIDECAR_KEYS = ("class_names", "normalisation", "input_multiple", "metrics", "format")
+SIDECAR_KEYS = ("class_names", "normalisation", "input_multiple", "sliding_window", "metrics", "format")
 """Keys a sidecar JSON may hold (those of a TorchScript archive's ``advseg.json``)."""
 
 
@@ -69,7 +70,7 @@ def _read_sidecar(path: Path) -> dict:
     unknown = sorted(set(meta) - set(SIDECAR_KEYS))
     if unknown:
         raise InputFileError(sidecar, f"has unknown keys {listed(unknown)}; a model's sidecar may hold "
-                                      f"{', '.join(SIDECAR_KEYS[:3])}")
+                                      f"{', '.join(SIDECAR_KEYS[:4])}")
     if meta.get("format", TORCHSCRIPT_META_FORMAT) != TORCHSCRIPT_META_FORMAT:
         raise InputFileError(sidecar, f"has format {meta['format']!r}; expected {TORCHSCRIPT_META_FORMAT!r} or none")
     return meta
@@ -214,6 +215,7 @@ def load_target(
     normalisation: dict | None = None,
     folds: Sequence[str | int] | None = None,
     configuration: str | None = None,
+    sliding_window: dict | None = None,
 ) -> Target:
     """Load a target network from a project checkpoint, a TorchScript archive, an nnU-Net folder or a MONAI bundle.
 
@@ -240,6 +242,11 @@ def load_target(
     normalisation : dict, optional
         Likewise; the fallback is ``{"mode": "zscore"}``, said in
         :attr:`Target.notes`.
+    sliding_window : dict, optional
+        Likewise (see :func:`~napari_advseg.models.target_meta.check_sliding_window`):
+        a network trained on patches, run over each slice by a sliding window
+        of its patch size; the fallback is none, the network sees whole slices.
+        Not for folders, whose plans or bundle say how they are run.
 
     Returns
     -------
@@ -269,6 +276,10 @@ def load_target(
     if path.is_dir():
         from napari_advseg.models.folder_targets import load_folder_target
 
+        if sliding_window is not None:
+            raise InputFileError(path, "is a folder target, run as its plans or bundle say; a sliding window "
+                                       "is declared for model files only")
+
         return load_folder_target(path, device, class_names=class_names, normalisation=normalisation, folds=folds,
                                   configuration=configuration)
     if folds or configuration:
@@ -285,9 +296,9 @@ def load_target(
         model, meta = _model_from_checkpoint(path, _read_checkpoint(path, torch_device))
 
     sidecar = _read_sidecar(path)
-    given = {"class_names": class_names, "normalisation": normalisation}
+    given = {"class_names": class_names, "normalisation": normalisation, "sliding_window": sliding_window}
     chosen, notes = {}, []
-    for key in ("class_names", "normalisation", "input_multiple", "metrics"):
+    for key in ("class_names", "normalisation", "input_multiple", "sliding_window", "metrics"):
         for source, where in ((given, None), (sidecar, sidecar_path(path)), (meta, path)):
             if source.get(key) is not None:
                 chosen[key] = (source[key], where)
@@ -320,8 +331,20 @@ def load_target(
     if declared is not None and (isinstance(declared, bool) or not isinstance(declared, int) or declared < 1):
         raise InputFileError(where, f"has an invalid input_multiple {declared!r} (expected a positive integer)")
 
+    window, where = chosen.get("sliding_window", (None, None))
+    if window is not None:
+        try:
+            window = check_sliding_window(window)
+        except ValueError as error:
+            raise InputFileError(where or path, str(error)) from None
+
     model = freeze(model.to(torch_device))
-    target = Target(model, names, norm, kind, str(path), torch_device, metrics, notes=notes)
+    if window is not None:  # the network only ever sees windows of its patch size
+        model = freeze(WindowedNetwork(model, window).to(torch_device))
+    target = Target(model, names, norm, kind, str(path), torch_device, metrics, notes=notes, sliding_window=window)
     validate_target(target, VALIDATION_SIZE, VALIDATION_SIZE)
-    target.input_multiple = declared if declared is not None else find_input_multiple(target)
+    if window is not None:
+        target.input_multiple = 1  # every window is roi_size; smaller slices are padded to it
+    else:
+        target.input_multiple = declared if declared is not None else find_input_multiple(target)
     return target

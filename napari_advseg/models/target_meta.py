@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_NORMALISATION",
     "check_class_names",
     "check_normalisation",
+    "check_sliding_window",
     "plain_data",
 ]
 
@@ -95,6 +96,43 @@ def check_normalisation(normalisation: Any) -> dict:
         clean["mean"] = _number(normalisation, "mean")
         clean["std"] = _number(normalisation, "std", positive=True)
     return clean
+
+
+SLIDING_WINDOW_MODES = ("constant", "gaussian")
+"""How a declared sliding window weighs each window's logits (MONAI's ``BlendMode`` names)."""
+
+
+def check_sliding_window(window: Any) -> dict:
+    """Check a declared sliding window and return it complete: ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``.
+
+    The declaration a patch-trained network needs (a TorchScript file's
+    ``advseg.json``, its sidecar or ``--sliding-window``): ``{"roi_size":
+    [H, W]}``, optionally ``"overlap"`` (0 <= overlap < 1, default 0.25),
+    ``"mode"`` (``constant``, the default, or ``gaussian``) and
+    ``"sigma_scale"`` (the Gaussian's sigma as a share of the window, default
+    0.125): the defaults of MONAI's ``SlidingWindowInferer``. ValueError
+    naming the bad key otherwise.
+    """
+    if not isinstance(window, dict):
+        raise ValueError(f"a sliding window must be an object like {{\"roi_size\": [96, 96]}}, got {window!r}")
+    unknown = sorted(set(window) - {"roi_size", "overlap", "mode", "sigma_scale"})
+    if unknown:
+        raise ValueError(f"a sliding window has unknown keys {unknown}; it may hold roi_size, overlap, mode, "
+                         "sigma_scale")
+    roi = window.get("roi_size")
+    if (isinstance(roi, (str, bytes)) or not isinstance(roi, Sequence) or len(roi) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in roi)):
+        raise ValueError(f"a sliding window's roi_size must be two positive integers (height, width), got {roi!r}")
+    overlap = window.get("overlap", 0.25)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+        raise ValueError(f"a sliding window's overlap must be a number in [0, 1), got {overlap!r}")
+    mode = window.get("mode", "constant")
+    if mode not in SLIDING_WINDOW_MODES:
+        raise ValueError(f"a sliding window's mode must be one of {', '.join(SLIDING_WINDOW_MODES)}, got {mode!r}")
+    sigma = window.get("sigma_scale", 0.125)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+        raise ValueError(f"a sliding window's sigma_scale must be a positive number, got {sigma!r}")
+    return {"roi_size": [int(v) for v in roi], "overlap": float(overlap), "mode": mode, "sigma_scale": float(sigma)}
 
 
 def check_class_names(class_names: Any) -> tuple[str, ...]:
