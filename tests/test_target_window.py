@@ -117,7 +117,7 @@ def test_no_window_declared_the_network_sees_whole_slices(tmp_path):
     ({"roi_size": [16, 16], "mode": "linear"}, "mode must be one of constant, gaussian"),
     ({"roi_size": [16, 16], "sigma_scale": 0}, "sigma_scale must be a positive number"),
     ({"roi_size": [16, 16], "stride": 4}, "unknown keys ['stride']"),
-    ([16, 16], "must be an object"),
+    ([16, 16], "must be \"none\" or an object"),
 ])
 def test_bad_window_names_the_sidecar_and_the_key(tmp_path, window, expected):
     path = script_file(tmp_path)
@@ -155,9 +155,10 @@ def test_cli_flag_reaches_the_target_and_the_report(tiny_files, tmp_path, capsys
                  str(tiny_files["labels"]), "--device", "cpu", "--normalisation", "zscore",
                  "--class-names", ",".join(ORGAN_CLASSES), "--sliding-window", "16,16:0.25:gaussian",
                  "--json", str(report)])
-    _, err = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(report.read_text())["sliding_window"] == {**WINDOW, "sigma_scale": 0.125}
+    assert "run by a 16 x 16 sliding window (gaussian, overlap 0.25)." in out
 
 
 def test_export_keeps_the_window_beside_the_network(tmp_path):
@@ -170,3 +171,16 @@ def test_export_keeps_the_window_beside_the_network(tmp_path):
     x = torch.randn(1, 1, 30, 30)
     with torch.no_grad():
         assert torch.allclose(again(x), target(x), atol=1e-6)
+
+
+def test_instance_norm_without_a_window_is_said_and_none_silences_it(tmp_path):
+    path = script_file(tmp_path)
+    notes = load_target(path, "cpu").notes
+    assert any("normalises with instance norm" in note and "--sliding-window" in note for note in notes)
+    (tmp_path / "net.json").write_text(json.dumps({"sliding_window": "none"}))
+    target = load_target(path, "cpu")
+    assert target.sliding_window is None and not any("instance norm" in note for note in target.notes)
+    assert parse_window("none") == "none"
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(nn.Conv2d(1, len(ORGAN_CLASSES), 3, padding=1).eval()), str(plain))
+    assert not any("instance norm" in note for note in load_target(plain, "cpu").notes)

@@ -246,17 +246,20 @@ def add_target_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sliding-window", type=sliding_window, metavar="H,W[:OVERLAP[:MODE]]",
                    help="run a model file's network over each slice by a sliding window of H x W pixels (a network "
                         "trained on patches), overlap default 0.25, MODE constant (default) or gaussian, as MONAI's "
-                        "SlidingWindowInferer; overrides the model file and its .json sidecar (default: what they "
-                        "declare, else the whole slice)")
+                        "SlidingWindowInferer; none: whole slices; overrides the model file and its .json sidecar "
+                        "(default: what they declare, else whole slices)")
     p.add_argument("--fold", type=folds, metavar="K[,K...]",
                    help="an nnU-Net folder's fold (0, all...); several, comma-separated, make an ensemble "
                         "(default: the first fold with a checkpoint)")
 
 
-def sliding_window(text: str) -> dict:
-    """``--sliding-window``: ``96,96``, ``96,96:0.5`` or ``96,96:0.5:gaussian`` -> a sliding-window declaration."""
+def sliding_window(text: str) -> dict | str:
+    """``--sliding-window``: ``96,96``, ``96,96:0.5`` or ``96,96:0.5:gaussian`` -> a sliding-window declaration;
+    ``none`` -> ``"none"`` (whole slices, declared)."""
     from napari_advseg.models.target_meta import check_sliding_window
 
+    if text.strip().lower() == "none":
+        return "none"  # declared: whole slices
     parts = text.split(":")
     try:
         if len(parts) > 3:

@@ -80,6 +80,9 @@ def _run_clean(args, target, case) -> int:
     table = "\n".join(rows)
     write_outputs(report, table, args.json, args.markdown)
     say(table)
+    window = report.get("sliding_window")
+    run_by = "" if window is None else (f", run by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding "
+                                        f"window ({window['mode']}, overlap {window['overlap']:g})")
     say(f"Dice in % on {report['slices']} slices ({args.split}) of {case.name}; target normalisation "
-        f"{report['normalisation']}.")
+        f"{report['normalisation']}{run_by}.")
     return 0

@@ -102,8 +102,10 @@ SLIDING_WINDOW_MODES = ("constant", "gaussian")
 """How a declared sliding window weighs each window's logits (MONAI's ``BlendMode`` names)."""
 
 
-def check_sliding_window(window: Any) -> dict:
+def check_sliding_window(window: Any) -> dict | None:
     """Check a declared sliding window and return it complete: ``roi_size``, ``overlap``, ``mode``, ``sigma_scale``.
+
+    ``"none"`` declares whole slices (None is returned).
 
     The declaration a patch-trained network needs (a TorchScript file's
     ``advseg.json``, its sidecar or ``--sliding-window``): ``{"roi_size":
@@ -113,8 +115,10 @@ def check_sliding_window(window: Any) -> dict:
     0.125): the defaults of MONAI's ``SlidingWindowInferer``. ValueError
     naming the bad key otherwise.
     """
+    if window == "none":
+        return None
     if not isinstance(window, dict):
-        raise ValueError(f"a sliding window must be an object like {{\"roi_size\": [96, 96]}}, got {window!r}")
+        raise ValueError(f"a sliding window must be \"none\" or an object like {{\"roi_size\": [96, 96]}}, got {window!r}")
     unknown = sorted(set(window) - {"roi_size", "overlap", "mode", "sigma_scale"})
     if unknown:
         raise ValueError(f"a sliding window has unknown keys {unknown}; it may hold roi_size, overlap, mode, "
