@@ -17,7 +17,11 @@ Networks (``NETS``):
     MONAI ``SegResNet`` (2D, 16 initial filters), same loss, optimiser and window.
 
 Every network: random 96 x 96 patches of the training slices, batch 8, no
-flips (left and right organs are told apart by side).
+flips (left and right organs are told apart by side). The sidecars declare
+no ``sliding_window``, so the targets run on whole slices, outside the patch
+pipeline they learnt in (docs/results.md, "Run outside their pipeline"); the
+bundle ``monai_2d`` of ``bench/folder_nets.py`` is the MONAI ``UNet`` run
+through its window.
 ``nnunet_plain``
     ``PlainConvUNet`` of dynamic-network-architectures (nnU-Net's default
     network: 5 stages 32-256 features, instance norm, LeakyReLU), deep
