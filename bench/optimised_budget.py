@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--organ-cap", type=float, default=None,
                    help="the loss organ by organ, each organ's CE capped at this (optimised_smooth_fields' "
                         "organ_cap); default: Eq. 5 pooled over the organs' pixels")
+    p.add_argument("--organ-softmin", type=float, default=None, metavar="T",
+                   help="with --organ-cap: each slice's soft minimum over its organs' capped CEs, temperature T "
+                        "(optimised_smooth_fields' organ_temperature), instead of their mean")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
@@ -50,19 +53,22 @@ def main(argv=None) -> int:
         for rho in args.rhos:
             start = time.perf_counter()
             report = evaluate_baseline("optimised_fields_20", target, volumes, rho, samples=1, seed=0,
-                                       organ_ids=organ_ids, options={"steps": steps, "organ_cap": args.organ_cap})
+                                       organ_ids=organ_ids, options={"steps": steps, "organ_cap": args.organ_cap,
+                                                                   "organ_temperature": args.organ_softmin})
             e = foreign_targets.entry(f"optimised fields, {steps} steps", rho, report)
             e["seconds"] = time.perf_counter() - start
             e["attacked"] = args.organs or "all"
             e["organ_cap"] = args.organ_cap
+            e["organ_softmin"] = args.organ_softmin
             entries.append(e)
             print(f"[{args.target}] optimised fields, {steps} steps, attacking {args.organs or 'all'}, organ cap "
-                  f"{args.organ_cap}, rho {rho} ({e['rho']:.3f}): mean drop "
+                  f"{args.organ_cap}{'' if args.organ_softmin is None else f' (soft minimum, T {args.organ_softmin:g})'}, rho {rho} ({e['rho']:.3f}): mean drop "
                   f"{100 * e['mean_drop']:.1f} %, {e['organs_passed']}/{e['organs_scored']} organs >= 30 %: "
                   + ", ".join(f"{k} {100 * v['drop']:.0f} %" for k, v in e["organs"].items() if v["drop"] is not None)
                   + f"; realism {json.dumps(e['realism'])} ({e['seconds']:.0f} s)", flush=True)
     suffix = "_steps" + "_".join(map(str, args.steps)) + ("_" + "_".join(args.organs) if args.organs else "") + (
-        "" if args.organ_cap is None else f"_cap{args.organ_cap:g}")
+        "" if args.organ_cap is None else f"_cap{args.organ_cap:g}") + (
+        "" if args.organ_softmin is None else f"_softmin{args.organ_softmin:g}")
     out = args.results / f"optimised_budget_{args.target}{suffix}.json"
     out.write_text(json.dumps({"target": args.target, "entries": entries}, indent=1, default=float) + "\n")
     print(f"wrote {out}")

@@ -150,6 +150,38 @@ def test_organ_capped_optimised_fields_raise_their_loss(tiny_target, batch):
     assert perceptibility_per_slice(result.adversarial, x).mean().item() == pytest.approx(RHO, rel=0.02)
 
 
+def test_organ_softmin_pulls_the_intact_organ_and_its_fields_raise_it(tiny_target, batch):
+    """The soft minimum lies under the smaller capped CE and its gradient goes mostly to the intact organ; the
+    optimised fields that ascend it raise it above random fields'."""
+    from napari_advseg.attack.baselines.common import per_slice_organ_softmin
+
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[0, 1:5, 1:5] = 1
+    y[0, 10:14, 10:14] = 2
+    logits = torch.zeros(2, 3, 16, 16)
+    logits[0, 2, 1:5, 1:5] = 1.0      # organ 1 called organ 2: CE above organ 2's
+    logits[0, 2, 10:14, 10:14] = 2.0  # organ 2 mostly right
+    logits.requires_grad_(True)
+    soft = per_slice_organ_softmin(logits, y, None, 0, cap=3.0, temperature=0.3)
+    ce = torch.nn.functional.cross_entropy(logits.detach(), y, reduction="none")
+    attacked, intact = float(ce[0, 1:5, 1:5].mean()), float(ce[0, 10:14, 10:14].mean())
+    assert 3.0 > attacked > intact > float(soft[0])
+    assert float(soft[1]) == pytest.approx(float(ce[1].mean()), rel=1e-5)  # no organ: pooled over the slice
+    soft[0].backward()
+    pull_attacked = float(logits.grad[0, :, 1:5, 1:5].abs().sum())
+    pull_intact = float(logits.grad[0, :, 10:14, 10:14].abs().sum())
+    assert pull_intact > pull_attacked > 0.0
+    x, labels = batch
+    result = optimised_smooth_fields(x, labels, tiny_target, RHO, 5, torch.Generator().manual_seed(0),
+                                     organ_cap=3.0, organ_temperature=0.3)
+    random = random_smooth_fields(x, labels, RHO, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        losses = [per_slice_organ_softmin(tiny_target(r.adversarial), r.warped_labels, None, 3, 3.0, 0.3).mean()
+                  for r in (result, random)]
+    assert float(losses[0]) > float(losses[1])
+    assert perceptibility_per_slice(result.adversarial, x).mean().item() == pytest.approx(RHO, rel=0.02)
+
+
 def test_pgd_stays_in_the_ball_and_raises_the_loss(tiny_target, batch):
     x, y = batch
     clean = float(masked_cross_entropy(tiny_target(x), y, organ_mask(y, None, 3)))

@@ -39,7 +39,7 @@ def test_shipped_generator_config_round_trips():
             assert recorded[key] == value, key  # every recorded setting is kept as it was
     # options newer than the shipped file: absent from it, and read as what it was trained with (off)
     assert set(config.to_dict()) - set(recorded) <= {"lambda_teacher", "teacher_steps", "teacher_rho", "bias_response",
-                                                      "neighbour_input", "neighbour_blend"}
+                                                      "neighbour_input", "neighbour_blend", "organ_temperature"}
     assert config.lambda_teacher == 0.0 and config.bias_response == "linear" and config.neighbour_input == 0
     assert not config.neighbour_blend
     # the realism defaults and the sample recipe (data/sample_recipe.py) it was trained with

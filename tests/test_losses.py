@@ -144,3 +144,33 @@ def test_squared_per_organ_attack_loss_pulls_the_least_attacked_organ_hardest():
     assert pull_intact > pull_attacked > 0
     assert per_organ_attack_loss(logits.detach(), torch.zeros_like(labels), [1], 2.0, 0,
                                  squared=True).item() == pytest.approx(1.0)  # nothing present: CE 0
+
+
+def test_slice_softmin_attack_loss_pulls_each_slices_least_attacked_organ():
+    from napari_advseg.attack.losses import slice_softmin_attack_loss
+
+    # slice 0: organ 1 confident-wrong (CE log 6), organ 2 nearly right (CE log 1.5); slice 1: no organ
+    logits = torch.zeros(2, 3, 3, 3)
+    labels = torch.zeros(2, 3, 3, dtype=torch.long)
+    labels[0, 0, 0] = 1
+    labels[0, 2, 2] = 2
+    logits[0, 0, 0, 0] = math.log(4.0)
+    logits[0, 2, 2, 2] = math.log(4.0)
+    logits.requires_grad_(True)
+    gamma, t = 3.0, 0.3
+    loss = slice_softmin_attack_loss(logits, labels, [1, 2, 3], gamma, dilation=0, temperature=t)
+    ce = torch.tensor([math.log(6.0), math.log(1.5)])
+    soft = -t * torch.logsumexp(-ce / t, dim=0)
+    assert soft.item() < math.log(1.5)  # a soft minimum lies below the smallest CE
+    assert loss.item() == pytest.approx((gamma - soft).item(), rel=1e-6)  # the organless slice is left out
+    loss.backward()
+    # the pull on the nearly intact organ is the larger: d loss / d CE_k = -softmax(-CE / t)_k
+    assert -logits.grad[0, 2, 2, 2].item() < -logits.grad[0, 1, 0, 0].item() < 0
+    assert logits.grad[1].abs().sum().item() == 0
+    # an organ past gamma is capped: it adds no pull
+    past = torch.zeros(1, 3, 3, 3)
+    past[0, 0, 0, 0] = 10.0                             # organ 1: CE about 10 > gamma
+    capped = past.clone().requires_grad_(True)
+    slice_softmin_attack_loss(capped, labels[:1], [1, 2], gamma, 0, t).backward()
+    assert capped.grad[0, :, 0, 0].abs().sum().item() == 0
+    assert slice_softmin_attack_loss(logits.detach(), torch.zeros_like(labels), [1], gamma, 0, t).item() == gamma

@@ -28,7 +28,7 @@ FIELD_MODES = ("both", "phi", "bias")
 BIAS_MODES = ("additive", "multiplicative")
 CRITIC_MODES = ("gp", "clip")
 LABEL_MODES = ("reference", "predicted")
-ATTACK_REDUCTIONS = ("organs", "organs_squared", "slice_organs", "pixels")
+ATTACK_REDUCTIONS = ("organs", "organs_squared", "slice_organs", "slice_softmin", "pixels")
 ATTACK_GRADIENTS = ("normalised", "raw")
 GENERATOR_FILE = "generator.pt"
 """File name of a generator checkpoint inside an output or checkpoint folder."""
@@ -108,9 +108,16 @@ class AttackConfig:
                                                         "organ's masked CE)^2 / (2 gamma), so the organs least "
                                                         "attacked pull hardest; slice_organs: the mean over each "
                                                         "slice's organs of |gamma - that organ's masked CE in "
-                                                        "the slice|; pixels: one masked CE over all "
+                                                        "the slice|; slice_softmin: the mean over slices of gamma "
+                                                        "minus a soft minimum (temperature organ_temperature) of "
+                                                        "the slice's organs' masked CEs, each capped at gamma, so "
+                                                        "each slice's least attacked organ pulls; pixels: one "
+                                                        "masked CE over all "
                                                         "organ pixels (Eq. 5 as written)",
                                      choices=ATTACK_REDUCTIONS)
+    organ_temperature: float = _option(0.3, "method", "with attack_reduction slice_softmin: the soft "
+                                                     "minimum's temperature, in CE units (smaller: nearer the "
+                                                     "least attacked organ alone)")
     attack_gradient: str = _option("normalised", "method", "raw: the attack terms steer G with the gradient the target "
                                                     "gives; normalised: that gradient is rescaled per slice at the "
                                                     "target's input to attack_sensitivity, so a target whose softmax "

@@ -24,7 +24,7 @@ from napari_advseg.attack.fields import apply_fields, jacobian_penalty, smoothne
 from napari_advseg.attack.latent_terms import field_diversity
 from napari_advseg.attack.losses import (attack_loss, kl_divergence, masked_cross_entropy, organ_mask,
                                          per_organ_attack_loss, realism_loss,
-                                         slice_organ_attack_loss)
+                                         slice_organ_attack_loss, slice_softmin_attack_loss)
 from napari_advseg.attack.realism import spectrum_excess
 from napari_advseg.attack.teacher import teacher_distance
 
@@ -85,6 +85,9 @@ class GeneratorLoss:
             return mce, attack_loss(mce, cfg.gamma)
         if cfg.attack_reduction == "slice_organs":
             return mce, slice_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation)
+        if cfg.attack_reduction == "slice_softmin":
+            return mce, slice_softmin_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation,
+                                                  cfg.organ_temperature)
         return mce, per_organ_attack_loss(logits, y_adv, self.attacked_ids, cfg.gamma, cfg.mask_dilation,
                                           squared=cfg.attack_reduction == "organs_squared")
 

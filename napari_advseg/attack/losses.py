@@ -119,6 +119,41 @@ def slice_organ_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_id
     return attack_loss(ce[present], gamma).mean()
 
 
+def slice_organ_softmin(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int], dilation: int,
+                        cap: float, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each slice's soft minimum over its organs' masked CEs, each capped at ``cap``: ``(soft, rows)``, both (N,).
+
+    ``soft[n] = -t log sum_k exp(-min(L_mce,n,k, cap) / t)`` over the organs
+    ``k`` present in slice ``n`` (``t`` the ``temperature``; as ``t -> 0``,
+    the smallest CE), so its gradient goes to the slice's least attacked
+    organs and an organ past ``cap`` adds none. ``rows[n]``: whether slice
+    ``n`` holds any organ (``soft`` is 0 where it does not).
+    """
+    ce, present = slice_organ_ce(logits, labels, organ_ids, dilation)
+    rows = present.any(dim=1)
+    if not rows.any():
+        return logits.new_zeros(logits.shape[0]), rows
+    capped = ce.clamp(max=cap)
+    t = max(float(temperature), 1e-6)
+    exponents = torch.where(present, -capped / t, torch.full_like(capped, -torch.finfo(capped.dtype).max / 4))
+    soft = -t * torch.logsumexp(exponents, dim=1)
+    return torch.where(rows, soft, torch.zeros_like(soft)), rows
+
+
+def slice_softmin_attack_loss(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int], gamma: float,
+                              dilation: int, temperature: float) -> torch.Tensor:
+    """Mean over slices of ``gamma - softmin_k min(L_mce,n,k, gamma)``: each slice's least attacked organ pulls.
+
+    The ``"slice_softmin"`` reduction (:func:`slice_organ_softmin` capped at
+    gamma). Slices with no organ present are left out; with none present
+    anywhere it is gamma, with no gradient.
+    """
+    soft, rows = slice_organ_softmin(logits, labels, organ_ids, dilation, gamma, temperature)
+    if not rows.any():
+        return logits.sum() * 0.0 + float(gamma)
+    return (gamma - soft[rows]).mean()
+
+
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, sigma^2) || N(0, I))`` summed over latent numbers, averaged over the batch."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()

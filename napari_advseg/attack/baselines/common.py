@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from napari_advseg.attack.losses import organ_mask, slice_organ_ce
+from napari_advseg.attack.losses import organ_mask, slice_organ_ce, slice_organ_softmin
 
 __all__ = [
     "AttackResult",
@@ -111,6 +111,21 @@ def per_slice_organ_ce(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Se
         pooled = F.cross_entropy(logits, labels.to(logits.device).long(), reduction="none").flatten(1).mean(dim=1)
         mean = torch.where(count > 0, mean, pooled)
     return mean
+
+
+def per_slice_organ_softmin(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int] | None,
+                            dilation: int, cap: float, temperature: float) -> torch.Tensor:
+    """Each slice's soft minimum over its organs' capped Eq. 5 (:func:`slice_organ_softmin`): shape (N,).
+
+    The ascent goes to each slice's least attacked organs. A slice with no
+    organ gets the pooled CE over all its pixels.
+    """
+    ids = [int(k) for k in (organ_ids if organ_ids is not None else torch.unique(labels).tolist()) if int(k) > 0]
+    soft, rows = slice_organ_softmin(logits, labels, ids, dilation, cap, temperature)
+    if not bool(rows.all()):
+        pooled = F.cross_entropy(logits, labels.to(logits.device).long(), reduction="none").flatten(1).mean(dim=1)
+        soft = torch.where(rows, soft, pooled)
+    return soft
 
 
 def per_slice_masked_ce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,

@@ -19,6 +19,7 @@ from napari_advseg.attack.baselines.common import (
     per_slice,
     per_slice_masked_ce,
     per_slice_organ_ce,
+    per_slice_organ_softmin,
     slice_norms,
     sync_device,
 )
@@ -163,7 +164,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
                             organ_ids: Sequence[int] | None = None, mask_dilation: int = 3,
                             fields: str = "both", init_fraction: float = 0.1,
                             input_range: tuple[float, float] | None = None, z_smooth: float = 0.0,
-                            organ_cap: float | None = None) -> AttackResult:
+                            organ_cap: float | None = None, organ_temperature: float | None = None
+                            ) -> AttackResult:
     """Smooth fields optimised per image to raise the target's masked cross-entropy, at ``rho``.
 
     advchain-style projected gradient ascent on control points:
@@ -221,6 +223,11 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         weigh most). A number: organ by organ, each organ's CE capped at it
         and averaged over the organs (:func:`per_slice_organ_ce`), so the
         ascent turns to the organs still intact once one is broken.
+    organ_temperature : float or None
+        With ``organ_cap``: each slice's soft minimum over its organs' capped
+        CEs instead of their mean (:func:`per_slice_organ_softmin`, this
+        temperature), so each slice's ascent goes to its least attacked
+        organs. None: the mean.
     z_smooth : float
         For a 3D target: the control points that are optimised pass through
         a Gaussian of this many slices along z, then onto the budget (in
@@ -277,6 +284,9 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         phi, bias = _fields(*to_coarse(us), size)
         x_adv = apply_fields(x, phi, bias, input_range=input_range)
         y_adv = y if phi is None else warp_labels(y, phi.detach())
+        if organ_cap is not None and organ_temperature is not None:
+            return per_slice_organ_softmin(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap,
+                                           organ_temperature)
         if organ_cap is not None:
             return per_slice_organ_ce(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap)
         mask = attack_mask(y_adv, organ_ids, mask_dilation)
