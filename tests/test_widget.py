@@ -331,6 +331,27 @@ def test_closing_the_viewer_while_training_saves_and_joins(make_napari_viewer, q
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 
 
+def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot, tiny, tmp_path):
+    """A TorchScript file that declares nothing: the assumptions the CLI prints as warnings are notifications."""
+    import torch
+    from napari.utils.notifications import notification_manager
+    from torch import nn
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    path = tmp_path / "bare.pt"
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.InstanceNorm2d(6), nn.Conv2d(6, 6, 1))
+    torch.jit.save(torch.jit.script(net.eval()), str(path))
+    seen = len(notification_manager.records)
+    assert widget.load_target_file(path)
+    messages = [str(n.message) for n in notification_manager.records[seen:]]
+    assert any("declares no input normalisation" in m for m in messages)
+    assert any("declares no class names" in m for m in messages)
+    assert any("instance norm" in m and "sliding window" in m for m in messages)
+    seen = len(notification_manager.records)
+    assert widget.load_target_file(tiny["target"])  # a project checkpoint declares everything
+    assert not any("declares no" in str(n.message) for n in notification_manager.records[seen:])
+
+
 def test_bad_files_give_notifications_not_exceptions(make_napari_viewer, qtbot, tiny, tmp_path):
     from napari.utils.notifications import notification_manager
 
