@@ -208,7 +208,27 @@ def test_train_evaluate_and_sample_through_a_declared_window(tiny_files, tmp_pat
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["sliding_window"]["roi_size"] == [16, 16] and all(
         row["dice_adv"] is not None for row in report["organs"].values() if row["dice_clean"] is not None)
+    assert "sliding window" not in err  # the generator's window is the target's
     code = main(["sample", *data, "--generator", str(ckpt), "--out", str(tmp_path / "sample"), "--quiet"])
     _, err = capsys.readouterr()
     assert code == 0, err
     assert nib.load(tmp_path / "sample" / "adversarial_seg.nii.gz").shape == nib.load(tiny_files["ct"]).shape
+    # the same network declared to run on whole slices: the generator still loads, with one warning line
+    code = main(["evaluate", *data, "--sliding-window", "none", "--generator", str(ckpt), "--samples", "1"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "sliding window" in line]
+    assert len(lines) == 1 and "trained against its network run by a 16 x 16 sliding window, but this target " \
+                               "runs on whole slices" in lines[0]
+
+
+def test_window_mismatch_is_none_for_older_checkpoints_and_agreement():
+    from types import SimpleNamespace
+
+    from napari_advseg.attack.checkpoint import window_mismatch
+
+    windowed = SimpleNamespace(sliding_window={"roi_size": [16, 16]})
+    whole = SimpleNamespace(sliding_window=None)
+    assert window_mismatch({"target": {"path": "x.pt", "sha256": None}}, windowed) is None  # before the record
+    assert window_mismatch({"target": {"sliding_window": None}}, whole) is None
+    assert "by a 16 x 16 sliding window" in window_mismatch({"target": {"sliding_window": None}}, windowed)

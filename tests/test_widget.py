@@ -331,7 +331,7 @@ def test_closing_the_viewer_while_training_saves_and_joins(make_napari_viewer, q
     assert QThreadPool.globalInstance().activeThreadCount() == 0
 
 
-def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot, tiny, tmp_path):
+def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot, tiny, tiny_files, tmp_path):
     """A TorchScript file that declares nothing: the assumptions the CLI prints as warnings are notifications."""
     import torch
     from napari.utils.notifications import notification_manager
@@ -350,6 +350,21 @@ def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot,
     seen = len(notification_manager.records)
     assert widget.load_target_file(tiny["target"])  # a project checkpoint declares everything
     assert not any("declares no" in str(n.message) for n in notification_manager.records[seen:])
+
+    # a generator trained against whole slices, loaded for the network declared with a window: a warning
+    import json
+
+    from napari_advseg.organs import ORGAN_CLASSES
+
+    path.with_suffix(".json").write_text(json.dumps({
+        "normalisation": {"mode": "zscore"}, "class_names": list(ORGAN_CLASSES),
+        "sliding_window": {"roi_size": [32, 32], "mode": "gaussian"}}))
+    assert widget.load_target_file(path)
+    seen = len(notification_manager.records)
+    assert widget.load_generator_file(tiny_files["generator"])
+    messages = [str(n.message) for n in notification_manager.records[seen:]]
+    assert any("trained against its network run on whole slices, but this target runs by a 32 x 32 sliding "
+               "window" in m for m in messages)
 
 
 def test_bad_files_give_notifications_not_exceptions(make_napari_viewer, qtbot, tiny, tmp_path):

@@ -80,6 +80,29 @@ def check_generator_fits(meta: Mapping[str, Any], target, where: str = "the gene
         raise AdvsegError(f"{where}: {why}")
 
 
+def _window_words(window: Mapping | None) -> str:
+    if window is None:
+        return "on whole slices"
+    return f"by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding window"
+
+
+def window_mismatch(meta: Mapping[str, Any], target) -> str | None:
+    """A warning when the generator of ``meta`` was trained against its network run otherwise than ``target``'s
+    (a declared sliding window, or none); None when they agree or the checkpoint predates the record.
+
+    Not an error: the fields fit either way; the network they were trained to break is run differently.
+    """
+    recorded = meta.get("target") or {}
+    if not isinstance(recorded, Mapping) or "sliding_window" not in recorded:
+        return None
+    trained, now = recorded["sliding_window"], getattr(target, "sliding_window", None)
+    if trained == now:
+        return None
+    return (f"the generator was trained against its network run {_window_words(trained)}, but this target runs "
+            f"{_window_words(now)}; declare the same window (--sliding-window, or sliding_window in the model's "
+            f".json) to attack the network it was trained on")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a generator checkpoint (``weights_only=True``) and check its kind."""
     return load_torch_dict(path, GENERATOR_FORMAT, ("config", "generator", "step", "class_names"))

@@ -133,11 +133,14 @@ def load_generator(args: argparse.Namespace, target):
     A generator trained against other classes or another input range than
     ``target``'s is refused with the same message as everywhere else.
     """
-    from napari_advseg.attack.checkpoint import load_generator as load
+    from napari_advseg.attack.checkpoint import load_generator as load, window_mismatch
     from napari_advseg.data.samples import sample_file
 
     path = args.generator or sample_file("generator")
     generator, config, meta = load(path, args.device, target=target)
+    note = window_mismatch(meta, target)
+    if note is not None:
+        warn(f"{path}: {note}")
     return generator, config, meta, str(path)
 
 

@@ -265,11 +265,16 @@ class DataPanel(QWidget):
 
     def load_generator_file(self, path) -> bool:
         """Load a trained generator checkpoint as current. True on success."""
+        from napari_advseg.attack.checkpoint import window_mismatch
+
         try:
             self.session.load_generator(path)
         except Exception as exc:
             self.owner.notify_error(exc)
             return False
+        note = window_mismatch(self.session.generator_meta, self.session.target)
+        if note is not None:
+            self.owner.notify_warning(f"{path}: {note}")
         return True
 
     def set_device(self, name: str) -> None:
