@@ -360,6 +360,7 @@ def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot,
         "normalisation": {"mode": "zscore"}, "class_names": list(ORGAN_CLASSES),
         "sliding_window": {"roi_size": [32, 32], "mode": "gaussian"}}))
     assert widget.load_target_file(path)
+    assert widget.data.normalisation_label.text() == "z-score (per volume); run by a 32 x 32 sliding window"
     seen = len(notification_manager.records)
     assert widget.load_generator_file(tiny_files["generator"])
     messages = [str(n.message) for n in notification_manager.records[seen:]]

@@ -255,11 +255,11 @@ class DataPanel(QWidget):
             except Exception as exc:
                 self.owner.notify_error(exc)
                 return False
-            for note in session.target.notes:  # what was assumed for want of a declaration, as the CLI warns
-                self.owner.notify_warning(note)
             if had_generator and session.generator is None:
                 self.owner.notify_info("The current generator was trained against other classes or intensities "
                                        "than this target: train a new one or load a matching one.")
+            for note in session.target.notes:  # what was assumed for want of a declaration, as the CLI warns
+                self.owner.notify_warning(note)
             self.apply_inputs()  # the labels are checked against the new class names
         return True
 

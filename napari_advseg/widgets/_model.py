@@ -378,20 +378,25 @@ class AttackSession:
         return tuple(self.target.class_names) if self.target is not None else tuple(ORGAN_CLASSES)
 
     def normalisation_text(self) -> str:
-        """How the target expects its input, in words."""
+        """How the target expects its input, in words (and a declared sliding window)."""
         if self.target is None:
             return "(no target loaded)"
         norm = self.target.normalisation
         mode = norm.get("mode", "zscore")
         if mode == "window":
             (low, high), (a, b) = norm["window"], norm.get("range", (-1.0, 1.0))
-            return f"window [{low:g}, {high:g}] HU -> [{a:g}, {b:g}]"
-        if mode == "ct":
+            text = f"window [{low:g}, {high:g}] HU -> [{a:g}, {b:g}]"
+        elif mode == "ct":
             low, high = norm["clip"]
-            return f"CT: HU clipped to [{low:g}, {high:g}], then (HU - {norm['mean']:g}) / {norm['std']:g}"
-        if mode == "none":
-            return "none (HU as they are)"
-        return "z-score (per volume)"
+            text = f"CT: HU clipped to [{low:g}, {high:g}], then (HU - {norm['mean']:g}) / {norm['std']:g}"
+        elif mode == "none":
+            text = "none (HU as they are)"
+        else:
+            text = "z-score (per volume)"
+        window = getattr(self.target, "sliding_window", None)
+        if window is not None:
+            text += f"; run by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding window"
+        return text
 
     def snapshot(self) -> Snapshot:
         """The current case, target and generator, for a background job (call on the main thread)."""
