@@ -176,7 +176,7 @@ def test_export_keeps_the_window_beside_the_network(tmp_path):
 def test_instance_norm_without_a_window_is_said_and_none_silences_it(tmp_path):
     path = script_file(tmp_path)
     notes = load_target(path, "cpu").notes
-    assert any("normalises with instance norm" in note and "--sliding-window" in note for note in notes)
+    assert any("normalises with instance or group norm" in note and "--sliding-window" in note for note in notes)
     (tmp_path / "net.json").write_text(json.dumps({"sliding_window": "none"}))
     target = load_target(path, "cpu")
     assert target.sliding_window is None and not any("instance norm" in note for note in target.notes)
@@ -184,6 +184,10 @@ def test_instance_norm_without_a_window_is_said_and_none_silences_it(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(nn.Conv2d(1, len(ORGAN_CLASSES), 3, padding=1).eval()), str(plain))
     assert not any("instance norm" in note for note in load_target(plain, "cpu").notes)
+    grouped = tmp_path / "grouped.pt"  # group norm (MONAI's SegResNet) takes its statistics from each input too
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, len(ORGAN_CLASSES), 1))
+    torch.jit.save(torch.jit.script(net.eval()), str(grouped))
+    assert any("instance or group norm" in note for note in load_target(grouped, "cpu").notes)
 
 
 def test_train_evaluate_and_sample_through_a_declared_window(tiny_files, tmp_path, capsys):

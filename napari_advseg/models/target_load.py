@@ -207,9 +207,11 @@ def _read_torchscript(path: Path, device: torch.device) -> tuple[nn.Module, dict
     return model, meta
 
 
-def _has_instance_norm(model: nn.Module) -> bool:
-    """Whether a network (TorchScript too: its modules keep their original class names) holds an instance norm."""
-    return any("InstanceNorm" in str(getattr(m, "original_name", type(m).__name__)) for m in model.modules())
+def _has_input_statistics_norm(model: nn.Module) -> bool:
+    """Whether a network (TorchScript too: its modules keep their original class names) holds an instance or a
+    group norm: layers whose statistics come from each input, so a whole slice and a patch differ."""
+    return any(name in str(getattr(m, "original_name", type(m).__name__))
+               for m in model.modules() for name in ("InstanceNorm", "GroupNorm"))
 
 
 def load_target(
@@ -342,9 +344,10 @@ def load_target(
             window = check_sliding_window(window)
         except ValueError as error:
             raise InputFileError(where or path, str(error)) from None
-    elif _has_instance_norm(model):
+    elif _has_input_statistics_norm(model):
         notes.append(
-            f"{path.name} normalises with instance norm, whose statistics depend on the size of what it is given, "
+            f"{path.name} normalises with instance or group norm, whose statistics depend on the size of what it "
+            f"is given, "
             f"and declares no sliding window: it is run on whole slices. If it was trained on patches, give "
             f"--sliding-window H,W[:OVERLAP[:MODE]] or write sliding_window into {sidecar_path(path).name} "
             f"(\"none\" to say whole slices)"
