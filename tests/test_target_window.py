@@ -236,3 +236,14 @@ def test_window_mismatch_is_none_for_older_checkpoints_and_agreement():
     assert window_mismatch({"target": {"path": "x.pt", "sha256": None}}, windowed) is None  # before the record
     assert window_mismatch({"target": {"sliding_window": None}}, whole) is None
     assert "by a 16 x 16 sliding window" in window_mismatch({"target": {"sliding_window": None}}, windowed)
+
+
+def test_a_windowed_target_is_not_hardened(tiny_files):
+    from napari_advseg.defense.hardener import check_hardenable
+    from napari_advseg.errors import AdvsegError
+
+    target = load_target(tiny_files["target"], "cpu", sliding_window={"roi_size": [32, 32]})
+    with pytest.raises(AdvsegError) as info:
+        check_hardenable(target)
+    assert "declared sliding window" in str(info.value) and "--sliding-window none" in str(info.value)
+    check_hardenable(load_target(tiny_files["target"], "cpu"))  # the same checkpoint on whole slices is

@@ -77,6 +77,10 @@ def check_hardenable(target: Target) -> None:
     if is_volumetric(target):
         raise AdvsegError(f"{target.name}: is a 3D network (a slab target); hardening fine-tunes 2D targets on "
                           "batches of single slices, so a 3D one is not hardened")
+    if getattr(target, "sliding_window", None) is not None:
+        raise AdvsegError(f"{target.name}: is run by a declared sliding window; hardening fine-tunes a project "
+                          "U-Net checkpoint, an nnU-Net folder or a MONAI bundle as its files run it, so give "
+                          "--sliding-window none (or harden the bundle the network came from)")
     if not isinstance(target.model, (UNet2D, *FOLDER_MODELS)):
         raise AdvsegError(f"{target.name}: only a project U-Net checkpoint, an nnU-Net folder or a MONAI bundle "
                           f"can be hardened (this target is a {target.kind} {type(target.model).__name__})")
