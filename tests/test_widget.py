@@ -368,6 +368,33 @@ def test_what_a_target_leaves_undeclared_is_a_warning(make_napari_viewer, qtbot,
                "window" in m for m in messages)
 
 
+def test_a_dropped_generator_takes_its_layers_with_it(make_napari_viewer, qtbot, tiny, tiny_files, tmp_path):
+    """A target the generator does not fit drops the generator, and its attack layers leave the canvas."""
+    import json
+
+    import torch
+    from torch import nn
+
+    viewer, widget = _tiny_scene(make_napari_viewer, qtbot, tiny)
+    assert widget.load_generator_file(tiny_files["generator"])
+    widget.explore.render_now()
+    assert "adversarial image" in viewer.layers and "clean segmentation (fill)" in viewer.layers
+    path = tmp_path / "windowed.pt"
+    torch.jit.save(torch.jit.script(nn.Conv2d(1, 6, 3, padding=1).eval()), str(path))
+    path.with_suffix(".json").write_text(json.dumps({"normalisation": {"mode": "window", "window": [-100, 200]},
+                                                     "class_names": list(widget.session.target.class_names)}))
+    assert widget.load_target_file(path)
+    assert widget.session.generator is None
+    assert "adversarial image" not in viewer.layers and "clean segmentation (fill)" not in viewer.layers
+    assert not viewer.layers["deformation grid"].data.any()  # the overlays stay, blank (transparent at 0)
+    assert len(viewer.layers["deformation arrows"].data) == 0
+    assert "CT" in viewer.layers and "reference" in viewer.layers
+    # a generator again: the next render draws the attack again
+    assert widget.load_target_file(tiny["target"]) and widget.load_generator_file(tiny_files["generator"])
+    widget.explore.render_now()
+    assert "adversarial image" in viewer.layers and "clean segmentation (fill)" in viewer.layers
+
+
 def test_bad_files_give_notifications_not_exceptions(make_napari_viewer, qtbot, tiny, tmp_path):
     from napari.utils.notifications import notification_manager
 

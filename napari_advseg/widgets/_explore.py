@@ -181,7 +181,31 @@ class ExplorePanel(QWidget):
             self.use_bias.setEnabled(session.config.use_bias)
         if not session.can_explore():
             self.slice_label.setText("Load a CT, a target and a generator (or train one) to explore.")
+            self._drop_attack_layers()
         self._controls_changed()
+
+    def _drop_attack_layers(self) -> None:
+        """Nothing to explore any more (the generator was dropped or unloaded): take the slice's attack off the
+        canvas, so that it shows no result of a generator or target no longer loaded. The images and
+        segmentations leave the layer list; the overlays (fields, grid, arrows) stay, blank, with their
+        switches as they were. The next render draws them all again."""
+        import numpy as np
+
+        viewer = self.owner.viewer
+        removed = [self._layer(name) for name in (L.ADVERSARIAL, L.ADVERSARIAL_SEG, L.CHANGES, L.WARPED_REFERENCE,
+                                                  L.CLEAN_SEG)]
+        removed = [layer for layer in removed if layer is not None]
+        for name in (L.GRID, L.MAGNITUDE, L.BIAS, L.BIAS_PERCENT, L.DEFORMATION):
+            layer = self._layer(name)
+            if layer is not None:  # transparent at 0 (an empty set of arrows)
+                layer.data = (np.zeros((0,) + layer.data.shape[1:], layer.data.dtype) if name == L.DEFORMATION
+                              else np.zeros_like(layer.data))
+        if removed:
+            self._unwatch_layers()
+            for layer in removed:
+                viewer.layers.remove(layer)
+            self._watch_layers()
+        self.last_result = None
 
     def latent_choice(self) -> LatentChoice:
         """The sliders, switches and strength as the session records them."""
