@@ -379,6 +379,7 @@ def test_a_dropped_generator_takes_its_layers_with_it(make_napari_viewer, qtbot,
     assert widget.load_generator_file(tiny_files["generator"])
     widget.explore.render_now()
     assert "adversarial image" in viewer.layers and "clean segmentation (fill)" in viewer.layers
+    assert widget.explore.rho_label.text() != ""
     path = tmp_path / "windowed.pt"
     torch.jit.save(torch.jit.script(nn.Conv2d(1, 6, 3, padding=1).eval()), str(path))
     path.with_suffix(".json").write_text(json.dumps({"normalisation": {"mode": "window", "window": [-100, 200]},
@@ -388,11 +389,13 @@ def test_a_dropped_generator_takes_its_layers_with_it(make_napari_viewer, qtbot,
     assert "adversarial image" not in viewer.layers and "clean segmentation (fill)" not in viewer.layers
     assert not viewer.layers["deformation grid"].data.any()  # the overlays stay, blank (transparent at 0)
     assert len(viewer.layers["deformation arrows"].data) == 0
+    assert widget.explore.table.rowCount() == 0 and widget.explore.rho_label.text() == ""
     assert "CT" in viewer.layers and "reference" in viewer.layers
     # a generator again: the next render draws the attack again
     assert widget.load_target_file(tiny["target"]) and widget.load_generator_file(tiny_files["generator"])
     widget.explore.render_now()
     assert "adversarial image" in viewer.layers and "clean segmentation (fill)" in viewer.layers
+    assert widget.explore.rho_label.text() != ""
 
 
 def test_bad_files_give_notifications_not_exceptions(make_napari_viewer, qtbot, tiny, tmp_path):

@@ -206,6 +206,8 @@ class ExplorePanel(QWidget):
                 viewer.layers.remove(layer)
             self._watch_layers()
         self.last_result = None
+        self.table.show_organs({})  # no Dice of a generator no longer loaded
+        self.rho_label.setText("")
 
     def latent_choice(self) -> LatentChoice:
         """The sliders, switches and strength as the session records them."""
