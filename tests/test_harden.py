@@ -168,7 +168,8 @@ def test_only_a_project_unet_can_be_hardened(setup, tmp_path):
 
 
 def test_robustness_report_has_every_key_and_writes_its_files(setup, tmp_path):
-    from napari_advseg.evaluation.robustness import ROBUSTNESS_ATTACKS, robustness_report, write_robustness
+    from napari_advseg.evaluation.robustness import (ROBUSTNESS_ATTACKS, format_robustness, robustness_report,
+                                                     write_robustness)
     from napari_advseg.models.target_load import load_target
 
     out = tmp_path / "hardened.pt"
@@ -213,6 +214,12 @@ def test_robustness_report_has_every_key_and_writes_its_files(setup, tmp_path):
     robustness_report(targets[:1], setup["train"], setup["test"], rhos=(0.04,), new_generator_steps=1, samples=1,
                       work_dir=tmp_path / "work", device="cpu")
     assert [p.stat().st_mtime_ns for p in kept] == stamps
+    # no new generator asked for: attack (b) is left out, not scored with an untrained generator
+    report = robustness_report(targets[:1], setup["train"], setup["test"], rhos=(0.04,), new_generator_steps=0,
+                               samples=1, work_dir=tmp_path / "none", device="cpu")
+    assert report["networks"][0]["attacks"]["new_generator"] == {"skipped": "not trained (new generator steps 0)"}
+    assert not list((tmp_path / "none").glob("*/generator.pt"))
+    assert "| (b) new generator trained against it | - | skipped: not trained" in format_robustness(report)
 
 
 def test_cli_harden_then_robustness(tiny_files, tmp_path, capsys, one_thread):

@@ -65,7 +65,7 @@ def add_robustness_parser(sub) -> None:
                                                   "(default: the shipped generator with the shipped data)")
     p.add_argument("--rhos", type=floats, default=[0.04, 0.08], help="rho values (default 0.04,0.08)")
     p.add_argument("--new-generator-steps", type=non_negative_int, default=200,
-                   help="training steps of each new generator (b) (default 200)")
+                   help="training steps of each new generator (b) (default 200; 0 leaves (b) out)")
     p.add_argument("--samples", type=non_negative_int, default=2, help="attacks per slice (default 2)")
     p.add_argument("--out", type=Path, default=Path("robustness"),
                    help="folder for the report and the new generators (default robustness/)")

@@ -168,12 +168,17 @@ def robustness_report(targets: Sequence[Any], train: tuple[Any, Any], test: tupl
         name = network_name(target, names)
         sha256 = weights_sha256(target.path)
         path_a, source_a = hardening_generator_of(target, attacker)
-        say(f"{name}: training a new generator ({new_generator_steps} steps)")
-        path_b = new_generator(target, name, train, work_dir, steps=new_generator_steps, seed=seed,
-                               device=device, sha256=sha256, progress=lambda m: say(f"{name}: new generator", m))
+        path_b = None
+        if new_generator_steps > 0:  # 0: attack (b) is left out, not run with an untrained generator
+            say(f"{name}: training a new generator ({new_generator_steps} steps)")
+            path_b = new_generator(target, name, train, work_dir, steps=new_generator_steps, seed=seed,
+                                   device=device, sha256=sha256,
+                                   progress=lambda m: say(f"{name}: new generator", m))
         entry = network_robustness(target, test, rhos=rhos, samples=samples, seed=seed,
                                    generators={"hardening_generator": path_a, "new_generator": path_b},
                                    progress=lambda message: say(f"{name}: {message}"))
+        if path_b is None:
+            entry["attacks"]["new_generator"] = {"skipped": "not trained (new generator steps 0)"}
         entry["attacks"]["hardening_generator"]["source"] = source_a
         hardening = (target.metrics or {}).get("hardening") or {}
         networks.append({"name": name, "path": target.path,
