@@ -23,6 +23,7 @@ from napari_advseg.device import resolve_device
 from napari_advseg.errors import AdvsegError, first_line
 from napari_advseg.io.atomic import atomic_write, load_torch_dict
 from napari_advseg.io.json_write import write_json
+from napari_advseg.models.target_meta import window_words
 from napari_advseg.seeding import seeded_build
 
 GENERATOR_FORMAT = "napari-advseg-generator"
@@ -80,12 +81,6 @@ def check_generator_fits(meta: Mapping[str, Any], target, where: str = "the gene
         raise AdvsegError(f"{where}: {why}")
 
 
-def _window_words(window: Mapping | None) -> str:
-    if window is None:
-        return "on whole slices"
-    return f"by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding window"
-
-
 def window_mismatch(meta: Mapping[str, Any], target) -> str | None:
     """A warning when the generator of ``meta`` was trained against its network run otherwise than ``target``'s
     (a declared sliding window, or none); None when they agree or the checkpoint predates the record.
@@ -98,8 +93,8 @@ def window_mismatch(meta: Mapping[str, Any], target) -> str | None:
     trained, now = recorded["sliding_window"], getattr(target, "sliding_window", None)
     if trained == now:
         return None
-    return (f"the generator was trained against its network run {_window_words(trained)}, but this target runs "
-            f"{_window_words(now)}; declare the same window (--sliding-window, or sliding_window in the model's "
+    return (f"the generator was trained against its network run {window_words(trained)}, but this target runs "
+            f"{window_words(now)}; declare the same window (--sliding-window, or sliding_window in the model's "
             f".json) to attack the network it was trained on")
 
 

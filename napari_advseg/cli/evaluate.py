@@ -68,6 +68,7 @@ def _run_attack(args, target, generator, config, path: str, case) -> int:
 def _run_clean(args, target, case) -> int:
     """No generator for this target and data: the target's clean Dice only, written as the report."""
     from napari_advseg.cli.common import say
+    from napari_advseg.models.target_meta import window_words
     from napari_advseg.workflows import clean_report, write_outputs
 
     say("no --generator: clean Dice only (the shipped generator attacks only the shipped target on the shipped "
@@ -81,8 +82,7 @@ def _run_clean(args, target, case) -> int:
     write_outputs(report, table, args.json, args.markdown)
     say(table)
     window = report.get("sliding_window")
-    run_by = "" if window is None else (f", run by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding "
-                                        f"window ({window['mode']}, overlap {window['overlap']:g})")
+    run_by = "" if window is None else f", run {window_words(window)} ({window['mode']}, overlap {window['overlap']:g})"
     say(f"Dice in % on {report['slices']} slices ({args.split}) of {case.name}; target normalisation "
         f"{report['normalisation']}{run_by}.")
     return 0

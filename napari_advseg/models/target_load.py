@@ -347,8 +347,7 @@ def load_target(
     elif _has_input_statistics_norm(model):
         notes.append(
             f"{path.name} normalises with instance or group norm, whose statistics depend on the size of what it "
-            f"is given, "
-            f"and declares no sliding window: it is run on whole slices. If it was trained on patches, give "
+            f"is given, and declares no sliding window: it is run on whole slices. If it was trained on patches, give "
             f"--sliding-window H,W[:OVERLAP[:MODE]] or write sliding_window into {sidecar_path(path).name} "
             f"(\"none\" to say whole slices)"
         )

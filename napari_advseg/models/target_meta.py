@@ -22,6 +22,7 @@ __all__ = [
     "check_normalisation",
     "check_sliding_window",
     "plain_data",
+    "window_words",
 ]
 
 DEFAULT_NORMALISATION: dict = {"mode": "zscore"}
@@ -137,6 +138,14 @@ def check_sliding_window(window: Any) -> dict | None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
         raise ValueError(f"a sliding window's sigma_scale must be a positive number, got {sigma!r}")
     return {"roi_size": [int(v) for v in roi], "overlap": float(overlap), "mode": mode, "sigma_scale": float(sigma)}
+
+
+def window_words(window: dict | None) -> str:
+    """How a target's network is run over a slice, for messages: ``"by a 96 x 96 sliding window"`` or
+    ``"on whole slices"`` (``window``: a checked declaration, or None)."""
+    if window is None:
+        return "on whole slices"
+    return f"by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding window"
 
 
 def check_class_names(class_names: Any) -> tuple[str, ...]:

@@ -189,8 +189,6 @@ class ExplorePanel(QWidget):
         canvas, so that it shows no result of a generator or target no longer loaded. The images and
         segmentations leave the layer list; the overlays (fields, grid, arrows) stay, blank, with their
         switches as they were. The next render draws them all again."""
-        import numpy as np
-
         viewer = self.owner.viewer
         removed = [self._layer(name) for name in (L.ADVERSARIAL, L.ADVERSARIAL_SEG, L.CHANGES, L.WARPED_REFERENCE,
                                                   L.CLEAN_SEG)]

@@ -395,7 +395,9 @@ class AttackSession:
             text = "z-score (per volume)"
         window = getattr(self.target, "sliding_window", None)
         if window is not None:
-            text += f"; run by a {window['roi_size'][0]} x {window['roi_size'][1]} sliding window"
+            from napari_advseg.models.target_meta import window_words
+
+            text += f"; run {window_words(window)}"
         return text
 
     def snapshot(self) -> Snapshot:

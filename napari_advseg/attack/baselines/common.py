@@ -92,40 +92,31 @@ def attack_mask(labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation:
 
 
 def per_slice_organ_ce(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int] | None, dilation: int,
-                       cap: float) -> torch.Tensor:
+                       cap: float, temperature: float | None = None) -> torch.Tensor:
     """Eq. 5 organ by organ, each capped at ``cap``, averaged over the organs present: shape (N,).
 
     Per slice, ``mean_k min(L_mce,k, cap)`` over the organs ``k`` in
     ``labels`` (``organ_ids``, or every label > 0), each with its own dilated
     mask. An organ whose cross-entropy passed ``cap`` adds no gradient, so an
     ascent on it moves on to the organs still intact instead of driving a
-    large organ further (the pooled Eq. 5 weighs organs by their pixels). A
-    slice with no organ gets the pooled CE over all its pixels.
+    large organ further (the pooled Eq. 5 weighs organs by their pixels).
+    ``temperature``: the soft minimum over the organs instead of their mean
+    (:func:`~napari_advseg.attack.losses.slice_organ_softmin`), so the ascent
+    goes to each slice's least attacked organs. A slice with no organ gets the
+    pooled CE over all its pixels.
     """
     ids = [int(k) for k in (organ_ids if organ_ids is not None else torch.unique(labels).tolist()) if int(k) > 0]
-    ce, present = slice_organ_ce(logits, labels, ids, dilation)
-    count = present.sum(dim=1)
-    total = torch.where(present, ce.clamp(max=cap), torch.zeros_like(ce)).sum(dim=1)
-    mean = total / count.clamp_min(1)
-    if bool((count == 0).any()):  # a slice without organs: the CE over all its pixels
+    if temperature is None:
+        ce, present = slice_organ_ce(logits, labels, ids, dilation)
+        count = present.sum(dim=1)
+        total = torch.where(present, ce.clamp(max=cap), torch.zeros_like(ce)).sum(dim=1)
+        value, rows = total / count.clamp_min(1), count > 0
+    else:
+        value, rows = slice_organ_softmin(logits, labels, ids, dilation, cap, temperature)
+    if not bool(rows.all()):  # a slice without organs: the CE over all its pixels
         pooled = F.cross_entropy(logits, labels.to(logits.device).long(), reduction="none").flatten(1).mean(dim=1)
-        mean = torch.where(count > 0, mean, pooled)
-    return mean
-
-
-def per_slice_organ_softmin(logits: torch.Tensor, labels: torch.Tensor, organ_ids: Sequence[int] | None,
-                            dilation: int, cap: float, temperature: float) -> torch.Tensor:
-    """Each slice's soft minimum over its organs' capped Eq. 5 (:func:`slice_organ_softmin`): shape (N,).
-
-    The ascent goes to each slice's least attacked organs. A slice with no
-    organ gets the pooled CE over all its pixels.
-    """
-    ids = [int(k) for k in (organ_ids if organ_ids is not None else torch.unique(labels).tolist()) if int(k) > 0]
-    soft, rows = slice_organ_softmin(logits, labels, ids, dilation, cap, temperature)
-    if not bool(rows.all()):
-        pooled = F.cross_entropy(logits, labels.to(logits.device).long(), reduction="none").flatten(1).mean(dim=1)
-        soft = torch.where(rows, soft, pooled)
-    return soft
+        value = torch.where(rows, value, pooled)
+    return value
 
 
 def per_slice_masked_ce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,

@@ -19,7 +19,6 @@ from napari_advseg.attack.baselines.common import (
     per_slice,
     per_slice_masked_ce,
     per_slice_organ_ce,
-    per_slice_organ_softmin,
     slice_norms,
     sync_device,
 )
@@ -225,7 +224,7 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         ascent turns to the organs still intact once one is broken.
     organ_temperature : float or None
         With ``organ_cap``: each slice's soft minimum over its organs' capped
-        CEs instead of their mean (:func:`per_slice_organ_softmin`, this
+        CEs instead of their mean (:func:`per_slice_organ_ce` with this
         temperature), so each slice's ascent goes to its least attacked
         organs. None: the mean.
     z_smooth : float
@@ -284,11 +283,8 @@ def optimised_smooth_fields(x: torch.Tensor, y: torch.Tensor, target, rho: float
         phi, bias = _fields(*to_coarse(us), size)
         x_adv = apply_fields(x, phi, bias, input_range=input_range)
         y_adv = y if phi is None else warp_labels(y, phi.detach())
-        if organ_cap is not None and organ_temperature is not None:
-            return per_slice_organ_softmin(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap,
-                                           organ_temperature)
         if organ_cap is not None:
-            return per_slice_organ_ce(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap)
+            return per_slice_organ_ce(target(x_adv), y_adv, organ_ids, mask_dilation, organ_cap, organ_temperature)
         mask = attack_mask(y_adv, organ_ids, mask_dilation)
         return per_slice_masked_ce(target(x_adv), y_adv, mask)
 
