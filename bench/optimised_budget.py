@@ -7,7 +7,8 @@ and ask that every segmented organ drop >= 30 % at rho <= 0.10. This
 prints, on the held-out slices of the real CT (``bench/foreign_targets.py``'s
 split), the optimised fields' mean drop and per-organ drops at each budget
 of steps and each rho: whether a longer per-image search reaches the goal
-the generator is asked to meet. Writes ``bench/results/optimised_budget_<target>_steps<N>[_<organs>][_cap<C>].json``.
+the generator is asked to meet; ``--control-spacing`` and ``--seed`` try a
+finer or coarser grid of control points and other random starts. Writes ``bench/results/optimised_budget_<target>_steps<N>[_<organs>][_cap<C>].json``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def main(argv=None) -> int:
     p.add_argument("--organ-softmin", type=float, default=None, metavar="T",
                    help="with --organ-cap: each slice's soft minimum over its organs' capped CEs, temperature T "
                         "(optimised_smooth_fields' organ_temperature), instead of their mean")
+    p.add_argument("--control-spacing", type=int, default=8,
+                   help="pixels between the fields' control points (optimised_smooth_fields' control_spacing)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random start")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
@@ -52,23 +56,26 @@ def main(argv=None) -> int:
     for steps in args.steps:
         for rho in args.rhos:
             start = time.perf_counter()
-            report = evaluate_baseline("optimised_fields_20", target, volumes, rho, samples=1, seed=0,
+            report = evaluate_baseline("optimised_fields_20", target, volumes, rho, samples=1, seed=args.seed,
                                        organ_ids=organ_ids, options={"steps": steps, "organ_cap": args.organ_cap,
-                                                                   "organ_temperature": args.organ_softmin})
+                                                                   "organ_temperature": args.organ_softmin,
+                                                                   "control_spacing": args.control_spacing})
             e = foreign_targets.entry(f"optimised fields, {steps} steps", rho, report)
             e["seconds"] = time.perf_counter() - start
             e["attacked"] = args.organs or "all"
             e["organ_cap"] = args.organ_cap
             e["organ_softmin"] = args.organ_softmin
+            e["control_spacing"], e["seed"] = args.control_spacing, args.seed
             entries.append(e)
             print(f"[{args.target}] optimised fields, {steps} steps, attacking {args.organs or 'all'}, organ cap "
-                  f"{args.organ_cap}{'' if args.organ_softmin is None else f' (soft minimum, T {args.organ_softmin:g})'}, rho {rho} ({e['rho']:.3f}): mean drop "
+                  f"{args.organ_cap}{'' if args.organ_softmin is None else f' (soft minimum, T {args.organ_softmin:g})'}, grid {args.control_spacing} px, seed {args.seed}, rho {rho} ({e['rho']:.3f}): mean drop "
                   f"{100 * e['mean_drop']:.1f} %, {e['organs_passed']}/{e['organs_scored']} organs >= 30 %: "
                   + ", ".join(f"{k} {100 * v['drop']:.0f} %" for k, v in e["organs"].items() if v["drop"] is not None)
                   + f"; realism {json.dumps(e['realism'])} ({e['seconds']:.0f} s)", flush=True)
     suffix = "_steps" + "_".join(map(str, args.steps)) + ("_" + "_".join(args.organs) if args.organs else "") + (
         "" if args.organ_cap is None else f"_cap{args.organ_cap:g}") + (
-        "" if args.organ_softmin is None else f"_softmin{args.organ_softmin:g}")
+        "" if args.organ_softmin is None else f"_softmin{args.organ_softmin:g}") + (
+        "" if args.control_spacing == 8 else f"_grid{args.control_spacing}") + ("" if args.seed == 0 else f"_seed{args.seed}")
     out = args.results / f"optimised_budget_{args.target}{suffix}.json"
     out.write_text(json.dumps({"target": args.target, "entries": entries}, indent=1, default=float) + "\n")
     print(f"wrote {out}")

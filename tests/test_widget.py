@@ -237,8 +237,8 @@ def test_user_path_train_pause_resume_stop_explore_export(make_napari_viewer, qt
     assert widget.export.job is None and (out / files["adversarial"]).stat().st_mtime_ns == stamp
 
 
-def _strong_generator(tiny, folder: Path) -> Path:
-    """A generator checkpoint whose decoders give clearly visible fields."""
+def _strong_generator(tiny, folder: Path, bias_mode: str = "additive") -> Path:
+    """A generator checkpoint whose decoders give clearly visible fields (its bias ``bias_mode``)."""
     from napari_advseg.io.atomic import save_torch
     from napari_advseg.attack.config import AttackConfig
     from napari_advseg.data.cases import make_case
@@ -249,14 +249,14 @@ def _strong_generator(tiny, folder: Path) -> Path:
     target = load_target(tiny["target"], "cpu")
     volume = volume_from_array(tiny["hu"], SPACING)
     case = make_case(volume, tiny["labels"], target.normalisation)
-    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8), target,
-                            case.images, case.labels, "cpu")
+    trainer = AttackTrainer(AttackConfig(steps=1, batch_size=2, critic_steps=1, base_channels=8,
+                                         bias_mode=bias_mode), target, case.images, case.labels, "cpu")
     trainer.step()
     torch.manual_seed(1)
     with torch.no_grad():
         for p in trainer.generator.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    path = folder / "strong_generator.pt"
+    path = folder / f"strong_generator_{bias_mode}.pt"
     save_torch(trainer.state_dict(), path)
     return path
 

@@ -283,3 +283,25 @@ def test_walkthrough_volume_then_slider_still_changes_the_canvas(make_napari_vie
     assert str(camera.orientation2d[0]) == "up" and tuple(viewer.dims.order) == (1, 0, 2)
     explore.orientation.show("axial")
     assert str(camera.orientation2d[0]) == "down"
+
+
+def test_a_generator_of_the_other_bias_mode_swaps_the_bias_layer(make_napari_viewer, qtbot, tiny, tmp_path):
+    """HU bias, then a multiplicative (%) one, then HU again, with the bias shown: one bias layer at a time,
+    drawn in its own units, still shown."""
+    from napari_advseg.widgets import _layers as L
+
+    multiplicative = _strong_generator(tiny, tmp_path, "multiplicative")
+    viewer, explore = _explore_scene(make_napari_viewer, qtbot, tiny, tmp_path)
+    widget = explore.owner
+    viewer.layers[L.BIAS].visible = True
+    explore.render_now()
+    assert viewer.layers[L.BIAS].data.any() and L.BIAS_PERCENT not in viewer.layers
+    for path, shown, gone in ((multiplicative, L.BIAS_PERCENT, L.BIAS),
+                              (_strong_generator(tiny, tmp_path), L.BIAS, L.BIAS_PERCENT)):
+        assert widget.load_generator_file(path)
+        explore.render_now()
+        assert gone not in viewer.layers
+        layer = viewer.layers[shown]
+        assert layer.visible and layer.data.any()
+        assert explore.view_row.wanted(L.BIAS)
+    qtbot.waitUntil(explore.renders.idle, timeout=30_000)
