@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _generator(**changes) -> AttackGenerator:
     torch.manual_seed(0)
-    cfg = AttackConfig(**{"base_channels": 4, "control_spacing": 4, "latent_dim": 3, **changes})
+    # a budget per field, none on the whole (the figures below were set with those)
+    cfg = AttackConfig(**{"base_channels": 4, "control_spacing": 4, "latent_dim": 3, "rho_max": None,
+                          "phi_rho_max": 0.06, "bias_rho_max": 0.06, **changes})
     generator = AttackGenerator(cfg)
     with torch.no_grad():  # the heads start at zero (identity): give them patterns
         for p in generator.parameters():

@@ -52,8 +52,8 @@ def test_svf_generator_does_not_fold_where_the_direct_one_does():
     """The same weights: the decoded field used as the displacement folds, its exponential (svf) does not."""
     from napari_advseg.attack.fields import fold_fraction
 
-    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None,
-                       phi_gradient_max=None, phi_integration="direct")
+    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, rho_max=None,
+                       phi_edge_gate=None, phi_gradient_max=None, phi_integration="direct")
     torch.manual_seed(1)
     direct = AttackGenerator(cfg)
     with torch.no_grad():  # smooth fields of up to 8 px over an 8 px control grid (far steeper ones fold either way)
@@ -74,8 +74,8 @@ def test_gradient_cap_keeps_the_generators_jacobian_near_one():
     within about exp(-0.2) .. exp(0.2)."""
     from napari_advseg.attack.fields import jacobian_determinant, largest_gradient
 
-    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, phi_edge_gate=None,
-                       phi_gradient_max=None)
+    cfg = AttackConfig(**{**TINY, "control_spacing": 8}, phi_max=8.0, phi_rho_max=None, rho_max=None,
+                       phi_edge_gate=None, phi_gradient_max=None)
     torch.manual_seed(1)
     free = AttackGenerator(cfg)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_rho_budget_caps_every_slice_and_keeps_small_ones(fields):
     from napari_advseg.attack.fields import apply_fields, perceptibility_per_slice
 
     torch.manual_seed(5)
-    cfg = AttackConfig(**TINY, fields=fields)
+    cfg = AttackConfig(**TINY, fields=fields, rho_max=None)
     gen = AttackGenerator(cfg)
     with torch.no_grad():
         for p in gen.parameters():

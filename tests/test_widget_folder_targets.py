@@ -97,10 +97,10 @@ def test_explore_apply_and_export_with_a_folder_target(kind, make_napari_viewer,
 
     # the strength: "Set rho" reaches it, the dose-response curve has one line per organ of the table
     strength = explore.strength
-    strength.set_rho(0.05)
-    qtbot.waitUntil(lambda: explore.last_segmented is not None and explore.last_segmented.request.rho == 0.05
+    strength.set_rho(0.03)
+    qtbot.waitUntil(lambda: explore.last_segmented is not None and explore.last_segmented.request.rho == 0.03
                     and explore.renders.idle(), timeout=60_000)
-    assert explore.last_segmented.view.rho == pytest.approx(0.05, rel=0.01)
+    assert explore.last_segmented.view.rho == pytest.approx(0.03, rel=0.01)
     strength.curve_button.click()
     qtbot.waitUntil(lambda: strength.job is None and strength.plot.marker is not None, timeout=60_000)
     organs = [explore.table.item(r, 0).text() for r in range(explore.table.rowCount())]

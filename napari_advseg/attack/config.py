@@ -44,7 +44,7 @@ SLIDER_OPTIONS_ON = {"single_alone": True, "lambda_alone": 1.0, "lambda_excess":
 shipped sample): each latent number then moves the fields and the Dice visibly on its own, at a cost in
 attack strength and in time (docs/tuning.md)."""
 _LEGACY_DEFAULTS = {"lambda_teacher": 0.0, "lambda_spectrum": 0.0, "attack_gradient": "raw", "bias_unit": 1.0, "phi_gradient_max": None, "latent_decoder": "concat", "lambda_single": 0.0, "phi_edge_gate": None, "phi_rho_max": None,
-                    "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None,
+                    "phi_response": "linear", "phi_integration": "direct", "bias_rho_max": None, "rho_max": None,
                     "z_smooth": 0.0, "neighbour_input": 0, "neighbour_blend": False,
                     **SLIDER_OPTIONS_OFF}
 """What a checkpoint written before an option was trained with (its file lacks the key)."""
@@ -175,12 +175,13 @@ class AttackConfig:
                                                         "wave of wavelength under 32 px above which the spectrum "
                                                         "term costs")
     # -- budgets on rho
-    rho_max: float | None = _option(None, "budgets", "hard budget on each slice's rho (Eq. 7): both fields are "
-                                                     "scaled down to it; 0 or none: no budget", everyday=True,
+    rho_max: float | None = _option(0.085, "budgets", "hard budget on each slice's rho (Eq. 7): both fields are "
+                                                      "scaled down to it together, so G chooses how to share it "
+                                                      "between them; 0 or none: no budget", everyday=True,
                                     zero_is_off=True)
-    phi_rho_max: float | None = _option(0.06, "budgets", "budget on the rho of the warped image alone, T(x; phi); "
+    phi_rho_max: float | None = _option(None, "budgets", "budget on the rho of the warped image alone, T(x; phi); "
                                                          "0 or none: no budget", zero_is_off=True)
-    bias_rho_max: float | None = _option(0.06, "budgets", "budget on the rho of x + b alone; 0 or none: no budget",
+    bias_rho_max: float | None = _option(None, "budgets", "budget on the rho of x + b alone; 0 or none: no budget",
                                          zero_is_off=True)
     # -- latent shaping
     lambda_kl_phi: float | None = _option(None, "latent", "weight of z_phi's KL term alone; none: lambda_kl")
